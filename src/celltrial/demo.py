@@ -1,0 +1,68 @@
+"""``celltrial demo``: a whole study from the built-in protocol and a simulated cohort."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from celltrial.cohort import simulate
+from celltrial.errors import StudyError
+from celltrial.overview import StudyOverview, summarize_study
+from celltrial.report import write_report
+from celltrial.store.database import study_session
+from celltrial.store.loading import load_simulated_cohort
+from celltrial.study import PROTOCOL_FILE, StudyHandle, init_study, read_study_frames
+
+DEMO_USER = "celltrial-demo"
+#: The demo's steps, in order, for progress display.
+DEMO_STEPS = ("create study", "simulate cohort", "load database", "analyse", "write report")
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    study: StudyHandle
+    overview: StudyOverview
+    report: Path
+
+
+def run_demo(
+    out: str | Path,
+    *,
+    n_subjects: int = 5,
+    seed: int = 2020,
+    protocol: str | Path | None = None,
+    db_url: str | None = None,
+    force: bool = False,
+    on_step: Callable[[str], None] = lambda _step: None,
+) -> DemoResult:
+    """Create a study in ``out``, load a simulated cohort, analyse it and write its report.
+
+    ``on_step`` is called with each step's name before it starts (for progress display).
+    """
+    out = Path(out)
+    if n_subjects < 1:
+        raise StudyError(f"--subjects must be at least 1 (got {n_subjects})")
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            raise StudyError(
+                f"{out} exists and is not empty; choose another --out or add --force to replace "
+                "a previous demo"
+            )
+        if not (out / PROTOCOL_FILE).exists():
+            raise StudyError(f"{out} is not a celltrial study; --force only replaces a study")
+        shutil.rmtree(out)
+    on_step(DEMO_STEPS[0])
+    study = init_study(out, protocol=protocol, db_url=db_url, user=DEMO_USER)
+    on_step(DEMO_STEPS[1])
+    cohort = simulate(study.protocol, n_subjects, seed=seed)
+    on_step(DEMO_STEPS[2])
+    with study_session(study.engine, user=DEMO_USER, reason="demo: simulated cohort") as session:
+        load_simulated_cohort(session, study.study_id, cohort)
+    on_step(DEMO_STEPS[3])
+    frames = read_study_frames(study)
+    overview = summarize_study(study.protocol, frames)
+    on_step(DEMO_STEPS[4])
+    report = write_report(study, frames=frames, overview=overview)
+    return DemoResult(study=study, overview=overview, report=report)

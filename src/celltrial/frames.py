@@ -1,0 +1,103 @@
+"""The long, CDISC-like frame shapes every analysis works on.
+
+Only :mod:`celltrial.store` talks to the database; everything downstream receives pandas frames in
+the shapes defined here (one row per subject × test × time), so analyses are pure functions that are
+easy to test with small hand-made frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pandas as pd
+
+from celltrial.errors import DataError
+
+#: One row per measured value (lab result or vital sign).
+#: ``time`` is timezone-aware (UTC); ``study_day`` counts calendar days in the study's time zone
+#: from the subject's first infusion (day 0), NaN before a first infusion exists.
+#: ``value`` and ``unit`` are canonical (catalogue unit); ``raw_value``/``raw_unit`` keep
+#: the source.
+#: ``qualifier`` is "" or one of "<", "<=", ">", ">=" (value at a reporting limit).
+OBSERVATION_COLUMNS: tuple[str, ...] = (
+    "subject_id",
+    "time",
+    "study_day",
+    "test",
+    "value",
+    "unit",
+    "raw_value",
+    "raw_unit",
+    "qualifier",
+    "ref_low",
+    "ref_high",
+    "specimen",
+    "source",
+)
+
+#: One row per infusion given or planned-and-recorded.
+INFUSION_COLUMNS: tuple[str, ...] = (
+    "subject_id",
+    "number",
+    "lot_id",
+    "planned_time",
+    "start_time",
+    "end_time",
+    "study_day",
+    "cells_given",
+    "volume_ml",
+    "completed",
+    "stop_reason",
+)
+
+#: One row per adverse event.
+ADVERSE_EVENT_COLUMNS: tuple[str, ...] = (
+    "subject_id",
+    "term",
+    "onset",
+    "resolved",
+    "onset_day",
+    "grade",
+    "serious",
+    "serious_criteria",
+    "relatedness",
+    "expected",
+    "action",
+    "outcome",
+)
+
+#: One row per subject and day of clinical status.
+CLINICAL_STATUS_COLUMNS: tuple[str, ...] = (
+    "subject_id",
+    "time",
+    "study_day",
+    "who_scale",
+    "oxygen_support",
+    "fio2",
+)
+
+#: One row per subject (pseudonymous).
+SUBJECT_COLUMNS: tuple[str, ...] = (
+    "subject_id",
+    "site",
+    "cohort",
+    "sex",
+    "age",
+    "weight_kg",
+    "height_cm",
+    "enrolled",
+    "baseline_who_scale",
+    "first_infusion",
+    "discharged",
+    "died",
+)
+
+
+def check_columns(frame: pd.DataFrame, required: Iterable[str], *, what: str) -> None:
+    """Raise :class:`DataError` naming the columns of ``required`` that ``frame`` lacks."""
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{what} frame is missing column(s) {', '.join(missing)}; "
+            f"it has {', '.join(map(str, frame.columns)) or 'no columns'}"
+        )

@@ -1,0 +1,296 @@
+"""Assemble the study report (self-contained HTML) from a study's data and analyses."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from importlib.resources import files
+from pathlib import Path
+
+import pandas as pd
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
+
+from celltrial import __version__
+from celltrial.overview import StudyOverview, summarize_study
+from celltrial.protocol import Protocol
+from celltrial.report.tables import TableCounter, render_table, status_badge
+from celltrial.store.frames import read_import_batches
+from celltrial.study import StudyFrames, StudyHandle, read_study_frames
+
+PACKAGES = ("numpy", "pandas", "scipy", "SQLAlchemy", "pydantic", "Jinja2")
+
+
+@dataclass(frozen=True)
+class Section:
+    """An extra report section contributed by an analysis (safety, efficacy, CT…)."""
+
+    id: str
+    title: str
+    html: Markup
+
+
+def write_report(
+    study: StudyHandle,
+    *,
+    out: str | Path | None = None,
+    frames: StudyFrames | None = None,
+    overview: StudyOverview | None = None,
+    today: pd.Timestamp | None = None,
+) -> Path:
+    """Write ``report.html`` (or ``out``) for ``study``; returns the path written."""
+    frames = frames or read_study_frames(study)
+    overview = overview or summarize_study(study.protocol, frames, today=today)
+    html = render_report_html(study, frames, overview)
+    path = Path(out) if out else study.directory / "report.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(html, encoding="utf-8")
+    return path
+
+
+def render_report_html(study: StudyHandle, frames: StudyFrames, overview: StudyOverview) -> str:
+    """The whole report as one self-contained HTML document (no external resources)."""
+    protocol = study.protocol
+    counter = TableCounter()
+    tables = {
+        "schedule": _schedule_table(protocol, counter),
+        "baseline": _baseline_table(frames.subjects, counter),
+        "subjects": _subjects_table(overview, counter),
+        "infusions": _infusion_table(overview, frames, counter),
+        "visits": _visit_table(overview, counter),
+    }
+    deviations = overview.deviations
+    if len(deviations):
+        counts = (
+            deviations.groupby(["category", "kind"]).agg(
+                deviations=("kind", "size"), subjects=("subject_id", "nunique")
+            )
+        ).reset_index()
+        tables["deviation_counts"] = render_table(
+            counts, caption="Protocol deviations by kind.", counter=counter
+        )
+        tables["deviations"] = render_table(
+            deviations.rename(columns={"subject_id": "subject", "study_day": "day"})[
+                ["subject", "day", "kind", "what", "detail"]
+            ],
+            caption="Listing of protocol deviations.",
+            counter=counter,
+        )
+    batches = read_import_batches(study.engine)
+    tables["batches"] = render_table(
+        batches.assign(counts=batches["counts"].map(_counts_text))[
+            ["id", "time", "user", "kind", "source", "source_sha256", "counts"]
+        ],
+        caption="Data loads (import batches) recorded in the audit log.",
+        counter=counter,
+    )
+    sections = [
+        {"id": "protocol", "title": "Study and protocol"},
+        {"id": "cohort", "title": "Participants"},
+        {"id": "exposure", "title": "Exposure"},
+        {"id": "visits", "title": "Visits and assessments"},
+        {"id": "deviations", "title": "Protocol deviations"},
+        {"id": "methods", "title": "Methods and provenance"},
+    ]
+    env = Environment(
+        loader=PackageLoader("celltrial.report", "templates"),
+        autoescape=select_autoescape(["html", "j2"]),
+        undefined=StrictUndefined,
+    )
+    template = env.get_template("report.html.j2")
+    return template.render(
+        protocol=protocol,
+        css=Markup(files("celltrial.report").joinpath("templates/report.css").read_text("utf-8")),
+        today=overview.today.strftime("%Y-%m-%d %H:%M UTC"),
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        version=__version__,
+        sections=sections,
+        regimen_text=regimen_text(protocol),
+        release_text=release_text(protocol),
+        flow_text=flow_text(overview),
+        tables=tables,
+        n=overview.n,
+        n_deviations=len(deviations),
+        n_subjects_with_deviations=deviations["subject_id"].nunique(),
+        extra_sections=[],
+        overview_method=overview.method,
+        protocol_sha=hashlib.sha256((study.directory / "protocol.yaml").read_bytes()).hexdigest()[
+            :16
+        ],
+        database=study.engine.url.render_as_string(hide_password=True),
+        versions=_versions(),
+    )
+
+
+def regimen_text(protocol: Protocol) -> str:
+    """The regimen in one sentence."""
+    regimen = protocol.regimen
+    dose = f"{regimen.dose.cells:.3g} cells" + (
+        " per kg" if regimen.dose.basis == "per_kg" else " per infusion"
+    )
+    days = ", ".join(str(d) for d in regimen.infusion_days)
+    return (
+        f"{regimen.n_infusions} {regimen.route} infusions of {dose} "
+        f"(±{regimen.dose.tolerance_pct:g} %), one every {regimen.interval_days} days "
+        f"(study days {days}), each over about {regimen.infusion_duration_min:g} min; an infusion "
+        f"may be given up to {regimen.infusion_window.early_days} day(s) early and "
+        f"{regimen.infusion_window.late_days} day(s) late."
+    )
+
+
+def release_text(protocol: Protocol) -> str:
+    """The lot release criteria in one sentence."""
+    release = protocol.product.release
+    positive = ", ".join(f"{m} ≥ {v:g} %" for m, v in release.positive_markers_min_pct.items())
+    negative = ", ".join(f"{m} ≤ {v:g} %" for m, v in release.negative_markers_max_pct.items())
+    return (
+        f"viability ≥ {release.viability_min_pct:g} %; {positive}; {negative}; sterility "
+        f"{release.sterility}; mycoplasma {release.mycoplasma}; endotoxin ≤ "
+        f"{release.endotoxin_max_eu_per_kg_per_h:g} EU/kg/h."
+    )
+
+
+def flow_text(overview: StudyOverview) -> str:
+    """Participant flow in words: enrolled, infusions received, outcome."""
+    given = overview.infusions[overview.infusions["actual_day"].notna()]
+    per_number = given.groupby("number")["subject_id"].nunique()
+    received = "; ".join(f"infusion {k}: {v}" for k, v in per_number.items())
+    outcomes = overview.summary["outcome"].value_counts()
+    outcome_text = ", ".join(f"{v} {k}" for k, v in outcomes.items())
+    return (
+        f"{overview.n} subjects enrolled and treated. Subjects receiving each infusion — "
+        f"{received or 'none yet'}. Status at data cut-off: {outcome_text or 'no subjects'}."
+    )
+
+
+def _schedule_table(protocol: Protocol, counter: TableCounter) -> Markup:
+    rows = [
+        {
+            "visit": v.name,
+            "day": v.day,
+            "window": f"{v.first_day} to {v.last_day}",
+            "labs": ", ".join(v.labs),
+            "vital signs": ", ".join(v.vitals),
+            "WHO scale": "yes" if v.clinical_status else "",
+            "chest CT": "yes" if v.chest_ct else "",
+        }
+        for v in protocol.visits
+    ]
+    caption = "Assessment schedule (study day 0 = first infusion; windows inclusive)."
+    if protocol.daily:
+        caption += (
+            f" Daily from day {protocol.daily.from_day} to {protocol.daily.to_day} in hospital: "
+            f"{', '.join(protocol.daily.vitals)}"
+            + (" and WHO clinical progression scale." if protocol.daily.clinical_status else ".")
+        )
+    return render_table(pd.DataFrame(rows), caption=caption, counter=counter)
+
+
+def _baseline_table(subjects: pd.DataFrame, counter: TableCounter) -> Markup:
+    def med_range(values: pd.Series, digits: int = 0) -> str:
+        values = values.dropna()
+        if values.empty:
+            return "—"
+        return f"{values.median():.{digits}f} ({values.min():.{digits}f}–{values.max():.{digits}f})"
+
+    n = len(subjects)
+    male = subjects["sex"] == "M"
+    bmi = subjects["weight_kg"] / (subjects["height_cm"] / 100) ** 2
+    who = subjects["baseline_who_scale"].value_counts().sort_index()
+    rows = [
+        {"characteristic": "Subjects, n", "value": str(n)},
+        {"characteristic": "Age, years, median (range)", "value": med_range(subjects["age"])},
+        {
+            "characteristic": "Male sex, n (%)",
+            "value": f"{male.sum()} ({100 * male.mean():.0f} %)" if n else "—",
+        },
+        {
+            "characteristic": "Weight, kg, median (range)",
+            "value": med_range(subjects["weight_kg"], 1),
+        },
+        {"characteristic": "BMI, kg/m², median (range)", "value": med_range(bmi, 1)},
+        {
+            "characteristic": "WHO clinical progression scale at baseline, n",
+            "value": ", ".join(f"{int(k)}: {v}" for k, v in who.items()) or "—",
+        },
+    ]
+    return render_table(pd.DataFrame(rows), caption="Baseline characteristics.", counter=counter)
+
+
+def _subjects_table(overview: StudyOverview, counter: TableCounter) -> Markup:
+    summary = overview.summary.rename(
+        columns={
+            "subject_id": "subject",
+            "baseline_who_scale": "WHO at baseline",
+            "visits_complete": "visits complete",
+        }
+    )
+    return render_table(summary, caption="Subjects at data cut-off.", counter=counter)
+
+
+def _infusion_table(overview: StudyOverview, frames: StudyFrames, counter: TableCounter) -> Markup:
+    detail = overview.infusions.merge(
+        frames.infusions[["subject_id", "number", "start_time", "cells_given"]],
+        on=["subject_id", "number"],
+        how="left",
+    )
+    table = pd.DataFrame(
+        {
+            "subject": detail["subject_id"],
+            "infusion": detail["number"],
+            "planned day": detail["planned_day"],
+            "actual day": detail["actual_day"],
+            "status": [status_badge(s) for s in detail["status"]],
+            "lot": detail["lot_id"],
+            "cells given (×10⁷)": detail["cells_given"] / 1e7,
+            "start": detail["start_time"],
+        }
+    )
+    return render_table(
+        table,
+        caption="Infusions: planned and actual study day, lot and cells given.",
+        counter=counter,
+        formats={
+            "cells given (×10⁷)": lambda v: "—" if pd.isna(v) else f"{v:.2f}",
+            "actual day": lambda v: "—" if pd.isna(v) else str(int(v)),
+        },
+        raw_html=frozenset({"status"}),
+    )
+
+
+def _visit_table(overview: StudyOverview, counter: TableCounter) -> Markup:
+    visits = overview.visits
+    if visits.empty:
+        return Markup("<p>No treated subjects yet.</p>")
+    order = visits.drop_duplicates("visit_index").sort_values("visit_index")["visit"].tolist()
+    cells = visits.assign(
+        cell=[
+            status_badge(s) + (f"<br><small>{n}</small>" if n else "")
+            for s, n in zip(visits["status"], visits["not_done"], strict=True)
+        ]
+    )
+    matrix = cells.pivot(index="subject_id", columns="visit", values="cell")[order]
+    matrix = matrix.reset_index().rename(columns={"subject_id": "subject"})
+    return render_table(
+        matrix,
+        caption="Visit status per subject (assessments not done in window listed).",
+        counter=counter,
+        raw_html=frozenset(order),
+    )
+
+
+def _counts_text(counts: dict) -> str:
+    return ", ".join(f"{table}: {n}" for table, n in (counts or {}).items())
+
+
+def _versions() -> str:
+    parts = [f"Python {platform.python_version()}"]
+    for package in PACKAGES:
+        try:
+            parts.append(f"{package} {version(package)}")
+        except PackageNotFoundError:
+            continue
+    return ", ".join(parts)

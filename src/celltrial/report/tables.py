@@ -1,0 +1,72 @@
+"""HTML tables for the report: numbered captions, escaped cells, numbers right-aligned."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from html import escape
+from typing import Any
+
+import pandas as pd
+from markupsafe import Markup
+
+
+class TableCounter:
+    """Numbers tables in the order they are rendered (Table 1, Table 2…)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def next(self) -> int:
+        self.count += 1
+        return self.count
+
+
+def render_table(
+    frame: pd.DataFrame,
+    *,
+    caption: str,
+    counter: TableCounter,
+    formats: dict[str, Callable[[Any], str]] | None = None,
+    raw_html: frozenset[str] = frozenset(),
+) -> Markup:
+    """``frame`` as an HTML table with a numbered caption.
+
+    ``formats`` turns a column's values into text; ``raw_html`` names columns already holding
+    safe HTML (status badges); everything else is escaped.
+    """
+    formats = formats or {}
+    numeric = {c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])}
+    head = "".join(
+        f'<th class="num">{escape(str(c))}</th>' if c in numeric else f"<th>{escape(str(c))}</th>"
+        for c in frame.columns
+    )
+    body = []
+    for row in frame.itertuples(index=False):
+        cells = []
+        for column, value in zip(frame.columns, row, strict=True):
+            text = formats[column](value) if column in formats else _default_text(value)
+            text = text if column in raw_html else escape(text)
+            css = ' class="num"' if column in numeric else ""
+            cells.append(f"<td{css}>{text}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    number = counter.next()
+    return Markup(
+        f"<table><caption>Table {number}. {escape(caption)}</caption>"
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    )
+
+
+def status_badge(status: str, label: str | None = None) -> str:
+    """A coloured status label (class names match the report's CSS)."""
+    text = escape(label if label is not None else status.replace("_", " "))
+    return f'<span class="st {escape(status)}">{text}</span>'
+
+
+def _default_text(value: Any) -> str:
+    if value is None or (not isinstance(value, str | tuple | list | dict) and pd.isna(value)):
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, pd.Timestamp):
+        return value.strftime("%Y-%m-%d %H:%M")
+    return str(value)

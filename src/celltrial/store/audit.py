@@ -1,0 +1,185 @@
+"""The one write path for study data: every insert, update and delete is audited.
+
+Sessions made by :func:`celltrial.store.database.study_session` carry who is writing and why
+(``session.info``). After each flush, a listener writes one append-only ``audit_event`` row per
+changed row, with the values before and after. Bulk loads go through :func:`insert_batch`, which
+records the batch (source, file hash, counts) and one audit row for the whole batch; every stored
+row keeps its batch id and source row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, insert, inspect
+from sqlalchemy.orm import Session
+
+from celltrial.errors import StudyError
+from celltrial.store.models import AUDITED_TABLES, AuditEvent, Base, ImportBatch
+
+
+class StudySession(Session):
+    """A session whose changes to study data are written to the audit log."""
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, float) and value != value:  # NaN is not JSON
+        return None
+    return value
+
+
+def _row_values(obj: Base) -> dict[str, Any]:
+    mapper = inspect(obj).mapper
+    return {c.key: _json_value(getattr(obj, c.key)) for c in mapper.column_attrs}
+
+
+def _row_id(obj: Base) -> str:
+    identity = inspect(obj).identity
+    if identity is None:
+        return ""
+    return "/".join(str(part) for part in identity)
+
+
+def _changed_values(obj: Base) -> tuple[dict[str, Any], dict[str, Any]]:
+    state = inspect(obj)
+    before: dict[str, Any] = {}
+    after: dict[str, Any] = {}
+    for attr in state.mapper.column_attrs:
+        history = state.attrs[attr.key].history
+        if history.has_changes():
+            before[attr.key] = _json_value(history.deleted[0]) if history.deleted else None
+            after[attr.key] = _json_value(history.added[0]) if history.added else None
+    return before, after
+
+
+def _who_and_why(session: Session) -> tuple[str, str | None]:
+    user = session.info.get("user")
+    if not user:
+        raise StudyError("a change to study data needs a user (study_session(..., user=...))")
+    return user, session.info.get("reason")
+
+
+@event.listens_for(StudySession, "after_flush")
+def _audit_flush(session: Session, _context: Any) -> None:
+    rows: list[dict[str, Any]] = []
+    now = datetime.now(UTC)
+    for action, objects in (
+        ("insert", session.new),
+        ("update", session.dirty),
+        ("delete", session.deleted),
+    ):
+        for obj in objects:
+            table = getattr(obj, "__tablename__", None)
+            if table not in AUDITED_TABLES:
+                continue
+            if action == "update":
+                if not session.is_modified(obj, include_collections=False):
+                    continue
+                before, after = _changed_values(obj)
+                if not after and not before:
+                    continue
+            elif action == "insert":
+                before, after = None, _row_values(obj)
+            else:
+                before, after = _row_values(obj), None
+            user, reason = _who_and_why(session)
+            rows.append(
+                {
+                    "time": now,
+                    "user": user,
+                    "action": action,
+                    "table_name": table,
+                    "row_id": _row_id(obj),
+                    "before": before,
+                    "after": after,
+                    "reason": reason,
+                    "import_batch_id": None,
+                    "source_sha256": None,
+                }
+            )
+    if rows:
+        session.connection().execute(insert(AuditEvent), rows)
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def begin_batch(
+    session: Session,
+    *,
+    kind: str,
+    source: str,
+    source_sha256: str | None = None,
+    report: Mapping[str, Any] | None = None,
+) -> ImportBatch:
+    """Open an import batch; add rows with :func:`add_batch_rows`, close with :func:`finish_batch`.
+
+    Nothing is committed here: the caller's transaction keeps the whole load all-or-nothing.
+    """
+    user, reason = _who_and_why(session)
+    batch = ImportBatch(
+        time=datetime.now(UTC),
+        user=user,
+        kind=kind,
+        source=source,
+        source_sha256=source_sha256,
+        counts={},
+        report=dict(report or {}),
+        reason=reason,
+    )
+    session.add(batch)
+    session.flush()
+    return batch
+
+
+def add_batch_rows(
+    session: Session, batch: ImportBatch, model: type[Base], rows: Iterable[Mapping[str, Any]]
+) -> int:
+    """Bulk-insert ``rows`` into ``model``'s table as part of ``batch``; returns the row count."""
+    carries_batch = "import_batch_id" in model.__table__.c
+    materialised = [
+        {**row, "import_batch_id": batch.id} if carries_batch else dict(row) for row in rows
+    ]
+    if materialised:
+        session.execute(insert(model), materialised)
+    counts = dict(batch.counts)
+    counts[model.__tablename__] = counts.get(model.__tablename__, 0) + len(materialised)
+    batch.counts = counts
+    return len(materialised)
+
+
+def finish_batch(session: Session, batch: ImportBatch) -> None:
+    """Record one ``import`` audit row for the whole batch (source, hash, counts per table)."""
+    user, reason = _who_and_why(session)
+    session.add(
+        AuditEvent(
+            time=batch.time,
+            user=user,
+            action="import",
+            table_name=",".join(batch.counts) or "-",
+            row_id=None,
+            before=None,
+            after={
+                "batch": batch.id,
+                "kind": batch.kind,
+                "source": batch.source,
+                "counts": batch.counts,
+            },
+            reason=reason,
+            import_batch_id=batch.id,
+            source_sha256=batch.source_sha256,
+        )
+    )
+    session.flush()

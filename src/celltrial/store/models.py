@@ -1,0 +1,241 @@
+"""ORM models of the study database (SQLAlchemy 2).
+
+Only :mod:`celltrial.store` uses these; analyses receive pandas frames (see
+:mod:`celltrial.frames`).
+Every row created by a bulk import keeps its ``import_batch_id`` and ``source_row``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from celltrial.store.types import UTCDateTime
+
+
+class Base(DeclarativeBase):
+    """Base of every celltrial table."""
+
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+    }
+
+
+class _Sourced:
+    """Columns that trace a row back to the import batch and source row it came from."""
+
+    import_batch_id: Mapped[int | None] = mapped_column(ForeignKey("import_batch.id"), index=True)
+    source_row: Mapped[int | None]
+
+
+class Study(Base):
+    __tablename__ = "study"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    title: Mapped[str] = mapped_column(Text)
+    protocol_yaml: Mapped[str] = mapped_column(Text)
+    protocol_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
+class Site(Base):
+    __tablename__ = "site"
+    __table_args__ = (UniqueConstraint("study_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[str] = mapped_column(ForeignKey("study.id"))
+    code: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(Text, default="")
+
+
+class Subject(_Sourced, Base):
+    """A pseudonymous participant (or, with a ``cohort`` label, an external-cohort patient)."""
+
+    __tablename__ = "subject"
+    __table_args__ = (UniqueConstraint("study_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[str] = mapped_column(ForeignKey("study.id"))
+    code: Mapped[str] = mapped_column(String(64))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id"))
+    cohort: Mapped[str | None] = mapped_column(String(64), index=True)
+    sex: Mapped[str | None] = mapped_column(String(1))
+    age: Mapped[float | None]
+    weight_kg: Mapped[float | None]
+    height_cm: Mapped[float | None]
+    enrolled_at: Mapped[datetime | None]
+    admitted_at: Mapped[datetime | None]
+    baseline_who_scale: Mapped[int | None]
+    discharged_at: Mapped[datetime | None]
+    died_at: Mapped[datetime | None]
+    withdrawn_at: Mapped[datetime | None]
+
+    site: Mapped[Site | None] = relationship()
+
+
+class ProductLot(Base):
+    """A released (or not) lot of the cell product with its quality-control results."""
+
+    __tablename__ = "product_lot"
+    __table_args__ = (UniqueConstraint("study_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[str] = mapped_column(ForeignKey("study.id"))
+    code: Mapped[str] = mapped_column(String(64))
+    donor_id: Mapped[str | None] = mapped_column(String(64))
+    tissue_source: Mapped[str | None] = mapped_column(Text)
+    manufactured_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    total_cells: Mapped[float | None]
+    viability_pct: Mapped[float | None]
+    markers_pct: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    sterility: Mapped[str | None] = mapped_column(String(32))
+    mycoplasma: Mapped[str | None] = mapped_column(String(32))
+    endotoxin_eu_per_ml: Mapped[float | None]
+    release_status: Mapped[str] = mapped_column(String(16), default="quarantine")
+
+
+class Infusion(Base):
+    """One infusion of the product to a subject."""
+
+    __tablename__ = "infusion"
+    __table_args__ = (UniqueConstraint("subject_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject_id: Mapped[int] = mapped_column(ForeignKey("subject.id"), index=True)
+    number: Mapped[int]
+    lot_id: Mapped[int | None] = mapped_column(ForeignKey("product_lot.id"))
+    vial_id: Mapped[str | None] = mapped_column(String(64))
+    planned_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    cells_given: Mapped[float | None]
+    volume_ml: Mapped[float | None]
+    rate_ml_per_h: Mapped[float | None]
+    premedication: Mapped[str | None] = mapped_column(Text)
+    completed: Mapped[bool] = mapped_column(Boolean, default=True)
+    stop_reason: Mapped[str | None] = mapped_column(Text)
+
+    subject: Mapped[Subject] = relationship()
+    lot: Mapped[ProductLot | None] = relationship()
+
+
+class Observation(_Sourced, Base):
+    """One lab result or vital sign: raw text as received plus the canonical value and unit."""
+
+    __tablename__ = "observation"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject_id: Mapped[int] = mapped_column(ForeignKey("subject.id"), index=True)
+    time: Mapped[datetime]
+    test: Mapped[str] = mapped_column(String(16), index=True)
+    raw_value: Mapped[str | None] = mapped_column(String(64))
+    raw_unit: Mapped[str | None] = mapped_column(String(32))
+    value: Mapped[float | None] = mapped_column(Float)
+    unit: Mapped[str | None] = mapped_column(String(32))
+    qualifier: Mapped[str] = mapped_column(String(2), default="")
+    ref_low: Mapped[float | None]
+    ref_high: Mapped[float | None]
+    specimen: Mapped[str | None] = mapped_column(String(32))
+    source: Mapped[str | None] = mapped_column(Text)
+
+
+class AdverseEvent(_Sourced, Base):
+    __tablename__ = "adverse_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject_id: Mapped[int] = mapped_column(ForeignKey("subject.id"), index=True)
+    term: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    onset_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+    grade: Mapped[int | None]
+    serious: Mapped[bool] = mapped_column(Boolean, default=False)
+    serious_criteria: Mapped[str | None] = mapped_column(Text)
+    relatedness: Mapped[str | None] = mapped_column(String(32))
+    expected: Mapped[bool | None]
+    action: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str | None] = mapped_column(String(32))
+
+
+class ClinicalStatus(_Sourced, Base):
+    """Daily clinical status: WHO clinical progression scale (0–10), oxygen support, FiO2."""
+
+    __tablename__ = "clinical_status"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject_id: Mapped[int] = mapped_column(ForeignKey("subject.id"), index=True)
+    time: Mapped[datetime]
+    who_scale: Mapped[int | None]
+    oxygen_support: Mapped[str | None] = mapped_column(String(32))
+    fio2: Mapped[float | None]
+
+
+class ImagingStudy(Base):
+    __tablename__ = "imaging_study"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject_id: Mapped[int] = mapped_column(ForeignKey("subject.id"), index=True)
+    time: Mapped[datetime]
+    modality: Mapped[str] = mapped_column(String(8), default="CT")
+    series_uid: Mapped[str | None] = mapped_column(String(128))
+    path: Mapped[str | None] = mapped_column(Text)
+    checksum: Mapped[str | None] = mapped_column(String(64))
+
+
+class CtResult(Base):
+    __tablename__ = "ct_result"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    imaging_study_id: Mapped[int] = mapped_column(ForeignKey("imaging_study.id"), index=True)
+    method: Mapped[str] = mapped_column(Text)
+    lung_volume_ml: Mapped[float | None]
+    ggo_volume_ml: Mapped[float | None]
+    consolidation_volume_ml: Mapped[float | None]
+    involvement_pct: Mapped[float | None]
+    zones: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    score: Mapped[float | None]
+
+
+class ImportBatch(Base):
+    """One bulk load (file import or simulation), audited as a whole."""
+
+    __tablename__ = "import_batch"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    time: Mapped[datetime]
+    user: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(Text)
+    source_sha256: Mapped[str | None] = mapped_column(String(64))
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    report: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditEvent(Base):
+    """Append-only record of every change to study data (the database refuses edits to it)."""
+
+    __tablename__ = "audit_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    time: Mapped[datetime]
+    user: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))  # insert | update | delete | import
+    table_name: Mapped[str] = mapped_column(String(32))
+    row_id: Mapped[str | None] = mapped_column(String(64))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    reason: Mapped[str | None] = mapped_column(Text)
+    import_batch_id: Mapped[int | None] = mapped_column(ForeignKey("import_batch.id"))
+    source_sha256: Mapped[str | None] = mapped_column(String(64))
+
+
+#: Tables whose rows are study data (changes audited); the audit log and batches are not.
+AUDITED_TABLES = frozenset(
+    t.name for t in Base.metadata.sorted_tables if t.name not in {"audit_event", "import_batch"}
+)

@@ -1,0 +1,60 @@
+"""Study time: study days counted from each subject's first infusion (day 0).
+
+A study day is the number of calendar days, in the study's time zone, between a time and the
+subject's first infusion: the first infusion's calendar day is day 0, the day before is day -1.
+Every derived day keeps its source time beside it.
+"""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+
+
+def compute_study_days(times: pd.Series, day0_times: pd.Series, zone: ZoneInfo | str) -> pd.Series:
+    """Calendar-day difference, in ``zone``, between ``times`` and ``day0_times`` (aligned).
+
+    Both are timezone-aware; the result is a nullable integer (missing where either is missing).
+    """
+    local = pd.to_datetime(times, utc=True).dt.tz_convert(zone).dt.normalize().dt.tz_localize(None)
+    origin = (
+        pd.to_datetime(day0_times, utc=True).dt.tz_convert(zone).dt.normalize().dt.tz_localize(None)
+    )
+    days = (local - origin).dt.days
+    return days.astype("Int64")
+
+
+def derive_study_day(
+    frame: pd.DataFrame,
+    first_infusions: pd.Series,
+    zone: ZoneInfo | str,
+    *,
+    time_column: str = "time",
+    day_column: str = "study_day",
+) -> pd.DataFrame:
+    """A copy of ``frame`` with ``day_column`` = study day of ``time_column``.
+
+    ``first_infusions`` maps subject_id to the first infusion's start time; subjects without one
+    get a missing day.
+    """
+    out = frame.copy()
+    day0 = out["subject_id"].map(first_infusions)
+    if len(out) == 0:
+        out[day_column] = pd.Series(dtype="Int64")
+        return out
+    out[day_column] = compute_study_days(
+        out[time_column], pd.Series(day0.to_numpy(), index=out.index), zone
+    )
+    return out
+
+
+def local_time(day0: pd.Timestamp, day: int, hour: float, zone: ZoneInfo | str) -> pd.Timestamp:
+    """The instant at ``hour`` o'clock (local time) on study ``day``, day 0 being ``day0``."""
+    local_midnight = day0.tz_convert(zone).normalize() + pd.Timedelta(days=int(day))
+    # normalise again to absorb daylight-saving shifts between day 0 and ``day``
+    local_midnight = local_midnight.tz_localize(None).tz_localize(zone, nonexistent="shift_forward")
+    return (local_midnight + pd.Timedelta(hours=float(hour))).tz_convert("UTC")
+
+
+__all__ = ["compute_study_days", "derive_study_day", "local_time"]
