@@ -13,9 +13,11 @@ from celltrial.overview import StudyOverview, summarize_study
 from celltrial.report import write_report
 from celltrial.store.database import study_session
 from celltrial.store.loading import load_simulated_cohort
-from celltrial.study import PROTOCOL_FILE, StudyHandle, init_study, read_study_frames
+from celltrial.study import StudyHandle, init_study, read_study_frames
 
 DEMO_USER = "celltrial-demo"
+#: Marks a directory made by the demo: only such a directory may be replaced with ``force``.
+DEMO_MARKER = ".celltrial-demo"
 #: The demo's steps, in order, for progress display.
 DEMO_STEPS = ("create study", "simulate cohort", "load database", "analyse", "write report")
 
@@ -50,11 +52,16 @@ def run_demo(
                 f"{out} exists and is not empty; choose another --out or add --force to replace "
                 "a previous demo"
             )
-        if not (out / PROTOCOL_FILE).exists():
-            raise StudyError(f"{out} is not a celltrial study; --force only replaces a study")
+        if not (out / DEMO_MARKER).exists():
+            raise StudyError(
+                f"{out} was not made by `celltrial demo`; --force only replaces a demo study"
+            )
         shutil.rmtree(out)
     on_step(DEMO_STEPS[0])
     study = init_study(out, protocol=protocol, db_url=db_url, user=DEMO_USER)
+    (out / DEMO_MARKER).write_text(
+        "made by celltrial demo; `celltrial demo --force` may replace it\n"
+    )
     on_step(DEMO_STEPS[1])
     cohort = simulate(study.protocol, n_subjects, seed=seed)
     on_step(DEMO_STEPS[2])

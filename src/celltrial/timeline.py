@@ -39,22 +39,21 @@ def derive_study_day(
     get a missing day.
     """
     out = frame.copy()
-    day0 = out["subject_id"].map(first_infusions)
     if len(out) == 0:
         out[day_column] = pd.Series(dtype="Int64")
         return out
-    out[day_column] = compute_study_days(
-        out[time_column], pd.Series(day0.to_numpy(), index=out.index), zone
-    )
+    day0 = pd.to_datetime(first_infusions.reindex(out["subject_id"]).to_numpy(), utc=True)
+    out[day_column] = compute_study_days(out[time_column], pd.Series(day0, index=out.index), zone)
     return out
 
 
 def local_time(day0: pd.Timestamp, day: int, hour: float, zone: ZoneInfo | str) -> pd.Timestamp:
     """The instant at ``hour`` o'clock (local time) on study ``day``, day 0 being ``day0``."""
-    local_midnight = day0.tz_convert(zone).normalize() + pd.Timedelta(days=int(day))
-    # normalise again to absorb daylight-saving shifts between day 0 and ``day``
-    local_midnight = local_midnight.tz_localize(None).tz_localize(zone, nonexistent="shift_forward")
-    return (local_midnight + pd.Timedelta(hours=float(hour))).tz_convert("UTC")
+    # wall-clock arithmetic on the naive local time, so daylight-saving changes keep the hour
+    wall = day0.tz_convert(zone).tz_localize(None).normalize()
+    wall = wall + pd.Timedelta(days=int(day)) + pd.Timedelta(hours=float(hour))
+    aware = wall.tz_localize(zone, ambiguous=False, nonexistent="shift_forward")
+    return aware.tz_convert("UTC")
 
 
 __all__ = ["compute_study_days", "derive_study_day", "local_time"]

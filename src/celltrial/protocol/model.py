@@ -232,7 +232,8 @@ class Protocol(_Strict):
             if earlier.last_day >= later.first_day:
                 raise ValueError(
                     f"windows of visits {earlier.name!r} "
-                    f"(days {earlier.first_day}..{earlier.last_day}) and {later.name!r} (days {later.first_day}..{later.last_day}) overlap"
+                    f"(days {earlier.first_day}..{earlier.last_day}) and {later.name!r} "
+                    f"(days {later.first_day}..{later.last_day}) overlap"
                 )
         last_infusion = self.regimen.infusion_days[-1]
         if self.follow_up_days < last_infusion:

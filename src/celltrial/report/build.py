@@ -81,7 +81,10 @@ def render_report_html(study: StudyHandle, frames: StudyFrames, overview: StudyO
         )
     batches = read_import_batches(study.engine)
     tables["batches"] = render_table(
-        batches.assign(counts=batches["counts"].map(_counts_text))[
+        batches.assign(
+            counts=batches["counts"].map(_counts_text),
+            source_sha256=batches["source_sha256"].map(lambda h: f"{h[:12]}…" if h else "—"),
+        )[
             ["id", "time", "user", "kind", "source", "source_sha256", "counts"]
         ],
         caption="Data loads (import batches) recorded in the audit log.",
@@ -128,7 +131,7 @@ def render_report_html(study: StudyHandle, frames: StudyFrames, overview: StudyO
 def regimen_text(protocol: Protocol) -> str:
     """The regimen in one sentence."""
     regimen = protocol.regimen
-    dose = f"{regimen.dose.cells:.3g} cells" + (
+    dose = f"{format_cells(regimen.dose.cells)} cells" + (
         " per kg" if regimen.dose.basis == "per_kg" else " per infusion"
     )
     days = ", ".join(str(d) for d in regimen.infusion_days)
@@ -139,6 +142,14 @@ def regimen_text(protocol: Protocol) -> str:
         f"may be given up to {regimen.infusion_window.early_days} day(s) early and "
         f"{regimen.infusion_window.late_days} day(s) late."
     )
+
+
+def format_cells(cells: float) -> str:
+    """A cell count in scientific notation as clinicians write it: 3 × 10^7."""
+    exponent = len(str(int(abs(cells)))) - 1 if cells >= 1 else 0
+    mantissa = cells / 10**exponent
+    superscript = str(exponent).translate(str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻"))
+    return f"{mantissa:.3g} × 10{superscript}"
 
 
 def release_text(protocol: Protocol) -> str:

@@ -40,10 +40,9 @@ def _row_values(obj: Base) -> dict[str, Any]:
 
 
 def _row_id(obj: Base) -> str:
-    identity = inspect(obj).identity
-    if identity is None:
-        return ""
-    return "/".join(str(part) for part in identity)
+    """Primary key as text (composite keys joined by '/'), known once the row is flushed."""
+    key = inspect(obj).mapper.primary_key_from_instance(obj)
+    return "/".join(str(part) for part in key)
 
 
 def _changed_values(obj: Base) -> tuple[dict[str, Any], dict[str, Any]]:

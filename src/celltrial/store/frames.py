@@ -73,7 +73,9 @@ def read_subjects(engine: Engine, study_id: str, *, cohort: str | None = None) -
         engine, statement, ("enrolled", "discharged", "died", "admitted", "withdrawn")
     )
     first = first_infusions(read_infusions(engine, study_id, cohort=cohort))
-    subjects["first_infusion"] = pd.to_datetime(subjects["subject_id"].map(first), utc=True)
+    subjects["first_infusion"] = pd.to_datetime(
+        first.reindex(subjects["subject_id"]).to_numpy(), utc=True
+    )
     ordered = [*SUBJECT_COLUMNS, "admitted", "withdrawn"]
     return subjects[ordered]
 
