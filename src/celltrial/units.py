@@ -118,14 +118,21 @@ def _is_temperature(unit: Any) -> bool:
 
 
 def _why_not(src: Any, dst: Any, molar_mass: float | None, valence: int | None) -> str:
+    """Why ``src`` cannot be converted to ``dst``: a missing fact, or different dimensions."""
     ureg = _registry()
-    dims = {str(ureg.Quantity(1.0, u).dimensionality) for u in (src, dst)}
-    both = " ".join(dims)
-    if "[equivalent]" in both and valence is None:
-        return "equivalents ↔ moles needs the ion's valence (valence=…); it is never guessed"
-    if "[mass]" in both and "[substance]" in both and molar_mass is None:
-        return "mass ↔ amount of substance needs the analyte's molar mass (molar_mass=… g/mol)"
-    a, b = (str(ureg.Quantity(1.0, u).dimensionality) for u in (src, dst))
+    a, b = (ureg.Quantity(1.0, u).dimensionality for u in (src, dst))
+    ratio = a / b
+
+    def differ_by(dims: str) -> bool:
+        target = ureg.get_dimensionality(dims)
+        return ratio in (target, 1 / target)
+
+    if differ_by("[mass]/[substance]") and molar_mass is None:
+        return "mass ↔ amount of substance needs the analyte's molar_mass (g/mol)"
+    if differ_by("[equivalent]/[substance]") and valence is None:
+        return "equivalents ↔ moles needs the ion's valence; it is never guessed"
+    if differ_by("[mass]/[equivalent]") and (molar_mass is None or valence is None):
+        return "mass ↔ equivalents needs both the molar_mass and the valence"
     return f"their dimensions differ ({a} vs {b})"
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from celltrial.efficacy.observations import limit_caveat
 from celltrial.errors import DataError
 from celltrial.frames import check_columns
 
@@ -58,16 +59,23 @@ def summarize_auc(
     last_day, n_points and covers_interval (observations reach both interval ends).
     """
     check_columns(observations, ("subject_id", "test", "value", day_column), what="observation")
-    frame = observations[["subject_id", "test", day_column, "value"]].copy()
-    frame.columns = ["subject_id", "test", "day", "value"]
-    frame["day"] = pd.to_numeric(frame["day"], errors="coerce").astype(float)
-    frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype(float)
-    frame = frame.dropna(subset=["day", "value"])
+    day = pd.to_numeric(observations[day_column], errors="coerce").to_numpy(float, na_value=np.nan)
+    value = pd.to_numeric(observations["value"], errors="coerce").to_numpy(float, na_value=np.nan)
+    used = ~(np.isnan(day) | np.isnan(value))
     if start_day is not None:
-        frame = frame[frame["day"] >= start_day]
+        used &= day >= start_day
     if end_day is not None:
-        frame = frame[frame["day"] <= end_day]
+        used &= day <= end_day
+    frame = pd.DataFrame(
+        {
+            "subject_id": observations["subject_id"].to_numpy()[used],
+            "test": observations["test"].to_numpy()[used],
+            "day": day[used],
+            "value": value[used],
+        }
+    )
     n_rows = len(frame)
+    note = limit_caveat(observations[used])
     points = frame.groupby(["subject_id", "test", "day"], sort=True, as_index=False)["value"].mean()
     caveats: list[str] = []
     if len(points) < n_rows:
@@ -96,6 +104,8 @@ def summarize_auc(
         covers &= table["last_day"] >= end_day
     table["covers_interval"] = covers.to_numpy(dtype=bool)
 
+    if note:
+        caveats.append(note)
     if (table["n_points"] < 2).any():
         caveats.append("subjects with fewer than 2 points in the interval have no AUC")
     if not table["covers_interval"].all():

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from celltrial.efficacy.observations import is_log_normal
+from celltrial.efficacy.observations import is_log_normal, limit_caveat
 from celltrial.errors import CelltrialError
 from celltrial.frames import check_columns
 
@@ -69,6 +69,7 @@ def summarize_visits(
         keep &= ~observations["unscheduled"].fillna(False).astype(bool)
     has_day = "visit_day" in observations.columns
     columns = ["subject_id", "test", "visit", column] + (["visit_day"] if has_day else [])
+    columns += ["qualifier"] if "qualifier" in observations.columns else []
     rows = observations.loc[keep, columns].copy()
     rows[column] = pd.to_numeric(rows[column], errors="coerce").astype(float)
     rows["visit"] = rows["visit"].astype(object)
@@ -110,6 +111,9 @@ def summarize_visits(
     order += ["n", "n_missing", "n_subjects", "median", "q1", "q3", "min", "max", "mean", "sd"]
     table = table[[*order, "geometric_mean"]].reset_index(drop=True)
 
+    note = limit_caveat(present) if column == "value" else None
+    if note:
+        caveats.append(note)
     if (table["n"] < 4).any():
         caveats.append("some visits have fewer than 4 values: quartiles are interpolations")
     return VisitSummary(

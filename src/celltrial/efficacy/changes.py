@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from celltrial.efficacy.multiplicity import compute_holm, multiplicity_caveat
-from celltrial.efficacy.observations import check_confidence, is_log_normal
+from celltrial.efficacy.observations import check_confidence, is_log_normal, limit_caveat
 from celltrial.efficacy.paired import PairedComparison, compare_paired
 from celltrial.efficacy.signedrank import ZeroMethod
 from celltrial.frames import check_columns
@@ -117,6 +117,12 @@ def summarize_paired_changes(
             )
         if (summary["ci_level"] < confidence - 1e-12).any():
             caveats.append("some intervals fall short of the nominal level (see ci_level)")
+    used = keep
+    if "is_baseline" in observations.columns:
+        used = used | observations["is_baseline"].fillna(False).astype(bool)
+    note = limit_caveat(observations.loc[used])
+    if note:
+        caveats.append(note)
     if comparisons:
         caveats.append("each comparison's own caveats are in comparisons[(test, visit)].caveats")
     return PairedChangeSummary(

@@ -48,6 +48,24 @@ def reference_range(test: str) -> tuple[float, float]:
     return float("nan"), float("nan")
 
 
+def limit_caveat(frame: pd.DataFrame) -> str | None:
+    """Caveat for values reported at a limit (qualifier ``<``, ``<=``, ``>``, ``>=``), else None.
+
+    Such values enter the statistics as equal to the limit (simple substitution).
+    """
+    if "qualifier" not in frame.columns or frame.empty:
+        return None
+    qualifier = frame["qualifier"].fillna("").astype(str).str.strip()
+    marked = qualifier[qualifier != ""]
+    if marked.empty:
+        return None
+    kinds = ", ".join(sorted(set(marked)))
+    return (
+        f"{len(marked)} value(s) were reported at a limit ({kinds}) and are analysed as equal to "
+        "the limit: statistics near that limit are biased toward it"
+    )
+
+
 def check_positive(values: np.ndarray, *, what: str) -> None:
     """Raise :class:`DataError` when a non-missing value is ≤ 0 (it has no logarithm)."""
     bad = np.flatnonzero(~np.isnan(values) & (values <= 0))

@@ -25,7 +25,7 @@ from celltrial.efficacy.signedrank import (
     compute_snapped,
     compute_walsh_interval,
 )
-from celltrial.errors import DataError
+from celltrial.errors import CelltrialError, DataError
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def _paired_t(d: np.ndarray, *, log: bool, confidence: float) -> tuple[PairedTTe
     mean = float(d.mean())
     sd = float(d.std(ddof=1))
     df = n - 1
-    if sd == 0.0:
+    if np.ptp(compute_snapped(d)) == 0.0:  # equal up to floating-point noise
         test = PairedTTest(scale, float(back(mean)), (nan, nan), confidence, nan, nan, df, 0.0)
         return test, ["all differences are equal: the paired t-test is undefined"]
     se = sd / np.sqrt(n)
@@ -153,6 +153,8 @@ def compare_paired(
     to :data:`~celltrial.efficacy.signedrank.EXACT_LIMIT` pairs, normal approximations above.
     """
     confidence = check_confidence(confidence)
+    if zero_method not in ("wilcox", "pratt"):
+        raise CelltrialError(f"zero_method must be 'wilcox' or 'pratt', got {zero_method!r}")
     if (
         isinstance(before, pd.Series)
         and isinstance(after, pd.Series)

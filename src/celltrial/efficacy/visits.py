@@ -60,7 +60,7 @@ def derive_nominal_visits(observations: pd.DataFrame, visits: pd.DataFrame) -> p
     )
     table = check_visits(visits)
     out = observations.copy()
-    days = pd.to_numeric(out["study_day"], errors="coerce").to_numpy(float)
+    days = pd.to_numeric(out["study_day"], errors="coerce").to_numpy(float, na_value=np.nan)
     nominal = table["day"].to_numpy()
     low = nominal - table["window_before"].to_numpy()
     high = nominal + table["window_after"].to_numpy()
@@ -87,7 +87,7 @@ def derive_nominal_visits(observations: pd.DataFrame, visits: pd.DataFrame) -> p
             "visit_index": best,
             "missing": pd.isna(out["value"]).to_numpy(),
             "distance": best_distance,
-            "time": out["time"].to_numpy(),
+            "time": out["time"].array,
             "position": np.arange(n_rows),
         }
     )[has_window]
