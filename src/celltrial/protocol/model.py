@@ -135,7 +135,7 @@ class Regimen(_Strict):
 class Baseline(_Strict):
     """Baseline = last value before the first infusion within this many days."""
 
-    window_days: int = Field(default=3, ge=0)
+    window_days: int = Field(default=3, ge=1)
 
 
 class Visit(_Strict):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import platform
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from importlib.resources import files
@@ -17,20 +16,12 @@ from markupsafe import Markup
 from celltrial import __version__
 from celltrial.overview import StudyOverview, summarize_study
 from celltrial.protocol import Protocol
+from celltrial.report.sections import ReportContext, build_sections
 from celltrial.report.tables import TableCounter, render_table, status_badge
 from celltrial.store.frames import read_import_batches
 from celltrial.study import StudyFrames, StudyHandle, read_study_frames
 
 PACKAGES = ("numpy", "pandas", "scipy", "SQLAlchemy", "pydantic", "Jinja2")
-
-
-@dataclass(frozen=True)
-class Section:
-    """An extra report section contributed by an analysis (safety, efficacy, CT…)."""
-
-    id: str
-    title: str
-    html: Markup
 
 
 def write_report(
@@ -54,7 +45,8 @@ def write_report(
 def render_report_html(study: StudyHandle, frames: StudyFrames, overview: StudyOverview) -> str:
     """The whole report as one self-contained HTML document (no external resources)."""
     protocol = study.protocol
-    counter = TableCounter()
+    context = ReportContext(study=study, frames=frames, overview=overview)
+    counter = context.tables
     tables = {
         "schedule": _schedule_table(protocol, counter),
         "baseline": _baseline_table(frames.subjects, counter),
@@ -84,18 +76,18 @@ def render_report_html(study: StudyHandle, frames: StudyFrames, overview: StudyO
         batches.assign(
             counts=batches["counts"].map(_counts_text),
             source_sha256=batches["source_sha256"].map(lambda h: f"{h[:12]}…" if h else "—"),
-        )[
-            ["id", "time", "user", "kind", "source", "source_sha256", "counts"]
-        ],
+        )[["id", "time", "user", "kind", "source", "source_sha256", "counts"]],
         caption="Data loads (import batches) recorded in the audit log.",
         counter=counter,
     )
+    extra_sections = build_sections(context)
     sections = [
         {"id": "protocol", "title": "Study and protocol"},
         {"id": "cohort", "title": "Participants"},
         {"id": "exposure", "title": "Exposure"},
         {"id": "visits", "title": "Visits and assessments"},
         {"id": "deviations", "title": "Protocol deviations"},
+        *({"id": s.id, "title": s.title} for s in extra_sections),
         {"id": "methods", "title": "Methods and provenance"},
     ]
     env = Environment(
@@ -118,8 +110,8 @@ def render_report_html(study: StudyHandle, frames: StudyFrames, overview: StudyO
         n=overview.n,
         n_deviations=len(deviations),
         n_subjects_with_deviations=deviations["subject_id"].nunique(),
-        extra_sections=[],
-        overview_method=overview.method,
+        extra_sections=extra_sections,
+        methods=[overview.method, *(m for s in extra_sections for m in s.methods)],
         protocol_sha=hashlib.sha256((study.directory / "protocol.yaml").read_bytes()).hexdigest()[
             :16
         ],

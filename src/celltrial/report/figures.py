@@ -1,0 +1,36 @@
+"""Figures for the report: matplotlib figures embedded inline (self-contained HTML)."""
+
+from __future__ import annotations
+
+import base64
+import io
+from html import escape
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: render to files and memory only
+
+from markupsafe import Markup
+from matplotlib.figure import Figure
+
+from celltrial.report.tables import TableCounter
+
+#: Okabe–Ito colour-blind-safe palette.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+
+
+def figure_png(figure: Figure, *, dpi: int = 150) -> bytes:
+    """The figure as PNG bytes."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def render_figure(figure: Figure, *, caption: str, counter: TableCounter, dpi: int = 150) -> Markup:
+    """A numbered ``<figure>`` with the PNG inline as a data URI (no external file needed)."""
+    data = base64.b64encode(figure_png(figure, dpi=dpi)).decode("ascii")
+    number = counter.next()
+    return Markup(
+        f'<figure><img alt="{escape(caption)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>Figure {number}. {escape(caption)}</figcaption></figure>"
+    )
