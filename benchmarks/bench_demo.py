@@ -33,7 +33,9 @@ def run(size: int) -> dict[str, float]:
         started = time.perf_counter()
         done = subprocess.run(
             [sys.executable, "-c", CHILD, str(out), str(size)],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         wall = time.perf_counter() - started
         figures = json.loads(done.stdout.strip().splitlines()[-1])
@@ -46,7 +48,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[5, 500])
     args = parser.parse_args()
-    print(f"{'subjects':>8}  {'wall s':>7}  {'in-process s':>12}  {'peak MiB':>8}  {'report KiB':>10}")
+    header = ("subjects", "wall s", "in-process s", "peak MiB", "report KiB")
+    widths = (8, 7, 12, 8, 10)
+    print("  ".join(f"{h:>{w}}" for h, w in zip(header, widths, strict=True)))
     for size in args.sizes:
         f = run(size)
         print(

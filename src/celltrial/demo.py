@@ -71,5 +71,5 @@ def run_demo(
     frames = read_study_frames(study)
     overview = summarize_study(study.protocol, frames)
     on_step(DEMO_STEPS[4])
-    report = write_report(study, frames=frames, overview=overview)
+    report = write_report(study, frames=frames, overview=overview)[0]
     return DemoResult(study=study, overview=overview, report=report)

@@ -134,7 +134,7 @@ def test_fever_shows_in_temperatures(protocol):
 
 
 def test_ceiling_reported_with_qualifier(protocol):
-    big = simulate(protocol, 60, seed=5)
+    big = simulate(protocol, 60, seed=2)  # a seed whose cohort reaches the assay ceiling
     dd = big.observations[big.observations["test"] == "DDIMER"]
     assert dd["value"].max() <= 21.0
     capped = dd[dd["qualifier"] == ">"]

@@ -99,6 +99,7 @@ class _CohortBuilder:
         self.obs_test: list[str] = []
         self.obs_value: list[float] = []
         self.obs_qualifier: list[str] = []
+        self._oxygen_position = 0.5
 
     # ---- product lots -------------------------------------------------------------------------
     def make_lots(self, n_subjects: int) -> pd.DataFrame:
@@ -152,6 +153,7 @@ class _CohortBuilder:
         weight = round(float(rng.normal(74 if sex == "M" else 61, 9)), 1)
         height = round(float(rng.normal(170 if sex == "M" else 158, 6)), 1)
         admitted = enrolled - pd.Timedelta(hours=float(rng.uniform(24, 24 * 6)))
+        self._oxygen_position = float(rng.uniform(0.2, 0.8))
         day0 = local_time(enrolled, int(rng.integers(0, 2)), INFUSION_HOUR, self.zone)
         course = self._who_course(responder)
         died_day = course["died_day"]
@@ -374,10 +376,17 @@ class _CohortBuilder:
         return {"who": who.astype(int), "discharge_day": discharge_day, "died_day": died_day}
 
     def _oxygenation(self, who: int) -> dict[str, Any]:
+        """Oxygen support for a WHO level: FiO2 is set by the team and stays put for the level
+        (at the subject's own place in the level's range, in steps of 0.05); SpO2 varies a little
+        from reading to reading around the subject's usual value for the level."""
         table = self.cal["oxygenation"]
         row = table[int(np.clip(who, min(table), max(table)))]
-        fio2 = round(float(self.rng.uniform(*row["fio2"])), 2)
-        spo2 = float(round(self.rng.uniform(*row["spo2"])))
+        low, high = row["fio2"]
+        fio2 = round(round((low + self._oxygen_position * (high - low)) * 20) / 20, 2)
+        fio2 = float(np.clip(fio2, low, high))
+        spo2_low, spo2_high = row["spo2"]
+        usual = spo2_low + (1 - self._oxygen_position) * (spo2_high - spo2_low)
+        spo2 = float(np.clip(round(usual + self.rng.normal(0, 1.0)), 70, 100))
         return {"support": row["support"], "fio2": fio2, "spo2": spo2}
 
     def _vital_round(

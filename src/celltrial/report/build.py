@@ -14,8 +14,11 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from markupsafe import Markup
 
 from celltrial import __version__
+from celltrial.errors import CelltrialError
 from celltrial.overview import StudyOverview, summarize_study
 from celltrial.protocol import Protocol
+from celltrial.report.flow import compute_flow, render_flow_svg
+from celltrial.report.pdf import write_pdf
 from celltrial.report.sections import ReportContext, build_sections
 from celltrial.report.tables import TableCounter, render_table, status_badge
 from celltrial.store.frames import read_import_batches
@@ -24,22 +27,43 @@ from celltrial.study import StudyFrames, StudyHandle, read_study_frames
 PACKAGES = ("numpy", "pandas", "scipy", "SQLAlchemy", "pydantic", "Jinja2")
 
 
+REPORT_FORMATS = ("html", "pdf", "both")
+
+
 def write_report(
     study: StudyHandle,
     *,
     out: str | Path | None = None,
+    report_format: str = "html",
     frames: StudyFrames | None = None,
     overview: StudyOverview | None = None,
     today: pd.Timestamp | None = None,
-) -> Path:
-    """Write ``report.html`` (or ``out``) for ``study``; returns the path written."""
+) -> list[Path]:
+    """Write the report as HTML, PDF or both; returns the paths written.
+
+    ``out`` is a file ending in .html or .pdf (the suffix is set per format) or else a
+    directory; by default
+    ``report.html``/``report.pdf`` in the study directory.
+    """
+    if report_format not in REPORT_FORMATS:
+        raise CelltrialError(
+            f"unknown report format {report_format!r}; choose one of {', '.join(REPORT_FORMATS)}"
+        )
     frames = frames or read_study_frames(study)
     overview = overview or summarize_study(study.protocol, frames, today=today)
     html = render_report_html(study, frames, overview)
-    path = Path(out) if out else study.directory / "report.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html, encoding="utf-8")
-    return path
+    base = Path(out) if out else study.directory / "report.html"
+    if base.suffix.lower() not in (".html", ".htm", ".pdf"):  # a directory
+        base = base / "report.html"
+    written = []
+    if report_format in ("html", "both"):
+        path = base.with_suffix(".html")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(html, encoding="utf-8")
+        written.append(path)
+    if report_format in ("pdf", "both"):
+        written.append(write_pdf(html, base.with_suffix(".pdf")))
+    return written
 
 
 def render_report_html(study: StudyHandle, frames: StudyFrames, overview: StudyOverview) -> str:
@@ -47,6 +71,12 @@ def render_report_html(study: StudyHandle, frames: StudyFrames, overview: StudyO
     protocol = study.protocol
     context = ReportContext(study=study, frames=frames, overview=overview)
     counter = context.tables
+    flow = compute_flow(overview, follow_up_days=protocol.follow_up_days)
+    figures = context.figures
+    flow_figure = Markup(
+        f"<figure>{render_flow_svg(flow, follow_up_days=protocol.follow_up_days)}"
+        f"<figcaption>Figure {figures.next()}. Participant flow.</figcaption></figure>"
+    )
     tables = {
         "schedule": _schedule_table(protocol, counter),
         "baseline": _baseline_table(frames.subjects, counter),
@@ -71,6 +101,7 @@ def render_report_html(study: StudyHandle, frames: StudyFrames, overview: StudyO
             caption="Listing of protocol deviations.",
             counter=counter,
         )
+    extra_sections = build_sections(context)  # numbered after the core tables
     batches = read_import_batches(study.engine)
     tables["batches"] = render_table(
         batches.assign(
@@ -80,7 +111,6 @@ def render_report_html(study: StudyHandle, frames: StudyFrames, overview: StudyO
         caption="Data loads (import batches) recorded in the audit log.",
         counter=counter,
     )
-    extra_sections = build_sections(context)
     sections = [
         {"id": "protocol", "title": "Study and protocol"},
         {"id": "cohort", "title": "Participants"},
@@ -106,6 +136,7 @@ def render_report_html(study: StudyHandle, frames: StudyFrames, overview: StudyO
         regimen_text=regimen_text(protocol),
         release_text=release_text(protocol),
         flow_text=flow_text(overview),
+        flow_figure=flow_figure,
         tables=tables,
         n=overview.n,
         n_deviations=len(deviations),

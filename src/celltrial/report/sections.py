@@ -43,7 +43,10 @@ class ReportContext:
 SectionBuilder = Callable[[ReportContext], "Section | None"]
 
 #: "module:function" of each section builder, in report order (after deviations).
-SECTION_BUILDERS: tuple[str, ...] = ()
+SECTION_BUILDERS: tuple[str, ...] = (
+    "celltrial.safety.section:build_safety_section",
+    "celltrial.efficacy.section:build_efficacy_section",
+)
 
 
 def build_sections(context: ReportContext) -> list[Section]:

@@ -1,0 +1,53 @@
+"""The safety analysis of a study: grade labs, time AEs, detect infusion signals, tabulate."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from celltrial.efficacy import derive_baseline
+from celltrial.protocol import Protocol
+from celltrial.safety.events import derive_ae_timing
+from celltrial.safety.grading import derive_lab_grades
+from celltrial.safety.signals import derive_infusion_signals
+from celltrial.safety.tables import SafetySummary, derive_first_infusion_flag, summarize_safety
+from celltrial.store.frames import first_infusions
+from celltrial.study import StudyFrames
+
+VITAL_TESTS = ("TEMP", "SPO2", "FIO2", "SYSBP", "HR")
+
+
+def grade_study_labs(protocol: Protocol, frames: StudyFrames) -> pd.DataFrame:
+    """Every observation with its CTCAE grades (baseline-dependent rules use the baseline)."""
+    first = first_infusions(frames.infusions)
+    observations = frames.observations
+    if observations.empty or first.empty:
+        graded = derive_lab_grades(observations.assign(after_first_infusion=False))
+        return graded
+    based = derive_baseline(
+        observations, first_infusion=first, window_days=protocol.baseline.window_days
+    )
+    baselines = based.loc[
+        based["is_baseline"], ["subject_id", "test", "value", "ref_low", "ref_high"]
+    ].rename(columns={"value": "baseline"})
+    graded = derive_lab_grades(observations, baselines=baselines)
+    return derive_first_infusion_flag(graded, first)
+
+
+def analyse_safety(protocol: Protocol, frames: StudyFrames) -> SafetySummary:
+    """All safety tables of the study's own subjects."""
+    window = protocol.safety.infusion_reaction_window_hours
+    timed = derive_ae_timing(
+        frames.adverse_events,
+        frames.infusions,
+        reaction_window_hours=window,
+        follow_up_days=protocol.safety.ae_follow_up_days,
+    )
+    vitals = frames.observations[frames.observations["test"].isin(VITAL_TESTS)]
+    signals = derive_infusion_signals(vitals, frames.infusions, window_hours=window)
+    return summarize_safety(
+        frames.subjects["subject_id"].tolist(),
+        timed,
+        lab_grades=grade_study_labs(protocol, frames),
+        signals=signals,
+        window_hours=window,
+    )

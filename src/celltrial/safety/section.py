@@ -1,0 +1,140 @@
+"""The report's safety section, rendered from :class:`SafetySummary`."""
+
+from __future__ import annotations
+
+import pandas as pd
+from markupsafe import Markup, escape
+
+from celltrial.report.sections import ReportContext, Section
+from celltrial.report.tables import render_table
+from celltrial.safety.analysis import analyse_safety
+from celltrial.safety.tables import SafetySummary
+
+
+def build_safety_section(context: ReportContext) -> Section:
+    """Safety tables and listings for the report."""
+    summary = analyse_safety(context.study.protocol, context.frames)
+    return Section(
+        id="safety",
+        title="Safety",
+        html=render_safety_html(summary, context),
+        methods=(summary.method,),
+    )
+
+
+def _hours(value: float) -> str:
+    return "—" if pd.isna(value) else f"{value:.1f}"
+
+
+def render_safety_html(summary: SafetySummary, context: ReportContext) -> Markup:
+    """Overview, AEs by term and worst grade, SAEs, lab shifts and toxicities, infusion signals."""
+    counter = context.tables
+    parts = [Markup("<p>") + escape(" ".join(summary.caveats)) + Markup("</p>")]
+    overview = summary.summary.assign(
+        percent=summary.summary["percent"].map(lambda p: "—" if pd.isna(p) else f"{p:.0f} %")
+    )
+    parts.append(
+        render_table(overview, caption=f"Safety overview (N = {summary.n}).", counter=counter)
+    )
+    if len(summary.by_term):
+        parts.append(
+            render_table(
+                summary.by_term,
+                caption="Treatment-emergent adverse events by term: subjects by worst CTCAE grade.",
+                counter=counter,
+            )
+        )
+    listing = summary.listing
+    if len(listing):
+        parts.append(
+            render_table(
+                pd.DataFrame(
+                    {
+                        "subject": listing["subject_id"],
+                        "term": listing["term"],
+                        "onset day": listing["onset_day"],
+                        "grade": listing["grade"],
+                        "serious": listing["serious"].map({True: "yes", False: "no"}),
+                        "relatedness": listing["relatedness"],
+                        "after infusion": listing["last_infusion"],
+                        "hours after start": listing["hours_since_infusion"],
+                        "outcome": listing["outcome"],
+                    }
+                ),
+                caption="Listing of adverse events (hours counted from the start of the last "
+                "infusion before onset).",
+                counter=counter,
+                formats={"hours after start": _hours},
+            )
+        )
+    if len(summary.serious):
+        parts.append(
+            render_table(
+                summary.serious[
+                    [
+                        "subject_id",
+                        "term",
+                        "onset_day",
+                        "grade",
+                        "serious_criteria",
+                        "relatedness",
+                        "outcome",
+                    ]
+                ].rename(columns={"subject_id": "subject"}),
+                caption="Serious adverse events (ICH E2A criteria).",
+                counter=counter,
+            )
+        )
+    else:
+        parts.append(Markup("<p>No serious adverse events.</p>"))
+    if len(summary.shifts):
+        shifts = summary.shifts.pivot_table(
+            index=["term", "baseline"],
+            columns="worst",
+            values="subjects",
+            aggfunc="sum",
+            fill_value=0,
+        ).reset_index()
+        shifts.columns = [
+            str(c) if c in ("term", "baseline") else f"worst {c}" for c in shifts.columns
+        ]
+        parts.append(
+            render_table(
+                shifts,
+                caption="Laboratory shift table: subjects by baseline CTCAE grade and worst grade "
+                "after the first infusion (CTCAE v5.0, laboratory part).",
+                counter=counter,
+            )
+        )
+    if len(summary.lab_toxicities):
+        parts.append(
+            render_table(
+                summary.lab_toxicities.drop(columns=["time"]).rename(
+                    columns={"subject_id": "subject", "study_day": "day"}
+                ),
+                caption="Laboratory values of CTCAE grade ≥ 3 after the first infusion.",
+                counter=counter,
+            )
+        )
+    if len(summary.signals):
+        signals = summary.signals
+        parts.append(
+            render_table(
+                pd.DataFrame(
+                    {
+                        "subject": signals["subject_id"],
+                        "infusion": signals["infusion_number"],
+                        "signal": signals["signal"].str.replace("_", " "),
+                        "before": signals["pre_value"],
+                        "worst after": signals["worst_value"],
+                        "change": signals["change"],
+                        "hours to first": signals["hours_to_first"],
+                    }
+                ),
+                caption="Vital-sign signals within the reaction window after infusion starts "
+                "(compare with the adverse events reported).",
+                counter=counter,
+                formats={"hours to first": _hours},
+            )
+        )
+    return Markup("").join(parts)

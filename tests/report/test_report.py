@@ -1,0 +1,155 @@
+"""The study report: sections, numbers equal to the analyses, pages that render (PDF, browser)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from celltrial.demo import run_demo
+from celltrial.report import write_report
+from celltrial.report.build import format_cells
+from celltrial.safety.analysis import analyse_safety
+from celltrial.study import read_study_frames
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+PDFTOPPM = shutil.which("pdftoppm")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return run_demo(tmp_path_factory.mktemp("report") / "study", n_subjects=4, seed=11)
+
+
+@pytest.fixture(scope="module")
+def html(demo):
+    return demo.report.read_text(encoding="utf-8")
+
+
+def table(html: str, caption_start: str) -> list[list[str]]:
+    """Rows of the table whose caption starts with ``caption_start`` (cells as plain text)."""
+    match = re.search(
+        r"<caption>Table \d+\. " + re.escape(caption_start) + r".*?</caption>(.*?)</table>",
+        html,
+        re.S,
+    )
+    assert match, f"no table {caption_start!r}"
+    rows = re.findall(r"<tr>(.*?)</tr>", match.group(1), re.S)
+    return [
+        [
+            re.sub(r"<[^>]+>", "", c).strip()
+            for c in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row, re.S)
+        ]
+        for row in rows
+    ]
+
+
+def test_sections_in_order_with_numbered_tables(html):
+    headings = re.findall(r"<h2>(\d+)\. ([^<]+)</h2>", html)
+    titles = [t for _, t in headings]
+    assert titles[:6] == [
+        "Study and protocol",
+        "Participants",
+        "Exposure: infusions against the plan",
+        "Visits and assessments",
+        "Protocol deviations",
+        "Safety",
+    ]
+    assert titles[-1] == "Methods and provenance"
+    assert [int(n) for n, _ in headings] == list(range(1, len(headings) + 1))
+    numbers = [int(n) for n in re.findall(r"<caption>Table (\d+)\.", html)]
+    assert numbers == list(range(1, len(numbers) + 1))
+
+
+def test_infusion_table_equals_the_data(demo, html):
+    rows = table(html, "Infusions: planned and actual")[1:]
+    frames = read_study_frames(demo.study)
+    assert len(rows) == len(frames.infusions) == 12
+    for row, infusion in zip(rows, frames.infusions.itertuples(), strict=True):
+        assert row[0] == infusion.subject_id and int(row[1]) == infusion.number
+        assert float(row[6]) == pytest.approx(infusion.cells_given / 1e7, abs=0.005)
+        assert row[5] == infusion.lot_id
+
+
+def test_deviation_counts_equal_the_overview(demo, html):
+    deviations = demo.overview.deviations
+    assert f"{len(deviations)} deviation(s) in {deviations['subject_id'].nunique()} of 4" in html
+    rows = table(html, "Listing of protocol deviations")[1:]
+    assert len(rows) == len(deviations)
+
+
+def test_safety_overview_equals_the_analysis(demo, html):
+    summary = analyse_safety(demo.study.protocol, read_study_frames(demo.study)).summary
+    rows = {r[0]: r for r in table(html, "Safety overview")[1:]}
+    for item in summary.itertuples():
+        assert int(rows[item.category][1]) == item.subjects
+        assert int(rows[item.category][4]) == item.events
+
+
+def test_self_contained(html):
+    assert "<link" not in html and "<script" not in html
+    assert not re.search(r"""(src|href)=["']https?://""", html)
+
+
+def test_cells_formatting():
+    assert format_cells(3e7) == "3 × 10⁷"
+    assert format_cells(2.5e8) == "2.5 × 10⁸"
+
+
+@pytest.mark.skipif(PDFTOPPM is None, reason="pdftoppm (poppler-utils) is not installed")
+def test_pdf_renders_to_non_blank_pages(demo, tmp_path):
+    pytest.importorskip("weasyprint", reason="WeasyPrint is not installed")
+    (pdf,) = write_report(demo.study, out=tmp_path / "r.pdf", report_format="pdf")
+    subprocess.run([PDFTOPPM, "-r", "40", "-gray", str(pdf), str(tmp_path / "page")], check=True)
+    pages = sorted(tmp_path.glob("page-*.pgm"))
+    assert len(pages) >= 5
+    ink = []
+    for page in pages:
+        pixels = _read_pgm(page)
+        assert pixels.std() > 3, f"{page.name} looks blank"
+        ink.append((pixels < 128).mean())
+    assert min(ink) > 0.001  # every page carries text (a table's last rows at least)
+    assert np.mean(ink) > 0.01
+
+
+def _read_pgm(path) -> np.ndarray:
+    data = path.read_bytes()
+    header = data.split(maxsplit=4)  # P5 width height maxval pixels
+    width, height = int(header[1]), int(header[2])
+    return np.frombuffer(data[-width * height :], dtype=np.uint8).reshape(height, width)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+def test_html_screenshot_in_headless_chromium(demo, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(demo.report.as_uri())
+        assert page.title().endswith("study report")
+        assert page.locator("h2").count() >= 7
+        assert page.locator("table").count() >= 10
+        shot = tmp_path / "report.png"
+        page.screenshot(path=str(shot), full_page=True)
+        height = page.evaluate("document.body.scrollHeight")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        browser.close()
+    assert not errors
+    assert height > 3000  # the whole report, not a blank or broken page
+    assert width <= 1280  # nothing wider than the window
+    assert shot.stat().st_size > 50_000
