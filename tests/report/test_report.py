@@ -68,10 +68,25 @@ def test_infusion_table_equals_the_data(demo, html):
     rows = table(html, "Infusions: planned and actual")[1:]
     frames = read_study_frames(demo.study)
     assert len(rows) == len(frames.infusions) == 12
+    weights = frames.subjects.set_index("subject_id")["weight_kg"]
     for row, infusion in zip(rows, frames.infusions.itertuples(), strict=True):
         assert row[0] == infusion.subject_id and int(row[1]) == infusion.number
-        assert float(row[6]) == pytest.approx(infusion.cells_given / 1e7, abs=0.005)
-        assert row[5] == infusion.lot_id
+        assert row[7] == infusion.lot_id
+        assert float(row[8]) == pytest.approx(infusion.cells_given / 1e7, abs=0.005)
+        per_kg = infusion.cells_given / weights[infusion.subject_id] / 1e5
+        assert float(row[9]) == pytest.approx(per_kg, abs=0.005)
+        minutes = (infusion.end_time - infusion.start_time).total_seconds() / 60
+        assert int(row[6]) == round(minutes)
+
+
+def test_lots_table_states_release(demo, html):
+    rows = table(html, "Cell-product lots")
+    header, body = rows[0], rows[1:]
+    assert header[0] == "lot" and "criteria met" in header
+    lots = read_study_frames(demo.study).lots
+    assert [r[0] for r in body] == lots["lot_id"].tolist()
+    assert all(r[header.index("criteria met")] == "yes" for r in body)
+    assert sum(int(r[header.index("infusions")]) for r in body) == 12
 
 
 def test_deviation_counts_equal_the_overview(demo, html):

@@ -17,6 +17,7 @@ from celltrial import __version__
 from celltrial.errors import CelltrialError
 from celltrial.overview import StudyOverview, summarize_study
 from celltrial.protocol import Protocol
+from celltrial.protocol.release import check_lot_release
 from celltrial.report.flow import compute_flow, render_flow_svg
 from celltrial.report.pdf import write_pdf
 from celltrial.report.sections import ReportContext, build_sections
@@ -81,6 +82,7 @@ def render_report_html(study: StudyHandle, frames: StudyFrames, overview: StudyO
         "schedule": _schedule_table(protocol, counter),
         "baseline": _baseline_table(frames.subjects, counter),
         "subjects": _subjects_table(overview, counter),
+        "lots": _lots_table(protocol, frames, counter),
         "infusions": _infusion_table(overview, frames, counter),
         "visits": _visit_table(overview, counter),
     }
@@ -102,6 +104,7 @@ def render_report_html(study: StudyHandle, frames: StudyFrames, overview: StudyO
             counter=counter,
         )
     extra_sections = build_sections(context)  # numbered after the core tables
+    tables["completeness"] = _missing_assessments_table(overview, counter)
     batches = read_import_batches(study.engine)
     tables["batches"] = render_table(
         batches.assign(
@@ -118,6 +121,7 @@ def render_report_html(study: StudyHandle, frames: StudyFrames, overview: StudyO
         {"id": "visits", "title": "Visits and assessments"},
         {"id": "deviations", "title": "Protocol deviations"},
         *({"id": s.id, "title": s.title} for s in extra_sections),
+        {"id": "data-quality", "title": "Data quality"},
         {"id": "methods", "title": "Methods and provenance"},
     ]
     env = Environment(
@@ -148,6 +152,18 @@ def render_report_html(study: StudyHandle, frames: StudyFrames, overview: StudyO
         ],
         database=study.engine.url.render_as_string(hide_password=True),
         versions=_versions(),
+        seeds="; ".join(
+            f"{source} (seed {report.get('seed')})"
+            for source, report in zip(batches["source"], batches["report"], strict=True)
+            if isinstance(report, dict) and "seed" in report
+        ),
+        inputs="; ".join(
+            f"{source}: {digest}"
+            for kind, source, digest in zip(
+                batches["kind"], batches["source"], batches["source_sha256"], strict=True
+            )
+            if kind != "simulation" and digest
+        ),
     )
 
 
@@ -267,10 +283,14 @@ def _subjects_table(overview: StudyOverview, counter: TableCounter) -> Markup:
 
 def _infusion_table(overview: StudyOverview, frames: StudyFrames, counter: TableCounter) -> Markup:
     detail = overview.infusions.merge(
-        frames.infusions[["subject_id", "number", "start_time", "cells_given"]],
+        frames.infusions[
+            ["subject_id", "number", "planned_time", "start_time", "end_time", "cells_given"]
+        ],
         on=["subject_id", "number"],
         how="left",
-    )
+    ).merge(frames.subjects[["subject_id", "weight_kg"]], on="subject_id", how="left")
+    minutes = (detail["end_time"] - detail["start_time"]).dt.total_seconds() / 60
+    hours_off = (detail["start_time"] - detail["planned_time"]).dt.total_seconds() / 3600
     table = pd.DataFrame(
         {
             "subject": detail["subject_id"],
@@ -278,20 +298,95 @@ def _infusion_table(overview: StudyOverview, frames: StudyFrames, counter: Table
             "planned day": detail["planned_day"],
             "actual day": detail["actual_day"],
             "status": [status_badge(s) for s in detail["status"]],
+            "hours vs planned time": hours_off,
+            "minutes": minutes,
             "lot": detail["lot_id"],
-            "cells given (×10⁷)": detail["cells_given"] / 1e7,
+            "cells (×10⁷)": detail["cells_given"] / 1e7,
+            "cells/kg (×10⁵)": detail["cells_given"] / detail["weight_kg"] / 1e5,
             "start": detail["start_time"],
         }
     )
+
+    def fixed(digits: int):
+        return lambda v: "—" if pd.isna(v) else f"{v:.{digits}f}"
+
     return render_table(
         table,
-        caption="Infusions: planned and actual study day, lot and cells given.",
+        caption="Infusions: planned and actual study day and time, duration, lot and cells given "
+        "(in total and per kg of body weight).",
         counter=counter,
         formats={
-            "cells given (×10⁷)": lambda v: "—" if pd.isna(v) else f"{v:.2f}",
+            "cells (×10⁷)": fixed(2),
+            "cells/kg (×10⁵)": fixed(2),
+            "hours vs planned time": lambda v: "—" if pd.isna(v) else f"{v:+.1f}",
+            "minutes": fixed(0),
             "actual day": lambda v: "—" if pd.isna(v) else str(int(v)),
         },
         raw_html=frozenset({"status"}),
+    )
+
+
+def _lots_table(protocol: Protocol, frames: StudyFrames, counter: TableCounter) -> Markup:
+    lots = frames.lots
+    if lots.empty:
+        return Markup("<p>No product lots recorded.</p>")
+    used = frames.infusions.groupby("lot_id").size()
+    release = protocol.product.release
+    rows = []
+    for lot in lots.to_dict("records"):
+        failures = check_lot_release(lot, release)
+        markers = lot.get("markers_pct") or {}
+        rows.append(
+            {
+                "lot": lot["lot_id"],
+                "donor": lot.get("donor_id") or "—",
+                "status": status_badge(
+                    "done" if lot["release_status"] == "released" else "missed",
+                    lot["release_status"],
+                ),
+                "viability %": lot.get("viability_pct"),
+                "positive markers %": ", ".join(
+                    f"{m} {markers[m]:g}" for m in release.positive_markers_min_pct if m in markers
+                ),
+                "negative markers %": ", ".join(
+                    f"{m} {markers[m]:g}" for m in release.negative_markers_max_pct if m in markers
+                ),
+                "sterility": lot.get("sterility") or "—",
+                "mycoplasma": lot.get("mycoplasma") or "—",
+                "endotoxin EU/mL": lot.get("endotoxin_eu_per_ml"),
+                "criteria met": "yes" if not failures else "no: " + "; ".join(failures),
+                "infusions": int(used.get(lot["lot_id"], 0)),
+            }
+        )
+    return render_table(
+        pd.DataFrame(rows),
+        caption="Cell-product lots: release status, quality-control results and whether the "
+        "protocol's release criteria (ISCT markers, viability, sterility, mycoplasma) are met.",
+        counter=counter,
+        raw_html=frozenset({"status"}),
+    )
+
+
+def _missing_assessments_table(overview: StudyOverview, counter: TableCounter) -> Markup:
+    assessments = overview.visit_assessments
+    if assessments.empty:
+        return Markup("<p>No assessments expected yet.</p>")
+    counts = (
+        assessments.assign(n=1)
+        .pivot_table(index="assessment", columns="status", values="n", aggfunc="sum", fill_value=0)
+        .reset_index()
+    )
+    ordered = [
+        c
+        for c in ("done", "out_of_window", "missed", "due", "upcoming", "not_expected")
+        if c in counts.columns
+    ]
+    counts = counts[["assessment", *ordered]]
+    counts.columns = ["assessment", *(c.replace("_", " ") for c in ordered)]
+    return render_table(
+        counts,
+        caption="Data completeness: planned visit assessments by status, over all subjects.",
+        counter=counter,
     )
 
 

@@ -250,6 +250,7 @@ def read_import_batches(engine: Engine) -> pd.DataFrame:
         ImportBatch.source,
         ImportBatch.source_sha256,
         ImportBatch.counts,
+        ImportBatch.report,
         ImportBatch.reason,
     ).order_by(ImportBatch.id)
     return _frame(engine, statement, ("time",))
