@@ -1,0 +1,191 @@
+"""Individual subject profiles: one figure per subject with infusions, AEs, markers and status."""
+
+from __future__ import annotations
+
+import pandas as pd
+from markupsafe import Markup, escape
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+from celltrial.report.figures import PALETTE, render_figure
+from celltrial.report.sections import ReportContext, Section
+
+#: Marker panels of a profile: (title, [(test, colour index)], log axis).
+PANELS = (
+    ("Inflammation", (("CRP", 0), ("IL6", 1)), True),
+    ("Coagulation", (("DDIMER", 3),), True),
+    ("Immune cells", (("LYM", 2), ("NEUT", 4)), True),
+)
+#: Largest number of subjects given a profile page (the rest are listed in the text).
+MAX_PROFILES = 100
+
+
+def build_profiles_section(context: ReportContext) -> Section | None:
+    """One profile figure per subject (up to :data:`MAX_PROFILES`)."""
+    frames = context.frames
+    subjects = frames.subjects["subject_id"].tolist()
+    if not subjects:
+        return None
+    shown = subjects[:MAX_PROFILES]
+    parts = []
+    if len(subjects) > len(shown):
+        parts.append(
+            Markup(
+                f"<p>Profiles of the first {len(shown)} of {len(subjects)} subjects; the "
+                "others are in the listings above.</p>"
+            )
+        )
+    obs = frames.observations
+    by_subject = {code: rows for code, rows in obs.groupby("subject_id")}
+    status = {code: rows for code, rows in frames.clinical_status.groupby("subject_id")}
+    infusions = {code: rows for code, rows in frames.infusions.groupby("subject_id")}
+    events = {code: rows for code, rows in frames.adverse_events.groupby("subject_id")}
+    empty = pd.DataFrame()
+    for code in shown:
+        figure = render_subject_profile(
+            code,
+            by_subject.get(code, empty),
+            status.get(code, empty),
+            infusions.get(code, empty),
+            events.get(code, empty),
+            follow_up_days=context.study.protocol.follow_up_days,
+        )
+        parts.append(
+            Markup('<div class="profile">')
+            + render_figure(
+                figure,
+                caption=f"Subject {code}: infusions, adverse events, markers and clinical "
+                "status by study day.",
+                counter=context.figures,
+                dpi=90,
+            )
+            + Markup("</div>")
+        )
+    return Section(
+        id="profiles",
+        title="Individual subject profiles",
+        html=Markup("").join(parts),
+        methods=(
+            "Subject profiles plot every recorded value by study day (day 0 = first infusion); "
+            "infusions are dashed vertical lines, adverse events triangles labelled with their "
+            "grade.",
+        ),
+    )
+
+
+def render_subject_profile(
+    code: str,
+    observations: pd.DataFrame,
+    clinical_status: pd.DataFrame,
+    infusions: pd.DataFrame,
+    adverse_events: pd.DataFrame,
+    *,
+    follow_up_days: int,
+) -> Figure:
+    """A four-row figure: WHO scale and SpO2/FiO2, then the marker panels, sharing study days."""
+    figure = Figure(figsize=(8.0, 7.2), layout="constrained")
+    axes = figure.subplots(len(PANELS) + 1, 1, sharex=True)
+    infusion_days = _days(infusions, "study_day")
+    status_axis = axes[0]
+    if len(clinical_status):
+        status_axis.step(
+            clinical_status["study_day"],
+            clinical_status["who_scale"],
+            where="post",
+            color=PALETTE[7],
+            label="WHO scale",
+        )
+    status_axis.set_ylim(-0.5, 10.5)
+    status_axis.set_ylabel("WHO scale (0–10)")
+    status_axis.set_title(f"Subject {code}", loc="left", fontsize=11, fontweight="bold")
+    oxygen = status_axis.twinx()
+    spo2 = _series(observations, "SPO2")
+    fio2 = _series(observations, "FIO2")
+    if len(spo2) and len(fio2):
+        ratio = _nearest_ratio(spo2, fio2)
+        oxygen.plot(ratio["x"], ratio["y"], ".", color=PALETTE[5], markersize=3, label="SpO2/FiO2")
+    oxygen.set_ylabel("SpO2/FiO2", color=PALETTE[5])
+    for axis, (title, tests, log) in zip(axes[1:], PANELS, strict=True):
+        for test, colour in tests:
+            series = _series(observations, test)
+            if len(series):
+                axis.plot(
+                    series["x"],
+                    series["y"],
+                    "o-",
+                    color=PALETTE[colour],
+                    markersize=3,
+                    linewidth=1.2,
+                    label=_label(series, test),
+                )
+        if log:
+            axis.set_yscale("log")
+            axis.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            axis.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+            axis.yaxis.set_minor_formatter(NullFormatter())
+        axis.set_ylabel(title)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(loc="upper right", fontsize=7, frameon=False)
+    for axis in axes:
+        for day in infusion_days:
+            axis.axvline(day, color="#555", linestyle="--", linewidth=0.8)
+        axis.grid(alpha=0.25)
+    if len(adverse_events):
+        days = _days(adverse_events, "onset_day")
+        grades = adverse_events["grade"].tolist()
+        status_axis.scatter(days, [10] * len(days), marker="v", color=PALETTE[3], zorder=5)
+        for day, grade in zip(days, grades, strict=True):
+            label = "AE" if pd.isna(grade) else f"G{int(grade)}"
+            status_axis.annotate(
+                label,
+                (day, 10),
+                textcoords="offset points",
+                xytext=(0, -14),
+                ha="center",
+                fontsize=7,
+                color=PALETTE[3],
+            )
+    axes[-1].set_xlim(-3, follow_up_days + 1)
+    axes[-1].set_xlabel("study day (0 = first infusion)")
+    return figure
+
+
+def _days(frame: pd.DataFrame, column: str) -> list[float]:
+    if frame.empty or column not in frame:
+        return []
+    return [float(v) for v in frame[column].dropna()]
+
+
+def _series(observations: pd.DataFrame, test: str) -> pd.DataFrame:
+    if observations.empty:
+        return pd.DataFrame(columns=["x", "y", "unit"])
+    rows = observations[(observations["test"] == test) & observations["value"].notna()]
+    if rows.empty:
+        return pd.DataFrame(columns=["x", "y", "unit"])
+    # fractional study day: the calendar day plus the local time of day would need the zone;
+    # spread same-day values by their order so repeated readings stay visible
+    order = rows.groupby("study_day").cumcount() / 4.0
+    return pd.DataFrame(
+        {"x": rows["study_day"].astype(float) + order, "y": rows["value"], "unit": rows["unit"]}
+    )
+
+
+def _nearest_ratio(spo2: pd.DataFrame, fio2: pd.DataFrame) -> pd.DataFrame:
+    merged = pd.merge_asof(
+        spo2.sort_values("x"),
+        fio2.sort_values("x")[["x", "y"]],
+        on="x",
+        direction="nearest",
+        tolerance=0.5,
+        suffixes=("", "_f"),
+    )
+    merged = merged.dropna(subset=["y_f"])
+    return pd.DataFrame({"x": merged["x"], "y": merged["y"] / merged["y_f"].to_numpy()})
+
+
+def _label(series: pd.DataFrame, test: str) -> str:
+    unit = series["unit"].iloc[0] if len(series) else ""
+    return f"{test} ({escape(str(unit))})" if unit else test
+
+
+__all__ = ["build_profiles_section", "render_subject_profile"]
