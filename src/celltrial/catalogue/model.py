@@ -31,6 +31,9 @@ class TestDefinition(BaseModel):
     molar_mass: float | None = Field(default=None, gt=0)
     log_normal: bool = False
     aliases: tuple[str, ...] = ()
+    units: tuple[str, ...] = ()
+    analyte: str | None = None
+    basis: Literal["FEU", "DDU"] | None = None
 
     @model_validator(mode="after")
     def _ranges_ordered(self) -> TestDefinition:

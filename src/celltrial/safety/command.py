@@ -71,3 +71,78 @@ def safety_command(
         )
     for caveat in summary.caveats:
         console.print(f"[yellow]note:[/] {caveat}")
+
+
+ae_app = typer.Typer(help="Record and import adverse events.", no_args_is_help=True)
+
+
+@ae_app.command("import")
+def ae_import(
+    directory: Annotated[Path, typer.Argument(help="Study directory.")],
+    file: Annotated[Path, typer.Argument(help="CSV file of adverse events.")],
+    db: Annotated[str | None, typer.Option("--db", help="SQLAlchemy database URL.")] = None,
+) -> None:
+    """Import adverse events from a CSV file (all or nothing; re-importing adds nothing)."""
+    from celltrial.safety.recording import import_adverse_events
+    from celltrial.store.database import current_user, study_session
+
+    study = open_study(directory, db_url=db)
+    with study_session(study.engine, user=current_user(), reason=f"import {file.name}") as s:
+        batch = import_adverse_events(s, study.study_id, file, zone=study.protocol.study.timezone)
+        counts = dict(batch.report) if batch is not None else None
+    if counts is None:
+        console.print(f"nothing new in {file}: every event is already stored")
+    else:
+        console.print(
+            f"[green]imported[/] {counts['new']} adverse event(s) from {file} "
+            f"({counts['already stored']} already stored)"
+        )
+
+
+@ae_app.command("add")
+def ae_add(
+    directory: Annotated[Path, typer.Argument(help="Study directory.")],
+    subject: Annotated[str, typer.Option("--subject", help="Subject ID.")],
+    term: Annotated[str, typer.Option("--term", help="Adverse-event term.")],
+    onset: Annotated[str, typer.Option("--onset", help="Onset time (local to the study).")],
+    grade: Annotated[int | None, typer.Option("--grade", help="CTCAE grade 1–5.")] = None,
+    serious: Annotated[
+        str | None, typer.Option("--serious", help="ICH E2A criteria, ';'-separated.")
+    ] = None,
+    relatedness: Annotated[
+        str | None, typer.Option("--relatedness", help="e.g. 'possibly related'.")
+    ] = None,
+    resolved: Annotated[str | None, typer.Option("--resolved", help="Resolution time.")] = None,
+    outcome: Annotated[str | None, typer.Option("--outcome", help="e.g. recovered.")] = None,
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")] = (
+        "reported by investigator"
+    ),
+    db: Annotated[str | None, typer.Option("--db", help="SQLAlchemy database URL.")] = None,
+) -> None:
+    """Record one adverse event (audited)."""
+    from celltrial.safety.recording import record_adverse_event
+    from celltrial.store.database import current_user, study_session
+
+    study = open_study(directory, db_url=db)
+    zone = study.protocol.study.timezone
+
+    def when(text: str | None) -> pd.Timestamp | None:
+        if not text:
+            return None
+        stamp = pd.Timestamp(text)
+        return (stamp if stamp.tzinfo else stamp.tz_localize(zone)).tz_convert("UTC")
+
+    event = {
+        "subject_id": subject,
+        "term": term,
+        "onset": when(onset),
+        "resolved": when(resolved),
+        "grade": grade,
+        "serious": bool(serious),
+        "serious_criteria": serious,
+        "relatedness": relatedness,
+        "outcome": outcome,
+    }
+    with study_session(study.engine, user=current_user(), reason=reason) as session:
+        record_adverse_event(session, study.study_id, event)
+    console.print(f"[green]recorded[/] {term} for {subject}")

@@ -1,0 +1,116 @@
+"""``celltrial import DIR FILE``: the command-line shell over :func:`import_file`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from celltrial.cli import DbOption, console, user_errors
+from celltrial.ingest.report import ValidationReport
+
+SEVERITY_STYLE = {"error": "bold red", "warning": "dark_orange", "info": "dim"}
+
+
+@user_errors
+def import_command(
+    directory: Annotated[Path, typer.Argument(help="Study directory.")],
+    file: Annotated[Path, typer.Argument(help="File to import (CSV, XLSX, FHIR JSON, REDCap).")],
+    mapping: Annotated[
+        Path | None, typer.Option("--mapping", help="Column-mapping YAML file.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate and report only; store nothing.")
+    ] = False,
+    register_subjects: Annotated[
+        bool,
+        typer.Option(
+            "--register-subjects", help="Create subjects the file names but the study lacks."
+        ),
+    ] = False,
+    cohort: Annotated[
+        str | None,
+        typer.Option("--cohort", help="Cohort label of registered subjects (default: file name)."),
+    ] = None,
+    suggest_mapping: Annotated[
+        bool,
+        typer.Option("--suggest-mapping", help="Write a proposed mapping YAML; import nothing."),
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Import lab results and vital signs: all or nothing, idempotent, with a validation report."""
+    from celltrial.ingest.importer import ImportRefused, import_file
+    from celltrial.study import open_study
+
+    if suggest_mapping:
+        from celltrial.errors import CelltrialError
+
+        raise CelltrialError(
+            "--suggest-mapping is not available yet (issue 8, step 4); write a mapping YAML by "
+            "hand (see celltrial.ingest.mapping) or rely on the automatic recognition"
+        )
+    study = open_study(directory, db_url=db)
+    with Progress(
+        TextColumn("importing"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not sys.stdout.isatty(),
+    ) as progress:
+        task = progress.add_task("import", total=file.stat().st_size if file.is_file() else None)
+
+        def advance(_rows: int, _size: int) -> None:
+            progress.advance(task, 0)
+
+        try:
+            result = import_file(
+                study,
+                file,
+                mapping=mapping,
+                dry_run=dry_run,
+                register=register_subjects,
+                cohort=cohort,
+                on_progress=advance,
+            )
+        except ImportRefused as refused:
+            print_report(refused.report, console=Console(stderr=True))
+            raise
+    print_report(result.report)
+    verb = "would import" if dry_run else "imported"
+    c = result.counts
+    console.print(
+        f"[green]{verb}[/] {file} ({result.layout}): {c['inserted']} new, {c['updated']} updated "
+        f"(audited), {c['unchanged']} unchanged results; {c['subjects']} subjects registered"
+        + ("" if result.batch_id is None else f"; batch {result.batch_id}")
+    )
+    console.print(f"report: {result.report_csv}")
+
+
+def print_report(report: ValidationReport, *, console: Console = console) -> None:
+    """The report as a Rich table grouped by kind, with the accounting of the file's results."""
+    kinds = report.by_kind()
+    c = report.counts
+    title = (
+        f"Validation of {report.file}: {c['results']} results = {c['stored']} stored + "
+        f"{c['flagged']} flagged + {c['reported']} reported"
+    )
+    table = Table(
+        "severity", "kind", "count", "meaning", "first example", title=title, title_justify="left"
+    )
+    messages = report.messages
+    for item in kinds.itertuples():
+        same = messages[(messages["kind"] == item.kind) & (messages["severity"] == item.severity)]
+        first = same.iloc[0]
+        example = f"row {first['row']}, {first['column']}: {first['value']!s}"
+        style = SEVERITY_STYLE.get(item.severity, "")
+        table.add_row(
+            f"[{style}]{item.severity}[/]", item.kind, str(item.count), item.meaning, example[:80]
+        )
+    console.print(table)

@@ -1,0 +1,203 @@
+"""Import one file into a study: read, validate, then store all of it or nothing.
+
+The service behind ``celltrial import``. One transaction: any error refuses the whole file and
+stores nothing. Re-importing the same file adds nothing; a changed value becomes an audited update
+whose reason names the import. Every import is an ``import_batch`` with the file's hash, the counts
+and the validation report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from celltrial.errors import DataError
+from celltrial.ingest.frame import SUBJECT_FIELDS
+from celltrial.ingest.layouts import detect_layout, read_source
+from celltrial.ingest.mapping import read_mapping
+from celltrial.ingest.report import ValidationReport
+from celltrial.ingest.storage import known_subjects, register_subjects, write_observations
+from celltrial.ingest.validate import check_results
+from celltrial.store.audit import begin_batch, file_sha256, finish_batch
+from celltrial.store.database import current_user, study_session
+from celltrial.study import StudyHandle
+
+REPORT_DIR = "imports"
+
+
+class ImportRefused(DataError):
+    """The file has errors; nothing was stored. ``report`` says what and where."""
+
+    def __init__(self, message: str, report: ValidationReport, report_csv: Path | None):
+        super().__init__(message)
+        self.report = report
+        self.report_csv = report_csv
+
+
+@dataclass
+class ImportResult:
+    """What an import did (or, with ``dry_run``, would do)."""
+
+    path: Path
+    layout: str
+    report: ValidationReport
+    dry_run: bool
+    batch_id: int | None = None
+    report_csv: Path | None = None
+    counts: dict[str, int] = field(
+        default_factory=lambda: {"inserted": 0, "updated": 0, "unchanged": 0, "subjects": 0}
+    )
+
+
+def import_file(
+    study: StudyHandle,
+    path: str | Path,
+    *,
+    mapping: str | Path | None = None,
+    dry_run: bool = False,
+    register: bool = False,
+    cohort: str | None = None,
+    user: str | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    report_dir: str | Path | None = None,
+) -> ImportResult:
+    """Import ``path`` into ``study``; :class:`ImportRefused` (nothing stored) on any error."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"no file {path}")
+    spec = read_mapping(mapping)
+    zone = spec.timezone or study.protocol.study.timezone
+    layout = detect_layout(path, spec)
+    digest = file_sha256(path) if path.is_file() else None
+    report = ValidationReport(file=str(path))
+    result = ImportResult(path=path, layout=layout, report=report, dry_run=dry_run)
+    reason = f"import of {path.name} (sha256 {(digest or '')[:12]})"
+    size = path.stat().st_size if path.is_file() else 0
+    with study_session(study.engine, user=user or current_user(), reason=reason) as session:
+        batch = None
+        if not dry_run:
+            batch = begin_batch(
+                session, kind=f"import:{layout}", source=str(path.resolve()), source_sha256=digest
+            )
+            result.batch_id = batch.id
+        known = known_subjects(session, study.study_id)
+        source = read_source(path, spec, report, layout=layout, zone=zone)
+        info = source.subjects
+        if register and len(info):
+            label = cohort if cohort is not None else path.stem
+            if batch is not None:
+                result.counts["subjects"] = register_subjects(
+                    session, batch, study.study_id, _complete(info), cohort=label or None
+                )
+                known = known_subjects(session, study.study_id)
+            else:
+                known = _with_new(known, _complete(info))
+        elif register:
+            pass
+        for raw in _chunks(source.raw):
+            if register and batch is not None and not source.subjects_complete:
+                new = pd.DataFrame({"subject": raw["subject"].dropna().astype(str).unique()})
+                new = new[~new["subject"].isin(known.index)]
+                if len(new):
+                    label = cohort if cohort is not None else path.stem
+                    result.counts["subjects"] += register_subjects(
+                        session, batch, study.study_id, _complete(new), cohort=label or None
+                    )
+                    known = known_subjects(session, study.study_id)
+            elif register and batch is None:
+                new = pd.DataFrame({"subject": raw["subject"].dropna().astype(str).unique()})
+                known = _with_new(known, _complete(new))
+            rows = check_results(raw, report, subjects=known, zone=zone)
+            if report.ok and batch is not None and len(rows):
+                counts = write_observations(
+                    session,
+                    batch,
+                    rows,
+                    known["id"],
+                    source=path.name,
+                    on_progress=(lambda n: on_progress(n, size)) if on_progress else None,
+                )
+                for key, value in counts.items():
+                    result.counts[key] += value
+        result.report_csv = _write_report(study, path, report, report_dir)
+        if not report.ok:
+            session.rollback()
+            errors = report.errors
+            raise ImportRefused(
+                _refusal(path, errors, result.report_csv), report, result.report_csv
+            )
+        if batch is not None:
+            batch.report = report.summary() | {"report_csv": str(result.report_csv)}
+            batch.counts = (
+                dict(batch.counts)
+                | {f"results_{k}": v for k, v in report.counts.items()}
+                | {k: v for k, v in result.counts.items()}
+            )
+            finish_batch(session, batch)
+    return result
+
+
+def _chunks(raw: pd.DataFrame | Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    if isinstance(raw, pd.DataFrame):
+        yield raw
+    else:
+        yield from raw
+
+
+def _complete(info: pd.DataFrame) -> pd.DataFrame:
+    out = info.copy()
+    for column in (*SUBJECT_FIELDS, "source_row"):
+        if column not in out.columns:
+            out[column] = None
+    return out
+
+
+def _with_new(known: pd.DataFrame, info: pd.DataFrame) -> pd.DataFrame:
+    """Known subjects plus those a dry run would register (for the checks)."""
+    new = info[~info["subject"].astype(str).isin(known.index)]
+    if new.empty:
+        return known
+    extra = pd.DataFrame(
+        {
+            "id": -1,
+            "start": pd.to_datetime(new["admitted"], utc=True).to_numpy(),
+            "end": pd.concat(
+                [
+                    pd.to_datetime(new["discharged"], utc=True),
+                    pd.to_datetime(new["died"], utc=True),
+                ],
+                axis=1,
+            )
+            .min(axis=1)
+            .to_numpy(),
+        },
+        index=new["subject"].astype(str).to_numpy(),
+    )
+    return pd.concat([known, extra])
+
+
+def _write_report(
+    study: StudyHandle, path: Path, report: ValidationReport, report_dir: str | Path | None
+) -> Path:
+    folder = Path(report_dir) if report_dir is not None else study.directory / REPORT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    return report.write_csv(folder / f"{path.stem}-{stamp}-report.csv")
+
+
+def _refusal(path: Path, errors: pd.DataFrame, csv: Path | None) -> str:
+    lines = [f"{path}: {len(errors)} error(s); nothing was stored."]
+    for item in errors.head(10).itertuples():
+        lines.append(
+            f"  row {item.row}, column {item.column!s}: {item.kind} — value {item.value!s}; "
+            f"expected {item.expected}"
+        )
+    if len(errors) > 10:
+        lines.append(f"  … and {len(errors) - 10} more")
+    if csv is not None:
+        lines.append(f"Full report: {csv}")
+    return "\n".join(lines)

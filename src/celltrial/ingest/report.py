@@ -1,0 +1,145 @@
+"""The validation report of one import: errors refuse the file, warnings import it with flags.
+
+Every message names the file, the source row, the column, the value and what was expected. Each
+non-empty result of the file ends in exactly one of: stored, stored with a flag, or not stored and
+reported; :attr:`ValidationReport.accounting` adds them up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+MESSAGE_COLUMNS = ("severity", "kind", "file", "row", "column", "value", "expected")
+
+#: What each kind of message means (shown in the terminal and the CSV).
+KINDS: dict[str, str] = {
+    "unknown_subject": "subject not in the study (use --register-subjects)",
+    "bad_time": "time that cannot be read",
+    "no_time": "result without a time",
+    "unit_not_convertible": "unit that cannot be converted to the test's canonical unit",
+    "unit_missing": "no unit given and the values do not fit the canonical unit",
+    "unit_implied": "no unit given: the canonical unit is proposed from the values",
+    "basis_implied": "D-dimer basis (FEU/DDU) not given: the test's basis is assumed",
+    "implausible": "value outside the catalogue's plausible range (review)",
+    "other_specimen": "result of another specimen in a blood column (not stored)",
+    "sentinel": "sentinel value such as -1 (not stored)",
+    "censored": "value at a reporting limit stored as a plain number (stored as censored)",
+    "limit_only": "beyond a detection limit without a number (not stored)",
+    "text_result": "text instead of a number (not stored)",
+    "ambiguous_number": "number with an ambiguous separator, e.g. 1,234 (not stored)",
+    "before_enrolment": "result before the subject's enrolment/admission",
+    "after_discharge": "result after the subject's discharge or death",
+    "duplicate_conflict": "same subject, test and time with different values (none stored)",
+    "duplicate": "the same result twice in the file (stored once)",
+    "column_ignored": "column not recognised as a test (its results are not stored)",
+    "no_result_marker": "cells marked as no result (NA, —): not results",
+    "subject_inconsistent": "a subject's fixed fields differ between rows",
+    "missing_column": "a required column is missing",
+    "assumption": "an assumption made while reading the file",
+}
+
+
+@dataclass
+class ValidationReport:
+    """Messages of one import plus the accounting of the file's results."""
+
+    file: str
+    _parts: list[pd.DataFrame] = field(default_factory=list)
+    counts: dict[str, int] = field(
+        default_factory=lambda: {"results": 0, "stored": 0, "flagged": 0, "reported": 0}
+    )
+
+    def add(
+        self,
+        severity: str,
+        kind: str,
+        *,
+        row: Any = None,
+        column: Any = None,
+        value: Any = None,
+        expected: Any = "",
+    ) -> None:
+        """Add messages; ``row``/``column``/``value``/``expected`` may be scalars or sequences."""
+        frame = pd.DataFrame(
+            {"row": row, "column": column, "value": value, "expected": expected},
+            index=range(len(row)) if _is_seq(row) else [0],
+        )
+        frame.insert(0, "file", self.file)
+        frame.insert(0, "kind", kind)
+        frame.insert(0, "severity", severity)
+        self._parts.append(frame[list(MESSAGE_COLUMNS)].astype(object))
+
+    def extend(self, other: ValidationReport) -> None:
+        self._parts.extend(other._parts)
+
+    @property
+    def messages(self) -> pd.DataFrame:
+        if not self._parts:
+            return pd.DataFrame(columns=list(MESSAGE_COLUMNS))
+        return pd.concat(self._parts, ignore_index=True)
+
+    @property
+    def errors(self) -> pd.DataFrame:
+        messages = self.messages
+        return messages[messages["severity"] == "error"]
+
+    @property
+    def ok(self) -> bool:
+        return not any((part["severity"] == "error").any() for part in self._parts)
+
+    def by_kind(self) -> pd.DataFrame:
+        """One row per severity and kind with its count and meaning."""
+        messages = self.messages
+        if messages.empty:
+            return pd.DataFrame(columns=["severity", "kind", "count", "meaning"])
+        table = messages.groupby(["severity", "kind"]).size().rename("count").reset_index()
+        table["meaning"] = table["kind"].map(KINDS).fillna("")
+        order = {"error": 0, "warning": 1, "info": 2}
+        table["_order"] = table["severity"].map(order)
+        return table.sort_values(["_order", "kind"]).drop(columns="_order")
+
+    @property
+    def accounting(self) -> dict[str, int]:
+        """results = stored + flagged + reported (non-empty result cells of the file)."""
+        return dict(self.counts)
+
+    def balanced(self) -> bool:
+        c = self.counts
+        return c["results"] == c["stored"] + c["flagged"] + c["reported"]
+
+    def write_csv(self, path: str | Path) -> Path:
+        path = Path(path)
+        self.messages.to_csv(path, index=False)
+        return path
+
+    def summary(self, *, limit: int = 2000) -> dict[str, Any]:
+        """JSON-able summary for the import batch (counts, kinds, the first ``limit`` messages)."""
+        messages = self.messages
+        return {
+            "file": self.file,
+            "accounting": self.accounting,
+            "by_kind": self.by_kind()[["severity", "kind", "count"]].to_dict("records"),
+            "messages": _json_records(messages.head(limit)),
+            "messages_total": len(messages),
+        }
+
+
+def _is_seq(value: Any) -> bool:
+    return isinstance(value, list | tuple | pd.Series | pd.Index) or (
+        hasattr(value, "__len__") and not isinstance(value, str | bytes) and hasattr(value, "dtype")
+    )
+
+
+def _json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    out = frame.astype(object).where(frame.notna(), None)
+    return [
+        {
+            k: (v if isinstance(v, int | float | str) or v is None else str(v))
+            for k, v in rec.items()
+        }
+        for rec in out.to_dict("records")
+    ]

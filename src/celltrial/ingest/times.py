@@ -1,0 +1,50 @@
+"""Parse result times into aware UTC instants; naive times are local to the study's time zone."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+
+_OFFSET = r"(?:Z|[+-]\d{2}:?\d{2})\s*$"
+
+
+def parse_times(raw: pd.Series, zone: ZoneInfo | str) -> tuple[pd.Series, pd.Series]:
+    """(UTC times, unreadable mask): NaT where the cell is empty or cannot be read.
+
+    ``unreadable`` is True where a non-empty cell could not be read as a time (or a local time
+    does not exist or is ambiguous at a daylight-saving change): those are errors, never guessed.
+    """
+    key = str(zone)
+    if isinstance(raw.dtype, pd.DatetimeTZDtype):
+        return raw.dt.tz_convert("UTC"), pd.Series(False, index=raw.index)
+    if pd.api.types.is_datetime64_dtype(raw.dtype):
+        local = raw.dt.tz_localize(key, ambiguous="NaT", nonexistent="NaT")
+        return local.dt.tz_convert("UTC"), raw.notna() & local.isna()
+    text = raw.astype("string").str.strip()
+    present = text.notna() & (text != "")
+    with_offset = text.str.contains(_OFFSET, regex=True).fillna(False)
+    out = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us, UTC]")
+    if with_offset.any():
+        aware = pd.to_datetime(text[with_offset], errors="coerce", utc=True, format="ISO8601")
+        out[with_offset] = aware
+    naive_mask = present & ~with_offset
+    if naive_mask.any():
+        naive = _to_naive(text[naive_mask])
+        local = naive.dt.tz_localize(key, ambiguous="NaT", nonexistent="NaT")
+        out[naive_mask] = local.dt.tz_convert("UTC")
+    return out, present & out.isna()
+
+
+def _to_naive(text: pd.Series) -> pd.Series:
+    """Naive datetimes: the inferred format first (fast), then ISO 8601, then any format."""
+    parsed = pd.to_datetime(text, errors="coerce")
+    retry = parsed.isna()
+    if retry.any():
+        parsed[retry] = pd.to_datetime(text[retry], errors="coerce", format="ISO8601")
+        retry = parsed.isna()
+    if retry.any():
+        parsed[retry] = pd.to_datetime(text[retry], errors="coerce", format="mixed")
+    if isinstance(parsed.dtype, pd.DatetimeTZDtype):  # pragma: no cover - guarded by _OFFSET
+        parsed = parsed.dt.tz_localize(None)
+    return parsed.astype("datetime64[us]")

@@ -1,0 +1,452 @@
+"""Validate a raw long frame: parse values, convert units, check subjects, times and ranges.
+
+Every non-empty result ends in exactly one outcome: ``stored``, ``flagged`` (stored, with a
+warning) or ``reported`` (not stored, with a message). Errors refuse the whole file.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+from celltrial.catalogue import TestDefinition, load_catalogue
+from celltrial.errors import UnitError
+from celltrial.ingest import values as V
+from celltrial.ingest.limits import compute_reporting_limits
+from celltrial.ingest.report import ValidationReport
+from celltrial.ingest.times import parse_times
+from celltrial.units import convert, normalize_unit
+
+#: Specimens whose results belong in blood, serum or plasma columns.
+BLOOD_SPECIMENS = frozenset(
+    {
+        "blood",
+        "serum",
+        "plasma",
+        "serum/plasma",
+        "whole blood",
+        "arterial blood",
+        "venous blood",
+        "capillary blood",
+        "bld",
+        "ser",
+        "plas",
+        "ser/plas",
+        "血",
+        "血清",
+        "血浆",
+        "全血",
+    }
+)
+_BASIS = re.compile(r"\b(FEU|DDU)\b", re.IGNORECASE)
+
+STORED_COLUMNS = (
+    "subject",
+    "time",
+    "test",
+    "raw_value",
+    "raw_unit",
+    "value",
+    "unit",
+    "qualifier",
+    "ref_low",
+    "ref_high",
+    "specimen",
+    "source_row",
+)
+
+
+@dataclass(frozen=True)
+class SubjectDates:
+    """Known subjects (index: code) with ``start`` (enrolment/admission) and ``end`` (discharge
+    or death) as UTC times, NaT where unknown."""
+
+    table: pd.DataFrame
+
+
+def check_results(
+    raw: pd.DataFrame,
+    report: ValidationReport,
+    *,
+    subjects: pd.DataFrame,
+    zone: ZoneInfo | str,
+    detect_limits: bool = True,
+) -> pd.DataFrame:
+    """The rows to store (columns :data:`STORED_COLUMNS` plus ``flagged``), report filled in.
+
+    ``subjects``: index = subject code, columns ``start`` and ``end`` (aware UTC or NaT).
+    """
+    run = _Run(raw.reset_index(drop=True), report, subjects, zone)
+    return run.execute(detect_limits=detect_limits)
+
+
+class _Run:
+    def __init__(
+        self, raw: pd.DataFrame, report: ValidationReport, subjects: pd.DataFrame, zone: object
+    ) -> None:
+        self.raw = raw
+        self.report = report
+        self.subjects = subjects
+        self.zone = zone
+        self.catalogue = {t.code: t for t in load_catalogue().tests}
+        self.outcome = pd.Series("stored", index=raw.index, dtype=object)
+        self.text = raw["raw_value"].astype("string")
+
+    # -- bookkeeping ------------------------------------------------------------------------
+    def _messages(self, mask: pd.Series, severity: str, kind: str, expected: object) -> None:
+        rows = self.raw.loc[mask]
+        if rows.empty:
+            return
+        exp = expected.loc[mask].tolist() if isinstance(expected, pd.Series) else expected
+        self.report.add(
+            severity,
+            kind,
+            row=rows["source_row"].tolist(),
+            column=rows["column"].tolist(),
+            value=self.text.loc[mask].tolist(),
+            expected=exp,
+        )
+
+    def drop(self, mask: pd.Series, kind: str, expected: object, severity: str = "warning") -> None:
+        mask = mask & (self.outcome != "reported")
+        self._messages(mask, severity, kind, expected)
+        self.outcome[mask] = "reported"
+
+    def flag(self, mask: pd.Series, kind: str, expected: object) -> None:
+        mask = mask & (self.outcome != "reported")
+        self._messages(mask, "warning", kind, expected)
+        self.outcome[mask] = "flagged"
+
+    def live(self) -> pd.Series:
+        return self.outcome != "reported"
+
+    # -- steps -----------------------------------------------------------------------------
+    def execute(self, *, detect_limits: bool) -> pd.DataFrame:
+        raw = self.raw
+        parsed = V.parse_values(raw["raw_value"])
+        empty = parsed["status"] == V.EMPTY
+        self._no_result_markers(empty)
+        keep = ~empty
+        self.raw, parsed, self.text = raw[keep], parsed[keep], self.text[keep]
+        self.outcome = self.outcome[keep]
+        self.report.counts["results"] += int(keep.sum())
+        self.value = parsed["value"].copy()
+        self.qualifier = parsed["qualifier"].copy()
+        self.test = self.raw["test"].astype(object).copy()
+
+        self._unknown_columns()
+        status = parsed["status"]
+        self.drop(status == V.TEXT, "text_result", "a number, optionally with <, <=, >, >=")
+        self.drop(status == V.AMBIGUOUS, "ambiguous_number", "a decimal point, e.g. 1234 or 1.234")
+        self.drop(status == V.LIMIT_ONLY, "limit_only", "a limit with its number, e.g. >1000")
+        self._times()
+        self._subjects()
+        self._specimens()
+        self._sentinels()
+        self.slope = pd.Series(np.nan, index=self.raw.index)
+        self.offset = pd.Series(np.nan, index=self.raw.index)
+        unit = self._units()
+        self._plausible(unit)
+        if detect_limits:
+            self._censored()
+        self._timing()
+        self._duplicates()
+        return self._result(unit)
+
+    def _no_result_markers(self, empty: pd.Series) -> None:
+        marked = empty & self.text.notna() & (self.text.str.strip() != "")
+        if marked.any():
+            per_column = self.raw.loc[marked].groupby("column", sort=False)["source_row"]
+            for column, rows in per_column:
+                self.report.add(
+                    "info",
+                    "no_result_marker",
+                    row=int(rows.iloc[0]),
+                    column=column,
+                    value=f"{len(rows)} cells such as {self.text[rows.index[0]]!r}",
+                    expected="a result, or an empty cell",
+                )
+
+    def _unknown_columns(self) -> None:
+        unknown = self.test.isna()
+        if not unknown.any():
+            return
+        for (column, name), rows in self.raw.loc[unknown].groupby(
+            ["column", "name"], sort=False, dropna=False
+        )["source_row"]:
+            self.report.add(
+                "warning",
+                "column_ignored",
+                row=int(rows.iloc[0]),
+                column=column,
+                value=f"{name!s}: {len(rows)} results",
+                expected="a test name or alias of the catalogue, or a mapping entry",
+            )
+        self.outcome[unknown] = "reported"
+
+    def _times(self) -> None:
+        times, unreadable = parse_times(self.raw["time"], self.zone)
+        unreadable = unreadable.fillna(False).astype(bool)
+        self.time = times
+        self.drop(unreadable, "bad_time", "a date and time, e.g. 2020-02-10 08:30", "error")
+        self.drop(times.isna(), "no_time", "the time the sample was taken")
+
+    def _subjects(self) -> None:
+        code = self.raw["subject"].astype("string").str.strip()
+        self.subject = code
+        missing = code.isna() | (code == "")
+        self.drop(missing, "unknown_subject", "a subject ID on every result", "error")
+        unknown = ~code.isin(self.subjects.index) & ~missing & self.live()
+        if unknown.any():
+            first = self.raw.loc[unknown].groupby(code[unknown], sort=True)["source_row"].min()
+            self.report.add(
+                "error",
+                "unknown_subject",
+                row=first.tolist(),
+                column="subject",
+                value=first.index.tolist(),
+                expected="a subject of the study (or import with --register-subjects)",
+            )
+            self.outcome[unknown] = "reported"
+
+    def _definition_series(self, attribute: str) -> pd.Series:
+        return self.test.map({c: getattr(t, attribute) for c, t in self.catalogue.items()})
+
+    def _specimens(self) -> None:
+        given = self.raw["specimen"].astype("string").str.strip().str.casefold()
+        expected = self._definition_series("specimen").astype("string").str.casefold()
+        blood_test = expected.isin(BLOOD_SPECIMENS | {"plasma", "serum"})
+        other = given.notna() & ~given.isin(BLOOD_SPECIMENS) & blood_test.fillna(False)
+        self.drop(
+            other.fillna(False).astype(bool),
+            "other_specimen",
+            "a blood result; this row is " + given.fillna("") + " (e.g. urinalysis)",
+        )
+
+    def _sentinels(self) -> None:
+        low = self._definition_series("plausible").map(
+            lambda r: r[0] if isinstance(r, tuple) else np.nan
+        )
+        sentinel = (self.value < 0) & (low >= 0)
+        self.drop(sentinel.fillna(False), "sentinel", "a measured value (negative is impossible)")
+
+    def _units(self) -> pd.Series:
+        unit = pd.Series(None, index=self.raw.index, dtype=object)
+        raw_unit = self.raw["raw_unit"].astype("string").str.strip().replace("", pd.NA)
+        live = self.live() & self.test.notna()
+        groups = pd.DataFrame({"test": self.test, "unit": raw_unit.fillna("\0"), "live": live})
+        for (code, unit_text), index in groups[live].groupby(["test", "unit"]).groups.items():
+            self._convert_group(code, None if unit_text == "\0" else unit_text, index, unit)
+        return unit
+
+    def _convert_group(self, code: str, unit_text: str | None, index: pd.Index, unit: pd.Series):
+        definition = self.catalogue[code]
+        if unit_text is not None and definition.basis is not None:
+            match = _BASIS.search(unit_text)
+            if match:
+                basis = match.group(1).upper()
+                unit_text = _BASIS.sub("", unit_text).strip() or definition.unit
+                if basis != definition.basis:
+                    definition = self._sibling(definition, basis)
+                    self.test[index] = definition.code
+        if definition.basis is not None and (
+            unit_text is None or not _BASIS.search(str(self.raw.loc[index[0], "raw_unit"] or ""))
+        ):
+            self._column_note(index, "basis_implied", f"basis {definition.basis} ({code})")
+        values = self.value[index].to_numpy(dtype=float)
+        if unit_text is None:
+            self._implied_unit(definition, index, values, unit)
+            return
+        try:
+            normal = normalize_unit(unit_text)
+            accepted = {normalize_unit(u) for u in (definition.unit, *definition.units)}
+            if definition.units and normal not in accepted:
+                raise UnitError(f"{unit_text!r} is not an accepted unit of {definition.code}")
+            converted = convert(
+                values, unit_text, definition.unit, molar_mass=definition.molar_mass
+            )
+            factor = convert(
+                np.array([0.0, 1.0]), unit_text, definition.unit, molar_mass=definition.molar_mass
+            )
+        except UnitError as exc:
+            accepted_text = ", ".join((definition.unit, *definition.units))
+            self.drop(
+                pd.Series(True, index=index).reindex(self.raw.index, fill_value=False),
+                "unit_not_convertible",
+                f"a unit convertible to {definition.unit} for {definition.code} "
+                f"({accepted_text}): {exc}",
+                "error",
+            )
+            return
+        self.value[index] = converted
+        unit[index] = definition.unit
+        self.slope[index] = factor[1] - factor[0]
+        self.offset[index] = factor[0]
+
+    def _sibling(self, definition: TestDefinition, basis: str) -> TestDefinition:
+        for test in self.catalogue.values():
+            if test.analyte == definition.analyte and test.basis == basis:
+                return test
+        raise UnitError(f"no {definition.analyte} test with basis {basis} in the catalogue")
+
+    def _implied_unit(
+        self, definition: TestDefinition, index: pd.Index, values: np.ndarray, unit: pd.Series
+    ) -> None:
+        low, high = definition.plausible
+        finite = values[np.isfinite(values) & (values >= 0)]
+        median = float(np.median(finite)) if len(finite) else float("nan")
+        mask = pd.Series(True, index=index).reindex(self.raw.index, fill_value=False)
+        if len(finite) and low <= median <= high:
+            unit[index] = definition.unit
+            self._column_note(
+                index,
+                "unit_implied",
+                f"{definition.unit} for {definition.code}: median {median:g} lies in its "
+                f"plausible range {low:g}–{high:g}; state the unit in a mapping to confirm",
+            )
+            return
+        self.drop(
+            mask,
+            "unit_missing",
+            f"a unit for {definition.code} (values' median {median:g} does not fit "
+            f"{definition.unit}, plausible {low:g}–{high:g})",
+            "error",
+        )
+
+    def _column_note(self, index: pd.Index, kind: str, expected: str) -> None:
+        rows = self.raw.loc[index]
+        for column, part in rows.groupby("column", sort=False)["source_row"]:
+            self.report.add(
+                "warning",
+                kind,
+                row=int(part.iloc[0]),
+                column=column,
+                value=f"{len(part)} results",
+                expected=expected,
+            )
+
+    def _plausible(self, unit: pd.Series) -> None:
+        bounds = self._definition_series("plausible")
+        low = bounds.map(lambda r: r[0] if isinstance(r, tuple) else np.nan)
+        high = bounds.map(lambda r: r[1] if isinstance(r, tuple) else np.nan)
+        outside = (((self.value < low) | (self.value > high)) & unit.notna()).fillna(False)
+        if not outside.any():
+            return
+        o = outside
+        expected = (
+            "a value in "
+            + low[o].astype(str)
+            + "–"
+            + high[o].astype(str)
+            + " "
+            + unit[o].astype(str)
+            + " (got "
+            + self.value[o].round(6).astype(str)
+            + ")"
+        )
+        self.flag(outside, "implausible", expected.reindex(self.raw.index))
+
+    def _censored(self) -> None:
+        plain = self.live() & (self.qualifier == "") & self.value.notna()
+        raw_numbers = pd.to_numeric(self.raw["raw_value"], errors="coerce")
+        keys = (
+            self.raw["column"].astype("string").fillna("")
+            + "\0"
+            + self.raw["raw_unit"].astype("string").fillna("")
+        )
+        for _key, index in keys[plain].groupby(keys[plain]).groups.items():
+            numbers = raw_numbers[index]
+            floor, ceiling = compute_reporting_limits(numbers.to_numpy(dtype=float))
+            for limit, qualifier, word in ((floor, "<=", "floor"), (ceiling, ">=", "ceiling")):
+                if limit is None:
+                    continue
+                at = pd.Series(False, index=self.raw.index)
+                at[index[numbers.to_numpy() == limit]] = True
+                self.qualifier[at] = qualifier
+                self.flag(
+                    at,
+                    "censored",
+                    f"a measured value; {limit:g} is this column's reporting {word} "
+                    f"({int(at.sum())} results), stored with qualifier {qualifier}",
+                )
+
+    def _timing(self) -> None:
+        start = self.subject.map(self.subjects["start"]) if len(self.subjects) else None
+        end = self.subject.map(self.subjects["end"]) if len(self.subjects) else None
+        if start is None:
+            return
+        start = pd.to_datetime(start, utc=True)
+        end = pd.to_datetime(end, utc=True)
+        before = (self.time < start).fillna(False)
+        after = (self.time > end).fillna(False)
+        if before.any():
+            self.flag(before, "before_enrolment", "a time after " + start[before].astype(str))
+        if after.any():
+            self.flag(after, "after_discharge", "a time before " + end[after].astype(str))
+
+    def _duplicates(self) -> None:
+        live = self.live()
+        if not live.any():
+            return
+        frame = pd.DataFrame(
+            {
+                "s": self.subject,
+                "t": self.test,
+                "time": self.time,
+                "v": self.value,
+                "q": self.qualifier,
+            }
+        )[live]
+        dup = frame.duplicated(["s", "t", "time"], keep=False)
+        if not dup.any():
+            return
+        part = frame[dup]
+        distinct = part.groupby(["s", "t", "time"])[["v", "q"]].transform("nunique")
+        conflict = (distinct["v"] > 1) | (distinct["q"] > 1)
+        conflict_mask = pd.Series(False, index=self.raw.index)
+        conflict_mask[part.index[conflict.to_numpy()]] = True
+        self.drop(conflict_mask, "duplicate_conflict", "one value per subject, test and time")
+        same = part[~conflict.to_numpy()]
+        repeat = same.duplicated(["s", "t", "time"], keep="first")
+        repeat_mask = pd.Series(False, index=self.raw.index)
+        repeat_mask[same.index[repeat.to_numpy()]] = True
+        self.drop(repeat_mask, "duplicate", "each result once", "info")
+
+    def _result(self, unit: pd.Series) -> pd.DataFrame:
+        counts = self.outcome.value_counts()
+        for outcome in ("stored", "flagged", "reported"):
+            self.report.counts[outcome] += int(counts.get(outcome, 0))
+        keep = self.outcome != "reported"
+        out = pd.DataFrame(
+            {
+                "subject": self.subject[keep],
+                "time": self.time[keep],
+                "test": self.test[keep],
+                "raw_value": self.text[keep],
+                "raw_unit": self.raw.loc[keep, "raw_unit"],
+                "value": self.value[keep],
+                "unit": unit[keep],
+                "qualifier": self.qualifier[keep],
+                "ref_low": self._ref(self.raw.loc[keep, "ref_low"], keep),
+                "ref_high": self._ref(self.raw.loc[keep, "ref_high"], keep),
+                "specimen": self._specimen(keep),
+                "source_row": self.raw.loc[keep, "source_row"],
+                "flagged": self.outcome[keep] == "flagged",
+            }
+        )
+        return out.reset_index(drop=True)
+
+    def _ref(self, values: pd.Series, keep: pd.Series) -> pd.Series:
+        numbers = pd.to_numeric(values, errors="coerce").astype(float)
+        if numbers.isna().all():
+            return numbers
+        return numbers * self.slope[keep] + self.offset[keep]
+
+    def _specimen(self, keep: pd.Series) -> pd.Series:
+        given = self.raw.loc[keep, "specimen"].astype("string")
+        default = self._definition_series("specimen")[keep].astype("string")
+        return given.fillna(default).astype(object)
