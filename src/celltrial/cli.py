@@ -202,6 +202,28 @@ def status(
     _print_deviations(overview.deviations, subjects)
 
 
+@app.command()
+@user_errors
+def report(
+    directory: Annotated[Path, typer.Argument(help="Study directory.")],
+    report_format: Annotated[str, typer.Option("--format", help="html, pdf or both.")] = "html",
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="File or directory to write (default: DIR/report.html)."),
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Write the study report (self-contained HTML and/or PDF) from the study database."""
+    from celltrial.report import write_report
+    from celltrial.study import open_study
+
+    study = open_study(directory, db_url=db)
+    with console.status("analysing and writing the report…"):
+        paths = write_report(study, out=out, report_format=report_format)
+    for path in paths:
+        console.print(f"report: {path}")
+
+
 def _badge(status: str) -> str:
     return f"[{STATUS_STYLE.get(status, 'white')}]{status.replace('_', ' ')}[/]"
 
@@ -266,6 +288,25 @@ def _print_deviations(deviations: pd.DataFrame, subjects: list[str]) -> None:
         table.add_row(item.subject_id, day, item.kind, item.what, item.detail)
     console.print(table)
 
+
+# Commands of the analysis packages: each package keeps its own command functions.
+from celltrial.efficacy.command import efficacy as efficacy_command  # noqa: E402
+from celltrial.ingest.command import import_command  # noqa: E402
+from celltrial.safety.command import ae_app, safety_command  # noqa: E402
+
+app.command("import")(user_errors(import_command))
+app.command("safety")(user_errors(safety_command))
+app.command("efficacy")(user_errors(efficacy_command))
+
+
+def _add_group(group: typer.Typer, name: str) -> None:
+    """Register a command group whose commands print user errors like the others."""
+    for command in group.registered_commands:
+        command.callback = user_errors(command.callback)
+    app.add_typer(group, name=name)
+
+
+_add_group(ae_app, "ae")
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -1,0 +1,144 @@
+"""``celltrial efficacy DIR [--test CODE]``: the efficacy tables in the terminal (Rich)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from celltrial.efficacy.findings import format_level, format_number
+
+console = Console()
+
+
+def _num(value: object) -> str:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "—" if value is None else str(value)
+    return format_number(number) if np.isfinite(number) else "—"
+
+
+def _print(frame: pd.DataFrame, title: str) -> None:
+    table = Table(*map(str, frame.columns), title=title, title_justify="left")
+    for row in frame.itertuples(index=False):
+        table.add_row(*(_num(v) if not isinstance(v, str) else v for v in row))
+    console.print(table)
+
+
+def efficacy(
+    directory: Annotated[Path, typer.Argument(help="Study directory.")],
+    test: Annotated[
+        list[str] | None,
+        typer.Option("--test", help="Marker code (repeatable); default: the efficacy markers."),
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="SQLAlchemy database URL (default: DIR/celltrial.db)."),
+    ] = None,
+) -> None:
+    """Print the efficacy analysis: per-visit summaries, exact paired tests, mixed models,
+    clinical status, responders and findings."""
+    from celltrial.cli import user_errors
+    from celltrial.efficacy.analysis import summarize_efficacy
+    from celltrial.study import open_study, read_study_frames
+
+    @user_errors
+    def run() -> None:
+        study = open_study(directory, db_url=db)
+        analysis = summarize_efficacy(
+            read_study_frames(study), study.protocol, tests=[t.upper() for t in test or []]
+        )
+        console.print(f"[bold]{study.study_id}[/] — efficacy, {analysis.n} subjects")
+        visits = analysis.visits.summary
+        if len(visits):
+            _print(
+                visits[
+                    ["test", "visit", "n", "median", "q1", "q3", "min", "max", "geometric_mean"]
+                ],
+                "Per-visit summaries",
+            )
+        paired = analysis.paired.summary
+        if len(paired):
+            shown = paired.assign(
+                ci=[
+                    f"{_num(a)} to {_num(b)} ({format_level(c)})"
+                    for a, b, c in zip(
+                        paired["ci_low"], paired["ci_high"], paired["ci_level"], strict=True
+                    )
+                ]
+            )
+            _print(
+                shown[
+                    [
+                        "test",
+                        "visit",
+                        "n",
+                        "scale",
+                        "hodges_lehmann",
+                        "ci",
+                        "p_value",
+                        "min_p_value",
+                        "p_holm",
+                    ]
+                ],
+                "Baseline vs visit: Wilcoxon signed-rank, Hodges–Lehmann (exact)",
+            )
+        for code, model in analysis.mixed.items():
+            if model.fitted:
+                _print(
+                    model.summary[
+                        ["visit", "n", "effect", "ci_low", "ci_high", "p_value", "p_holm"]
+                    ],
+                    f"Mixed model {code} ({'fold change' if model.log else 'difference'} "
+                    "vs baseline)",
+                )
+            else:
+                console.print(
+                    f"[yellow]Mixed model {code} not fitted:[/] {'; '.join(model.caveats)}"
+                )
+        if analysis.clinical is not None:
+            clinical = analysis.clinical
+            _print(
+                clinical.summary[
+                    [
+                        "subject_id",
+                        "baseline_who",
+                        "worst_who",
+                        "who_at_horizon",
+                        "improved_day",
+                        "discharge_day",
+                        "death_day",
+                        "outcome",
+                    ]
+                ],
+                f"Clinical status (WHO scale) to day {clinical.horizon_days}",
+            )
+            km = pd.DataFrame(
+                [
+                    {
+                        "endpoint": r.endpoint,
+                        "n": r.n,
+                        "events": r.n_events,
+                        "median": r.median,
+                        "ci_low": r.median_ci[0],
+                        "ci_high": r.median_ci[1],
+                    }
+                    for r in clinical.time_to_event.values()
+                ]
+            )
+            _print(km, "Time to event (Kaplan–Meier; — = not reached)")
+        _print(analysis.responders.wide, "Responders")
+        console.print("[bold]Findings[/]")
+        for finding in analysis.findings:
+            console.print(f"• {finding.text}", highlight=False)
+        console.print("[bold]Caveats[/]")
+        for caveat in analysis.caveats:
+            console.print(f"• {caveat}", highlight=False)
+
+    run()

@@ -1,0 +1,117 @@
+"""The efficacy analysis, figures, report section and CLI on a simulated study."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from celltrial.cli import app
+from celltrial.cohort import simulate
+from celltrial.efficacy.analysis import EFFICACY_MARKERS, summarize_efficacy
+from celltrial.efficacy.figures import (
+    infusion_days_of,
+    render_biomarker_overview,
+    render_biomarker_panel,
+    render_swimmer,
+    write_figure,
+)
+from celltrial.efficacy.section import build_efficacy_section
+from celltrial.errors import CelltrialError
+from celltrial.overview import summarize_study
+from celltrial.report.sections import SECTION_BUILDERS, ReportContext
+from celltrial.store.database import study_session
+from celltrial.store.loading import load_simulated_cohort
+from celltrial.study import init_study, read_study_frames
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("efficacy") / "study"
+    handle = init_study(out, user="test")
+    cohort = simulate(handle.protocol, 5, seed=2020)
+    with study_session(handle.engine, user="test", reason="test cohort") as session:
+        load_simulated_cohort(session, handle.study_id, cohort)
+    return handle, read_study_frames(handle)
+
+
+@pytest.fixture(scope="module")
+def analysis(study):
+    handle, frames = study
+    return summarize_efficacy(frames, handle.protocol)
+
+
+def test_analysis_covers_markers_status_and_findings(analysis) -> None:
+    assert analysis.tests == EFFICACY_MARKERS
+    assert analysis.n == 5
+    assert set(analysis.summary["test"]) == set(EFFICACY_MARKERS)
+    # 5 subjects: no exact two-sided p below 0.0625, and the findings say so
+    assert (analysis.paired.summary["p_value"] >= 0.0625 - 1e-12).all()
+    texts = [f.text for f in analysis.findings]
+    assert any("cannot go below p = 0.0625" in t for t in texts)
+    assert texts[-1].startswith("What the design allows: 5 patients")
+    assert analysis.clinical is not None and analysis.clinical.n == 5
+    assert set(analysis.clinical.time_to_event) == {"improvement", "discharge", "death"}
+    # the derived WHO scale agrees with the simulated (recorded) one
+    status = analysis.status
+    derived = status[status["who_derived"].notna()]
+    assert len(derived) > 0.7 * len(status)
+    assert derived["who_conflict"].sum() == 0
+    assert len(analysis.responders.listing) == 5 * len(analysis.responders.rules)
+    assert "Hodges–Lehmann" in analysis.method
+
+
+def test_unknown_test_is_a_user_error(study) -> None:
+    handle, frames = study
+    with pytest.raises(CelltrialError, match="no observations of NOPE"):
+        summarize_efficacy(frames, handle.protocol, tests=["NOPE"])
+
+
+def test_figures_render_and_write_png_and_svg(study, analysis, tmp_path) -> None:
+    _, frames = study
+    days = infusion_days_of(frames.infusions)
+    assert days == [0.0, 3.0, 6.0]
+    panel = render_biomarker_panel(analysis.observations, test="CRP", infusion_days=days)
+    assert panel.axes[0].get_yscale() == "log"
+    assert "mg/L" in panel.axes[0].get_ylabel()
+    overview = render_biomarker_overview(
+        analysis.observations, tests=analysis.tests, infusion_days=days
+    )
+    assert sum(ax.get_visible() for ax in overview.axes) == 8
+    swimmer = render_swimmer(
+        analysis.status,
+        clinical=analysis.clinical.summary,
+        infusions=frames.infusions,
+        adverse_events=frames.adverse_events,
+        oxygenation=analysis.oxygenation_summary.daily,
+    )
+    png = write_figure(panel, tmp_path / "crp.png")
+    svg = write_figure(swimmer, tmp_path / "swimmer.svg")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert b"<svg" in svg.read_bytes()[:500]
+    with pytest.raises(CelltrialError, match=r"\.png or \.svg"):
+        write_figure(panel, tmp_path / "x.jpg")
+
+
+def test_report_section(study) -> None:
+    handle, frames = study
+    assert "celltrial.efficacy.section:build_efficacy_section" in SECTION_BUILDERS
+    context = ReportContext(
+        study=handle, frames=frames, overview=summarize_study(handle.protocol, frames)
+    )
+    section = build_efficacy_section(context)
+    assert section is not None and section.id == "efficacy"
+    html = str(section.html)
+    assert html.count("data:image/png;base64,") == 2
+    for text in ("Findings", "Hodges–Lehmann", "Mixed-effects", "Responders", "Kaplan–Meier"):
+        assert text in html
+    assert section.methods and "Baseline was the last value" in section.methods[0]
+
+
+def test_cli_prints_the_tables(study) -> None:
+    handle, _ = study
+    result = CliRunner().invoke(app, ["efficacy", str(handle.directory), "--test", "CRP"])
+    assert result.exit_code == 0, result.output
+    for text in ("Per-visit summaries", "Mixed model CRP", "Responders", "Findings"):
+        assert text in result.output
+    bad = CliRunner().invoke(app, ["efficacy", str(handle.directory), "--test", "NOPE"])
+    assert bad.exit_code == 1 and "no observations of NOPE" in bad.output
