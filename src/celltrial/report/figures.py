@@ -22,13 +22,20 @@ PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F
 def figure_png(figure: Figure, *, dpi: int = 150) -> bytes:
     """The figure as PNG bytes."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    # layout engines (constrained) already fit the content; a tight bbox would render twice
+    tight = figure.get_layout_engine() is None
+    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
     return buffer.getvalue()
 
 
 def render_figure(figure: Figure, *, caption: str, counter: TableCounter, dpi: int = 150) -> Markup:
     """A numbered ``<figure>`` with the PNG inline as a data URI (no external file needed)."""
-    data = base64.b64encode(figure_png(figure, dpi=dpi)).decode("ascii")
+    return render_png(figure_png(figure, dpi=dpi), caption=caption, counter=counter)
+
+
+def render_png(png: bytes, *, caption: str, counter: TableCounter) -> Markup:
+    """A numbered ``<figure>`` from PNG bytes already rendered."""
+    data = base64.b64encode(png).decode("ascii")
     number = counter.next()
     return Markup(
         f'<figure><img alt="{escape(caption)}" src="data:image/png;base64,{data}">'

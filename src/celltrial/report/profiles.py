@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+
 import pandas as pd
 from markupsafe import Markup, escape
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from celltrial.report.figures import PALETTE, render_figure
+from celltrial.report.figures import PALETTE, figure_png, render_png
 from celltrial.report.sections import ReportContext, Section
 
 #: Marker panels of a profile: (title, [(test, colour index)], log axis).
@@ -16,6 +20,7 @@ PANELS = (
     ("Coagulation", (("DDIMER", 3),), True),
     ("Immune cells", (("LYM", 2), ("NEUT", 4)), True),
 )
+PROFILE_DPI = 72
 #: Largest number of subjects given a profile page (the rest are listed in the text).
 MAX_PROFILES = 100
 
@@ -41,24 +46,24 @@ def build_profiles_section(context: ReportContext) -> Section | None:
     infusions = {code: rows for code, rows in frames.infusions.groupby("subject_id")}
     events = {code: rows for code, rows in frames.adverse_events.groupby("subject_id")}
     empty = pd.DataFrame()
-    for code in shown:
-        figure = render_subject_profile(
+    jobs = [
+        (
             code,
             by_subject.get(code, empty),
             status.get(code, empty),
             infusions.get(code, empty),
             events.get(code, empty),
-            follow_up_days=context.study.protocol.follow_up_days,
+            context.study.protocol.follow_up_days,
+        )
+        for code in shown
+    ]
+    for code, png in zip(shown, _render_all(jobs), strict=True):
+        caption = (
+            f"Subject {code}: infusions, adverse events, markers and clinical status by study day."
         )
         parts.append(
             Markup('<div class="profile">')
-            + render_figure(
-                figure,
-                caption=f"Subject {code}: infusions, adverse events, markers and clinical "
-                "status by study day.",
-                counter=context.figures,
-                dpi=90,
-            )
+            + render_png(png, caption=caption, counter=context.figures)
             + Markup("</div>")
         )
     return Section(
@@ -71,6 +76,24 @@ def build_profiles_section(context: ReportContext) -> Section | None:
             "grade.",
         ),
     )
+
+
+def _profile_png(job: tuple) -> bytes:
+    code, observations, status, infusions, events, follow_up_days = job
+    figure = render_subject_profile(
+        code, observations, status, infusions, events, follow_up_days=follow_up_days
+    )
+    return figure_png(figure, dpi=PROFILE_DPI)
+
+
+def _render_all(jobs: list[tuple]) -> list[bytes]:
+    """Render profile PNGs, on every core when there are many (fork: frames are not re-read)."""
+    workers = min(os.cpu_count() or 1, 8)
+    if len(jobs) < 4 or workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return [_profile_png(job) for job in jobs]
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        return list(pool.map(_profile_png, jobs, chunksize=4))
 
 
 def render_subject_profile(
