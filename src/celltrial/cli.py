@@ -291,10 +291,13 @@ def _print_deviations(deviations: pd.DataFrame, subjects: list[str]) -> None:
 
 # Commands of the analysis packages: each package keeps its own command functions.
 from celltrial.efficacy.command import efficacy as efficacy_command  # noqa: E402
+from celltrial.export.command import export_command  # noqa: E402
+from celltrial.imaging.command import app as ct_app  # noqa: E402
 from celltrial.ingest.command import import_command  # noqa: E402
 from celltrial.safety.command import ae_app, safety_command  # noqa: E402
 
 app.command("import")(user_errors(import_command))
+app.command("export")(user_errors(export_command))
 app.command("safety")(user_errors(safety_command))
 app.command("efficacy")(user_errors(efficacy_command))
 
@@ -307,6 +310,7 @@ def _add_group(group: typer.Typer, name: str) -> None:
 
 
 _add_group(ae_app, "ae")
+_add_group(ct_app, "ct")
 
 if __name__ == "__main__":  # pragma: no cover
     app()

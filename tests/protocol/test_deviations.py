@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from tests.conftest import EMPTY_IMAGING, EMPTY_STATUS, local, observations_frame, subjects_frame
 
 from celltrial.protocol.deviations import derive_deviations
 from celltrial.protocol.release import check_lot_release, compute_endotoxin_dose
+from tests.conftest import EMPTY_IMAGING, EMPTY_STATUS, local, observations_frame, subjects_frame
 
 LATER = local(60)
 

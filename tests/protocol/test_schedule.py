@@ -5,13 +5,6 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from tests.conftest import (
-    EMPTY_IMAGING,
-    EMPTY_STATUS,
-    local,
-    observations_frame,
-    subjects_frame,
-)
 
 from celltrial.protocol.schedule import (
     derive_infusion_status,
@@ -19,6 +12,13 @@ from celltrial.protocol.schedule import (
     plan_infusions,
     plan_visits,
     summarize_visits,
+)
+from tests.conftest import (
+    EMPTY_IMAGING,
+    EMPTY_STATUS,
+    local,
+    observations_frame,
+    subjects_frame,
 )
 
 LATER = local(60)  # long after follow-up: every window has closed

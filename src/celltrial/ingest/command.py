@@ -22,7 +22,10 @@ def import_command(
     directory: Annotated[Path, typer.Argument(help="Study directory.")],
     file: Annotated[Path, typer.Argument(help="File to import (CSV, XLSX, FHIR JSON, REDCap).")],
     mapping: Annotated[
-        Path | None, typer.Option("--mapping", help="Column-mapping YAML file.")
+        Path | None,
+        typer.Option(
+            "--mapping", help="Column-mapping YAML file (with --suggest-mapping: where to write)."
+        ),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Validate and report only; store nothing.")
@@ -48,12 +51,20 @@ def import_command(
     from celltrial.study import open_study
 
     if suggest_mapping:
-        from celltrial.errors import CelltrialError
+        from celltrial.ingest.suggest import suggest_mapping as propose
+        from celltrial.ingest.suggest import write_mapping_proposal
 
-        raise CelltrialError(
-            "--suggest-mapping is not available yet (issue 8, step 4); write a mapping YAML by "
-            "hand (see celltrial.ingest.mapping) or rely on the automatic recognition"
-        )
+        proposal, unrecognised = propose(file)
+        out = mapping or directory / f"{file.stem}-mapping.yaml"
+        write_mapping_proposal(proposal, unrecognised, out)
+        known = len(proposal["tests"]) - len(unrecognised)
+        console.print(f"[green]proposed mapping[/] {out}: {known} tests recognised")
+        if unrecognised:
+            console.print(
+                f"[dark_orange]not recognised ({len(unrecognised)}):[/] "
+                + ", ".join(map(str, unrecognised))
+            )
+        return
     study = open_study(directory, db_url=db)
     with Progress(
         TextColumn("importing"),

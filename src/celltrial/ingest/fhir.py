@@ -62,6 +62,8 @@ def read_fhir(
             quantity = holder.get("valueQuantity")
             if quantity is not None:
                 value: object = quantity.get("value")
+                if value is not None and quantity.get("comparator"):  # "<0.5": a limit
+                    value = f"{quantity['comparator']}{value}"
                 unit = quantity.get("code") or quantity.get("unit")
             else:
                 concept = holder.get("valueCodeableConcept", {})

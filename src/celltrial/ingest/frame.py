@@ -9,6 +9,7 @@ given) and ``source_row`` (row number as a person sees it in the file).
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 RAW_COLUMNS: tuple[str, ...] = (
@@ -46,3 +47,30 @@ def complete_raw(frame: pd.DataFrame) -> pd.DataFrame:
 def empty_subjects() -> pd.DataFrame:
     """A subject-information frame with no rows."""
     return pd.DataFrame({c: pd.Series(dtype=object) for c in SUBJECT_FIELDS})
+
+
+def map_unique(series: pd.Series, func) -> pd.Series:
+    """``func`` applied to the distinct values of ``series`` only, then spread back (object
+    dtype, None where ``series`` is missing).
+
+    Hospital files repeat the same few subjects, test names, units and times on every row:
+    working on distinct values turns a per-row Python loop into a hash lookup.
+    ``func`` takes a Series of the distinct values and returns one of the same length.
+    """
+    codes, uniques = pd.factorize(series.to_numpy(dtype=object, na_value=None))
+    mapped = func(pd.Series(uniques, dtype=object))
+    values = np.asarray(pd.Series(mapped).astype(object).to_numpy(na_value=None), dtype=object)
+    out = np.full(len(codes), None, dtype=object)
+    present = codes >= 0
+    out[present] = values[codes[present]]
+    return pd.Series(out, index=series.index, dtype=object)
+
+
+def strip_text(series: pd.Series) -> pd.Series:
+    """Cells as stripped text (object dtype), None where missing or blank."""
+
+    def strip(values: pd.Series) -> pd.Series:
+        text = values.astype("string").str.strip()
+        return text.where(text != "")
+
+    return map_unique(series, strip)

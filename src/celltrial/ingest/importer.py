@@ -20,7 +20,7 @@ from celltrial.ingest.frame import SUBJECT_FIELDS
 from celltrial.ingest.layouts import detect_layout, read_source
 from celltrial.ingest.mapping import read_mapping
 from celltrial.ingest.report import ValidationReport
-from celltrial.ingest.storage import known_subjects, register_subjects, write_observations
+from celltrial.ingest.storage import ObservationWriter, known_subjects, register_subjects
 from celltrial.ingest.validate import check_results
 from celltrial.store.audit import begin_batch, file_sha256, finish_batch
 from celltrial.store.database import current_user, study_session
@@ -98,6 +98,15 @@ def import_file(
                 known = _with_new(known, _complete(info))
         elif register:
             pass
+        writer = None
+        if batch is not None:
+            writer = ObservationWriter(
+                session,
+                batch,
+                report,
+                source=path.name,
+                on_progress=(lambda n: on_progress(n, size)) if on_progress else None,
+            )
         for raw in _chunks(source.raw):
             if register and batch is not None and not source.subjects_complete:
                 new = pd.DataFrame({"subject": raw["subject"].dropna().astype(str).unique()})
@@ -112,17 +121,10 @@ def import_file(
                 new = pd.DataFrame({"subject": raw["subject"].dropna().astype(str).unique()})
                 known = _with_new(known, _complete(new))
             rows = check_results(raw, report, subjects=known, zone=zone)
-            if report.ok and batch is not None and len(rows):
-                counts = write_observations(
-                    session,
-                    batch,
-                    rows,
-                    known["id"],
-                    source=path.name,
-                    on_progress=(lambda n: on_progress(n, size)) if on_progress else None,
-                )
-                for key, value in counts.items():
-                    result.counts[key] += value
+            if report.ok and writer is not None and len(rows):
+                writer.write(rows, known["id"])
+        if writer is not None:
+            result.counts.update(writer.counts)
         result.report_csv = _write_report(study, path, report, report_dir)
         if not report.ok:
             session.rollback()
@@ -131,6 +133,7 @@ def import_file(
                 _refusal(path, errors, result.report_csv), report, result.report_csv
             )
         if batch is not None:
+            writer.finish()
             batch.report = report.summary() | {"report_csv": str(result.report_csv)}
             batch.counts = (
                 dict(batch.counts)

@@ -70,10 +70,10 @@ def read_source(
         raw, info = read_wide(path, mapping, report, zone=zone)
         return Source(raw, info, True)
     if layout == "redcap":
-        raise DataError(
-            f"{path}: REDCap imports are not available yet (issue 8, step 3); export the "
-            "records as a long CSV (subject, time, test, value, unit) meanwhile"
-        )
+        from celltrial.ingest.redcap import read_redcap
+
+        raw, info = read_redcap(path, mapping, report, zone=zone)
+        return Source(raw, info, True)
     if layout == "fhir":
         from celltrial.ingest.fhir import read_fhir
 

@@ -9,7 +9,7 @@ import pandas as pd
 
 from celltrial.errors import DataError
 from celltrial.ingest.columns import find_roles, resolve_tests
-from celltrial.ingest.frame import complete_raw
+from celltrial.ingest.frame import complete_raw, strip_text
 from celltrial.ingest.mapping import Mapping
 
 LONG_ROLES = (
@@ -77,7 +77,7 @@ def to_raw(
     table: pd.DataFrame, roles: dict[str, str], mapping: Mapping, *, first_row: int
 ) -> pd.DataFrame:
     """A long table's rows as a raw frame."""
-    names = table[roles["test"]].astype("string").str.strip()
+    names = strip_text(table[roles["test"]])
     resolved = resolve_tests(names.dropna().unique().tolist(), mapping)
     lookup = pd.DataFrame.from_dict(
         resolved, orient="index", columns=["test", "name_unit", "map_specimen"]
@@ -85,8 +85,7 @@ def to_raw(
     info = lookup.reindex(names.to_numpy())
     info.index = table.index
     unit = table[roles["unit"]] if "unit" in roles else pd.Series(None, index=table.index)
-    unit = unit.astype("string").str.strip().replace("", pd.NA)
-    unit = unit.fillna(info["name_unit"].astype("string"))
+    unit = strip_text(unit).fillna(info["name_unit"])
     frame = pd.DataFrame(
         {
             "subject": table[roles["subject"]],
@@ -108,5 +107,5 @@ def to_raw(
         bounds = table[roles["reference"]].astype("string").str.extract(_RANGE)
         frame["ref_low"] = bounds["lo"].str.replace(",", ".")
         frame["ref_high"] = bounds["hi"].str.replace(",", ".")
-    frame["specimen"] = frame["specimen"].astype("string").str.strip().replace("", pd.NA)
+    frame["specimen"] = strip_text(frame["specimen"])
     return complete_raw(frame)

@@ -40,6 +40,7 @@ KINDS: dict[str, str] = {
     "subject_inconsistent": "a subject's fixed fields differ between rows",
     "missing_column": "a required column is missing",
     "assumption": "an assumption made while reading the file",
+    "bad_choice": "a code that is not among the field's choices in the data dictionary",
 }
 
 

@@ -1,7 +1,7 @@
 """Write validated results into the study database, idempotently, inside one import batch.
 
 New results are bulk-inserted (each keeps its batch id and source row; on SQLite through the
-driver's ``executemany`` in chunks, in the session's own transaction). A result already stored
+driver's ``executemany`` of tuples, in the session's own transaction). A result already stored
 for the same subject, test and time is left alone when its value is the same, and updated through
 the audited ORM path (before/after rows, the import as reason) when it differs.
 """
@@ -13,29 +13,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from celltrial.ingest.report import ValidationReport
 from celltrial.store.audit import add_batch_rows
 from celltrial.store.models import ImportBatch, Observation, Subject
 
-INSERT_CHUNK = 50_000
-_COLUMNS = (
-    "subject_id",
-    "time",
-    "test",
-    "raw_value",
-    "raw_unit",
-    "value",
-    "unit",
-    "qualifier",
-    "ref_low",
-    "ref_high",
-    "specimen",
-    "source",
-    "import_batch_id",
-    "source_row",
-)
+#: A first chunk at least this large, into a table at most BULK_TABLE_FACTOR times larger, is a
+#: bulk load: indexes are dropped and rebuilt once (see :class:`ObservationWriter`).
+BULK_ROWS = 100_000
+BULK_TABLE_FACTOR = 2
 
 
 def known_subjects(session: Session, study_id: str) -> pd.DataFrame:
@@ -87,6 +75,215 @@ def register_subjects(
     return add_batch_rows(session, batch, Subject, rows)
 
 
+class ObservationWriter:
+    """Writes the validated chunks of one import into ``observation`` inside the batch's
+    transaction; call :meth:`write` per chunk and :meth:`finish` once before commit.
+
+    - Idempotent: a result already stored (same subject, test and time) by an earlier import is
+      left alone when its value is the same and updated through the audited ORM path when it
+      differs. Only subjects that had results before this import are looked up.
+    - A result repeated in a later chunk of the same file is a duplicate (same value: stored
+      once) or a conflict (different values: neither is kept), as within one chunk.
+    - Large loads on SQLite (a first chunk of at least :data:`BULK_ROWS` results into a table
+      not much larger) drop the observation indexes and rebuild them in :meth:`finish`, in the
+      same transaction: an index built once is several times faster than one kept up to date.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        batch: ImportBatch,
+        report: ValidationReport,
+        *,
+        source: str,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.session = session
+        self.batch = batch
+        self.report = report
+        self.source = source
+        self.on_progress = on_progress
+        self.counts = {"inserted": 0, "updated": 0, "unchanged": 0}
+        self._prior: set[int] | None = None
+        self._preloaded: pd.DataFrame | None = None
+        self._dropped: list[str] = []
+        self._seen: list[pd.DataFrame] = []
+
+    # -- public ------------------------------------------------------------------------------
+    def write(self, rows: pd.DataFrame, subject_ids: pd.Series) -> dict[str, int]:
+        """Store one validated chunk (see :func:`celltrial.ingest.validate.check_results`)."""
+        if rows.empty:
+            return self.counts
+        frame = rows.copy()
+        frame["subject_id"] = frame["subject"].map(subject_ids).astype("int64")
+        frame["time"] = pd.to_datetime(frame["time"], utc=True).astype("datetime64[us, UTC]")
+        if self._prior is None:
+            self._start(len(frame))
+        frame = self._within_file(frame)
+        existing = self._existing(frame)
+        if len(existing):
+            merged = frame.merge(
+                existing, on=["subject_id", "test", "time"], how="left", suffixes=("", "_old")
+            )
+            found = merged["id_old"].notna().to_numpy()
+            same = (
+                found
+                & _same(merged["value"], merged["value_old"]).to_numpy()
+                & (merged["qualifier"].fillna("") == merged["qualifier_old"].fillna("")).to_numpy()
+            )
+            self.counts["unchanged"] += int(same.sum())
+            self.counts["updated"] += _update(
+                self.session, self.batch, merged[found & ~same], self.source
+            )
+            frame = merged.loc[~found, frame.columns]
+        self.counts["inserted"] += self._insert(frame)
+        return self.counts
+
+    def finish(self) -> None:
+        """Rebuild the indexes dropped for a bulk load (same transaction)."""
+        if self._dropped:
+            cursor = self._cursor()
+            for sql in self._dropped:
+                cursor.execute(sql)
+            self._dropped = []
+
+    # -- steps -------------------------------------------------------------------------------
+    def _cursor(self) -> Any:
+        return self.session.connection().connection.driver_connection.cursor()
+
+    def _start(self, first_chunk: int) -> None:
+        """Which subjects had results before this import; bulk mode or not."""
+        self.session.flush()
+        found = self.session.execute(
+            select(Observation.subject_id)
+            .where(
+                (Observation.import_batch_id != self.batch.id)
+                | Observation.import_batch_id.is_(None)
+            )
+            .distinct()
+        ).scalars()
+        self._prior = set(found)
+        if self.session.connection().dialect.name != "sqlite" or first_chunk < BULK_ROWS:
+            return
+        total = self.session.scalar(select(func.count()).select_from(Observation)) or 0
+        if total > BULK_TABLE_FACTOR * first_chunk:
+            return
+        self._preloaded = _query_existing(self.session, self.batch, sorted(self._prior))
+        cursor = self._cursor()
+        indexes = cursor.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+            "AND tbl_name = 'observation' AND sql IS NOT NULL"
+        ).fetchall()
+        for name, sql in indexes:
+            cursor.execute(f'DROP INDEX "{name}"')
+            self._dropped.append(sql)
+
+    def _existing(self, frame: pd.DataFrame) -> pd.DataFrame:
+        ids = [i for i in frame["subject_id"].unique().tolist() if i in (self._prior or ())]
+        if not ids:
+            return pd.DataFrame()
+        if self._preloaded is not None:
+            return self._preloaded[self._preloaded["subject_id"].isin(ids)]
+        return _query_existing(self.session, self.batch, ids)
+
+    def _within_file(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Drop results repeated from an earlier chunk of the same file (see class doc)."""
+        keys = frame[["subject_id", "test", "time", "value", "qualifier", "source_row"]].copy()
+        keys["flagged"] = frame["flagged"].to_numpy()
+        keys["column"] = frame["column"].to_numpy()
+        if self._seen:
+            earlier = pd.concat(self._seen, ignore_index=True)
+            hits = keys.reset_index().merge(
+                earlier, on=["subject_id", "test", "time"], suffixes=("", "_old")
+            )
+            if len(hits):
+                frame = self._resolve_repeats(frame, hits)
+                keys = keys.loc[frame.index]
+        self._seen.append(keys.reset_index(drop=True))
+        return frame
+
+    def _resolve_repeats(self, frame: pd.DataFrame, hits: pd.DataFrame) -> pd.DataFrame:
+        same = _same(hits["value"], hits["value_old"]) & (
+            hits["qualifier"].fillna("") == hits["qualifier_old"].fillna("")
+        )
+        counts = self.report.counts
+        for part, kind, severity in (
+            (hits[same], "duplicate", "info"),
+            (hits[~same], "duplicate_conflict", "warning"),
+        ):
+            if part.empty:
+                continue
+            self.report.add(
+                severity,
+                kind,
+                row=part["source_row"].tolist(),
+                column=part["column"].tolist(),
+                value=(
+                    part["value"].astype(str)
+                    + " (as row "
+                    + part["source_row_old"].astype(str)
+                    + ": "
+                    + part["value_old"].astype(str)
+                    + ")"
+                ).tolist(),
+                expected="one value per subject, test and time"
+                if kind == "duplicate_conflict"
+                else "each result once",
+            )
+            for flagged in part["flagged"]:
+                counts["flagged" if flagged else "stored"] -= 1
+                counts["reported"] += 1
+        conflicts = hits[~same].drop_duplicates("source_row_old")
+        if len(conflicts):
+            self._remove_earlier(conflicts)
+        return frame.drop(index=hits["index"].unique())
+
+    def _remove_earlier(self, conflicts: pd.DataFrame) -> None:
+        """A conflict with a row stored from an earlier chunk: that row is not kept either."""
+        rows = conflicts["source_row_old"].astype(int).tolist()
+        for start in range(0, len(rows), 500):
+            part = rows[start : start + 500]
+            self.session.execute(
+                delete(Observation).where(
+                    Observation.import_batch_id == self.batch.id, Observation.source_row.in_(part)
+                )
+            )
+        for flagged in conflicts["flagged_old"]:
+            self.report.counts["flagged" if flagged else "stored"] -= 1
+            self.report.counts["reported"] += 1
+        self.counts["inserted"] -= len(rows)
+        self._add_batch_count(-len(rows))
+        self.report.add(
+            "warning",
+            "duplicate_conflict",
+            row=rows,
+            column=conflicts["column_old"].tolist(),
+            value=conflicts["value_old"].astype(str).tolist(),
+            expected="one value per subject, test and time (a later row of the file differs)",
+        )
+        self._seen = [seen[~seen["source_row"].isin(rows)] for seen in self._seen]
+
+    def _add_batch_count(self, n: int) -> None:
+        counts = dict(self.batch.counts)
+        counts["observation"] = counts.get("observation", 0) + n
+        self.batch.counts = counts
+
+    def _insert(self, frame: pd.DataFrame) -> int:
+        if frame.empty:
+            return 0
+        connection = self.session.connection()
+        if connection.dialect.name != "sqlite":
+            records = _columns(frame, self.batch, self.source)
+            keys = list(records)
+            rows = (dict(zip(keys, v, strict=True)) for v in zip(*records.values(), strict=True))
+            return add_batch_rows(self.session, self.batch, Observation, rows)
+        n = _insert_sqlite(self._cursor(), frame, self.batch.id, self.source)
+        if self.on_progress is not None:
+            self.on_progress(n)
+        self._add_batch_count(n)
+        return n
+
+
 def write_observations(
     session: Session,
     batch: ImportBatch,
@@ -94,29 +291,19 @@ def write_observations(
     subject_ids: pd.Series,
     *,
     source: str,
+    report: ValidationReport | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> dict[str, int]:
-    """Insert new results, update changed ones (audited), skip identical ones; counts."""
-    frame = rows.copy()
-    frame["subject_id"] = frame["subject"].map(subject_ids).astype("int64")
-    frame["time"] = pd.to_datetime(frame["time"], utc=True).astype("datetime64[us, UTC]")
-    existing = _existing(session, batch, frame)
-    counts = {"inserted": 0, "updated": 0, "unchanged": 0}
-    if len(existing):
-        merged = frame.merge(
-            existing, on=["subject_id", "test", "time"], how="left", suffixes=("", "_old")
-        )
-        found = merged["id_old"].notna()
-        same = (
-            found
-            & _same(merged["value"], merged["value_old"])
-            & (merged["qualifier"].fillna("") == merged["qualifier_old"].fillna(""))
-        )
-        changed = merged[found & ~same]
-        counts["unchanged"] = int(same.sum())
-        counts["updated"] = _update(session, batch, changed, source)
-        frame = merged.loc[~found, frame.columns]
-    counts["inserted"] = _insert(session, batch, frame, source, on_progress)
+    """Store one validated frame (a whole import in one call); counts."""
+    writer = ObservationWriter(
+        session,
+        batch,
+        report or ValidationReport(file=source),
+        source=source,
+        on_progress=on_progress,
+    )
+    counts = writer.write(rows, subject_ids)
+    writer.finish()
     return counts
 
 
@@ -125,8 +312,7 @@ def _same(a: pd.Series, b: pd.Series) -> pd.Series:
     return (a.isna() & b.isna()) | np.isclose(a, b, rtol=1e-12, atol=0.0)
 
 
-def _existing(session: Session, batch: ImportBatch, frame: pd.DataFrame) -> pd.DataFrame:
-    ids = frame["subject_id"].unique().tolist()
+def _query_existing(session: Session, batch: ImportBatch, ids: list[int]) -> pd.DataFrame:
     found: list[Any] = []
     for start in range(0, len(ids), 500):
         found += session.execute(
@@ -159,6 +345,7 @@ def _update(session: Session, batch: ImportBatch, changed: pd.DataFrame, source:
         obs.raw_value = None if pd.isna(row.raw_value) else str(row.raw_value)
         obs.raw_unit = None if pd.isna(row.raw_unit) else str(row.raw_unit)
         obs.unit = None if pd.isna(row.unit) else str(row.unit)
+        obs.flags = None if pd.isna(row.flags) else str(row.flags)
         obs.source = source
         obs.import_batch_id = batch.id
         obs.source_row = int(row.source_row)
@@ -166,53 +353,104 @@ def _update(session: Session, batch: ImportBatch, changed: pd.DataFrame, source:
     return len(changed)
 
 
-def _insert(
-    session: Session,
-    batch: ImportBatch,
-    frame: pd.DataFrame,
-    source: str,
-    on_progress: Callable[[int], None] | None,
-) -> int:
-    if frame.empty:
-        return 0
-    connection = session.connection()
-    if connection.dialect.name != "sqlite":
-        records = _columns(frame, batch, source, text_times=False)
-        keys = list(records)
-        rows = (dict(zip(keys, vals, strict=True)) for vals in zip(*records.values(), strict=True))
-        return add_batch_rows(session, batch, Observation, rows)
-    cursor = connection.connection.driver_connection.cursor()
-    sql = (
-        f"INSERT INTO observation ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
-    )
-    for start in range(0, len(frame), INSERT_CHUNK):
-        part = frame.iloc[start : start + INSERT_CHUNK]
-        records = _columns(part, batch, source, text_times=True)
-        cursor.executemany(sql, zip(*records.values(), strict=True))
-        if on_progress is not None:
-            on_progress(len(part))
-    counts = dict(batch.counts)
-    counts["observation"] = counts.get("observation", 0) + len(frame)
-    batch.counts = counts
+#: Columns that are the same for many rows: inlined as SQL literals per group, not bound per row.
+_GROUP_COLUMNS = ("test", "raw_unit", "unit", "qualifier", "specimen", "flags")
+_BOUND_COLUMNS = ("subject_id", "time", "raw_value", "value", "source_row")
+_MAX_TEXT = {"raw_value": 64, "raw_unit": 32, "specimen": 32, "flags": 64, "unit": 32, "test": 16}
+
+
+def _insert_sqlite(cursor: Any, frame: pd.DataFrame, batch_id: int, source: str) -> int:
+    """executemany of tuples on the driver's cursor (same transaction), rows sorted by subject
+    and time, constant columns of each group written as literals. The raw text is kept whole
+    (SQLite does not enforce VARCHAR lengths; the generic path truncates)."""
+    stamps = _utc_micros(frame["time"])
+    order = np.lexsort((stamps, frame["subject_id"].to_numpy()))
+    frame = frame.iloc[order]
+    bound = {
+        "subject_id": frame["subject_id"].to_numpy(dtype="int64"),
+        "time": _sqlite_times(stamps[order]),
+        "raw_value": frame["raw_value"].to_numpy(dtype=object, na_value=None),
+        "value": _floats(frame["value"]),
+        "source_row": frame["source_row"].to_numpy(dtype="int64"),
+    }
+    refs = {c: _floats(frame[c]) for c in ("ref_low", "ref_high")}
+    keys = frame[list(_GROUP_COLUMNS)].astype(object).where(frame[list(_GROUP_COLUMNS)].notna())
+    groups = keys.groupby(list(_GROUP_COLUMNS), sort=False, dropna=False).indices
+    for key, positions in groups.items():
+        constants = dict(zip(_GROUP_COLUMNS, key, strict=True))
+        constants["import_batch_id"] = batch_id
+        constants["source"] = source
+        names = list(_BOUND_COLUMNS)
+        arrays = [bound[c][positions] for c in _BOUND_COLUMNS]
+        for column, values in refs.items():
+            part = values[positions]
+            if all(v is None for v in part):
+                constants[column] = None
+            else:
+                names.append(column)
+                arrays.append(part)
+        literals = {c: _literal(v, _MAX_TEXT.get(c)) for c, v in constants.items()}
+        unsafe = [c for c, lit in literals.items() if lit is None]
+        for column in unsafe:  # text that cannot be a literal (NUL): bind it
+            names.append(column)
+            arrays.append(np.array([constants[column]] * len(positions), dtype=object))
+            del literals[column]
+        columns = [*names, *literals]
+        sql = (
+            f"INSERT INTO observation ({', '.join(columns)}) VALUES "
+            f"({', '.join(['?'] * len(names) + list(literals.values()))})"
+        )
+        cursor.executemany(sql, zip(*(a.tolist() for a in arrays), strict=True))
     return len(frame)
 
 
-def _columns(
-    frame: pd.DataFrame, batch: ImportBatch, source: str, *, text_times: bool
-) -> dict[str, list[Any]]:
-    """Column lists in :data:`_COLUMNS` order; None for missing values."""
+def _literal(value: Any, limit: int | None) -> str | None:
+    """An SQL literal for ``value``; None when it must be bound instead."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "NULL"
+    if isinstance(value, bool | np.bool_):
+        return str(int(value))
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    text = str(value)[:limit] if limit else str(value)
+    if "\x00" in text:
+        return None
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _utc_micros(times: pd.Series) -> np.ndarray:
+    """Aware times as int64 microseconds since the epoch (UTC)."""
+    naive = times.dt.tz_convert("UTC").dt.tz_localize(None)
+    return naive.to_numpy().astype("datetime64[us]").astype("int64")
+
+
+def _sqlite_times(stamps: np.ndarray) -> np.ndarray:
+    """UTC times (int64 µs) as SQLAlchemy stores them on SQLite ('YYYY-MM-DD HH:MM:SS.ffffff'),
+    formatted once per distinct time."""
+    codes, uniques = pd.factorize(stamps)
+    text = np.datetime_as_string(uniques.astype("datetime64[us]"), unit="us")
+    text = np.char.replace(text, "T", " ").astype(object)
+    return text[codes]
+
+
+def _floats(values: pd.Series) -> np.ndarray:
+    array = values.to_numpy(dtype="float64", na_value=np.nan)
+    out = array.astype(object)
+    out[np.isnan(array)] = None
+    return out
+
+
+def _columns(frame: pd.DataFrame, batch: ImportBatch, source: str) -> dict[str, list[Any]]:
+    """Column lists for the generic (non-SQLite) path; None for missing values."""
 
     def clean(series: pd.Series) -> list[Any]:
         obj = series.astype(object)
         return obj.where(series.notna(), None).tolist()
 
-    times = frame["time"].dt.tz_convert("UTC").dt.tz_localize(None)
     n = len(frame)
     return {
         "subject_id": frame["subject_id"].astype("int64").tolist(),
-        "time": times.dt.strftime("%Y-%m-%d %H:%M:%S.%f").tolist()
-        if text_times
-        else [t.to_pydatetime() for t in frame["time"]],
+        "time": [t.to_pydatetime() for t in frame["time"]],
         "test": frame["test"].astype(str).tolist(),
         "raw_value": clean(frame["raw_value"].astype("string").str.slice(0, 64)),
         "raw_unit": clean(frame["raw_unit"].astype("string").str.slice(0, 32)),
@@ -222,6 +460,7 @@ def _columns(
         "ref_low": clean(frame["ref_low"].astype(float)),
         "ref_high": clean(frame["ref_high"].astype(float)),
         "specimen": clean(frame["specimen"].astype("string").str.slice(0, 32)),
+        "flags": clean(frame["flags"]),
         "source": [source] * n,
         "import_batch_id": [batch.id] * n,
         "source_row": frame["source_row"].astype("int64").tolist(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 
 _OFFSET = r"(?:Z|[+-]\d{2}:?\d{2})\s*$"
@@ -21,6 +22,13 @@ def parse_times(raw: pd.Series, zone: ZoneInfo | str) -> tuple[pd.Series, pd.Ser
     if pd.api.types.is_datetime64_dtype(raw.dtype):
         local = raw.dt.tz_localize(key, ambiguous="NaT", nonexistent="NaT")
         return local.dt.tz_convert("UTC"), raw.notna() & local.isna()
+    if len(raw) > 1:
+        codes, uniques = pd.factorize(raw.to_numpy(dtype=object, na_value=None))
+        if len(uniques) < len(raw):  # times repeat (one draw, many results): parse each once
+            times, bad = parse_times(pd.Series(uniques, dtype=object), zone)
+            out_times = pd.Series(times.array.take(codes, allow_fill=True), index=raw.index)
+            flags = np.append(bad.to_numpy(dtype=bool), False)  # code -1 (empty) → False
+            return out_times, pd.Series(flags[codes], index=raw.index)
     text = raw.astype("string").str.strip()
     present = text.notna() & (text != "")
     with_offset = text.str.contains(_OFFSET, regex=True).fillna(False)

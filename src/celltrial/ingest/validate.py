@@ -16,6 +16,7 @@ import pandas as pd
 from celltrial.catalogue import TestDefinition, load_catalogue
 from celltrial.errors import UnitError
 from celltrial.ingest import values as V
+from celltrial.ingest.frame import map_unique, strip_text
 from celltrial.ingest.limits import compute_reporting_limits
 from celltrial.ingest.report import ValidationReport
 from celltrial.ingest.times import parse_times
@@ -42,6 +43,7 @@ BLOOD_SPECIMENS = frozenset(
         "全血",
     }
 )
+_NO_UNIT = "<no unit given>"
 _BASIS = re.compile(r"\b(FEU|DDU)\b", re.IGNORECASE)
 
 STORED_COLUMNS = (
@@ -57,6 +59,7 @@ STORED_COLUMNS = (
     "ref_high",
     "specimen",
     "source_row",
+    "flags",
 )
 
 
@@ -120,6 +123,8 @@ class _Run:
         mask = mask & (self.outcome != "reported")
         self._messages(mask, "warning", kind, expected)
         self.outcome[mask] = "flagged"
+        if mask.any():
+            self.flags[mask] = self.flags[mask] + ("," + kind)
 
     def live(self) -> pd.Series:
         return self.outcome != "reported"
@@ -133,6 +138,7 @@ class _Run:
         keep = ~empty
         self.raw, parsed, self.text = raw[keep], parsed[keep], self.text[keep]
         self.outcome = self.outcome[keep]
+        self.flags = pd.Series("", index=self.raw.index, dtype=object)
         self.report.counts["results"] += int(keep.sum())
         self.value = parsed["value"].copy()
         self.qualifier = parsed["qualifier"].copy()
@@ -158,7 +164,9 @@ class _Run:
         return self._result(unit)
 
     def _no_result_markers(self, empty: pd.Series) -> None:
-        marked = empty & self.text.notna() & (self.text.str.strip() != "")
+        marked = empty.copy()
+        if empty.any():
+            marked[empty] = self.text[empty].notna() & (self.text[empty].str.strip() != "")
         if marked.any():
             per_column = self.raw.loc[marked].groupby("column", sort=False)["source_row"]
             for column, rows in per_column:
@@ -196,9 +204,9 @@ class _Run:
         self.drop(times.isna(), "no_time", "the time the sample was taken")
 
     def _subjects(self) -> None:
-        code = self.raw["subject"].astype("string").str.strip()
+        code = strip_text(self.raw["subject"].astype("string")).astype("string")
         self.subject = code
-        missing = code.isna() | (code == "")
+        missing = code.isna()
         self.drop(missing, "unknown_subject", "a subject ID on every result", "error")
         unknown = ~code.isin(self.subjects.index) & ~missing & self.live()
         if unknown.any():
@@ -214,13 +222,28 @@ class _Run:
             self.outcome[unknown] = "reported"
 
     def _definition_series(self, attribute: str) -> pd.Series:
-        return self.test.map({c: getattr(t, attribute) for c, t in self.catalogue.items()})
+        table = {c: getattr(t, attribute) for c, t in self.catalogue.items()}
+        return map_unique(self.test, lambda codes: codes.map(table))
+
+    def _plausible_bounds(self) -> tuple[pd.Series, pd.Series]:
+        low = {c: t.plausible[0] for c, t in self.catalogue.items()}
+        high = {c: t.plausible[1] for c, t in self.catalogue.items()}
+        return (
+            map_unique(self.test, lambda codes: codes.map(low)).astype(float),
+            map_unique(self.test, lambda codes: codes.map(high)).astype(float),
+        )
 
     def _specimens(self) -> None:
-        given = self.raw["specimen"].astype("string").str.strip().str.casefold()
-        expected = self._definition_series("specimen").astype("string").str.casefold()
+        given = map_unique(
+            self.raw["specimen"], lambda v: v.astype("string").str.strip().str.casefold()
+        )
+        expected = map_unique(
+            self._definition_series("specimen"), lambda v: v.astype("string").str.casefold()
+        )
         blood_test = expected.isin(BLOOD_SPECIMENS | {"plasma", "serum"})
-        other = given.notna() & ~given.isin(BLOOD_SPECIMENS) & blood_test.fillna(False)
+        other = given.notna() & ~given.isin(BLOOD_SPECIMENS) & blood_test
+        if not other.any():
+            return
         self.drop(
             other.fillna(False).astype(bool),
             "other_specimen",
@@ -228,19 +251,17 @@ class _Run:
         )
 
     def _sentinels(self) -> None:
-        low = self._definition_series("plausible").map(
-            lambda r: r[0] if isinstance(r, tuple) else np.nan
-        )
+        low, _high = self._plausible_bounds()
         sentinel = (self.value < 0) & (low >= 0)
         self.drop(sentinel.fillna(False), "sentinel", "a measured value (negative is impossible)")
 
     def _units(self) -> pd.Series:
         unit = pd.Series(None, index=self.raw.index, dtype=object)
-        raw_unit = self.raw["raw_unit"].astype("string").str.strip().replace("", pd.NA)
+        raw_unit = strip_text(self.raw["raw_unit"])
         live = self.live() & self.test.notna()
-        groups = pd.DataFrame({"test": self.test, "unit": raw_unit.fillna("\0"), "live": live})
+        groups = pd.DataFrame({"test": self.test, "unit": raw_unit.fillna(_NO_UNIT), "live": live})
         for (code, unit_text), index in groups[live].groupby(["test", "unit"]).groups.items():
-            self._convert_group(code, None if unit_text == "\0" else unit_text, index, unit)
+            self._convert_group(code, None if unit_text == _NO_UNIT else unit_text, index, unit)
         return unit
 
     def _convert_group(self, code: str, unit_text: str | None, index: pd.Index, unit: pd.Series):
@@ -330,9 +351,7 @@ class _Run:
             )
 
     def _plausible(self, unit: pd.Series) -> None:
-        bounds = self._definition_series("plausible")
-        low = bounds.map(lambda r: r[0] if isinstance(r, tuple) else np.nan)
-        high = bounds.map(lambda r: r[1] if isinstance(r, tuple) else np.nan)
+        low, high = self._plausible_bounds()
         outside = (((self.value < low) | (self.value > high)) & unit.notna()).fillna(False)
         if not outside.any():
             return
@@ -353,12 +372,11 @@ class _Run:
     def _censored(self) -> None:
         plain = self.live() & (self.qualifier == "") & self.value.notna()
         raw_numbers = pd.to_numeric(self.raw["raw_value"], errors="coerce")
-        keys = (
-            self.raw["column"].astype("string").fillna("")
-            + "\0"
-            + self.raw["raw_unit"].astype("string").fillna("")
-        )
-        for _key, index in keys[plain].groupby(keys[plain]).groups.items():
+        keys = pd.DataFrame(
+            {"column": self.raw["column"], "unit": self.raw["raw_unit"]}, index=self.raw.index
+        )[plain]
+        groups = keys.groupby(["column", "unit"], sort=False, dropna=False).groups
+        for _key, index in groups.items():
             numbers = raw_numbers[index]
             floor, ceiling = compute_reporting_limits(numbers.to_numpy(dtype=float))
             for limit, qualifier, word in ((floor, "<=", "floor"), (ceiling, ">=", "ceiling")):
@@ -436,6 +454,10 @@ class _Run:
                 "specimen": self._specimen(keep),
                 "source_row": self.raw.loc[keep, "source_row"],
                 "flagged": self.outcome[keep] == "flagged",
+                "flags": self.flags[keep].map({"": None}).fillna(self.flags[keep].str[1:])
+                if (self.flags[keep] != "").any()
+                else None,
+                "column": self.raw.loc[keep, "column"],
             }
         )
         return out.reset_index(drop=True)

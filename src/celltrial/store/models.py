@@ -142,6 +142,8 @@ class Observation(_Sourced, Base):
     ref_high: Mapped[float | None]
     specimen: Mapped[str | None] = mapped_column(String(32))
     source: Mapped[str | None] = mapped_column(Text)
+    #: Validation warnings the stored value carries (comma-separated kinds, e.g. "censored").
+    flags: Mapped[str | None] = mapped_column(String(64))
 
 
 class AdverseEvent(_Sourced, Base):

@@ -1,0 +1,1 @@
+"""Chest CT: reading, lungs, lesions, quantification, progression, phantom, overlays."""

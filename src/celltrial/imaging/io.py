@@ -1,0 +1,488 @@
+"""Readers of chest CT: DICOM series, NIfTI and NRRD volumes in HU, 8-bit display images.
+
+Every reader returns a :class:`CtVolume`: Hounsfield units in one internal orientation — array axes
+``(z, y, x)`` with x towards the patient's left, y towards posterior and z towards superior (so
+``hu[k]`` shows as a radiologist reads an axial slice: patient's right on the image's left,
+anterior at the top) — plus what is needed to put masks back into the input's own geometry
+(:meth:`CtVolume.compute_native`, :func:`write_mask`), and the notes a reader made on the way
+(approximate HU, gantry tilt, missing slices…).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from celltrial.errors import CelltrialError
+
+#: Default lung window (width, level) used to map 8-bit display images back to HU.
+DEFAULT_WINDOW = (1500.0, -600.0)
+#: Internal orientation of the (x, y, z) axes in nibabel's axis codes.
+CANONICAL_CODES = ("L", "P", "S")
+DISPLAY_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+class ImagingError(CelltrialError):
+    """A CT input is missing, unreadable, not CT, not axial or inconsistent."""
+
+
+@dataclass(frozen=True)
+class CtVolume:
+    """A CT volume in HU (internal orientation, axes z, y, x) and how to go back to the input.
+
+    ``spacing`` is (z, y, x) in mm. ``native_affine`` maps the input array's voxel indices (as
+    the input file stores them, x-y-z order) to RAS+ millimetres; ``ornt`` is the nibabel
+    orientation transform from that array to the internal x-y-z array. ``approximate`` is True when
+    HU were reconstructed from display values. ``notes`` lists what the reader found and handled.
+    """
+
+    hu: np.ndarray
+    spacing: tuple[float, float, float]
+    source: str
+    native_affine: np.ndarray
+    native_shape: tuple[int, int, int]
+    ornt: np.ndarray
+    approximate: bool = False
+    notes: tuple[str, ...] = ()
+    series_uid: str | None = None
+    checksum: str | None = None
+    meta: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def voxel_ml(self) -> float:
+        """Volume of one voxel in millilitres."""
+        return float(np.prod(self.spacing)) / 1000.0
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.hu.shape)  # type: ignore[return-value]
+
+    def compute_native(self, mask: np.ndarray) -> np.ndarray:
+        """A mask of the internal (z, y, x) array put back into the input's array geometry."""
+        import nibabel as nib
+
+        if mask.shape != self.hu.shape:
+            raise ValueError(f"mask shape {mask.shape} differs from the volume's {self.hu.shape}")
+        xyz = np.transpose(mask, (2, 1, 0))
+        back = nib.orientations.ornt_transform(
+            nib.orientations.axcodes2ornt(CANONICAL_CODES), self.native_ornt
+        )
+        return np.ascontiguousarray(nib.orientations.apply_orientation(xyz, back))
+
+    @property
+    def native_ornt(self) -> np.ndarray:
+        import nibabel as nib
+
+        return nib.orientations.io_orientation(self.native_affine)
+
+
+def compute_canonical(
+    data: np.ndarray,
+    affine: np.ndarray,
+    *,
+    source: str,
+    approximate: bool = False,
+    notes: tuple[str, ...] = (),
+    series_uid: str | None = None,
+    checksum: str | None = None,
+    meta: dict[str, object] | None = None,
+) -> CtVolume:
+    """Build a :class:`CtVolume` from an x-y-z array in HU and its RAS+ affine."""
+    import nibabel as nib
+
+    if data.ndim == 2:
+        data = data[:, :, None]
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise ImagingError(f"{source}: a 3-D volume or 2-D slice is expected, got {data.shape}")
+    ornt = nib.orientations.io_orientation(affine)
+    notes = list(notes)
+    # the slice axis must be the superior–inferior one (axial acquisition)
+    codes = nib.orientations.ornt2axcodes(ornt)
+    if "S" not in codes and "I" not in codes:
+        raise ImagingError(f"{source}: no axis runs head–feet (axes {codes}); axial CT expected")
+    if codes[2] not in ("S", "I") and data.shape[2] > 1:
+        raise ImagingError(
+            f"{source}: slices are not axial (array axes {''.join(codes)}); "
+            "reformat to axial slices first"
+        )
+    transform = nib.orientations.ornt_transform(
+        ornt, nib.orientations.axcodes2ornt(CANONICAL_CODES)
+    )
+    xyz = nib.orientations.apply_orientation(data, transform)
+    zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    spacing_xyz = np.empty(3)
+    for i in range(3):
+        spacing_xyz[int(transform[i, 0])] = zooms[i]
+    hu = np.ascontiguousarray(np.transpose(xyz, (2, 1, 0)))
+    if hu.dtype != np.int16:
+        if (
+            np.issubdtype(hu.dtype, np.integer)
+            and hu.min(initial=0) >= -32768
+            and hu.max(initial=0) <= 32767
+        ):
+            hu = hu.astype(np.int16)
+        elif not np.issubdtype(hu.dtype, np.integer):
+            hu = np.clip(np.rint(hu), -32768, 32767).astype(np.int16)
+        else:
+            raise ImagingError(f"{source}: values outside the int16 range; not CT in HU")
+    _check_ct_values(hu, source, approximate)
+    return CtVolume(
+        hu=hu,
+        spacing=(float(spacing_xyz[2]), float(spacing_xyz[1]), float(spacing_xyz[0])),
+        source=source,
+        native_affine=np.asarray(affine, dtype=float),
+        native_shape=tuple(int(s) for s in data.shape),  # type: ignore[arg-type]
+        ornt=transform,
+        approximate=approximate,
+        notes=tuple(notes),
+        series_uid=series_uid,
+        checksum=checksum,
+        meta=dict(meta or {}),
+    )
+
+
+def _check_ct_values(hu: np.ndarray, source: str, approximate: bool) -> None:
+    if approximate:
+        return
+    sample = hu[:: max(1, hu.shape[0] // 8), ::4, ::4]
+    low, high = np.percentile(sample, [1, 99])
+    if low > -500 or high < -200 or low < -3000:
+        raise ImagingError(
+            f"{source}: values ({low:.0f} to {high:.0f} at the 1st/99th percentiles) do not look "
+            "like chest CT in HU (air about −1000, soft tissue about 40)"
+        )
+
+
+def read_ct(
+    path: Path | str,
+    *,
+    window: tuple[float, float] = DEFAULT_WINDOW,
+    series_uid: str | None = None,
+) -> CtVolume:
+    """Read a CT from a DICOM folder or file, a NIfTI/NRRD/MHA volume or an 8-bit image."""
+    path = Path(path)
+    if not path.exists():
+        raise ImagingError(f"{path}: no such file or folder")
+    name = path.name.lower()
+    if path.is_dir() or name.endswith(".dcm"):
+        return read_dicom_series(path, series_uid=series_uid)
+    if name.endswith(DISPLAY_SUFFIXES):
+        return read_display_image(path, window=window)
+    if name.endswith(VOLUME_SUFFIXES):
+        return read_volume(path, window=window)
+    try:
+        return read_dicom_series(path)
+    except ImagingError:
+        raise ImagingError(
+            f"{path}: unknown CT format; expected a DICOM series folder or file, "
+            f"{', '.join(VOLUME_SUFFIXES)} or an 8-bit image ({', '.join(DISPLAY_SUFFIXES)})"
+        ) from None
+
+
+def compute_checksum(path: Path) -> str:
+    """SHA-256 of a file, or of a folder's files in name order."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        with file.open("rb") as handle:
+            for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def read_volume(path: Path | str, *, window: tuple[float, float] = DEFAULT_WINDOW) -> CtVolume:
+    """A NIfTI (nibabel) or NRRD/MHA (SimpleITK) volume in HU; uint8 data is read as display."""
+    path = Path(path)
+    name = path.name.lower()
+    try:
+        if name.endswith((".nii", ".nii.gz")):
+            import nibabel as nib
+
+            image = nib.load(str(path))
+            raw = np.asanyarray(image.dataobj)
+            affine = image.affine
+            scaled = image.dataobj.slope not in (None, 1.0) or image.dataobj.inter not in (
+                None,
+                0.0,
+            )
+            if scaled:
+                raw = np.asarray(image.get_fdata(dtype=np.float32))
+        else:
+            raw, affine = _read_sitk(path)
+    except ImagingError:
+        raise
+    except Exception as exc:  # corrupt or truncated file
+        raise ImagingError(f"{path}: cannot read the volume ({exc})") from exc
+    checksum = compute_checksum(path)
+    if raw.dtype == np.uint8:
+        hu = _display_to_hu(raw, window)
+        note = _approximate_note(window)
+        return compute_canonical(
+            hu, affine, source=str(path), approximate=True, notes=(note,), checksum=checksum
+        )
+    return compute_canonical(raw, affine, source=str(path), checksum=checksum)
+
+
+def _read_sitk(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    import SimpleITK as sitk
+
+    image = sitk.ReadImage(str(path))
+    if image.GetDimension() not in (2, 3):
+        raise ImagingError(f"{path}: {image.GetDimension()}-D image; a 3-D CT volume is expected")
+    data = np.transpose(sitk.GetArrayFromImage(image))  # z,y,x → x,y,z
+    return data, _sitk_affine(image)
+
+
+def _sitk_affine(image) -> np.ndarray:
+    """RAS+ affine of a SimpleITK image (which works in LPS)."""
+    dim = image.GetDimension()
+    direction = np.eye(3)
+    direction[:dim, :dim] = np.reshape(image.GetDirection(), (dim, dim))
+    spacing = np.ones(3)
+    spacing[:dim] = image.GetSpacing()
+    origin = np.zeros(3)
+    origin[:dim] = image.GetOrigin()
+    affine = np.eye(4)
+    affine[:3, :3] = direction * spacing[None, :]
+    affine[:3, 3] = origin
+    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
+
+
+def _display_to_hu(values: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    width, level = window
+    if width <= 0:
+        raise ImagingError(f"window width must be positive, got {width}")
+    hu = (values.astype(np.float32) / 255.0 - 0.5) * width + level
+    return np.rint(hu).astype(np.int16)
+
+
+def _approximate_note(window: tuple[float, float]) -> str:
+    return (
+        f"approximate HU: 8-bit display values mapped back from a lung window "
+        f"(width {window[0]:g}, level {window[1]:g}); densities are not measured values"
+    )
+
+
+def read_display_image(
+    path: Path | str,
+    *,
+    window: tuple[float, float] = DEFAULT_WINDOW,
+    pixel_mm: float | None = None,
+) -> CtVolume:
+    """An 8-bit PNG/JPEG slice (displayed in a lung window) as one slice of approximate HU.
+
+    The image is taken as a radiologist displays it (patient's right on the left, anterior at the
+    top). Without ``pixel_mm`` the pixel size is estimated from a 320 mm wide thorax.
+    """
+    from PIL import Image
+
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            grey = np.asarray(image.convert("L"))
+            mode = image.mode
+    except Exception as exc:
+        raise ImagingError(f"{path}: cannot read the image ({exc})") from exc
+    if mode not in ("L", "P", "RGB", "RGBA", "LA"):
+        raise ImagingError(f"{path}: image mode {mode}; an 8-bit greyscale display image expected")
+    size = pixel_mm or 320.0 / max(grey.shape)
+    affine = np.diag([-size, -size, size, 1.0])  # columns → left, rows → posterior
+    notes = [_approximate_note(window)]
+    if pixel_mm is None:
+        notes.append(f"pixel size unknown: {size:.2f} mm assumed (thorax 320 mm wide)")
+    return compute_canonical(
+        _display_to_hu(grey.T, window),
+        affine,
+        source=str(path),
+        approximate=True,
+        notes=tuple(notes),
+        checksum=compute_checksum(path),
+    )
+
+
+# --- DICOM --------------------------------------------------------------------------------------
+
+
+def read_dicom_series(path: Path | str, *, series_uid: str | None = None) -> CtVolume:
+    """A DICOM series from a folder (or one file): sorted, de-duplicated, rescaled to HU.
+
+    Reported in ``notes``: several series in the folder (the largest is read unless
+    ``series_uid`` says which), duplicate slices dropped, unsorted files, missing slices (gaps),
+    gantry tilt, uneven spacing. Raises :class:`ImagingError` for non-CT, non-axial or unreadable
+    input.
+    """
+    import pydicom
+
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    headers = []
+    for file in files:
+        try:
+            ds = pydicom.dcmread(str(file), force=True)
+        except Exception:
+            continue
+        if "PixelData" not in ds or "ImagePositionPatient" not in ds:
+            continue
+        headers.append((file, ds))
+    if not headers:
+        raise ImagingError(f"{path}: no DICOM images with pixel data and position found")
+    notes: list[str] = []
+    by_series: dict[str, list] = defaultdict(list)
+    for file, ds in headers:
+        by_series[str(ds.get("SeriesInstanceUID", "unknown"))].append((file, ds))
+    if series_uid is not None:
+        if series_uid not in by_series:
+            raise ImagingError(
+                f"{path}: series {series_uid} not found; series present: {sorted(by_series)}"
+            )
+        chosen = series_uid
+    else:
+        chosen = max(by_series, key=lambda uid: len(by_series[uid]))
+    if len(by_series) > 1:
+        listing = ", ".join(f"{uid} ({len(v)} images)" for uid, v in by_series.items())
+        notes.append(f"{len(by_series)} series in the folder: {listing}; read {chosen}")
+    items = by_series[chosen]
+    first = items[0][1]
+    modality = first.get("Modality")
+    if modality not in (None, "", "CT"):
+        raise ImagingError(f"{path}: modality {modality}; a CT series is expected")
+    orientation = np.asarray(first.get("ImageOrientationPatient", [1, 0, 0, 0, 1, 0]), float)
+    row_dir, col_dir = orientation[:3], orientation[3:]
+    normal = np.cross(row_dir, col_dir)
+    if abs(normal[2]) < 0.8:
+        raise ImagingError(
+            f"{path}: image orientation {orientation.tolist()} is not axial "
+            "(the slice normal does not run head–feet)"
+        )
+    for file, ds in items:
+        other = np.asarray(ds.get("ImageOrientationPatient", orientation), float)
+        if not np.allclose(other, orientation, atol=1e-3):
+            raise ImagingError(f"{file}: image orientation differs from the rest of the series")
+    positions = np.array([np.asarray(ds.ImagePositionPatient, float) for _, ds in items])
+    along = positions @ normal
+    order = np.argsort(along, kind="stable")
+    if not np.array_equal(order, np.arange(len(order))):
+        instance = [ds.get("InstanceNumber") for _, ds in items]
+        if any(i is not None for i in instance):
+            notes.append("files were not in slice order; sorted by position along the normal")
+    items = [items[i] for i in order]
+    positions, along = positions[order], along[order]
+    keep = [0]
+    dropped = 0
+    for i in range(1, len(items)):
+        if abs(along[i] - along[keep[-1]]) < 1e-3:
+            dropped += 1
+            continue
+        keep.append(i)
+    if dropped:
+        notes.append(f"{dropped} duplicate slice(s) at the same position dropped")
+    items = [items[i] for i in keep]
+    positions, along = positions[keep], along[keep]
+    spacing_rc = [float(v) for v in first.get("PixelSpacing", [1.0, 1.0])]
+    if len(items) > 1:
+        gaps = np.diff(along)
+        step = float(np.median(gaps))
+        if np.any(gaps > 1.5 * step):
+            missing = int(np.round(gaps[gaps > 1.5 * step] / step - 1).sum())
+            where = [f"{along[i]:.1f}" for i in np.flatnonzero(gaps > 1.5 * step)]
+            notes.append(
+                f"missing slices: about {missing} slice(s) absent after position(s) "
+                f"{', '.join(where)} mm; volumes there are not measured"
+            )
+        elif np.ptp(gaps) > 0.1 * step:
+            notes.append(f"uneven slice spacing ({gaps.min():.2f}–{gaps.max():.2f} mm)")
+        shift = positions[-1] - positions[0]
+        cos = abs(shift @ normal) / max(np.linalg.norm(shift), 1e-9)
+        tilt = float(np.degrees(np.arccos(min(1.0, cos))))
+        if tilt > 0.5:
+            notes.append(
+                f"gantry tilt of about {tilt:.1f}°: slices are sheared; volumes are measured on "
+                "the tilted grid (not resampled)"
+            )
+    else:
+        step = float(first.get("SpacingBetweenSlices", first.get("SliceThickness", 1.0)) or 1.0)
+    arrays = []
+    for file, ds in items:
+        try:
+            pixels = ds.pixel_array
+        except Exception as exc:
+            pixels = _read_pixels_sitk(file, exc)
+        slope = float(ds.get("RescaleSlope", 1) or 1)
+        intercept = float(ds.get("RescaleIntercept", 0) or 0)
+        if pixels.shape != arrays[0].shape if arrays else False:
+            raise ImagingError(f"{file}: image size {pixels.shape} differs from the series")
+        arrays.append(pixels.astype(np.float32) * slope + intercept)
+    stack = np.stack(arrays, axis=-1)  # rows, cols, slices
+    data = np.transpose(stack, (1, 0, 2))  # cols (x), rows (y), slices (z)
+    affine_lps = np.eye(4)
+    affine_lps[:3, 0] = row_dir * spacing_rc[1]
+    affine_lps[:3, 1] = col_dir * spacing_rc[0]
+    affine_lps[:3, 2] = normal * step
+    affine_lps[:3, 3] = positions[0]
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine_lps
+    return compute_canonical(
+        np.rint(data).astype(np.int32),
+        affine,
+        source=str(path),
+        notes=tuple(notes),
+        series_uid=None if chosen == "unknown" else chosen,
+        checksum=compute_checksum(path),
+        meta={"slices": len(items)},
+    )
+
+
+def _read_pixels_sitk(file: Path, original: Exception) -> np.ndarray:
+    """Pixels of a DICOM file pydicom cannot decode (JPEG 2000 …), through SimpleITK, unscaled."""
+    try:
+        import SimpleITK as sitk
+
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(file))
+        reader.SetOutputPixelType(sitk.sitkFloat32)
+        image = reader.Execute()
+        pixels = sitk.GetArrayFromImage(image)[0]
+    except Exception as exc:
+        raise ImagingError(f"{file}: cannot decode the pixel data ({original}; {exc})") from exc
+    # SimpleITK already applied rescale slope/intercept; undo so the caller's rescale holds
+    import pydicom
+
+    ds = pydicom.dcmread(str(file), stop_before_pixels=True, force=True)
+    slope = float(ds.get("RescaleSlope", 1) or 1)
+    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    return (pixels - intercept) / slope
+
+
+def write_mask(volume: CtVolume, mask: np.ndarray, path: Path | str) -> Path:
+    """Write a label mask (internal orientation) as NIfTI in the input's own geometry."""
+    import nibabel as nib
+
+    native = volume.compute_native(np.asarray(mask, dtype=np.uint8))
+    if len(volume.native_shape) == 3 and native.shape != volume.native_shape:
+        native = native.reshape(volume.native_shape)
+    image = nib.Nifti1Image(native, volume.native_affine)
+    image.header.set_data_dtype(np.uint8)
+    image.header.set_xyzt_units("mm")
+    path = Path(path)
+    nib.save(image, str(path))
+    return path
+
+
+__all__ = [
+    "DEFAULT_WINDOW",
+    "CtVolume",
+    "ImagingError",
+    "compute_canonical",
+    "compute_checksum",
+    "read_ct",
+    "read_dicom_series",
+    "read_display_image",
+    "read_volume",
+    "write_mask",
+]

@@ -1,0 +1,160 @@
+"""Quantification of lungs and lesions: mL, % involvement per lung and zone, severity score.
+
+The semi-quantitative score gives each of six zones (upper, middle, lower third of each lung)
+0–5 by the % of the zone involved by any lesion (edges in ``bands.yaml``); the total is 0–30.
+Mean lung density and the share of well-aerated lung come from the density bands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from celltrial.errors import CelltrialError
+from celltrial.imaging.lungs import LEFT, RIGHT, ZONES, compute_zones
+
+SIDES = {RIGHT: "right", LEFT: "left"}
+
+
+@cache
+def load_bands() -> dict[str, Any]:
+    """The shipped density bands and score edges, validated."""
+    text = (resources.files("celltrial.imaging") / "bands.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    bands = data.get("bands", {})
+    for name in ("well_aerated", "ground_glass", "consolidation"):
+        low, high = bands.get(name, (None, None))
+        if low is None or high is None or not low < high:
+            raise CelltrialError(f"bands.yaml: band {name!r} needs [low, high] with low < high")
+    edges = data.get("score_edges_pct", [])
+    if len(edges) != 5 or sorted(edges) != edges:
+        raise CelltrialError("bands.yaml: score_edges_pct needs 5 increasing % values")
+    return data
+
+
+def compute_zone_score(involvement_pct: float) -> int:
+    """0–5 score of one zone from its % involvement (0 only when nothing is involved)."""
+    edges = load_bands()["score_edges_pct"]
+    if involvement_pct <= edges[0]:
+        return 0
+    return 1 + int(np.searchsorted(edges[1:], involvement_pct, side="right"))
+
+
+@dataclass(frozen=True)
+class CtQuantification:
+    """Volumes and scores of one scan. ``summary``: one row per lung × zone (and totals)."""
+
+    summary: pd.DataFrame
+    lung_ml: float
+    ground_glass_ml: float
+    consolidation_ml: float
+    involvement_pct: float
+    score: int
+    mean_lung_density_hu: float
+    well_aerated_pct: float
+    method: str
+    caveats: tuple[str, ...] = ()
+    zones: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def lesion_ml(self) -> float:
+        return self.ground_glass_ml + self.consolidation_ml
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready numbers (``result.json``, ``ct_result`` row)."""
+        return {
+            "method": self.method,
+            "lung_volume_ml": round(self.lung_ml, 2),
+            "ggo_volume_ml": round(self.ground_glass_ml, 2),
+            "consolidation_volume_ml": round(self.consolidation_ml, 2),
+            "lesion_volume_ml": round(self.lesion_ml, 2),
+            "involvement_pct": round(self.involvement_pct, 3),
+            "score": self.score,
+            "mean_lung_density_hu": round(self.mean_lung_density_hu, 1),
+            "well_aerated_pct": round(self.well_aerated_pct, 2),
+            "zones": self.zones,
+            "caveats": list(self.caveats),
+        }
+
+
+def summarize_ct(
+    hu: np.ndarray,
+    lungs: np.ndarray,
+    lesions: np.ndarray,
+    *,
+    spacing: tuple[float, float, float],
+    method: str = "density",
+    caveats: tuple[str, ...] = (),
+) -> CtQuantification:
+    """Quantify one scan from its HU, lung labels and lesion labels (all internal orientation)."""
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    zones = compute_zones(lungs)
+    # one pass of counts: key = lung (0..2) * 4 * 3 + zone (0..3) * 3 + lesion (0..2)
+    key = (lungs.astype(np.int32) * 12 + zones.astype(np.int32) * 3 + lesions).ravel()
+    counts = np.bincount(key, minlength=36).reshape(3, 4, 3) * voxel_ml
+    rows = []
+    for side_value, side in SIDES.items():
+        for zone_index, zone in enumerate(ZONES, start=1):
+            rows.append(_row(side, zone, counts[side_value, zone_index]))
+        rows.append(_row(side, "all", counts[side_value, 1:].sum(axis=0)))
+    rows.append(_row("both", "all", counts[1:, 1:].sum(axis=(0, 1))))
+    summary = pd.DataFrame(rows)
+    zone_rows = summary[summary["zone"] != "all"]
+    score = int(zone_rows["score"].sum())
+    total = summary.iloc[-1]
+    bands = load_bands()["bands"]
+    in_lung = lungs > 0
+    values = hu[in_lung]
+    mean_density = float(values.mean()) if values.size else float("nan")
+    low, high = bands["well_aerated"]
+    aerated = float(((values >= low) & (values < high)).mean() * 100) if values.size else 0.0
+    zone_dict = {
+        f"{r.lung}_{r.zone}": {
+            "lung_ml": round(r.lung_ml, 2),
+            "ggo_ml": round(r.ggo_ml, 2),
+            "consolidation_ml": round(r.consolidation_ml, 2),
+            "involvement_pct": round(r.involvement_pct, 3),
+            "score": int(r.score),
+        }
+        for r in summary.itertuples()
+    }
+    return CtQuantification(
+        summary=summary,
+        lung_ml=float(total["lung_ml"]),
+        ground_glass_ml=float(total["ggo_ml"]),
+        consolidation_ml=float(total["consolidation_ml"]),
+        involvement_pct=float(total["involvement_pct"]),
+        score=score,
+        mean_lung_density_hu=mean_density,
+        well_aerated_pct=aerated,
+        method=method,
+        caveats=tuple(caveats),
+        zones=zone_dict,
+    )
+
+
+def _row(lung: str, zone: str, counts: np.ndarray) -> dict[str, Any]:
+    lung_ml = float(counts.sum())
+    ggo, cons = float(counts[1]), float(counts[2])
+    pct = 100.0 * (ggo + cons) / lung_ml if lung_ml > 0 else 0.0
+    return {
+        "lung": lung,
+        "zone": zone,
+        "lung_ml": lung_ml,
+        "ggo_ml": ggo,
+        "consolidation_ml": cons,
+        "lesion_ml": ggo + cons,
+        "ggo_pct": 100.0 * ggo / lung_ml if lung_ml > 0 else 0.0,
+        "consolidation_pct": 100.0 * cons / lung_ml if lung_ml > 0 else 0.0,
+        "involvement_pct": pct,
+        "score": compute_zone_score(pct) if zone != "all" else 0,
+    }
+
+
+__all__ = ["CtQuantification", "compute_zone_score", "load_bands", "summarize_ct"]
