@@ -1,18 +1,36 @@
 """Efficacy statistics: biomarker summaries, change from baseline, paired tests and mixed models.
 
 Every function is pure: it takes observation frames (see :mod:`celltrial.frames`) or arrays and
-returns new frames or frozen result objects with their method, assumptions and caveats.
+returns new frames or frozen result objects with their method, assumptions and caveats. Names are
+imported on first use (:mod:`celltrial.lazy`).
 """
 
-from celltrial.efficacy.auc import AucSummary, compute_auc, summarize_auc
-from celltrial.efficacy.baseline import derive_baseline, derive_change_from_baseline
-from celltrial.efficacy.biomarkers import VisitSummary, summarize_visits
-from celltrial.efficacy.changes import PairedChangeSummary, summarize_paired_changes
-from celltrial.efficacy.mixed import MixedModelResult, summarize_mixed_model
-from celltrial.efficacy.multiplicity import compute_holm, multiplicity_caveat
-from celltrial.efficacy.normalisation import NormalisationSummary, summarize_time_to_normal
-from celltrial.efficacy.paired import PairedComparison, PairedTTest, compare_paired
-from celltrial.efficacy.visits import VISIT_COLUMNS, derive_nominal_visits
+from celltrial.lazy import lazy_exports
+
+_WHERE = {
+    "AucSummary": "auc",
+    "MixedModelResult": "mixed",
+    "NormalisationSummary": "normalisation",
+    "PairedChangeSummary": "changes",
+    "PairedComparison": "paired",
+    "PairedTTest": "paired",
+    "VISIT_COLUMNS": "visits",
+    "VisitSummary": "biomarkers",
+    "compare_paired": "paired",
+    "compute_auc": "auc",
+    "compute_holm": "multiplicity",
+    "derive_baseline": "baseline",
+    "derive_change_from_baseline": "baseline",
+    "derive_nominal_visits": "visits",
+    "multiplicity_caveat": "multiplicity",
+    "summarize_auc": "auc",
+    "summarize_mixed_model": "mixed",
+    "summarize_paired_changes": "changes",
+    "summarize_time_to_normal": "normalisation",
+    "summarize_visits": "biomarkers",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, globals())
 
 __all__ = [
     "VISIT_COLUMNS",

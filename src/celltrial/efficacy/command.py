@@ -11,8 +11,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from celltrial.efficacy.findings import format_level, format_number
-
 console = Console()
 
 
@@ -21,6 +19,8 @@ def _num(value: object) -> str:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return "—" if value is None else str(value)
+    from celltrial.efficacy.findings import format_number
+
     return format_number(number) if np.isfinite(number) else "—"
 
 
@@ -46,6 +46,7 @@ def efficacy(
     clinical status, responders and findings."""
     from celltrial.cli import user_errors
     from celltrial.efficacy.analysis import summarize_efficacy
+    from celltrial.efficacy.findings import format_level
     from celltrial.study import open_study, read_study_frames
 
     @user_errors

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -12,7 +12,9 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 from rich.table import Table
 
 from celltrial.cli import DbOption, console, user_errors
-from celltrial.ingest.report import ValidationReport
+
+if TYPE_CHECKING:  # the ingest package is imported when a command runs, not at start-up
+    from celltrial.ingest.report import ValidationReport
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "dark_orange", "info": "dim"}
 

@@ -89,7 +89,7 @@ def _profile_png(job: tuple) -> bytes:
 def _render_all(jobs: list[tuple]) -> list[bytes]:
     """Render profile PNGs, on every core when there are many (fork: frames are not re-read)."""
     workers = min(os.cpu_count() or 1, 8)
-    if len(jobs) < 4 or workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+    if len(jobs) < 16 or workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return [_profile_png(job) for job in jobs]
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:

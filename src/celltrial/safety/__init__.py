@@ -11,16 +11,23 @@ Public API:
   the reaction window after each infusion.
 """
 
-from celltrial.safety.criteria import CriteriaTable, load_ctcae_criteria
-from celltrial.safety.fever import derive_fever_grades, grade_fever
-from celltrial.safety.grading import (
-    GradeExplanation,
-    compute_lab_grades,
-    derive_lab_grades,
-    explain_grade,
-    grade_lab,
-)
-from celltrial.safety.signals import InfusionSignalThresholds, derive_infusion_signals
+from celltrial.lazy import lazy_exports
+
+_WHERE = {
+    "CriteriaTable": "criteria",
+    "GradeExplanation": "grading",
+    "InfusionSignalThresholds": "signals",
+    "compute_lab_grades": "grading",
+    "derive_fever_grades": "fever",
+    "derive_infusion_signals": "signals",
+    "derive_lab_grades": "grading",
+    "explain_grade": "grading",
+    "grade_fever": "fever",
+    "grade_lab": "grading",
+    "load_ctcae_criteria": "criteria",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, globals())
 
 __all__ = [
     "CriteriaTable",

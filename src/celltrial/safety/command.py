@@ -10,9 +10,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from celltrial.safety.analysis import analyse_safety
-from celltrial.study import open_study, read_study_frames
-
 console = Console()
 
 
@@ -30,6 +27,9 @@ def safety_command(
     db: Annotated[str | None, typer.Option("--db", help="SQLAlchemy database URL.")] = None,
 ) -> None:
     """Print the safety tables: overview, AEs by term, SAEs, lab shifts, infusion signals."""
+    from celltrial.safety.analysis import analyse_safety
+    from celltrial.study import open_study, read_study_frames
+
     study = open_study(directory, db_url=db)
     summary = analyse_safety(study.protocol, read_study_frames(study))
     _print(summary.summary, f"Safety overview (N = {summary.n})")
@@ -85,6 +85,7 @@ def ae_import(
     """Import adverse events from a CSV file (all or nothing; re-importing adds nothing)."""
     from celltrial.safety.recording import import_adverse_events
     from celltrial.store.database import current_user, study_session
+    from celltrial.study import open_study
 
     study = open_study(directory, db_url=db)
     with study_session(study.engine, user=current_user(), reason=f"import {file.name}") as s:
@@ -122,6 +123,7 @@ def ae_add(
     """Record one adverse event (audited)."""
     from celltrial.safety.recording import record_adverse_event
     from celltrial.store.database import current_user, study_session
+    from celltrial.study import open_study
 
     study = open_study(directory, db_url=db)
     zone = study.protocol.study.timezone
