@@ -148,3 +148,19 @@ def test_demo_with_more_subjects_and_seed(tmp_path):
     assert "12 subjects" in result.output
     bad = runner.invoke(app, ["demo", "--out", str(tmp_path / "e"), "--subjects", "0"])
     assert bad.exit_code == 1 and "at least 1" in bad.output
+
+
+def test_analysis_commands_on_the_demo(demo_dir, tmp_path):
+    safety = runner.invoke(app, ["safety", str(demo_dir)], env={"COLUMNS": "200"})
+    assert safety.exit_code == 0, safety.output
+    assert "Safety overview (N = 5)" in safety.output
+    efficacy = runner.invoke(
+        app, ["efficacy", str(demo_dir), "--test", "CRP"], env={"COLUMNS": "200"}
+    )
+    assert efficacy.exit_code == 0, efficacy.output
+    assert "CRP" in efficacy.output
+    report = runner.invoke(app, ["report", str(demo_dir), "--out", str(tmp_path / "r.html")])
+    assert report.exit_code == 0, report.output
+    assert (tmp_path / "r.html").stat().st_size > 100_000
+    bad = runner.invoke(app, ["report", str(demo_dir), "--format", "docx"])
+    assert bad.exit_code == 1 and "unknown report format 'docx'" in bad.output
