@@ -168,3 +168,21 @@ def test_html_screenshot_in_headless_chromium(demo, tmp_path):
     assert height > 3000  # the whole report, not a blank or broken page
     assert width <= 1280  # nothing wider than the window
     assert shot.stat().st_size > 50_000
+
+
+def test_data_quality_lists_import_warnings(demo, tmp_path):
+    from celltrial.ingest import import_file
+
+    path = tmp_path / "labs.csv"
+    path.write_text(
+        "subject_id,time,test,value,unit\n"
+        "S001,2020-02-20 08:00,CRP,12,mg/L\n"
+        "S001,2020-02-20 08:00,Fluffiness,3,1\n",
+        encoding="utf-8",
+    )
+    import_file(demo.study, path, user="tester", report_dir=tmp_path)
+    (html_path,) = write_report(demo.study, out=tmp_path / "q.html")
+    rows = table(html_path.read_text(encoding="utf-8"), "Validation messages of each import")
+    header, body = rows[0], rows[1:]
+    assert header == ["batch", "source", "severity", "kind", "count"]
+    assert any(r[1] == "labs.csv" and r[2] == "warning" for r in body)

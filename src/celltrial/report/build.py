@@ -105,6 +105,7 @@ def render_report_html(study: StudyHandle, frames: StudyFrames, overview: StudyO
         )
     extra_sections = build_sections(context)  # numbered after the core tables
     tables["completeness"] = _missing_assessments_table(overview, counter)
+    tables["validation"] = _validation_table(read_import_batches(study.engine), counter)
     batches = read_import_batches(study.engine)
     tables["batches"] = render_table(
         batches.assign(
@@ -364,6 +365,32 @@ def _lots_table(protocol: Protocol, frames: StudyFrames, counter: TableCounter) 
         "protocol's release criteria (ISCT markers, viability, sterility, mycoplasma) are met.",
         counter=counter,
         raw_html=frozenset({"status"}),
+    )
+
+
+def _validation_table(batches: pd.DataFrame, counter: TableCounter) -> Markup:
+    """Warnings and errors of each import's validation report, by kind (details in its CSV)."""
+    rows = [
+        {
+            "batch": batch_id,
+            "source": Path(str(source)).name,
+            "severity": item.get("severity", ""),
+            "kind": str(item.get("kind", "")).replace("_", " "),
+            "count": int(item.get("count", 0)),
+        }
+        for batch_id, source, report in zip(
+            batches["id"], batches["source"], batches["report"], strict=True
+        )
+        if isinstance(report, dict)
+        for item in report.get("by_kind", [])
+    ]
+    if not rows:
+        return Markup("<p>No validation warnings were raised by the data loads.</p>")
+    return render_table(
+        pd.DataFrame(rows),
+        caption="Validation messages of each import, by kind (every message with its file, row, "
+        "column and value is in the import's report CSV under imports/).",
+        counter=counter,
     )
 
 
