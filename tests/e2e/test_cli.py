@@ -155,10 +155,14 @@ def test_analysis_commands_on_the_demo(demo_dir, tmp_path):
     assert safety.exit_code == 0, safety.output
     assert "Safety overview (N = 5)" in safety.output
     efficacy = runner.invoke(
-        app, ["efficacy", str(demo_dir), "--test", "CRP"], env={"COLUMNS": "200"}
+        app,
+        ["efficacy", str(demo_dir), "--test", "CRP", "--figures", str(tmp_path / "fig")],
+        env={"COLUMNS": "200"},
     )
     assert efficacy.exit_code == 0, efficacy.output
     assert "CRP" in efficacy.output
+    written = sorted(p.name for p in (tmp_path / "fig").iterdir())
+    assert written == ["CRP.png", "CRP.svg", "overview.png", "overview.svg"]
     report = runner.invoke(app, ["report", str(demo_dir), "--out", str(tmp_path / "r.html")])
     assert report.exit_code == 0, report.output
     assert (tmp_path / "r.html").stat().st_size > 100_000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -37,13 +38,19 @@ def efficacy(
         list[str] | None,
         typer.Option("--test", help="Marker code (repeatable); default: the efficacy markers."),
     ] = None,
+    figures: Annotated[
+        Path | None,
+        typer.Option(
+            "--figures", help="Also write each marker's panel and the overview (PNG and SVG) here."
+        ),
+    ] = None,
     db: Annotated[
         str | None,
         typer.Option("--db", help="SQLAlchemy database URL (default: DIR/celltrial.db)."),
     ] = None,
 ) -> None:
     """Print the efficacy analysis: per-visit summaries, exact paired tests, mixed models,
-    clinical status, responders and findings."""
+    clinical status, responders and findings; optionally write the figures."""
     from celltrial.cli import user_errors
     from celltrial.efficacy.analysis import summarize_efficacy
     from celltrial.efficacy.findings import format_level
@@ -52,10 +59,15 @@ def efficacy(
     @user_errors
     def run() -> None:
         study = open_study(directory, db_url=db)
-        analysis = summarize_efficacy(
-            read_study_frames(study), study.protocol, tests=[t.upper() for t in test or []]
-        )
+        frames = read_study_frames(study)
+        analysis = summarize_efficacy(frames, study.protocol, tests=[t.upper() for t in test or []])
         console.print(f"[bold]{study.study_id}[/] — efficacy, {analysis.n} subjects")
+        if figures is not None:
+            written = write_marker_figures(
+                analysis.observations, frames.infusions, analysis.tests, figures
+            )
+            for path in written:
+                console.print(f"figure: {path}")
         visits = analysis.visits.summary
         if len(visits):
             _print(
@@ -143,3 +155,29 @@ def efficacy(
             console.print(f"• {caveat}", highlight=False)
 
     run()
+
+
+def write_marker_figures(
+    observations: pd.DataFrame, infusions: pd.DataFrame, tests: Sequence[str], out: Path
+) -> list[Path]:
+    """One panel per marker plus the small-multiples overview, each as PNG and SVG.
+
+    ``observations`` carry their nominal visits (the analysis' frame), so the median line is
+    drawn per protocol visit."""
+    from celltrial.efficacy.figures import (
+        infusion_days_of,
+        render_biomarker_overview,
+        render_biomarker_panel,
+        write_figure,
+    )
+
+    days = infusion_days_of(infusions)
+    written = []
+    for code in tests:
+        if not (observations["test"] == code).any():
+            continue
+        figure = render_biomarker_panel(observations, test=code, infusion_days=days)
+        written += [write_figure(figure, out / f"{code}.{suffix}") for suffix in ("png", "svg")]
+    overview = render_biomarker_overview(observations, tests=tests, infusion_days=days)
+    written += [write_figure(overview, out / f"overview.{suffix}") for suffix in ("png", "svg")]
+    return written
