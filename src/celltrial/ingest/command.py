@@ -40,7 +40,11 @@ def import_command(
     ] = False,
     cohort: Annotated[
         str | None,
-        typer.Option("--cohort", help="Cohort label of registered subjects (default: file name)."),
+        typer.Option(
+            "--cohort",
+            help="External cohort of registered subjects (default: the file name); "
+            "--cohort '' registers them as the study's own subjects.",
+        ),
     ] = None,
     suggest_mapping: Annotated[
         bool,
@@ -98,10 +102,12 @@ def import_command(
     print_report(result.report)
     verb = "would import" if dry_run else "imported"
     c = result.counts
+    label = cohort if cohort is not None else file.stem
+    where = f"in external cohort '{label}'" if label else "as study subjects"
     console.print(
         f"[green]{verb}[/] {file} ({result.layout}): {c['inserted']} new, {c['updated']} updated "
-        f"(audited), {c['unchanged']} unchanged results; {c['subjects']} subjects registered"
-        + ("" if result.batch_id is None else f"; batch {result.batch_id}")
+        f"(audited), {c['unchanged']} unchanged results; {c['subjects']} subjects registered "
+        f"{where}" + ("" if result.batch_id is None else f"; batch {result.batch_id}")
     )
     console.print(f"report: {result.report_csv}")
 
