@@ -295,11 +295,13 @@ from celltrial.export.command import export_command  # noqa: E402
 from celltrial.imaging.command import app as ct_app  # noqa: E402
 from celltrial.ingest.command import import_command  # noqa: E402
 from celltrial.safety.command import ae_app, safety_command  # noqa: E402
+from celltrial.web.command import serve_command, users_app  # noqa: E402
 
 app.command("import")(user_errors(import_command))
 app.command("export")(user_errors(export_command))
 app.command("safety")(user_errors(safety_command))
 app.command("efficacy")(user_errors(efficacy_command))
+app.command("serve")(user_errors(serve_command))
 
 
 def _add_group(group: typer.Typer, name: str) -> None:
@@ -311,6 +313,7 @@ def _add_group(group: typer.Typer, name: str) -> None:
 
 _add_group(ae_app, "ae")
 _add_group(ct_app, "ct")
+_add_group(users_app, "users")
 
 if __name__ == "__main__":  # pragma: no cover
     app()

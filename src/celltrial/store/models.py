@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, String, Text, UniqueConstraint
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column, relationship
 
 from celltrial.store.types import UTCDateTime
 
@@ -30,6 +30,17 @@ class _Sourced:
 
     import_batch_id: Mapped[int | None] = mapped_column(ForeignKey("import_batch.id"), index=True)
     source_row: Mapped[int | None]
+
+
+class _Versioned:
+    """Optimistic locking: ``version`` grows by one with every update, and an update whose row
+    changed since it was read fails (:class:`sqlalchemy.orm.exc.StaleDataError`)."""
+
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict[str, Any]:
+        return {"version_id_col": cls.__table__.c.version}
 
 
 class Study(Base):
@@ -52,7 +63,7 @@ class Site(Base):
     name: Mapped[str] = mapped_column(Text, default="")
 
 
-class Subject(_Sourced, Base):
+class Subject(_Versioned, _Sourced, Base):
     """A pseudonymous participant (or, with a ``cohort`` label, an external-cohort patient)."""
 
     __tablename__ = "subject"
@@ -77,7 +88,7 @@ class Subject(_Sourced, Base):
     site: Mapped[Site | None] = relationship()
 
 
-class ProductLot(Base):
+class ProductLot(_Versioned, Base):
     """A released (or not) lot of the cell product with its quality-control results."""
 
     __tablename__ = "product_lot"
@@ -99,7 +110,7 @@ class ProductLot(Base):
     release_status: Mapped[str] = mapped_column(String(16), default="quarantine")
 
 
-class Infusion(Base):
+class Infusion(_Versioned, Base):
     """One infusion of the product to a subject."""
 
     __tablename__ = "infusion"
@@ -119,6 +130,9 @@ class Infusion(Base):
     premedication: Mapped[str | None] = mapped_column(Text)
     completed: Mapped[bool] = mapped_column(Boolean, default=True)
     stop_reason: Mapped[str | None] = mapped_column(Text)
+    #: Bedside record: a reaction during the infusion (None: not recorded) and what it was.
+    reaction: Mapped[bool | None]
+    reaction_description: Mapped[str | None] = mapped_column(Text)
 
     subject: Mapped[Subject] = relationship()
     lot: Mapped[ProductLot | None] = relationship()
@@ -146,7 +160,7 @@ class Observation(_Sourced, Base):
     flags: Mapped[str | None] = mapped_column(String(64))
 
 
-class AdverseEvent(_Sourced, Base):
+class AdverseEvent(_Versioned, _Sourced, Base):
     __tablename__ = "adverse_event"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -164,7 +178,7 @@ class AdverseEvent(_Sourced, Base):
     outcome: Mapped[str | None] = mapped_column(String(32))
 
 
-class ClinicalStatus(_Sourced, Base):
+class ClinicalStatus(_Versioned, _Sourced, Base):
     """Daily clinical status: WHO clinical progression scale (0–10), oxygen support, FiO2."""
 
     __tablename__ = "clinical_status"
@@ -237,7 +251,44 @@ class AuditEvent(Base):
     source_sha256: Mapped[str | None] = mapped_column(String(64))
 
 
-#: Tables whose rows are study data (changes audited); the audit log and batches are not.
+class AppUser(Base):
+    """A person who signs in to the web app, with one role (see :mod:`celltrial.services.accounts`).
+
+    Not study data: account changes are written to the audit log by the accounts service, without
+    the password hash.
+    """
+
+    __tablename__ = "app_user"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    full_name: Mapped[str] = mapped_column(Text, default="")
+    role: Mapped[str] = mapped_column(String(32))
+    password_hash: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    last_login_at: Mapped[datetime | None]
+
+
+class WebSession(Base):
+    """A signed-in browser or API client; the cookie holds a token whose SHA-256 is ``id``."""
+
+    __tablename__ = "web_session"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+#: Tables that are not study data: the audit log, batches, accounts and sign-in sessions.
+UNAUDITED_TABLES = frozenset({"audit_event", "import_batch", "app_user", "web_session"})
+
+#: Tables whose rows are study data (changes audited).
 AUDITED_TABLES = frozenset(
-    t.name for t in Base.metadata.sorted_tables if t.name not in {"audit_event", "import_batch"}
+    t.name for t in Base.metadata.sorted_tables if t.name not in UNAUDITED_TABLES
 )

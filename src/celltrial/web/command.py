@@ -48,6 +48,11 @@ def serve_command(
 users_app = typer.Typer(help="Web app accounts.", no_args_is_help=True)
 
 
+@users_app.callback()
+def users() -> None:
+    """Web app accounts: people who sign in to `celltrial serve`, each with one role."""
+
+
 @users_app.command("add")
 def users_add(
     directory: Annotated[Path, typer.Argument(help="Study directory.")],

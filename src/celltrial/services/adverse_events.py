@@ -1,0 +1,181 @@
+"""Record and edit adverse events through the audited write path, with the vocabulary checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from celltrial.safety.events import check_adverse_events, split_criteria
+from celltrial.safety.recording import record_adverse_event
+from celltrial.services.editing import apply_changes, check_reason, check_version
+from celltrial.services.errors import EditConflict, NotFound
+from celltrial.services.infusions import find_subject
+from celltrial.store.database import study_session
+from celltrial.store.models import AdverseEvent, Subject
+from celltrial.study import StudyHandle
+
+
+@dataclass(frozen=True)
+class AdverseEventEntry:
+    term: str
+    onset_at: datetime
+    grade: int | None = None
+    serious: bool = False
+    serious_criteria: tuple[str, ...] = ()
+    resolved_at: datetime | None = None
+    relatedness: str | None = None
+    expected: bool | None = None
+    action: str | None = None
+    outcome: str | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class AdverseEventRecord:
+    id: int
+    subject_code: str
+    term: str
+    onset_at: datetime
+    resolved_at: datetime | None
+    grade: int | None
+    serious: bool
+    serious_criteria: tuple[str, ...]
+    relatedness: str | None
+    expected: bool | None
+    action: str | None
+    outcome: str | None
+    description: str | None
+    version: int
+
+
+def _text(value: str | None) -> str | None:
+    text = (value or "").strip()
+    return text or None
+
+
+def _event(entry: AdverseEventEntry, subject_code: str) -> dict:
+    """The AE in the shape of :func:`celltrial.safety.recording.record_adverse_event`."""
+    return {
+        "subject_id": subject_code,
+        "term": entry.term.strip(),
+        "onset": entry.onset_at,
+        "resolved": entry.resolved_at,
+        "grade": entry.grade,
+        "serious": entry.serious,
+        "serious_criteria": "; ".join(entry.serious_criteria) or None,
+        "relatedness": _text(entry.relatedness),
+        "expected": entry.expected,
+        "action": _text(entry.action),
+        "outcome": _text(entry.outcome),
+        "description": _text(entry.description),
+    }
+
+
+def _record(row: AdverseEvent, subject_code: str) -> AdverseEventRecord:
+    return AdverseEventRecord(
+        id=row.id,
+        subject_code=subject_code,
+        term=row.term,
+        onset_at=row.onset_at,
+        resolved_at=row.resolved_at,
+        grade=row.grade,
+        serious=row.serious,
+        serious_criteria=tuple(split_criteria(row.serious_criteria)),
+        relatedness=row.relatedness,
+        expected=row.expected,
+        action=row.action,
+        outcome=row.outcome,
+        description=row.description,
+        version=row.version,
+    )
+
+
+def record_event(
+    study: StudyHandle, subject_code: str, entry: AdverseEventEntry, *, user: str
+) -> AdverseEventRecord:
+    """Store a new AE (vocabulary and consistency checks of :mod:`celltrial.safety.events`)."""
+    with study_session(study.engine, user=user, reason="adverse event recorded") as session:
+        subject = find_subject(session, study, subject_code)
+        row = record_adverse_event(session, study.study_id, _event(entry, subject.code))
+        session.refresh(row)
+        return _record(row, subject.code)
+
+
+def edit_event(
+    study: StudyHandle,
+    event_id: int,
+    entry: AdverseEventEntry,
+    *,
+    version: int,
+    reason: str,
+    user: str,
+) -> AdverseEventRecord:
+    """Change a saved AE: needs a reason, and the version the user saw (no silent overwrite)."""
+    reason = check_reason(reason)
+    try:
+        with study_session(study.engine, user=user, reason=reason) as session:
+            row, code = _find(session, study, event_id)
+            check_version(session, row, version, f"adverse event {row.id} ({row.term})")
+            event = _event(entry, code)
+            check_adverse_events(pd.DataFrame([event]), source="adverse event")
+            apply_changes(
+                row,
+                {
+                    "term": event["term"],
+                    "description": event["description"],
+                    "onset_at": event["onset"],
+                    "resolved_at": event["resolved"],
+                    "grade": event["grade"],
+                    "serious": event["serious"],
+                    "serious_criteria": event["serious_criteria"],
+                    "relatedness": event["relatedness"],
+                    "expected": event["expected"],
+                    "action": event["action"],
+                    "outcome": event["outcome"],
+                },
+            )
+            session.flush()
+            session.refresh(row)
+            return _record(row, code)
+    except StaleDataError:
+        raise EditConflict(
+            "the adverse event was changed by someone else while you saved; your changes were "
+            "not saved: reload the page and enter them again"
+        ) from None
+
+
+def _find(session: Session, study: StudyHandle, event_id: int) -> tuple[AdverseEvent, str]:
+    found = session.execute(
+        select(AdverseEvent, Subject.code)
+        .join(Subject, AdverseEvent.subject_id == Subject.id)
+        .where(
+            AdverseEvent.id == event_id,
+            Subject.study_id == study.study_id,
+            Subject.cohort.is_(None),
+        )
+    ).first()
+    if found is None:
+        raise NotFound(f"no adverse event {event_id} in study {study.study_id}")
+    return found[0], found[1]
+
+
+def read_event(study: StudyHandle, event_id: int) -> AdverseEventRecord:
+    with study_session(study.engine, user="read") as session:
+        row, code = _find(session, study, event_id)
+        return _record(row, code)
+
+
+def list_events(study: StudyHandle, subject_code: str) -> list[AdverseEventRecord]:
+    with study_session(study.engine, user="read") as session:
+        subject = find_subject(session, study, subject_code)
+        rows = session.scalars(
+            select(AdverseEvent)
+            .where(AdverseEvent.subject_id == subject.id)
+            .order_by(AdverseEvent.onset_at, AdverseEvent.id)
+        )
+        return [_record(r, subject.code) for r in rows]

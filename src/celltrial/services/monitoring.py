@@ -1,0 +1,340 @@
+"""What the study team watches: the dashboard and a subject's casebook view, as plain values.
+
+The analyses behind them (schedule status, deviations, safety) are the ones the CLI and the
+report use. They are computed once per change of the study data: the audit log grows with every
+change, so its newest id (with the minute, since statuses such as *due* move with the clock) keys
+a small cache.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import func, select
+
+from celltrial.overview import StudyOverview, summarize_study
+from celltrial.safety.analysis import analyse_safety
+from celltrial.safety.tables import SafetySummary
+from celltrial.services.errors import NotFound
+from celltrial.store.models import AuditEvent
+from celltrial.study import StudyFrames, StudyHandle, read_study_frames
+
+
+@dataclass(frozen=True)
+class StudyState:
+    """Frames and analyses of the study at one revision of its data."""
+
+    revision: tuple[int, str]
+    frames: StudyFrames
+    overview: StudyOverview
+    safety: SafetySummary | None
+    safety_error: str | None = None
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    study_id: str
+    title: str
+    as_of: datetime
+    enrolment: dict[str, int]
+    alerts: list[dict[str, Any]]
+    subjects: list[dict[str, Any]]
+    deviations: list[dict[str, Any]]
+    serious_events: list[dict[str, Any]]
+    lab_toxicities: list[dict[str, Any]]
+    infusion_signals: list[dict[str, Any]]
+    adverse_events: list[dict[str, Any]]
+    caveats: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SubjectView:
+    code: str
+    details: dict[str, Any]
+    infusions: list[dict[str, Any]]
+    visits: list[dict[str, Any]]
+    timeline: list[dict[str, Any]]
+    deviations: list[dict[str, Any]]
+    has_observations: bool
+
+
+_cache: dict[str, StudyState] = {}
+_lock = threading.Lock()
+
+
+def data_revision(study: StudyHandle) -> tuple[int, str]:
+    with study.engine.connect() as connection:
+        newest = connection.scalar(select(func.max(AuditEvent.id))) or 0
+    return int(newest), datetime.now(UTC).strftime("%Y-%m-%dT%H:%M")
+
+
+def read_study_state(study: StudyHandle) -> StudyState:
+    """The study's frames and analyses, recomputed only when the data (or the minute) changed."""
+    revision = data_revision(study)
+    with _lock:
+        cached = _cache.get(study.url)
+        if cached is not None and cached.revision == revision:
+            return cached
+        frames = read_study_frames(study)
+        overview = summarize_study(study.protocol, frames)
+        try:
+            safety, error = analyse_safety(study.protocol, frames), None
+        except (KeyError, ValueError, TypeError) as exc:  # an analysis failing must not hide data
+            safety, error = None, f"the safety analysis failed: {exc}"
+        state = StudyState(revision, frames, overview, safety, error)
+        _cache[study.url] = state
+        return state
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-friendly scalar (Timestamps to aware datetimes, NaN/NA to None, numpy to Python)."""
+    if value is None or value is pd.NaT:
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def _rows(frame: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
+    present = [c for c in columns if c in frame.columns]
+    return [
+        {c: _plain(v) for c, v in zip(present, row, strict=True)}
+        for row in frame[present].itertuples(index=False, name=None)
+    ]
+
+
+SERIOUS_COLUMNS = [
+    "subject_id",
+    "term",
+    "onset",
+    "onset_day",
+    "grade",
+    "serious_criteria",
+    "relatedness",
+    "outcome",
+    "infusion_related",
+]
+LAB_COLUMNS = ["subject_id", "study_day", "time", "test", "value", "unit", "term", "grade"]
+SIGNAL_COLUMNS = [
+    "subject_id",
+    "infusion_number",
+    "signal",
+    "test",
+    "unit",
+    "pre_value",
+    "worst_value",
+    "change",
+    "hours_to_first",
+]
+AE_COLUMNS = [
+    "subject_id",
+    "term",
+    "onset",
+    "onset_day",
+    "grade",
+    "serious",
+    "relatedness",
+    "outcome",
+]
+DEVIATION_COLUMNS = ["subject_id", "study_day", "kind", "category", "what", "detail"]
+
+
+def summarize_dashboard(study: StudyHandle) -> Dashboard:
+    """Enrolment, each subject's schedule, deviations and the safety panel (worst first)."""
+    state = read_study_state(study)
+    overview, frames, safety = state.overview, state.frames, state.safety
+    n_planned = study.protocol.regimen.n_infusions
+    infusions = overview.infusions
+    subjects = overview.summary
+    enrolment = {
+        "enrolled": len(subjects),
+        "treated": int(frames.subjects["first_infusion"].notna().sum()),
+        "infusions_given": int(infusions["actual_day"].notna().sum()) if len(infusions) else 0,
+        "infusions_planned": len(subjects) * n_planned,
+        "died": int(frames.subjects["died"].notna().sum()),
+        "discharged": int(frames.subjects["discharged"].notna().sum()),
+    }
+    rows = []
+    for item in subjects.itertuples():
+        code = item.subject_id
+        own = infusions[infusions["subject_id"] == code] if len(infusions) else infusions
+        statuses = {int(r.number): r for r in own.itertuples()}
+        visits = overview.visits[overview.visits["subject_id"] == code]
+        events = frames.adverse_events[frames.adverse_events["subject_id"] == code]
+        rows.append(
+            {
+                "subject_id": code,
+                "outcome": item.outcome,
+                "infusions": [
+                    {
+                        "number": number,
+                        "status": statuses[number].status if number in statuses else "upcoming",
+                        "planned_day": _plain(statuses[number].planned_day)
+                        if number in statuses
+                        else None,
+                        "actual_day": _plain(statuses[number].actual_day)
+                        if number in statuses
+                        else None,
+                    }
+                    for number in range(1, n_planned + 1)
+                ],
+                "visits": _rows(visits, ["visit", "day", "status", "not_done"]),
+                "deviations": int(item.deviations),
+                "adverse_events": len(events),
+                "serious_events": int(events["serious"].astype(bool).sum()),
+            }
+        )
+    serious = lab = signals = listing = []
+    caveats: list[str] = []
+    if safety is not None:
+        serious = _rows(safety.serious.sort_values("onset", ascending=False), SERIOUS_COLUMNS)
+        lab = _rows(safety.lab_toxicities.sort_values("grade", ascending=False), LAB_COLUMNS)
+        signals = _rows(safety.signals, SIGNAL_COLUMNS)
+        listing = _rows(safety.listing.sort_values("onset", ascending=False), AE_COLUMNS)
+        caveats = list(safety.caveats)
+    elif state.safety_error:
+        caveats = [state.safety_error]
+    alerts = (
+        [
+            {"kind": "serious adverse event", "subject_id": r["subject_id"], "text": _sae(r)}
+            for r in serious
+        ]
+        + [
+            {
+                "kind": f"grade {r['grade']} lab toxicity",
+                "subject_id": r["subject_id"],
+                "text": f"{r['term']}: {r['test']} {r['value']:g} {r['unit'] or ''} "
+                f"on day {r['study_day']}",
+            }
+            for r in lab
+        ]
+        + [
+            {
+                "kind": "infusion vital-sign signal",
+                "subject_id": r["subject_id"],
+                "text": f"infusion {r['infusion_number']}: {r['signal']}",
+            }
+            for r in signals
+        ]
+    )
+    return Dashboard(
+        study_id=study.study_id,
+        title=study.protocol.study.title,
+        as_of=overview.today.to_pydatetime(),
+        enrolment=enrolment,
+        alerts=alerts,
+        subjects=rows,
+        deviations=_rows(overview.deviations, DEVIATION_COLUMNS),
+        serious_events=serious,
+        lab_toxicities=lab,
+        infusion_signals=signals,
+        adverse_events=listing,
+        caveats=caveats,
+    )
+
+
+def _sae(row: dict[str, Any]) -> str:
+    grade = f"grade {row['grade']}" if row.get("grade") is not None else "grade not given"
+    day = f", day {row['onset_day']}" if row.get("onset_day") is not None else ""
+    return f"{row['term']} ({grade}{day}; {row.get('serious_criteria') or ''})"
+
+
+def summarize_subject(study: StudyHandle, code: str) -> SubjectView:
+    """One subject's details, schedule, deviations and a timeline of infusions, visits, AEs."""
+    state = read_study_state(study)
+    frames, overview = state.frames, state.overview
+    subjects = frames.subjects
+    if code not in set(subjects["subject_id"]):
+        raise NotFound(f"no subject {code!r} in study {study.study_id}")
+    details = {k: _plain(v) for k, v in subjects.set_index("subject_id").loc[code].items()}
+    infusions = overview.infusions[overview.infusions["subject_id"] == code]
+    given = frames.infusions[frames.infusions["subject_id"] == code]
+    visits = overview.visits[overview.visits["subject_id"] == code]
+    events = frames.adverse_events[frames.adverse_events["subject_id"] == code]
+    timeline: list[dict[str, Any]] = []
+    for r in given.itertuples():
+        timeline.append(
+            {
+                "time": _plain(r.start_time),
+                "day": _plain(r.study_day),
+                "kind": "infusion",
+                "text": f"infusion {r.number}: lot {r.lot_id}, {_cells(r.cells_given)}"
+                + ("" if r.completed else f" — stopped: {r.stop_reason}"),
+            }
+        )
+    for r in events.itertuples():
+        timeline.append(
+            {
+                "time": _plain(r.onset),
+                "day": _plain(r.onset_day),
+                "kind": "serious adverse event" if r.serious else "adverse event",
+                "text": f"{r.term}"
+                + (f", grade {int(r.grade)}" if pd.notna(r.grade) else "")
+                + (f", {r.outcome}" if isinstance(r.outcome, str) else ""),
+            }
+        )
+    for r in visits.itertuples():
+        timeline.append(
+            {
+                "time": None,
+                "day": _plain(r.day),
+                "kind": "visit",
+                "text": f"{r.visit}: {str(r.status).replace('_', ' ')}"
+                + (f" (not done: {r.not_done})" if r.not_done else ""),
+            }
+        )
+    timeline.sort(key=lambda e: (e["day"] if e["day"] is not None else 10**6, e["kind"] != "visit"))
+    deviations = overview.deviations[overview.deviations["subject_id"] == code]
+    return SubjectView(
+        code=code,
+        details=details,
+        infusions=_rows(
+            infusions, ["number", "planned_day", "first_day", "last_day", "actual_day", "status"]
+        ),
+        visits=_rows(visits, ["visit", "day", "status", "not_done"]),
+        timeline=timeline,
+        deviations=_rows(deviations, DEVIATION_COLUMNS),
+        has_observations=bool((frames.observations["subject_id"] == code).any()),
+    )
+
+
+def _cells(cells: Any) -> str:
+    return "cells not recorded" if pd.isna(cells) else f"{cells / 1e7:.2f} × 10⁷ cells"
+
+
+def render_subject_figure(study: StudyHandle, code: str) -> bytes:
+    """PNG of the subject's WHO scale, SpO2/FiO2 and marker trajectories (the report's profile)."""
+    from celltrial.report.figures import figure_png
+    from celltrial.report.profiles import render_subject_profile
+
+    state = read_study_state(study)
+    frames = state.frames
+    if code not in set(frames.subjects["subject_id"]):
+        raise NotFound(f"no subject {code!r} in study {study.study_id}")
+
+    def own(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[frame["subject_id"] == code]
+
+    figure = render_subject_profile(
+        code,
+        own(frames.observations),
+        own(frames.clinical_status),
+        own(frames.infusions),
+        own(frames.adverse_events),
+        follow_up_days=study.protocol.safety.ae_follow_up_days,
+    )
+    return figure_png(figure, dpi=80)

@@ -1,0 +1,232 @@
+"""The JSON API beside the pages (OpenAPI at /api/openapi.json): every read and write of the
+pages, behind the same sign-in, roles and CSRF token (``X-CSRF-Token`` header on writes)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.openapi.utils import get_openapi
+
+from celltrial.services import adverse_events, infusions, monitoring
+from celltrial.services.accounts import SESSION_LIFETIME, ActiveSession, sign_in, sign_out
+from celltrial.services.audit_trail import read_audit_trail
+from celltrial.web.schemas import (
+    AdverseEventCreate,
+    AdverseEventOut,
+    AdverseEventUpdate,
+    AuditTrailOut,
+    DashboardOut,
+    ErrorOut,
+    InfusionCreate,
+    InfusionOut,
+    InfusionUpdate,
+    SignInRequest,
+    SignInResponse,
+    SubjectOut,
+)
+from celltrial.web.security import (
+    SESSION_COOKIE,
+    allowed,
+    api_write,
+    clear_session_cookie,
+    set_session_cookie,
+    signed_in,
+    study_of,
+)
+
+_errors = {
+    401: {"model": ErrorOut, "description": "Not signed in"},
+    403: {"model": ErrorOut, "description": "Role not permitted, or CSRF token missing"},
+    404: {"model": ErrorOut, "description": "No such record in this study"},
+}
+router = APIRouter(prefix="/api", tags=["api"], responses=_errors)
+
+Reader = Annotated[ActiveSession, allowed("read_study")]
+
+
+def _infusion_fields(body: InfusionCreate | InfusionUpdate) -> infusions.InfusionEntry:
+    data = body.model_dump(exclude={"version", "reason"})
+    return infusions.InfusionEntry(**data)
+
+
+def _event_fields(
+    body: AdverseEventCreate | AdverseEventUpdate,
+) -> adverse_events.AdverseEventEntry:
+    data = body.model_dump(exclude={"version", "reason"})
+    data["serious_criteria"] = tuple(data["serious_criteria"])
+    return adverse_events.AdverseEventEntry(**data)
+
+
+@router.get("/openapi.json", include_in_schema=False)
+def openapi(request: Request, _active: Reader) -> dict:
+    app = request.app
+    return get_openapi(
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=router.routes,
+    )
+
+
+@router.post("/v1/session", response_model=SignInResponse, responses={401: _errors[401]})
+def create_session(body: SignInRequest, request: Request, response: Response) -> SignInResponse:
+    """Sign in; the session cookie is set, the CSRF token is returned."""
+    signed = sign_in(study_of(request).engine, body.username, body.password)
+    set_session_cookie(response, signed.token, max_age=int(SESSION_LIFETIME.total_seconds()))
+    return SignInResponse(
+        username=signed.account.username,
+        role=signed.account.role,
+        csrf_token=signed.csrf_token,
+        expires_at=signed.expires_at,
+    )
+
+
+@router.delete("/v1/session", status_code=204)
+def delete_session(
+    request: Request, response: Response, active: Annotated[ActiveSession, Depends(signed_in)]
+) -> None:
+    """Sign out (needs the CSRF header)."""
+    from celltrial.web.security import CSRF_HEADER, check_csrf
+
+    check_csrf(active, request.headers.get(CSRF_HEADER))
+    sign_out(study_of(request).engine, request.cookies.get(SESSION_COOKIE, ""))
+    clear_session_cookie(response)
+
+
+@router.get("/v1/dashboard", response_model=DashboardOut)
+def dashboard(request: Request, _active: Reader) -> DashboardOut:
+    return DashboardOut(**asdict(monitoring.summarize_dashboard(study_of(request))))
+
+
+@router.get("/v1/subjects/{code}", response_model=SubjectOut)
+def subject(code: str, request: Request, _active: Reader) -> SubjectOut:
+    study = study_of(request)
+    view = monitoring.summarize_subject(study, code)
+    return SubjectOut(
+        **{k: v for k, v in asdict(view).items() if k != "has_observations"},
+        recorded_infusions=[
+            InfusionOut.model_validate(r) for r in infusions.list_infusions(study, code)
+        ],
+        adverse_events=[
+            AdverseEventOut.model_validate(r) for r in adverse_events.list_events(study, code)
+        ],
+    )
+
+
+@router.get("/v1/subjects/{code}/infusions", response_model=list[InfusionOut])
+def subject_infusions(code: str, request: Request, _active: Reader) -> list[InfusionOut]:
+    return [
+        InfusionOut.model_validate(r) for r in infusions.list_infusions(study_of(request), code)
+    ]
+
+
+@router.post(
+    "/v1/subjects/{code}/infusions",
+    response_model=InfusionOut,
+    status_code=201,
+    responses={422: {"model": ErrorOut, "description": "Bedside check or entry refused"}},
+)
+def create_infusion(
+    code: str,
+    body: InfusionCreate,
+    request: Request,
+    active: Annotated[ActiveSession, api_write("enter_infusion")],
+) -> InfusionOut:
+    """Record an infusion; the bedside check (lot of this study, released, label) must pass."""
+    record = infusions.record_infusion(
+        study_of(request), code, _infusion_fields(body), user=active.account.username
+    )
+    return InfusionOut.model_validate(record)
+
+
+@router.get("/v1/infusions/{infusion_id}", response_model=InfusionOut)
+def get_infusion(infusion_id: int, request: Request, _active: Reader) -> InfusionOut:
+    return InfusionOut.model_validate(infusions.read_infusion(study_of(request), infusion_id))
+
+
+@router.put(
+    "/v1/infusions/{infusion_id}",
+    response_model=InfusionOut,
+    responses={409: {"model": ErrorOut, "description": "Changed since the version you read"}},
+)
+def update_infusion(
+    infusion_id: int,
+    body: InfusionUpdate,
+    request: Request,
+    active: Annotated[ActiveSession, api_write("edit_data")],
+) -> InfusionOut:
+    """Edit a saved infusion: the version you read and a reason are required."""
+    record = infusions.edit_infusion(
+        study_of(request),
+        infusion_id,
+        _infusion_fields(body),
+        version=body.version,
+        reason=body.reason,
+        user=active.account.username,
+    )
+    return InfusionOut.model_validate(record)
+
+
+@router.get("/v1/subjects/{code}/adverse-events", response_model=list[AdverseEventOut])
+def subject_events(code: str, request: Request, _active: Reader) -> list[AdverseEventOut]:
+    return [
+        AdverseEventOut.model_validate(r)
+        for r in adverse_events.list_events(study_of(request), code)
+    ]
+
+
+@router.post(
+    "/v1/subjects/{code}/adverse-events",
+    response_model=AdverseEventOut,
+    status_code=201,
+    responses={422: {"model": ErrorOut, "description": "Entry refused"}},
+)
+def create_event(
+    code: str,
+    body: AdverseEventCreate,
+    request: Request,
+    active: Annotated[ActiveSession, api_write("enter_adverse_event")],
+) -> AdverseEventOut:
+    record = adverse_events.record_event(
+        study_of(request), code, _event_fields(body), user=active.account.username
+    )
+    return AdverseEventOut.model_validate(record)
+
+
+@router.get("/v1/adverse-events/{event_id}", response_model=AdverseEventOut)
+def get_event(event_id: int, request: Request, _active: Reader) -> AdverseEventOut:
+    return AdverseEventOut.model_validate(adverse_events.read_event(study_of(request), event_id))
+
+
+@router.put(
+    "/v1/adverse-events/{event_id}",
+    response_model=AdverseEventOut,
+    responses={409: {"model": ErrorOut, "description": "Changed since the version you read"}},
+)
+def update_event(
+    event_id: int,
+    body: AdverseEventUpdate,
+    request: Request,
+    active: Annotated[ActiveSession, api_write("edit_data")],
+) -> AdverseEventOut:
+    record = adverse_events.edit_event(
+        study_of(request),
+        event_id,
+        _event_fields(body),
+        version=body.version,
+        reason=body.reason,
+        user=active.account.username,
+    )
+    return AdverseEventOut.model_validate(record)
+
+
+@router.get("/v1/audit/{table}/{row_id}", response_model=AuditTrailOut)
+def audit_trail(
+    table: str,
+    row_id: int,
+    request: Request,
+    _active: Annotated[ActiveSession, allowed("read_audit")],
+) -> AuditTrailOut:
+    return AuditTrailOut.model_validate(asdict(read_audit_trail(study_of(request), table, row_id)))

@@ -1,0 +1,138 @@
+"""The FastAPI application of one study: pages, JSON API, error pages and security headers."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+from urllib.parse import quote
+
+import jinja2
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from celltrial import __version__
+from celltrial.errors import CelltrialError, DataError
+from celltrial.services.errors import EditConflict, NotFound, NotPermitted, SignInRefused
+from celltrial.study import open_study
+from celltrial.web.security import SECURITY_HEADERS, SESSION_COOKIE, CsrfRefused, NotSignedIn
+
+WEB_USER = "celltrial-web"
+#: Reachable without signing in: the sign-in page and API call, and the style sheet.
+PUBLIC_ROUTES = frozenset(
+    {
+        ("GET", "/login"),
+        ("POST", "/login"),
+        ("POST", "/api/v1/session"),
+        ("GET", "/static/style.css"),
+    }
+)
+
+
+def _templates() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("celltrial.web", "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["status"] = lambda s: str(s or "").replace("_", " ")
+    return env
+
+
+def create_app(study_dir: str | Path, db_url: str | None = None) -> FastAPI:
+    """The web app of the study in ``study_dir`` (database: ``db_url``, else the study default)."""
+    study = open_study(study_dir, db_url=db_url, user=WEB_USER)
+    app = FastAPI(
+        title=f"celltrial — {study.study_id}",
+        version=__version__,
+        description="Study data entry, review and audit trail. Every call needs a signed-in "
+        "session (POST /api/v1/session); writes need the X-CSRF-Token header.",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.study = study
+    app.state.templates = _templates()
+    app.state.css = files("celltrial.web").joinpath("static/style.css").read_bytes()
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        # a first gate before any parsing: no session cookie, no route (each route then checks
+        # the session and its role itself)
+        public = (request.method, request.url.path) in PUBLIC_ROUTES
+        if not public and not request.cookies.get(SESSION_COOKIE):
+            response = await _not_signed_in(request, NotSignedIn())
+        else:
+            response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    def wants_json(request: Request) -> bool:
+        return request.url.path.startswith("/api/")
+
+    def error_page(request: Request, status: int, title: str, message: str) -> Response:
+        if wants_json(request):
+            return JSONResponse({"detail": message}, status_code=status)
+        active = getattr(request.state, "active", None)
+        html = app.state.templates.get_template("error.html.j2").render(
+            title=title, message=message, active=active, csrf_token=""
+        )
+        return HTMLResponse(html, status_code=status)
+
+    @app.exception_handler(NotSignedIn)
+    async def _not_signed_in(request: Request, _exc: NotSignedIn) -> Response:
+        if wants_json(request):
+            return JSONResponse({"detail": "sign in first"}, status_code=401)
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+
+    @app.exception_handler(NotPermitted)
+    async def _not_permitted(request: Request, exc: NotPermitted) -> Response:
+        return error_page(request, 403, "Not permitted", str(exc))
+
+    @app.exception_handler(CsrfRefused)
+    async def _csrf(request: Request, _exc: CsrfRefused) -> Response:
+        return error_page(
+            request,
+            403,
+            "Form expired",
+            "The form had no valid security token (CSRF). Nothing was saved; go back, reload "
+            "the page and submit again.",
+        )
+
+    @app.exception_handler(NotFound)
+    async def _not_found(request: Request, exc: NotFound) -> Response:
+        return error_page(request, 404, "Not found", str(exc))
+
+    @app.exception_handler(EditConflict)
+    async def _conflict(request: Request, exc: EditConflict) -> Response:
+        return error_page(request, 409, "Changed by someone else", str(exc))
+
+    @app.exception_handler(SignInRefused)
+    async def _refused(request: Request, exc: SignInRefused) -> Response:
+        return error_page(request, 401, "Sign-in failed", str(exc))
+
+    @app.exception_handler(DataError)
+    async def _data(request: Request, exc: DataError) -> Response:
+        return error_page(request, 422, "Not saved", str(exc))
+
+    @app.exception_handler(CelltrialError)
+    async def _celltrial(request: Request, exc: CelltrialError) -> Response:
+        return error_page(request, 400, "Not done", str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        return error_page(request, exc.status_code, "Error", str(exc.detail))
+
+    @app.get("/static/style.css", include_in_schema=False)
+    def stylesheet() -> Response:
+        return Response(app.state.css, media_type="text/css")
+
+    from celltrial.web.api import router as api_router
+    from celltrial.web.pages import router as pages_router
+
+    app.include_router(api_router)
+    app.include_router(pages_router)
+    return app

@@ -1,0 +1,64 @@
+"""Browser forms to request schemas: local date-times in the study's zone, checkboxes, lists."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ValidationError
+
+from celltrial.errors import DataError
+
+DATETIME_FIELDS = ("started_at", "ended_at", "onset_at", "resolved_at")
+CHECKBOXES = {"infusion": ("completed", "reaction"), "adverse_event": ("serious",)}
+LISTS = ("serious_criteria",)
+
+
+def local_input(value: datetime | None, zone: ZoneInfo) -> str:
+    """An aware time as the value of an ``<input type=datetime-local>`` in the study zone."""
+    if value is None:
+        return ""
+    return value.astimezone(zone).strftime("%Y-%m-%dT%H:%M")
+
+
+def parse_form(
+    values: dict[str, Any], schema: type[BaseModel], *, kind: str, zone: ZoneInfo
+) -> BaseModel:
+    """Validate a posted form; :class:`DataError` lists every field that is wrong."""
+    data: dict[str, Any] = {}
+    problems: list[str] = []
+    for key, value in values.items():
+        if key not in schema.model_fields:
+            continue
+        if isinstance(value, str):
+            value = value.strip()
+            if value == "":
+                continue
+        if key in DATETIME_FIELDS:
+            try:
+                stamp = datetime.fromisoformat(str(value))
+            except ValueError:
+                problems.append(f"{key.replace('_', ' ')}: {value!r} is not a date and time")
+                continue
+            data[key] = stamp if stamp.tzinfo else stamp.replace(tzinfo=zone)
+        elif key in LISTS:
+            data[key] = value if isinstance(value, list) else [value]
+        elif key == "expected":
+            data[key] = {"yes": True, "no": False}.get(str(value))
+        else:
+            data[key] = value
+    for box in CHECKBOXES.get(kind, ()):
+        if box in schema.model_fields:
+            data[box] = box in values
+    if problems:
+        raise DataError("; ".join(problems))
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        raise DataError(
+            "; ".join(
+                f"{'.'.join(map(str, e['loc'])).replace('_', ' ') or 'form'}: {e['msg']}"
+                for e in exc.errors()
+            )
+        ) from None

@@ -1,0 +1,462 @@
+"""Server-rendered pages: parse the form, call a service, render (plain HTML forms, no script)."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import asdict
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from celltrial.errors import DataError
+from celltrial.safety.events import load_ae_vocabulary
+from celltrial.services import adverse_events, infusions, monitoring
+from celltrial.services.accounts import (
+    ROLES,
+    SESSION_LIFETIME,
+    ActiveSession,
+    add_user,
+    list_users,
+    sign_in,
+    sign_out,
+)
+from celltrial.services.audit_trail import read_audit_trail
+from celltrial.services.errors import AccountError, EditConflict, SignInRefused
+from celltrial.web.forms import local_input, parse_form
+from celltrial.web.schemas import (
+    AdverseEventCreate,
+    AdverseEventUpdate,
+    InfusionCreate,
+    InfusionUpdate,
+)
+from celltrial.web.security import (
+    SESSION_COOKIE,
+    SIGN_IN_COOKIE,
+    allowed,
+    checked_form,
+    clear_session_cookie,
+    new_sign_in_token,
+    set_session_cookie,
+    set_sign_in_cookie,
+    study_of,
+)
+
+router = APIRouter(include_in_schema=False)
+Reader = Annotated[ActiveSession, allowed("read_study")]
+
+
+def render(
+    request: Request,
+    template: str,
+    active: ActiveSession | None,
+    *,
+    status: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    study = study_of(request)
+    html = request.app.state.templates.get_template(template).render(
+        active=active,
+        csrf_token=active.csrf_token if active else "",
+        study_id=study.study_id,
+        zone=study.protocol.study.timezone,
+        local=lambda t: local_input(t, study.protocol.study.zone).replace("T", " "),
+        **context,
+    )
+    return HTMLResponse(html, status_code=status)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site (no scheme, no host, no '//'): no open redirect."""
+    if not target:
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    return target
+
+
+# --- sign-in -----------------------------------------------------------------------------------
+
+
+@router.get("/login")
+def login_page(request: Request, next: str = "/") -> HTMLResponse:
+    # keep a token the browser already holds: a second tab or a redirected favicon request must
+    # not invalidate the form on screen
+    held = request.cookies.get(SIGN_IN_COOKIE, "")
+    token = held if len(held) == 43 else new_sign_in_token()
+    response = render(request, "login.html.j2", None, next=_safe_next(next), form_token=token)
+    set_sign_in_cookie(response, token)
+    return response
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    form = await request.form()
+    cookie = request.cookies.get(SIGN_IN_COOKIE, "")
+    posted = str(form.get("form_token") or "")
+    target = _safe_next(str(form.get("next") or "/"))
+    if not cookie or not hmac.compare_digest(cookie, posted):
+        token = new_sign_in_token()
+        response = render(
+            request,
+            "login.html.j2",
+            None,
+            status=403,
+            next=target,
+            form_token=token,
+            error="The sign-in form expired. Please sign in again.",
+        )
+        set_sign_in_cookie(response, token)
+        return response
+    try:
+        signed = sign_in(
+            study_of(request).engine,
+            str(form.get("username") or "").strip(),
+            str(form.get("password") or ""),
+        )
+    except SignInRefused as exc:
+        token = new_sign_in_token()
+        response = render(
+            request,
+            "login.html.j2",
+            None,
+            status=401,
+            next=target,
+            form_token=token,
+            error=str(exc),
+        )
+        set_sign_in_cookie(response, token)
+        return response
+    response = RedirectResponse(target, status_code=303)
+    set_session_cookie(response, signed.token, max_age=int(SESSION_LIFETIME.total_seconds()))
+    response.delete_cookie(SIGN_IN_COOKIE, path="/")
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, active: Reader) -> Response:
+    await checked_form(request, active)
+    sign_out(study_of(request).engine, request.cookies.get(SESSION_COOKIE, ""))
+    response = RedirectResponse("/login", status_code=303)
+    clear_session_cookie(response)
+    return response
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+@router.get("/")
+def dashboard(request: Request, active: Reader) -> HTMLResponse:
+    view = monitoring.summarize_dashboard(study_of(request))
+    return render(request, "dashboard.html.j2", active, view=view)
+
+
+@router.get("/subjects/{code}")
+def subject(code: str, request: Request, active: Reader) -> HTMLResponse:
+    study = study_of(request)
+    view = monitoring.summarize_subject(study, code)
+    return render(
+        request,
+        "subject.html.j2",
+        active,
+        view=view,
+        recorded=infusions.list_infusions(study, code),
+        events=adverse_events.list_events(study, code),
+    )
+
+
+@router.get("/subjects/{code}/profile.png")
+def subject_figure(code: str, request: Request, _active: Reader) -> Response:
+    png = monitoring.render_subject_figure(study_of(request), code)
+    return Response(png, media_type="image/png")
+
+
+@router.get("/audit/{table}/{row_id}")
+def audit_trail(
+    table: str,
+    row_id: int,
+    request: Request,
+    active: Annotated[ActiveSession, allowed("read_audit")],
+) -> HTMLResponse:
+    trail = read_audit_trail(study_of(request), table, row_id)
+    return render(request, "audit.html.j2", active, trail=trail)
+
+
+# --- infusions ---------------------------------------------------------------------------------
+
+
+def _infusion_form(
+    request: Request,
+    active: ActiveSession,
+    code: str,
+    *,
+    values: dict[str, Any],
+    record: infusions.InfusionRecord | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> HTMLResponse:
+    study = study_of(request)
+    return render(
+        request,
+        "infusion_form.html.j2",
+        active,
+        status=status,
+        code=code,
+        values=values,
+        record=record,
+        error=error,
+        dose=study.protocol.regimen.dose.cells,
+        n_infusions=study.protocol.regimen.n_infusions,
+    )
+
+
+@router.get("/subjects/{code}/infusions/new")
+def new_infusion(
+    code: str, request: Request, active: Annotated[ActiveSession, allowed("enter_infusion")]
+) -> HTMLResponse:
+    monitoring.summarize_subject(study_of(request), code)  # 404 for an unknown subject
+    return _infusion_form(request, active, code, values={"completed": True})
+
+
+@router.post("/subjects/{code}/infusions")
+async def create_infusion(
+    code: str, request: Request, active: Annotated[ActiveSession, allowed("enter_infusion")]
+) -> Response:
+    values = await checked_form(request, active)
+    study = study_of(request)
+    try:
+        body = parse_form(values, InfusionCreate, kind="infusion", zone=study.protocol.study.zone)
+        entry = infusions.InfusionEntry(**body.model_dump())
+        record = infusions.record_infusion(study, code, entry, user=active.account.username)
+    except DataError as exc:
+        values["completed"] = "completed" in values
+        return _infusion_form(request, active, code, values=values, error=str(exc), status=422)
+    if record.reaction:
+        return RedirectResponse(
+            f"/subjects/{code}/adverse-events/new?infusion={record.number}", status_code=303
+        )
+    return RedirectResponse(f"/subjects/{code}", status_code=303)
+
+
+@router.get("/infusions/{infusion_id}/edit")
+def edit_infusion_page(
+    infusion_id: int, request: Request, active: Annotated[ActiveSession, allowed("edit_data")]
+) -> HTMLResponse:
+    study = study_of(request)
+    record = infusions.read_infusion(study, infusion_id)
+    values = asdict(record)
+    for key in ("started_at", "ended_at"):
+        values[key] = local_input(values[key], study.protocol.study.zone)
+    return _infusion_form(request, active, record.subject_code, values=values, record=record)
+
+
+@router.post("/infusions/{infusion_id}/edit")
+async def edit_infusion(
+    infusion_id: int, request: Request, active: Annotated[ActiveSession, allowed("edit_data")]
+) -> Response:
+    values = await checked_form(request, active)
+    study = study_of(request)
+    record = infusions.read_infusion(study, infusion_id)
+    try:
+        body = parse_form(values, InfusionUpdate, kind="infusion", zone=study.protocol.study.zone)
+        entry = infusions.InfusionEntry(**body.model_dump(exclude={"version", "reason"}))
+        infusions.edit_infusion(
+            study,
+            infusion_id,
+            entry,
+            version=body.version,
+            reason=body.reason,
+            user=active.account.username,
+        )
+    except EditConflict as exc:
+        return _infusion_form(
+            request,
+            active,
+            record.subject_code,
+            values=values,
+            record=record,
+            error=str(exc),
+            status=409,
+        )
+    except DataError as exc:
+        values["completed"] = "completed" in values
+        return _infusion_form(
+            request,
+            active,
+            record.subject_code,
+            values=values,
+            record=record,
+            error=str(exc),
+            status=422,
+        )
+    return RedirectResponse(f"/subjects/{record.subject_code}", status_code=303)
+
+
+# --- adverse events ----------------------------------------------------------------------------
+
+
+def _event_form(
+    request: Request,
+    active: ActiveSession,
+    code: str,
+    *,
+    values: dict[str, Any],
+    record: adverse_events.AdverseEventRecord | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> HTMLResponse:
+    criteria = values.get("serious_criteria") or []
+    values["serious_criteria"] = [criteria] if isinstance(criteria, str) else list(criteria)
+    return render(
+        request,
+        "event_form.html.j2",
+        active,
+        status=status,
+        code=code,
+        values=values,
+        record=record,
+        error=error,
+        vocabulary=load_ae_vocabulary(),
+    )
+
+
+@router.get("/subjects/{code}/adverse-events/new")
+def new_event(
+    code: str,
+    request: Request,
+    active: Annotated[ActiveSession, allowed("enter_adverse_event")],
+    infusion: int | None = None,
+) -> HTMLResponse:
+    study = study_of(request)
+    values: dict[str, Any] = {}
+    if infusion is not None:
+        for record in infusions.list_infusions(study, code):
+            if record.number == infusion:
+                values = {
+                    "term": "Infusion related reaction",
+                    "onset_at": local_input(record.started_at, study.protocol.study.zone),
+                    "description": record.reaction_description or "",
+                }
+    else:
+        monitoring.summarize_subject(study, code)
+    return _event_form(request, active, code, values=values)
+
+
+@router.post("/subjects/{code}/adverse-events")
+async def create_event(
+    code: str, request: Request, active: Annotated[ActiveSession, allowed("enter_adverse_event")]
+) -> Response:
+    values = await checked_form(request, active)
+    study = study_of(request)
+    try:
+        body = parse_form(
+            values, AdverseEventCreate, kind="adverse_event", zone=study.protocol.study.zone
+        )
+        data = body.model_dump()
+        data["serious_criteria"] = tuple(data["serious_criteria"])
+        adverse_events.record_event(
+            study, code, adverse_events.AdverseEventEntry(**data), user=active.account.username
+        )
+    except DataError as exc:
+        return _event_form(request, active, code, values=values, error=str(exc), status=422)
+    return RedirectResponse(f"/subjects/{code}", status_code=303)
+
+
+@router.get("/adverse-events/{event_id}/edit")
+def edit_event_page(
+    event_id: int, request: Request, active: Annotated[ActiveSession, allowed("edit_data")]
+) -> HTMLResponse:
+    study = study_of(request)
+    record = adverse_events.read_event(study, event_id)
+    values = asdict(record)
+    for key in ("onset_at", "resolved_at"):
+        values[key] = local_input(values[key], study.protocol.study.zone)
+    values["expected"] = {True: "yes", False: "no"}.get(record.expected, "")
+    return _event_form(request, active, record.subject_code, values=values, record=record)
+
+
+@router.post("/adverse-events/{event_id}/edit")
+async def edit_event(
+    event_id: int, request: Request, active: Annotated[ActiveSession, allowed("edit_data")]
+) -> Response:
+    values = await checked_form(request, active)
+    study = study_of(request)
+    record = adverse_events.read_event(study, event_id)
+    try:
+        body = parse_form(
+            values, AdverseEventUpdate, kind="adverse_event", zone=study.protocol.study.zone
+        )
+        data = body.model_dump(exclude={"version", "reason"})
+        data["serious_criteria"] = tuple(data["serious_criteria"])
+        adverse_events.edit_event(
+            study,
+            event_id,
+            adverse_events.AdverseEventEntry(**data),
+            version=body.version,
+            reason=body.reason,
+            user=active.account.username,
+        )
+    except EditConflict as exc:
+        return _event_form(
+            request,
+            active,
+            record.subject_code,
+            values=values,
+            record=record,
+            error=str(exc),
+            status=409,
+        )
+    except DataError as exc:
+        return _event_form(
+            request,
+            active,
+            record.subject_code,
+            values=values,
+            record=record,
+            error=str(exc),
+            status=422,
+        )
+    return RedirectResponse(f"/subjects/{record.subject_code}", status_code=303)
+
+
+# --- accounts ----------------------------------------------------------------------------------
+
+
+@router.get("/users")
+def users_page(
+    request: Request, active: Annotated[ActiveSession, allowed("manage_users")]
+) -> HTMLResponse:
+    users = list_users(study_of(request).engine)
+    return render(request, "users.html.j2", active, users=users, roles=ROLES, values={})
+
+
+@router.post("/users")
+async def create_user(
+    request: Request, active: Annotated[ActiveSession, allowed("manage_users")]
+) -> Response:
+    values = await checked_form(request, active)
+    engine = study_of(request).engine
+    try:
+        add_user(
+            engine,
+            username=str(values.get("username") or "").strip(),
+            role=str(values.get("role") or ""),
+            password=str(values.get("password") or ""),
+            full_name=str(values.get("full_name") or ""),
+            by=active.account.username,
+        )
+    except AccountError as exc:
+        values.pop("password", None)
+        return render(
+            request,
+            "users.html.j2",
+            active,
+            status=422,
+            users=list_users(engine),
+            roles=ROLES,
+            values=values,
+            error=str(exc),
+        )
+    return RedirectResponse("/users", status_code=303)

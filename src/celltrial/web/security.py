@@ -1,0 +1,132 @@
+"""Who is asking and what they may do: session cookie, role checks, CSRF tokens, headers.
+
+- The session cookie is ``Secure``, ``HttpOnly`` and ``SameSite=Strict``; the server keeps only the
+  token's hash (:mod:`celltrial.services.accounts`).
+- Every form carries the session's CSRF token (field ``csrf_token``); every API write carries it
+  in the ``X-CSRF-Token`` header. The sign-in form, before a session exists, uses a double-submit
+  cookie.
+- Every route names the permission it needs; a role without it gets 403, nobody signed in 401
+  (API) or the sign-in page (pages).
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.responses import Response
+
+from celltrial.services.accounts import ActiveSession, read_session
+from celltrial.services.errors import NotPermitted
+from celltrial.study import StudyHandle
+
+SESSION_COOKIE = "celltrial_session"
+SIGN_IN_COOKIE = "celltrial_signin_csrf"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+
+
+class NotSignedIn(Exception):
+    """No valid session: pages redirect to sign-in, the API answers 401."""
+
+
+class CsrfRefused(Exception):
+    """A write without the session's CSRF token."""
+
+
+def study_of(request: Request) -> StudyHandle:
+    return request.app.state.study
+
+
+def signed_in(request: Request) -> ActiveSession:
+    cached = getattr(request.state, "active", None)
+    if cached is not None:
+        return cached
+    token = request.cookies.get(SESSION_COOKIE, "")
+    active = read_session(study_of(request).engine, token) if token else None
+    if active is None:
+        raise NotSignedIn()
+    request.state.active = active
+    return active
+
+
+def allowed(permission: str):
+    """A dependency: the signed-in session, if its role has ``permission``."""
+
+    def dependency(active: Annotated[ActiveSession, Depends(signed_in)]) -> ActiveSession:
+        if not active.account.can(permission):
+            what = permission.replace("_", " ")
+            raise NotPermitted(f"your role ({active.account.role}) may not do this ({what})")
+        return active
+
+    return Depends(dependency)
+
+
+def api_write(permission: str):
+    """A dependency for API writes: permission plus the CSRF header."""
+
+    permitted = allowed(permission)
+
+    def dependency(request: Request, active: ActiveSession = permitted) -> ActiveSession:
+        check_csrf(active, request.headers.get(CSRF_HEADER))
+        return active
+
+    return Depends(dependency)
+
+
+def check_csrf(active: ActiveSession, token: str | None) -> None:
+    if not token or not hmac.compare_digest(token, active.csrf_token):
+        raise CsrfRefused()
+
+
+async def checked_form(request: Request, active: ActiveSession) -> dict[str, object]:
+    """The posted form as a dict (repeated fields as lists), after the CSRF check."""
+    form = await request.form()
+    check_csrf(active, str(form.get(CSRF_FIELD) or ""))
+    values: dict[str, object] = {}
+    for key in form:
+        if key == CSRF_FIELD:
+            continue
+        items = [str(v) for v in form.getlist(key)]
+        values[key] = items if len(items) > 1 else items[0]
+    return values
+
+
+def set_session_cookie(response: Response, token: str, *, max_age: int) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=max_age,
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="strict",
+    )
+
+
+def clear_session_cookie(response: Response) -> None:
+    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+
+
+def new_sign_in_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def set_sign_in_cookie(response: Response, token: str) -> None:
+    response.set_cookie(
+        SIGN_IN_COOKIE, token, max_age=3600, path="/", secure=True, httponly=True, samesite="strict"
+    )
+
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}

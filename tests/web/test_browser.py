@@ -1,0 +1,119 @@
+"""The main journey in headless Debian chromium: sign in, three infusions (one late), an AE, and
+the dashboard flags both. Screenshots at 1280 and 390 px (``$CELLTRIAL_SCREENSHOT_DIR``, else a
+temporary directory)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.web.conftest import NOW, PASSWORD, RELEASED, build_study
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    uvicorn = pytest.importorskip("uvicorn")
+    from celltrial.web import create_app
+
+    directory = tmp_path_factory.mktemp("browser") / "study"
+    study = build_study(directory, subjects=("S001", "S002"))
+    app = create_app(directory)
+    port = _free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "the web server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", study
+    server.should_exit = True
+    thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    target = os.environ.get("CELLTRIAL_SCREENSHOT_DIR")
+    path = Path(target) if target else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _local(days: float, zone: ZoneInfo) -> str:
+    return (NOW - timedelta(days=days)).astimezone(zone).strftime("%Y-%m-%dT%H:%M")
+
+
+def test_record_infusions_and_ae_then_dashboard_flags_them(server, shots):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    base, study = server
+    zone = study.protocol.study.zone
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{base}/subjects/S001")
+        assert "/login" in page.url
+        page.screenshot(path=shots / "login-1280.png", full_page=True)
+        page.fill("input[name=username]", "coordinator")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("main button[type=submit]")
+        page.wait_for_url(f"{base}/subjects/S001")
+
+        for number, days in ((1, 10), (2, 7), (3, 2)):  # study days 0, 3, 8: the third is late
+            page.click("text=Record infusion")
+            page.fill("input[name=lot_code]", RELEASED)
+            page.fill("input[name=vial_id]", f"V-{number}")
+            page.fill("input[name=label_subject_code]", "S001")
+            page.fill("input[name=started_at]", _local(days, zone))
+            page.fill("input[name=cells_given]", "3.0e7")
+            page.fill("input[name=volume_ml]", "100")
+            if number == 1:
+                page.screenshot(path=shots / "infusion-form-1280.png", full_page=True)
+            page.click("main button[type=submit]")
+            page.wait_for_load_state()
+            assert page.url == f"{base}/subjects/S001", page.locator("main").inner_text()
+        assert page.locator("text=late").first.is_visible()
+
+        page.click("text=Record adverse event")
+        page.fill("input[name=term]", "Anaphylaxis")
+        page.fill("input[name=onset_at]", _local(1.9, zone))
+        page.select_option("select[name=grade]", "3")
+        page.check("input[name=serious]")
+        page.check("input[value='life-threatening']")
+        page.select_option("select[name=relatedness]", "possibly related")
+        page.select_option("select[name=outcome]", "recovering")
+        page.click("main button[type=submit]")
+        page.wait_for_url(f"{base}/subjects/S001")
+        page.screenshot(path=shots / "subject-1280.png", full_page=True)
+
+        page.goto(f"{base}/")
+        alerts = page.locator(".alerts li")
+        assert "serious adverse event" in alerts.first.inner_text()
+        assert "Anaphylaxis" in alerts.first.inner_text()
+        assert "#3 late" in page.locator("table.schedule").inner_text()
+        page.screenshot(path=shots / "dashboard-1280.png", full_page=True)
+
+        page.set_viewport_size({"width": 390, "height": 844})
+        for name, url in (("dashboard", "/"), ("subject", "/subjects/S001")):
+            page.goto(base + url)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, f"{name} is {width} px wide at 390 px"
+            page.screenshot(path=shots / f"{name}-390.png", full_page=True)
+        browser.close()
