@@ -256,8 +256,10 @@ def _print_subject(overview: Any, code: str) -> None:
         rows = assessments[
             (assessments["subject_id"] == code) & (assessments["visit_index"] == visit.visit_index)
         ]
-        days = sorted({d for ds in rows["actual_days"] for d in ds})
         first = rows.iloc[0]
+        days = sorted({d for ds in rows["actual_days"] for d in ds})
+        in_window = [d for d in days if first["first_day"] <= d <= first["last_day"]]
+        days = in_window or days  # the days that count; else the out-of-window ones
         table.add_row(
             visit.visit,
             str(visit.day),
