@@ -294,6 +294,7 @@ def _print_deviations(deviations: pd.DataFrame, subjects: list[str]) -> None:
 # Commands of the analysis packages: each package keeps its own command functions.
 from celltrial.efficacy.command import efficacy as efficacy_command  # noqa: E402
 from celltrial.export.command import export_command  # noqa: E402
+from celltrial.external.command import external_command  # noqa: E402
 from celltrial.imaging.command import app as ct_app  # noqa: E402
 from celltrial.ingest.command import import_command  # noqa: E402
 from celltrial.safety.command import ae_app, safety_command  # noqa: E402
@@ -303,6 +304,7 @@ app.command("import")(user_errors(import_command))
 app.command("export")(user_errors(export_command))
 app.command("safety")(user_errors(safety_command))
 app.command("efficacy")(user_errors(efficacy_command))
+app.command("external")(user_errors(external_command))
 app.command("serve")(user_errors(serve_command))
 
 

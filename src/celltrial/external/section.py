@@ -1,0 +1,209 @@
+"""The report's "External comparison" section (only when the study holds an external cohort)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from markupsafe import Markup, escape
+
+from celltrial.errors import CelltrialError
+from celltrial.external.analysis import ExternalComparison, summarize_external
+from celltrial.external.balance import render_love_plot, variable_label
+from celltrial.external.cohorts import choose_cohort, read_external_cohorts, read_external_frames
+from celltrial.external.figures import render_mortality, render_trajectories
+from celltrial.external.spec import resolve_target_trial
+from celltrial.report.figures import render_figure
+from celltrial.report.sections import ReportContext, Section
+from celltrial.report.tables import render_table
+
+FIGURE_DPI = 110
+
+
+def _num(value: object, digits: int = 3) -> str:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "—"
+    return f"{number:.{digits}g}" if np.isfinite(number) else "—"
+
+
+def _p(text: str) -> Markup:
+    return Markup(f"<p>{escape(text)}</p>")
+
+
+def _items(lines) -> Markup:
+    return Markup("<ul>" + "".join(f"<li>{escape(x)}</li>" for x in lines) + "</ul>")
+
+
+def build_external_section(context: ReportContext) -> Section | None:
+    """External comparison of the study's treated subjects (None without an external cohort)."""
+    study = context.study
+    if not read_external_cohorts(study):
+        return None
+    spec = resolve_target_trial(study.directory)
+    cohort = choose_cohort(study, spec.cohort) if spec.cohort else read_external_cohorts(study)[0]
+    tests = sorted({spec.test_of(m, "external") for m in spec.markers})
+    subjects, observations = read_external_frames(study, cohort, tests=tests)
+    try:
+        comparison = summarize_external(
+            context.frames.subjects,
+            context.frames.observations,
+            subjects,
+            observations,
+            spec=spec,
+            cohort=cohort,
+        )
+    except CelltrialError as exc:
+        html = _p(f"The external comparison against cohort {cohort!r} could not be made: {exc}")
+        return Section(id="external", title="External comparison", html=html)
+    html = render_external_html(comparison, context)
+    return Section(
+        id="external", title="External comparison", html=html, methods=(comparison.method,)
+    )
+
+
+def render_external_html(result: ExternalComparison, context: ReportContext) -> Markup:
+    """The section body: attrition, balance, outcomes, sensitivity and the caveats."""
+    tables, figures = context.tables, context.figures
+    spec, matching = result.spec, result.matching
+    parts: list[Markup] = [
+        _p(
+            f"What might these patients have looked like without the cells? The study's treated "
+            f"subjects are compared with patients of the external cohort {result.cohort!r} who "
+            "meet the same eligibility rules at a comparable time zero, matched on age, sex and "
+            "baseline markers. This is a non-randomised comparison with historical controls: "
+            "read every number with the caveats at the end of this section."
+        ),
+        Markup("<h3>Eligibility and time zero</h3>"),
+        _items(spec.rule_text()),
+    ]
+    flow = pd.concat(
+        [
+            result.eligibility_treated.summary.assign(arm="treated"),
+            result.eligibility_external.summary.assign(arm=f"external ({result.cohort})"),
+        ],
+        ignore_index=True,
+    )[["arm", "status", "n"]]
+    parts.append(render_table(flow, caption="Eligibility at time zero, by arm", counter=tables))
+    parts.append(
+        _p(
+            f"{matching.n_matched_treated} of {matching.n_treated} eligible treated subjects "
+            f"were matched to {matching.n_controls_matched} of {matching.n_controls_eligible} "
+            f"eligible controls ({matching.method})."
+        )
+    )
+    if len(matching.unmatched):
+        parts.append(
+            render_table(
+                matching.unmatched, caption="Treated subjects without a match", counter=tables
+            )
+        )
+    parts.append(Markup("<h3>Balance</h3>"))
+    balance = result.balance.summary.copy()
+    balance["variable"] = balance["variable"].map(variable_label)
+    balance["meets_target"] = balance["meets_target"].map({True: "yes", False: "NO"})
+    parts.append(
+        render_table(
+            balance,
+            caption="Baseline balance before and after matching (controls weighted)",
+            counter=tables,
+        )
+    )
+    parts.append(
+        render_figure(
+            render_love_plot(result.balance),
+            caption="Love plot: standardised mean differences before and after matching "
+            "(dashed ±0.1, dotted ±0.25).",
+            counter=figures,
+            dpi=FIGURE_DPI,
+        )
+    )
+    parts.append(Markup("<h3>Outcomes</h3>"))
+    parts.append(
+        render_figure(
+            render_trajectories(result.aligned, spec=spec),
+            caption="Marker trajectories of treated subjects and matched controls from time "
+            "zero (log scale).",
+            counter=figures,
+            dpi=FIGURE_DPI,
+        )
+    )
+    parts.append(
+        render_table(
+            result.availability,
+            caption="Subjects with a value per marker and pre-specified day (follow-up "
+            "availability)",
+            counter=tables,
+        )
+    )
+    parts.append(
+        render_table(
+            result.changes,
+            caption="Change from baseline: median fold change per arm and ratio of geometric "
+            "mean fold changes (treated / controls) with a bootstrap interval",
+            counter=tables,
+        )
+    )
+    model_rows = [
+        m.summary.assign(marker=name)
+        for name, m in result.models.items()
+        if m.fitted and len(m.summary)
+    ]
+    if model_rows:
+        models = pd.concat(model_rows, ignore_index=True)
+        models = models[["marker", *[c for c in models.columns if c != "marker"]]]
+        parts.append(
+            render_table(
+                models,
+                caption="Mixed model on log values, arm × day: ratio of fold changes from "
+                "baseline, treated vs controls",
+                counter=tables,
+            )
+        )
+    parts.append(
+        render_figure(
+            render_mortality(result.mortality),
+            caption=f"Kaplan–Meier survival from time zero to day {result.mortality.horizon:g}.",
+            counter=figures,
+            dpi=FIGURE_DPI,
+        )
+    )
+    parts.append(
+        render_table(
+            result.mortality.summary,
+            caption=f"{result.mortality.horizon:g}-day mortality by arm (crude risk with an "
+            "exact interval)",
+            counter=tables,
+        )
+    )
+    parts.append(render_table(result.summary, caption="Main estimates", counter=tables))
+    parts.append(Markup("<h3>Sensitivity</h3>"))
+    parts.append(
+        render_table(
+            result.e_values,
+            caption="E-values (VanderWeele & Ding 2017): the risk ratio an unmeasured "
+            "confounder would need with both arm and outcome to explain the estimate away",
+            counter=tables,
+        )
+    )
+    if result.sensitivity is not None:
+        parts.append(
+            render_table(
+                result.sensitivity.summary,
+                caption="Main estimates under other matching choices and leaving out each "
+                "treated subject",
+                counter=tables,
+            )
+        )
+    parts.append(Markup("<h3>What this comparison cannot tell</h3>"))
+    parts.append(_items(result.caveats))
+    parts.append(
+        _p(
+            "External data: Tongji Hospital, Wuhan (Yan L. et al., Nat Mach Intell 2020; MIT "
+            "licence) when the cohort is the Tongji export."
+        )
+    )
+    return Markup("").join(parts)
+
+
+__all__ = ["build_external_section", "render_external_html"]
