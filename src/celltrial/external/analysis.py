@@ -28,6 +28,11 @@ from celltrial.external.eligibility import (
     summarize_eligibility,
 )
 from celltrial.external.matching import MatchingResult, summarize_matching
+from celltrial.external.normalisation import (
+    NormalisationResult,
+    derive_normalisation_times,
+    summarize_normalisation,
+)
 from celltrial.external.sensitivity import (
     SensitivityResult,
     compute_e_value,
@@ -54,6 +59,7 @@ class ExternalComparison:
     models: dict[str, ArmModelResult]
     changes: pd.DataFrame
     mortality: MortalityResult
+    normalisation: NormalisationResult
     e_values: pd.DataFrame
     sensitivity: SensitivityResult | None
     n: int
@@ -172,10 +178,17 @@ def summarize_external(
     # outcomes, prepared for every eligible subject once (sensitivity re-uses them)
     eligible = baseline[baseline["eligible"]]
     t_rows, c_rows = eligible[eligible["arm"] == "treated"], eligible[eligible["arm"] == "external"]
+    markers = list(
+        dict.fromkeys([*spec.outcomes.trajectory_markers, spec.outcomes.normalisation.marker])
+    )
     aligned_all = pd.concat(
         [
-            derive_aligned_observations(treated_observations, t_rows, spec=spec, arm="treated"),
-            derive_aligned_observations(external_observations, c_rows, spec=spec, arm="external"),
+            derive_aligned_observations(
+                treated_observations, t_rows, spec=spec, arm="treated", markers=markers
+            ),
+            derive_aligned_observations(
+                external_observations, c_rows, spec=spec, arm="external", markers=markers
+            ),
         ],
         ignore_index=True,
     )
@@ -210,6 +223,13 @@ def summarize_external(
     }
     changes = summarize_changes(nominal, weights, spec=spec)
     mortality = estimator.mortality(matching, spec)
+    normalisation = summarize_normalisation(
+        derive_normalisation_times(
+            aligned, outcome_rows[outcome_rows["subject_id"].isin(matched_ids)], spec=spec
+        ),
+        weights,
+        spec=spec,
+    )
     availability = (
         nominal.groupby(["marker", "nominal_day", "arm"])["subject_id"]
         .nunique()
@@ -228,6 +248,7 @@ def summarize_external(
     caveats += list(spec.data_limits)
     caveats += spec.substitution_caveats()
     caveats += list(matching.caveats) + list(balance.caveats) + list(mortality.caveats)
+    caveats += list(normalisation.caveats)
     limited = aligned[aligned["marker"] == "DDIMER"]
     if len(limited) and (limited["value"] >= 21.0).any():
         caveats.append(
@@ -254,6 +275,7 @@ def summarize_external(
         models=models,
         changes=changes,
         mortality=mortality,
+        normalisation=normalisation,
         e_values=e_values,
         sensitivity=sens,
         n=matching.n,

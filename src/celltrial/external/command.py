@@ -95,6 +95,13 @@ def external_command(
         "Balance",
     )
     _print(result.mortality.summary, f"{result.mortality.horizon:g}-day mortality")
+    norm = result.normalisation
+    _print(
+        norm.summary,
+        f"Time to {norm.marker} ≥ {norm.threshold:g} (difference in proportion normalised by day "
+        f"{norm.horizon:g}: {norm.difference:.2f}, 95 % CI {norm.difference_ci[0]:.2f} to "
+        f"{norm.difference_ci[1]:.2f})",
+    )
     _print(result.changes, "Change from baseline (ratio = treated / controls)")
     _print(result.summary, "Main estimates")
     _print(result.e_values, "E-values")

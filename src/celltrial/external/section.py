@@ -176,6 +176,17 @@ def render_external_html(result: ExternalComparison, context: ReportContext) -> 
             counter=tables,
         )
     )
+    norm = result.normalisation
+    parts.append(
+        render_table(
+            norm.summary,
+            caption=f"Time to {norm.marker} ≥ {norm.threshold:g} within {norm.horizon:g} days "
+            f"(Kaplan–Meier); difference treated − controls in the proportion normalised "
+            f"{_num(norm.difference)} (95 % bootstrap interval {_num(norm.difference_ci[0])} to "
+            f"{_num(norm.difference_ci[1])})",
+            counter=tables,
+        )
+    )
     parts.append(render_table(result.summary, caption="Main estimates", counter=tables))
     parts.append(Markup("<h3>Sensitivity</h3>"))
     parts.append(

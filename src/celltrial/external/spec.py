@@ -119,8 +119,16 @@ class BootstrapSpec(_Model):
     seed: int = 20200210
 
 
+class NormalisationSpec(_Model):
+    """Time to normalisation: the first value of ``marker`` at or above ``at_least``."""
+
+    marker: str = "LYM"
+    at_least: float = Field(1.1, gt=0)
+
+
 class OutcomeSpec(_Model):
     mortality_days: float = Field(28.0, gt=0)
+    normalisation: NormalisationSpec = NormalisationSpec()
     discharge: Literal["censor", "alive"] = "censor"
     trajectory_markers: tuple[str, ...] = ("LYM", "CRP")
     trajectory_days: tuple[int, int] = (0, 14)
@@ -148,6 +156,7 @@ class TargetTrialSpec(_Model):
         known = set(self.markers)
         used = {r.marker for r in self.eligibility if r.marker}
         used |= set(self.outcomes.trajectory_markers)
+        used.add(self.outcomes.normalisation.marker)
         for name in (*self.matching.variables, *self.balance.variables):
             if name.startswith("log_"):
                 used.add(name[4:])
