@@ -19,7 +19,14 @@ DEMO_USER = "celltrial-demo"
 #: Marks a directory made by the demo: only such a directory may be replaced with ``force``.
 DEMO_MARKER = ".celltrial-demo"
 #: The demo's steps, in order, for progress display.
-DEMO_STEPS = ("create study", "simulate cohort", "load database", "analyse", "write report")
+DEMO_STEPS = (
+    "create study",
+    "simulate cohort",
+    "load database",
+    "quantify chest CT",
+    "analyse",
+    "write report",
+)
 
 
 @dataclass(frozen=True)
@@ -68,8 +75,13 @@ def run_demo(
     with study_session(study.engine, user=DEMO_USER, reason="demo: simulated cohort") as session:
         load_simulated_cohort(session, study.study_id, cohort)
     on_step(DEMO_STEPS[3])
+    # phantom scans at the cohort's CT visits, quantified and stored like real scans
+    from celltrial.imaging.demo import add_demo_scans
+
+    add_demo_scans(study, cohort, user=DEMO_USER, seed=seed)
+    on_step(DEMO_STEPS[4])
     frames = read_study_frames(study)
     overview = summarize_study(study.protocol, frames)
-    on_step(DEMO_STEPS[4])
+    on_step(DEMO_STEPS[5])
     report = write_report(study, frames=frames, overview=overview)[0]
     return DemoResult(study=study, overview=overview, report=report)

@@ -7,11 +7,27 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from celltrial.errors import CelltrialError
 
+
+class _ScansByDefault(TyperGroup):
+    """``celltrial ct DIR SCAN...`` runs ``quantify``; named sub-commands run as usual."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["quantify", *args]
+        return super().parse_args(ctx, args)
+
+
 app = typer.Typer(
-    name="ct", help="Chest CT: lungs, lesions, scores.", no_args_is_help=True, add_completion=False
+    name="ct",
+    help="Chest CT: lungs, lesions, scores. `celltrial ct DIR SCAN...` quantifies scans into a "
+    "study.",
+    no_args_is_help=True,
+    add_completion=False,
+    cls=_ScansByDefault,
 )
 console = Console()
 
@@ -61,6 +77,98 @@ def segment(
             )
             for caveat in q.caveats:
                 console.print(f"  note: {caveat}")
+    except CelltrialError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+@app.command("quantify")
+def quantify(
+    directory: Annotated[Path, typer.Argument(help="Study directory.")],
+    scans: Annotated[list[Path], typer.Argument(help="CT scans: DICOM folders, NIfTI, NRRD…")],
+    subject: Annotated[
+        str | None,
+        typer.Option("--subject", help="Subject of every scan (else from <SUBJECT>_<DATE> names)."),
+    ] = None,
+    when: Annotated[
+        str | None,
+        typer.Option("--date", help="Scan date YYYY-MM-DD[THH:MM] (else from the file name)."),
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option("--scheduler", help="Dask scheduler address (default: local).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Local processes (default: all cores).")
+    ] = None,
+    window: Annotated[
+        str | None,
+        typer.Option("--window", help="WIDTH,LEVEL of 8-bit display images (default 1500,-600)."),
+    ] = None,
+    method: Annotated[str, typer.Option(help="auto, density or learned.")] = "auto",
+    reason: Annotated[str | None, typer.Option(help="Why (recorded in the audit log).")] = None,
+) -> None:
+    """Quantify scans and store them in the study (imaging study + CT result, audited)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from celltrial.imaging.records import (
+        measure_scans,
+        parse_scan_name,
+        parse_scan_time,
+        store_ct_results,
+    )
+    from celltrial.store.database import current_user
+    from celltrial.study import open_study
+
+    try:
+        study = open_study(directory)
+        zone = study.protocol.study.zone
+        subjects, times = [], []
+        for scan in scans:
+            if not scan.exists():
+                raise CelltrialError(f"{scan}: no such file or folder")
+            named = parse_scan_name(scan)
+            code = subject or (named[0] if named else None)
+            text = when or (named[1] if named else None)
+            if code is None or text is None:
+                raise CelltrialError(
+                    f"{scan}: give --subject and --date, or name the file <SUBJECT>_<YYYY-MM-DD>"
+                )
+            subjects.append(code)
+            times.append(parse_scan_time(text, zone=zone))
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("CT scans", total=len(scans))
+            records = measure_scans(
+                scans,
+                method=method,
+                window=_parse_window(window),
+                workers=workers,
+                scheduler=scheduler,
+                on_done=lambda _record: progress.advance(task),
+            )
+        store_ct_results(
+            study.engine,
+            study.study_id,
+            records,
+            subjects=subjects,
+            times=times,
+            user=current_user(),
+            reason=reason,
+        )
+        for record, code, moment in zip(records, subjects, times, strict=True):
+            r = record.result
+            console.print(
+                f"{code} {moment:%Y-%m-%d}: lungs {r['lung_volume_ml']:.0f} mL, lesions "
+                f"{r['lesion_volume_ml']:.1f} mL ({r['involvement_pct']:.1f} %), score "
+                f"{r['score']}/30 ← {record.path}"
+            )
+        console.print(f"{len(records)} scan(s) stored in {directory}")
     except CelltrialError as exc:
         Console(stderr=True).print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None

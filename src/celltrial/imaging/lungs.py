@@ -19,10 +19,22 @@ from celltrial.imaging.io import CtVolume, ImagingError
 
 AIR_HU = -400.0
 AIRWAY_HU = -950.0
-OUTSIDE_AIR_HU = -960.0
+OUTSIDE_AIR_HU = -975.0
 MIN_LUNG_ML = 20.0
+#: Main bronchi: small air regions up to this far (mm) below and beside the trachea's end.
+BRONCHI_MM = 50.0
 RIGHT, LEFT = 1, 2
 ZONES = ("upper", "middle", "lower")
+#: Voxels up to this many pixels beyond the hull of the aerated lung's voxel centres are inside.
+HULL_TOLERANCE = 0.25
+#: Radius of curvature (mm) assumed for the costal pleura between aerated points.
+PLEURA_RADIUS_MM = 60.0
+#: Hull facets whose outward normal points down more steeply than this cosine span the dome.
+DOME_COS = 0.6
+#: Holes in a slice's lung larger than this (mm²) are filled only with lung below them.
+DOME_MIN_MM2 = 300.0
+#: A slice's air region mostly darker than OUTSIDE_AIR_HU is bowel or outside gas, not lung.
+GAS_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -51,9 +63,12 @@ def segment_lungs(volume: CtVolume, *, target_mm: float = 1.4) -> LungMasks:
     edge = np.zeros(n + 1, dtype=bool)
     for sl in (np.s_[:, 0, :], np.s_[:, -1, :], np.s_[:, :, 0], np.s_[:, :, -1]):
         edge[np.unique(labels[sl])] = True
-    medians = ndi.median(smooth, labels, index=np.arange(n + 1))
-    medians = np.asarray(medians, dtype=float)
-    keep = (sizes >= MIN_LUNG_ML * 0.25) & ~(edge & (medians < OUTSIDE_AIR_HU))
+    # outside air is mostly as dark as air gets; lung (even emphysematous) mostly is not
+    darkest = np.bincount(
+        labels.ravel(), weights=(smooth < OUTSIDE_AIR_HU).ravel(), minlength=n + 1
+    )
+    outside = darkest > 0.3 * np.maximum(sizes / voxel_ml, 1)
+    keep = (sizes >= MIN_LUNG_ML * 0.25) & ~(edge & outside)
     keep[0] = False
     if edge[keep].any():
         notes.append("lungs reach the image edge (cropped scan): volumes may be partial")
@@ -62,9 +77,13 @@ def segment_lungs(volume: CtVolume, *, target_mm: float = 1.4) -> LungMasks:
     airway = _grow_airway(smooth, candidates, spacing, notes)
     airway_ml = float(airway.sum()) * voxel_ml
     if airway.any():
-        candidates &= ~ndi.binary_dilation(airway, iterations=1)
-    lungs = _two_lungs(candidates, spacing, voxel_ml, notes, volume.source)
-    filled = _fill_lungs(lungs, smooth, spacing)
+        candidates &= ~ndi.binary_dilation(airway, iterations=2)
+    carina = None
+    if airway.any():
+        low = int(np.flatnonzero(airway.any(axis=(1, 2))).min())
+        carina = (low, float(np.nonzero(airway[low])[1].mean()))
+    lungs = _two_lungs(candidates, smooth, spacing, voxel_ml, notes, volume.source, carina)
+    filled = _fill_lungs(lungs, smooth, spacing, _midline(lungs > 0))
     full = _refine(filled, lungs, hu, factor) if factor > 1 else filled
     return LungMasks(full, tuple(notes), airway_ml)
 
@@ -109,14 +128,14 @@ def _grow_airway(smooth, candidates, spacing, notes) -> np.ndarray:
     previous = 0.0
     # loosen the threshold step by step (partial volume at the carina and in oblique bronchi)
     # until the grown region explodes into the lung parenchyma
-    for threshold in (-990.0, -975.0, AIRWAY_HU, -930.0, -910.0, -890.0):
+    for threshold in (-975.0, AIRWAY_HU, -930.0, -910.0, -890.0):
         region, _ = ndi.label(candidates & (smooth < threshold))
         value = region[seed[0], seed[1][0], seed[1][1]]
         if value == 0:
             continue
         airway = region == value
         volume_ml = float(airway.sum()) * voxel_ml
-        if volume_ml > 250.0 or (best is not None and volume_ml > 1.5 * previous + 15.0):
+        if volume_ml > 250.0 or (best is not None and volume_ml > 2.0 * previous + 20.0):
             break
         best, previous = airway, volume_ml
     if best is None:
@@ -125,60 +144,113 @@ def _grow_airway(smooth, candidates, spacing, notes) -> np.ndarray:
     return best
 
 
-def _two_lungs(candidates, spacing, voxel_ml, notes, source) -> np.ndarray:
-    labels, n = ndi.label(candidates)
-    if n == 0:
-        raise ImagingError(f"{source}: no lung-sized air region found inside the body")
-    sizes = np.bincount(labels.ravel())[1:] * voxel_ml
-    order = np.argsort(sizes)[::-1]
-    big = [i + 1 for i in order[:2] if sizes[i] >= MIN_LUNG_ML]
-    if not big:
-        raise ImagingError(
-            f"{source}: the largest air region inside the body is {sizes.max():.0f} mL; "
-            "no lungs found"
+def _midline(candidates: np.ndarray) -> float:
+    """Column of the mediastinum: fewest air voxels in the central half of the image."""
+    profile = candidates.sum(axis=(0, 1)).astype(float)
+    nx = profile.size
+    lo, hi = nx // 4, max(nx - nx // 4, nx // 4 + 1)
+    window = max(3, nx // 20)
+    smooth = np.convolve(profile, np.ones(window) / window, mode="same")
+    return float(lo + np.argmin(smooth[lo:hi]))
+
+
+def _two_lungs(candidates, smooth, spacing, voxel_ml, notes, source, carina=None) -> np.ndarray:
+    """Right and left lungs: per slice, air regions go to the side of the mediastinum they lie
+    on; a region reaching across (lungs touching at the anterior or posterior junction, or through
+    a bronchus wall) is split by eroding it until it falls apart, else at the midline. Small air
+    regions near the midline just below the trachea's end are main bronchi, not lung."""
+    mid = _midline(candidates)
+    nz, ny, nx = candidates.shape
+    sides = np.zeros(candidates.shape, dtype=np.uint8)
+    columns = np.arange(nx)
+    min_px = max(4, int(25.0 / (spacing[1] * spacing[2])))
+    split_any = False
+    for k in range(nz):
+        if not candidates[k].any():
+            continue
+        blobs, m = ndi.label(candidates[k])
+        index = np.arange(1, m + 1)
+        sizes = np.bincount(blobs.ravel(), minlength=m + 1)
+        right_px = np.bincount(
+            blobs.ravel(), weights=(columns < mid)[None, :].repeat(ny, 0).ravel(), minlength=m + 1
         )
-    mid = candidates.shape[2] / 2
-    if len(big) == 2 and sizes[big[1] - 1] < 0.15 * sizes[big[0] - 1]:
-        xs = [ndi.center_of_mass(labels == b)[2] for b in big]
-        if (xs[0] - mid) * (xs[1] - mid) > 0:  # both on one side: a fragment, not a lung
-            big = big[:1]
-    if len(big) == 1:
-        mask = labels == big[0]
-        xs_ = np.nonzero(mask)[2]
-        if xs_.min() < mid - 10 < mid + 10 < xs_.max():
-            split = _split_joined(mask)
-            if split is not None:
-                notes.append("right and left lungs touched; split at the junction")
-                return split
-        side = LEFT if xs_.mean() > mid else RIGHT
-        notes.append(f"only one lung found ({'left' if side == LEFT else 'right'})")
-        return (mask * side).astype(np.uint8)
+        near_carina = carina is not None and (
+            -BRONCHI_MM <= (k - carina[0]) * spacing[0] <= 2 * spacing[0]
+        )
+        if near_carina:
+            cx = np.bincount(
+                blobs.ravel(),
+                weights=np.broadcast_to(columns, blobs.shape).ravel(),
+                minlength=m + 1,
+            ) / np.maximum(sizes, 1)
+        largest = sizes[1:].max()
+        gas = np.bincount(
+            blobs.ravel(), weights=(smooth_k := smooth[k] < OUTSIDE_AIR_HU).ravel(), minlength=m + 1
+        ) > GAS_SHARE * np.maximum(sizes, 1)
+        del smooth_k
+        for i in index:
+            if sizes[i] < min_px or gas[i]:
+                continue
+            if (
+                near_carina
+                and sizes[i] < 0.15 * largest
+                and (abs(cx[i] - carina[1]) * spacing[2] < BRONCHI_MM)
+            ):
+                continue
+            share = right_px[i] / sizes[i]
+            if min(share, 1 - share) * sizes[i] > max(min_px, 0.03 * sizes[i]):
+                piece = blobs == i
+                sides[k][piece] = _split_slice(piece, mid, spacing)[piece]
+                split_any = True
+            else:
+                sides[k][blobs == i] = RIGHT if share >= 0.5 else LEFT
+    if split_any:
+        notes.append("right and left lungs touched; split at the junction")
     out = np.zeros(candidates.shape, dtype=np.uint8)
-    centres = [ndi.center_of_mass(labels == b)[2] for b in big]
-    right_first = centres[0] < centres[1]
-    out[labels == big[0]] = RIGHT if right_first else LEFT
-    out[labels == big[1]] = LEFT if right_first else RIGHT
+    found = []
+    for value in (RIGHT, LEFT):
+        labels, n = ndi.label(sides == value)
+        if n == 0:
+            continue
+        sizes = np.bincount(labels.ravel())[1:] * voxel_ml
+        biggest = sizes.max()
+        if biggest < MIN_LUNG_ML:
+            continue
+        keep = np.concatenate([[False], sizes >= max(0.1 * biggest, MIN_LUNG_ML * 0.25)])
+        out[keep[labels]] = value
+        found.append(value)
+    if not found:
+        raise ImagingError(f"{source}: no lung-sized air region found inside the body")
+    if len(found) == 1:
+        notes.append(f"only one lung found ({'right' if found[0] == RIGHT else 'left'})")
     return out
 
 
-def _split_joined(mask: np.ndarray) -> np.ndarray | None:
-    eroded = mask
-    for _ in range(6):
-        eroded = ndi.binary_erosion(eroded, structure=np.ones((1, 3, 3), bool))
-        labels, n = ndi.label(eroded)
-        if n >= 2:
-            sizes = np.bincount(labels.ravel())[1:]
-            order = np.argsort(sizes)[::-1][:2]
-            if sizes[order[1]] > 0.2 * sizes[order[0]]:
-                markers = np.zeros(mask.shape, np.uint8)
-                c0 = ndi.center_of_mass(labels == order[0] + 1)[2]
-                c1 = ndi.center_of_mass(labels == order[1] + 1)[2]
-                right, left = (order[0], order[1]) if c0 < c1 else (order[1], order[0])
-                markers[labels == right + 1] = RIGHT
-                markers[labels == left + 1] = LEFT
-                _, (iz, iy, ix) = ndi.distance_transform_edt(markers == 0, return_indices=True)
-                return np.where(mask, markers[iz, iy, ix], 0).astype(np.uint8)
-    return None
+def _split_slice(piece: np.ndarray, mid: float, spacing) -> np.ndarray:
+    """Labels (RIGHT/LEFT) of a 2-D air region reaching across the midline."""
+    columns = np.arange(piece.shape[1])[None, :]
+    eroded = piece
+    for _ in range(max(2, round(12.0 / spacing[2]))):
+        eroded = ndi.binary_erosion(eroded)
+        blobs, m = ndi.label(eroded)
+        if m < 2:
+            if m == 0:
+                break
+            continue
+        sizes = np.bincount(blobs.ravel())[1:]
+        index = np.arange(1, m + 1)
+        cx = np.asarray(ndi.mean(np.broadcast_to(columns, piece.shape), blobs, index))
+        right = sizes[cx < mid].max(initial=0)
+        left = sizes[cx >= mid].max(initial=0)
+        if min(right, left) >= 0.1 * max(right, left):
+            markers = np.zeros(piece.shape, np.uint8)
+            big_r = index[cx < mid][np.argmax(sizes[cx < mid])]
+            big_l = index[cx >= mid][np.argmax(sizes[cx >= mid])]
+            markers[blobs == big_r] = RIGHT
+            markers[blobs == big_l] = LEFT
+            _, (iy, ix) = ndi.distance_transform_edt(markers == 0, return_indices=True)
+            return np.where(piece, markers[iy, ix], 0).astype(np.uint8)
+    return np.where(piece, np.where(columns < mid, RIGHT, LEFT), 0).astype(np.uint8)
 
 
 def _disk(radius: float) -> np.ndarray:
@@ -187,25 +259,38 @@ def _disk(radius: float) -> np.ndarray:
     return x * x + y * y <= radius * radius
 
 
-def _fill_lungs(lungs: np.ndarray, smooth: np.ndarray, spacing) -> np.ndarray:
+def _fill_lungs(lungs: np.ndarray, smooth: np.ndarray, spacing, mid: float) -> np.ndarray:
     """Per slice and lung: close, fill holes, fill chest-wall-side convex-hull bays."""
     from skimage.morphology import convex_hull_image
 
     out = np.zeros_like(lungs)
     closing = _disk(4.0 / spacing[1])
-    mid = lungs.shape[2] / 2
+    pixel_mm2 = spacing[1] * spacing[2]
     pad = closing.shape[0]
     for value in (RIGHT, LEFT):
-        for k in np.flatnonzero((lungs == value).any(axis=(1, 2))):
+        # lung that holes may stand on: aerated lung and the large holes filled above it
+        grounded = lungs == value
+        for k in np.flatnonzero(grounded.any(axis=(1, 2))):
             sl = lungs[k] == value
             ys, xs = np.nonzero(sl)
             y0, y1 = max(ys.min() - pad, 0), min(ys.max() + pad + 1, sl.shape[0])
             x0, x1 = max(xs.min() - pad, 0), min(xs.max() + pad + 1, sl.shape[1])
             box = sl[y0:y1, x0:x1]
             shape = ndi.binary_closing(box, structure=closing) | box
-            shape = ndi.binary_fill_holes(shape)
+            holes, m = ndi.label(ndi.binary_fill_holes(shape) & ~shape)
+            if m:
+                # a large hole is lung (vessels, a lesion) when lung lies below it; one that
+                # opens downwards is the diaphragm's dome inside the costophrenic recess
+                index = np.arange(1, m + 1)
+                area = np.bincount(holes.ravel(), minlength=m + 1)[1:] * pixel_mm2
+                below = grounded[k - 1, y0:y1, x0:x1] if k > 0 else np.zeros_like(box)
+                share = np.asarray(ndi.mean(below, holes, index)) if k > 0 else np.zeros(m)
+                large = np.concatenate([[False], share >= 0.5])[holes]
+                grounded[k, y0:y1, x0:x1] |= large
+                shape |= large | np.concatenate([[False], area < DOME_MIN_MM2])[holes]
             dense = smooth[k, y0:y1, x0:x1] > AIR_HU
-            if box.sum() > 20:
+            centre = (round(ys.mean()) - y0, round(xs.mean()) - x0)
+            if box.sum() > 20 and shape[centre]:  # not for crescents around the dome
                 hull = convex_hull_image(shape)
                 bays, m = ndi.label(hull & ~shape)
                 if m:
@@ -214,35 +299,111 @@ def _fill_lungs(lungs: np.ndarray, smooth: np.ndarray, spacing) -> np.ndarray:
                     cx = np.array(ndi.center_of_mass(np.ones_like(bays), bays, index))[:, 1]
                     share = np.asarray(ndi.mean(dense, bays, index))
                     lateral = np.abs(cx + x0 - mid) >= np.abs(centre_x + x0 - mid) - 5
-                    add = np.concatenate([[False], lateral & (share > 0.6)])
+                    # a bay reaching the image's edge is where the scan cut the lung, not a bay
+                    edge = np.zeros(m + 1, dtype=bool)
+                    ny_, nx_ = lungs.shape[1:]
+                    if y0 == 0:
+                        edge[np.unique(bays[0])] = True
+                    if x0 == 0:
+                        edge[np.unique(bays[:, 0])] = True
+                    if y1 == ny_:
+                        edge[np.unique(bays[-1])] = True
+                    if x1 == nx_:
+                        edge[np.unique(bays[:, -1])] = True
+                    add = np.concatenate([[False], lateral & (share > 0.6) & ~edge[1:]])
                     shape |= add[bays]
             target = out[k, y0:y1, x0:x1]
             target[shape & (target == 0)] = value
-    _fill_columns(out, smooth, mid)
+    _fill_pleural(out, smooth, spacing)
     return out
 
 
-def _fill_columns(out: np.ndarray, smooth: np.ndarray, mid: float) -> None:
-    """Dense chest-wall-side voxels with lung above and below them in the same column.
+def _fill_pleural(out: np.ndarray, smooth: np.ndarray, spacing) -> None:
+    """Dense lung against the chest wall that bulges past the chord of its slice's lung.
 
-    A subpleural consolidation bulges past the chord a convex hull draws; the pleura above and
-    below it (where the lung is aerated) still marks where the lung ends.
+    The costal pleura is convex: each lung's 3-D convex hull (from the aerated, filled lung)
+    follows the chest wall's inner surface above, below and beside a subpleural consolidation,
+    even where the consolidation fills a slice's whole lateral edge. Hull voxels are added when
+    dense but not bone, outside the slice's own 2-D hull (what the 2-D fill decides), on the
+    lateral half of that slice's lung, and connected to the lung.
     """
-    nz = out.shape[0]
-    xs = np.arange(out.shape[2])
+    from scipy.spatial import ConvexHull, QhullError, cKDTree
+    from skimage.morphology import convex_hull_image
+
+    scale = np.asarray(spacing, dtype=float)
     for value in (RIGHT, LEFT):
         mask = out == value
-        columns = mask.any(axis=0)
-        if not columns.any():
+        if mask.sum() < 50:
             continue
-        first = np.argmax(mask, axis=0)
-        last = nz - 1 - np.argmax(mask[::-1], axis=0)
-        centre = np.nonzero(columns)[1].mean()
-        lateral = np.abs(xs - mid) >= np.abs(centre - mid)
-        z = np.arange(nz)[:, None, None]
-        between = columns & lateral[None, :] & (z > first) & (z < last)
-        add = between & (out == 0) & (smooth > AIR_HU)
-        out[add] = value
+        zs, ys, xs = np.nonzero(mask)
+        z0, z1 = zs.min(), zs.max() + 1
+        y0, y1 = ys.min(), ys.max() + 1
+        x0, x1 = xs.min(), xs.max() + 1
+        box = mask[z0:z1, y0:y1, x0:x1]
+        shell = box & ~ndi.binary_erosion(box)
+        points = np.argwhere(shell)
+        if points.shape[0] > 20000:
+            points = points[:: points.shape[0] // 20000 + 1]
+        try:
+            hull = ConvexHull(points * scale)
+        except (QhullError, ValueError):
+            continue
+        normals, offsets = hull.equations[:, :3], hull.equations[:, 3]
+        facets = cKDTree(hull.points[hull.simplices].mean(axis=1))
+        n_near = min(24, len(offsets))
+        # the hull's facets span the gap a consolidation leaves in the aerated pleura as chords,
+        # inside the curved wall by about d² / 2R at a distance d from aerated pleura
+        aerated = np.argwhere(shell & (smooth[z0:z1, y0:y1, x0:x1] < AIR_HU))
+        if aerated.shape[0] > 30000:
+            aerated = aerated[:: aerated.shape[0] // 30000 + 1]
+        tree = cKDTree(aerated * scale) if len(aerated) else None
+        dense = (smooth[z0:z1, y0:y1, x0:x1] > AIR_HU) & (smooth[z0:z1, y0:y1, x0:x1] < 200.0)
+        dense &= out[z0:z1, y0:y1, x0:x1] == 0
+        sign = -1.0 if value == RIGHT else 1.0
+        for k in range(box.shape[0]):
+            if not box[k].any() or not dense[k].any():
+                dense[k] = False
+                continue
+            ys_k, xs_k = np.nonzero(box[k])
+            cy, cx = ys_k.mean(), xs_k.mean()
+            if not box[k][round(cy), round(cx)]:
+                # a crescent (costophrenic recess around the dome, a lung cut by the scan's
+                # edge): what its hull spans is not lung
+                dense[k] = False
+                continue
+            lateral = sign * (np.arange(box.shape[2]) - cx) >= 0
+            dense[k] &= lateral[None, :]
+            if box[k].sum() > 20:
+                dense[k] &= ~ndi.binary_erosion(convex_hull_image(box[k]), iterations=2)
+        # grow from the lung through dense voxels inside the hull, testing only the front
+        base = HULL_TOLERANCE * float(scale[1:].mean())
+        cross = ndi.generate_binary_structure(3, 1)
+        added = np.zeros(box.shape, dtype=bool)
+        front = ndi.binary_dilation(box, structure=cross) & dense
+        while front.any():
+            dense &= ~front
+            cand = np.argwhere(front)
+            inside = np.ones(len(cand), dtype=bool)
+            for start in range(0, len(cand), 20000):
+                chunk = cand[start : start + 20000] * scale
+                tolerance = np.full(len(chunk), base)
+                if tree is not None:
+                    distance, _ = tree.query(chunk)
+                    tolerance += distance**2 / (2.0 * PLEURA_RADIUS_MM)
+                # the facets that matter for a voxel near the hull are the nearest ones
+                _, near = facets.query(chunk, k=n_near)
+                near = near.reshape(len(chunk), n_near)
+                signed = np.einsum("nkj,nj->nk", normals[near], chunk) + offsets[near]
+                within = (signed <= tolerance[:, None]).all(axis=1)
+                # under a facet that faces down the hull spans the diaphragm's dome: not lung
+                facing = normals[near[np.arange(len(chunk)), np.argmax(signed, axis=1)], 0]
+                inside[start : start + 20000] = within & (facing > -DOME_COS)
+            new = np.zeros(box.shape, dtype=bool)
+            new[tuple(cand[inside].T)] = True
+            added |= new
+            front = ndi.binary_dilation(new, structure=cross) & dense
+        target = out[z0:z1, y0:y1, x0:x1]
+        target[added] = value
 
 
 def _refine(filled: np.ndarray, air_lungs: np.ndarray, hu: np.ndarray, factor: int) -> np.ndarray:

@@ -80,16 +80,18 @@ def make_chest_phantom(
     lesions: tuple[Lesion, ...] = DEFAULT_LESIONS,
     z_range: tuple[float, float] = (-135.0, 135.0),
     seed: int = 0,
+    sub_slices: int | None = None,
 ) -> Phantom:
     """A chest CT phantom: ``shape`` pixels of ``pixel_mm`` per slice, slices ``slice_mm`` thick.
 
     ``noise_hu`` is the standard deviation of the (slightly correlated) noise. Truth volumes in
     ``Phantom.truth`` (mL): ``lung_right``, ``lung_left``, ``lung``, ``ground_glass``,
-    ``consolidation`` and the per-lung ones (``ground_glass_right`` …).
+    ``consolidation`` and the per-lung ones (``ground_glass_right`` …). ``sub_slices``: thin
+    slices averaged per slice (default one per mm; fewer is faster, with less partial volume).
     """
     rng = np.random.default_rng(seed)
     ny, nx = shape
-    n_sub = max(1, round(slice_mm))
+    n_sub = max(1, sub_slices if sub_slices is not None else round(slice_mm))
     sub_mm = slice_mm / n_sub
     nz = int(np.floor((z_range[1] - z_range[0]) / slice_mm))
     xs = (np.arange(nx) - (nx - 1) / 2) * pixel_mm

@@ -46,6 +46,7 @@ SectionBuilder = Callable[[ReportContext], "Section | None"]
 SECTION_BUILDERS: tuple[str, ...] = (
     "celltrial.safety.section:build_safety_section",
     "celltrial.efficacy.section:build_efficacy_section",
+    "celltrial.imaging.section:build_ct_section",
     "celltrial.external.section:build_external_section",
     "celltrial.report.profiles:build_profiles_section",
 )

@@ -21,6 +21,7 @@ from celltrial.frames import (
 from celltrial.store.models import (
     AdverseEvent,
     ClinicalStatus,
+    CtResult,
     ImagingStudy,
     ImportBatch,
     Infusion,
@@ -254,3 +255,33 @@ def read_import_batches(engine: Engine) -> pd.DataFrame:
         ImportBatch.reason,
     ).order_by(ImportBatch.id)
     return _frame(engine, statement, ("time",))
+
+
+def read_ct_results(engine: Engine, study_id: str) -> pd.DataFrame:
+    """One row per stored CT result of the study's own subjects (time in UTC).
+
+    Columns: subject_id, time, path, checksum, method, lung_ml, ggo_ml, consolidation_ml,
+    lesion_ml, involvement_pct, score, zones.
+    """
+    statement = (
+        select(
+            Subject.code.label("subject_id"),
+            ImagingStudy.time,
+            ImagingStudy.path,
+            ImagingStudy.checksum,
+            CtResult.method,
+            CtResult.lung_volume_ml.label("lung_ml"),
+            CtResult.ggo_volume_ml.label("ggo_ml"),
+            CtResult.consolidation_volume_ml.label("consolidation_ml"),
+            CtResult.involvement_pct,
+            CtResult.score,
+            CtResult.zones,
+        )
+        .join(ImagingStudy, CtResult.imaging_study_id == ImagingStudy.id)
+        .join(Subject, ImagingStudy.subject_id == Subject.id)
+        .where(Subject.study_id == study_id, Subject.cohort.is_(None))
+        .order_by(Subject.code, ImagingStudy.time)
+    )
+    frame = _frame(engine, statement, ("time",))
+    frame["lesion_ml"] = frame["ggo_ml"] + frame["consolidation_ml"]
+    return frame
