@@ -18,7 +18,18 @@ from celltrial.imaging.quantify import compute_zone_score, summarize_ct
 
 @pytest.mark.parametrize(
     ("pct", "score"),
-    [(0, 0), (0.01, 1), (4.99, 1), (5, 2), (25, 3), (49.9, 3), (50, 4), (75, 5), (100, 5)],
+    [
+        (0, 0),
+        (0.49, 0),
+        (0.5, 1),
+        (4.99, 1),
+        (5, 2),
+        (25, 3),
+        (49.9, 3),
+        (50, 4),
+        (75, 5),
+        (100, 5),
+    ],
 )
 def test_zone_score_boundaries(pct, score):
     assert compute_zone_score(pct) == score
@@ -63,7 +74,11 @@ def test_progression_per_zone_and_overall():
 
 
 def test_classify_change_thresholds():
-    assert classify_change(10, 14.9, 100, 149) == "stable"
+    # defaults: stable below 2 percentage points or below 25 % relative change
+    assert classify_change(10, 11.9, 100, 119) == "stable"
+    assert classify_change(10, 12, 100, 120) == "stable"  # 20 % relative
+    assert classify_change(10, 12.6, 100, 126) == "progressed"
+    assert classify_change(4.9, 0.2, 220, 9) == "improved"
     assert classify_change(10, 16, 100, 160) == "progressed"
     assert classify_change(10, 16, 100, 160, stable_pct_points=10) == "stable"
 

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 import pandas as pd
 
 from celltrial.errors import DataError
-from celltrial.imaging.quantify import CtQuantification
+from celltrial.imaging.quantify import CtQuantification, load_bands
 
-#: Default thresholds: a change in involvement (percentage points) below this is "stable".
-STABLE_PCT_POINTS = 5.0
-#: …and a relative change in lesion volume below this fraction is "stable".
-STABLE_RELATIVE = 0.25
+#: Default thresholds (``bands.yaml``, ``progression``): a change in involvement (percentage
+#: points) below the first, or a relative change in lesion volume below the second, is "stable".
+STABLE_PCT_POINTS = float(load_bands()["progression"]["stable_pct_points"])
+STABLE_RELATIVE = float(load_bands()["progression"]["stable_relative"])
 
 
 @dataclass(frozen=True)

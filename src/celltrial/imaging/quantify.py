@@ -39,9 +39,10 @@ def load_bands() -> dict[str, Any]:
 
 
 def compute_zone_score(involvement_pct: float) -> int:
-    """0–5 score of one zone from its % involvement (0 only when nothing is involved)."""
-    edges = load_bands()["score_edges_pct"]
-    if involvement_pct <= edges[0]:
+    """0–5 score of one zone from its % involvement (0 below the minimum that counts)."""
+    bands = load_bands()
+    edges = bands["score_edges_pct"]
+    if involvement_pct <= edges[0] or involvement_pct < bands.get("score_min_involved_pct", 0):
         return 0
     return 1 + int(np.searchsorted(edges[1:], involvement_pct, side="right"))
 
