@@ -52,7 +52,11 @@ def _views(result: ScanResult) -> list[tuple[str, np.ndarray, float]]:
 
 
 def render_overlays(
-    results: list[ScanResult], path: Path | str, *, titles: list[str] | None = None
+    results: list[ScanResult],
+    path: Path | str,
+    *,
+    titles: list[str] | None = None,
+    dpi: int = 110,
 ) -> Path:
     """One PNG with a column per scan (e.g. baseline beside follow-up), axial above coronal."""
     import matplotlib
@@ -89,7 +93,7 @@ def render_overlays(
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     path = Path(path)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
