@@ -186,3 +186,28 @@ def test_data_quality_lists_import_warnings(demo, tmp_path):
     header, body = rows[0], rows[1:]
     assert header == ["batch", "source", "severity", "kind", "count"]
     assert any(r[1] == "labs.csv" and r[2] == "warning" for r in body)
+
+
+def test_parallel_sections_match_a_serial_run(demo):
+    from celltrial.overview import summarize_study
+    from celltrial.report.sections import ReportContext, build_sections
+
+    frames = read_study_frames(demo.study)
+    overview = summarize_study(demo.study.protocol, frames)
+    results = []
+    for workers in (1, 2):
+        context = ReportContext(study=demo.study, frames=frames, overview=overview)
+        context.tables.count, context.figures.count = 10, 3  # as if the core report came first
+        sections = build_sections(context, workers=workers)
+        captions = [
+            re.findall(r"<(?:caption|figcaption)>((?:Table|Figure) \d+)\.", str(s.html))
+            for s in sections
+        ]
+        results.append(
+            ([s.id for s in sections], captions, context.tables.count, context.figures.count)
+        )
+    assert results[0] == results[1]
+    ids, captions, _, _ = results[0]
+    assert ids[:2] == ["safety", "efficacy"]
+    numbers = [int(c.split()[1]) for cs in captions for c in cs if c.startswith("Table")]
+    assert numbers == list(range(11, 11 + len(numbers)))
