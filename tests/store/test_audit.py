@@ -24,14 +24,15 @@ T0 = datetime(2020, 2, 10, 2, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def engine(tmp_path):
-    engine = open_engine(f"sqlite:///{tmp_path / 'audit.db'}")
+def engine(database_url):
+    engine = open_engine(database_url)
     upgrade_database(engine)
     with study_session(engine, user="setup") as session:
         session.add(
             Study(id="S", title="t", protocol_yaml="", protocol_sha256="0" * 64, created_at=T0)
         )
-    return engine
+    yield engine
+    engine.dispose()
 
 
 def audit_rows(engine, table="subject"):
@@ -97,6 +98,13 @@ def test_audit_log_is_append_only(engine):
     with engine.begin() as connection, pytest.raises(sa.exc.DatabaseError, match="append-only"):
         connection.execute(sa.delete(AuditEvent))
     assert audit_rows(engine)[0].user == "alice"
+    if engine.dialect.name == "postgresql":
+        with (
+            engine.begin() as connection,
+            pytest.raises(sa.exc.DatabaseError, match="append-only"),
+        ):
+            connection.execute(sa.text("TRUNCATE audit_event CASCADE"))
+        assert audit_rows(engine)[0].user == "alice"
 
 
 def test_change_without_user_refused(engine):

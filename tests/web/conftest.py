@@ -10,6 +10,7 @@ import pytest
 from celltrial.services.accounts import ROLES, add_user
 from celltrial.services.casebook import NewLot, NewSubject, enrol_subject, record_lot
 from celltrial.study import init_study
+from tests.store.backends import BACKENDS, fresh_database
 
 PASSWORD = "correct horse battery 7"
 RELEASED = "LOT-R1"
@@ -17,8 +18,8 @@ QUARANTINED = "LOT-Q1"
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 
 
-def build_study(directory, *, subjects=("S001", "S002", "S003", "S004")):
-    study = init_study(directory, user="setup")
+def build_study(directory, *, subjects=("S001", "S002", "S003", "S004"), db_url=None):
+    study = init_study(directory, user="setup", db_url=db_url)
     release = study.protocol.product.release
     markers = {m: 99.0 for m in release.positive_markers_min_pct} | {
         m: 0.5 for m in release.negative_markers_max_pct
@@ -53,18 +54,33 @@ def build_study(directory, *, subjects=("S001", "S002", "S003", "S004")):
     return study
 
 
-@pytest.fixture(scope="module")
-def study_dir(tmp_path_factory):
+@pytest.fixture(scope="module", params=BACKENDS)
+def study_database(request, tmp_path_factory):
+    """(study directory, database URL) of a small study, on each backend."""
     directory = tmp_path_factory.mktemp("web") / "study"
-    build_study(directory)
-    return directory
+    with fresh_database(request.param, directory.parent) as url:
+        study = build_study(directory, db_url=url)
+        study.engine.dispose()
+        yield directory, url
 
 
 @pytest.fixture(scope="module")
-def app(study_dir):
+def study_dir(study_database):
+    return study_database[0]
+
+
+@pytest.fixture(scope="module")
+def db_url(study_database):
+    return study_database[1]
+
+
+@pytest.fixture(scope="module")
+def app(study_dir, db_url):
     from celltrial.web import create_app
 
-    return create_app(study_dir)
+    app = create_app(study_dir, db_url=db_url)
+    yield app
+    app.state.study.engine.dispose()
 
 
 def client_for(app, role: str | None = None):

@@ -306,7 +306,7 @@ def test_sign_in_page_flow_and_no_open_redirect(app):
     assert forged.status_code == 403
 
 
-def test_users_add_command(study_dir, app):
+def test_users_add_command(study_dir, db_url, app):
     from typer.testing import CliRunner
 
     from celltrial.web.command import users_app
@@ -314,13 +314,26 @@ def test_users_add_command(study_dir, app):
     runner = CliRunner()
     result = runner.invoke(
         users_app,
-        ["add", str(study_dir), "--username", "newadmin", "--role", "admin", "--password-stdin"],
+        [
+            "add",
+            str(study_dir),
+            "--db",
+            db_url,
+            "--username",
+            "newadmin",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ],
         input=PASSWORD + "\n",
     )
     assert result.exit_code == 0, result.output
     weak = runner.invoke(
         users_app,
-        ["add", str(study_dir), "--username", "weak", "--role", "admin", "--password-stdin"],
+        [
+            *("add", str(study_dir), "--db", db_url, "--username", "weak"),
+            *("--role", "admin", "--password-stdin"),
+        ],
         input="short\n",
     )
     assert weak.exit_code != 0

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.store.backends import BACKENDS, fresh_database
 from tests.web.conftest import NOW, PASSWORD, RELEASED, build_study
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -27,14 +28,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(request, tmp_path_factory):
     uvicorn = pytest.importorskip("uvicorn")
     from celltrial.web import create_app
 
     directory = tmp_path_factory.mktemp("browser") / "study"
-    study = build_study(directory, subjects=("S001", "S002"))
-    app = create_app(directory)
+    with fresh_database(request.param, directory.parent) as url:
+        study = build_study(directory, subjects=("S001", "S002"), db_url=url)
+        yield from _serve(uvicorn, create_app(directory, db_url=url), study)
+        study.engine.dispose()
+
+
+def _serve(uvicorn, app, study):
     port = _free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
@@ -47,6 +53,7 @@ def server(tmp_path_factory):
     yield f"http://127.0.0.1:{port}", study
     server.should_exit = True
     thread.join(timeout=5)
+    app.state.study.engine.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +119,70 @@ def test_record_infusions_and_ae_then_dashboard_flags_them(server, shots):
 
         page.set_viewport_size({"width": 390, "height": 844})
         for name, url in (("dashboard", "/"), ("subject", "/subjects/S001")):
+            page.goto(base + url)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, f"{name} is {width} px wide at 390 px"
+            page.screenshot(path=shots / f"{name}-390.png", full_page=True)
+        browser.close()
+
+
+def _sign_in(page, base: str, username: str, target: str) -> None:
+    page.context.clear_cookies()
+    page.goto(f"{base}{target}")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("main button[type=submit]")
+    page.wait_for_url(f"{base}{target}")
+
+
+def test_raise_and_answer_a_query_then_sign_the_casebook(server, shots):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    base, study = server
+    zone = study.protocol.study.zone
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        _sign_in(page, base, "coordinator", "/subjects/S002")
+        page.click("text=Record infusion")
+        page.fill("input[name=lot_code]", RELEASED)
+        page.fill("input[name=vial_id]", "V-9")
+        page.fill("input[name=label_subject_code]", "S002")
+        page.fill("input[name=started_at]", _local(3, zone))
+        page.fill("input[name=cells_given]", "3.0e7")
+        page.click("main button[type=submit]")
+        page.wait_for_url(f"{base}/subjects/S002")
+
+        _sign_in(page, base, "data-manager", "/subjects/S002")
+        page.click("main a:text('query')")
+        page.select_option("select[name=field]", "vial_id")
+        page.fill("textarea[name=question]", "Vial V-9 is not on the shipment list; please check.")
+        page.screenshot(path=shots / "query-form-1280.png", full_page=True)
+        page.click("main button[type=submit]")
+        page.wait_for_url(f"{base}/subjects/S002#queries")
+        page.goto(f"{base}/")
+        assert "Vial V-9 is not on the shipment list" in page.locator("#queries").inner_text()
+
+        _sign_in(page, base, "investigator", "/subjects/S002")
+        page.fill(
+            "#queries textarea[name=answer]", "Vial is V-09 on the label; shipment list agrees."
+        )
+        page.click("#queries button:text('Answer')")
+        page.wait_for_url(f"{base}/subjects/S002#queries")
+        assert "answered" in page.locator("#queries").inner_text()
+        page.click("text=Sign casebook")
+        page.check("input[value=review]")
+        page.fill("input[name=password]", PASSWORD)
+        page.screenshot(path=shots / "sign-form-1280.png", full_page=True)
+        page.click("main button[type=submit]")
+        page.wait_for_url(f"{base}/subjects/S002#signature")
+        assert "Signed by" in page.locator("#signature").inner_text()
+        page.screenshot(path=shots / "subject-signed-1280.png", full_page=True)
+
+        page.set_viewport_size({"width": 390, "height": 844})
+        for name, url in (
+            ("subject-signed", "/subjects/S002"),
+            ("sign-form", "/subjects/S002/sign"),
+        ):
             page.goto(base + url)
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= 390, f"{name} is {width} px wide at 390 px"

@@ -44,6 +44,10 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "edit_data": frozenset({"investigator", "coordinator"}),
     "read_audit": frozenset({"investigator", "coordinator", "data_manager", "monitor", "admin"}),
     "manage_users": frozenset({"admin"}),
+    "raise_query": frozenset({"data_manager"}),
+    "answer_query": frozenset({"investigator", "coordinator"}),
+    "close_query": frozenset({"data_manager"}),
+    "sign_casebook": frozenset({"investigator"}),
 }
 
 MAX_FAILED_SIGN_INS = 5
@@ -238,6 +242,44 @@ def sign_in(
             delete(WebSession).where(WebSession.user_id == user.id, WebSession.expires_at < now)
         )
         return SignedIn(token=token, csrf_token=csrf, account=_account(user), expires_at=expires)
+
+
+def confirm_password(
+    engine: Engine, username: str, password: str, *, now: datetime | None = None
+) -> Account:
+    """Re-check a signed-in user's password (electronic signature): :class:`SignInRefused` when
+    wrong, and the failure counts towards the lock-out exactly as a failed sign-in does."""
+    now = now or datetime.now(UTC)
+    with study_session(engine, user=username or "anonymous", reason="password confirmation") as s:
+        user = s.scalar(select(AppUser).where(AppUser.username == username))
+        refused = SignInRefused(
+            "password: not confirmed (wrong password, or the account is locked); nothing was signed"
+        )
+        if user is None or not user.active:
+            raise refused
+        if user.locked_until is not None and user.locked_until > now:
+            raise refused
+        if not _verify(user.password_hash, password):
+            user.failed_logins += 1
+            if user.failed_logins >= MAX_FAILED_SIGN_INS:
+                user.locked_until = now + LOCKOUT
+                user.failed_logins = 0
+                s.add(
+                    AuditEvent(
+                        time=now,
+                        user=user.username,
+                        action="lock",
+                        table_name="app_user",
+                        row_id=str(user.id),
+                        before=None,
+                        after={"locked_until": user.locked_until.isoformat()},
+                        reason=f"{MAX_FAILED_SIGN_INS} failed password confirmations",
+                    )
+                )
+            s.commit()
+            raise refused
+        user.failed_logins = 0
+        return _account(user)
 
 
 def _verify(password_hash: str, password: str) -> bool:

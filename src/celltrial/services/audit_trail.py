@@ -13,7 +13,9 @@ from celltrial.store.database import study_session
 from celltrial.store.models import (
     AdverseEvent,
     AuditEvent,
+    CasebookSignature,
     ClinicalStatus,
+    DataQuery,
     Infusion,
     ProductLot,
     Subject,
@@ -27,6 +29,8 @@ TRAIL_TABLES = {
     "infusion": Infusion,
     "adverse_event": AdverseEvent,
     "clinical_status": ClinicalStatus,
+    "data_query": DataQuery,
+    "casebook_signature": CasebookSignature,
 }
 
 

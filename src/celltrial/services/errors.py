@@ -17,6 +17,10 @@ class NotPermitted(CelltrialError):
     """The signed-in user's role does not allow this."""
 
 
+class SignatureRefused(NotPermitted):
+    """An electronic signature was refused (password not confirmed, or a role that may not sign)."""
+
+
 class NotFound(CelltrialError):
     """No such subject, record or lot in this study."""
 

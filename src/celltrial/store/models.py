@@ -251,6 +251,49 @@ class AuditEvent(Base):
     source_sha256: Mapped[str | None] = mapped_column(String(64))
 
 
+class DataQuery(_Versioned, Base):
+    """A data manager's question about one stored value (a field of an observation, infusion or
+    adverse event): ``open`` → ``answered`` by the site → ``closed`` by the data manager. Each step
+    is an audited update of this row, so the audit log holds the query's history."""
+
+    __tablename__ = "data_query"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject_id: Mapped[int] = mapped_column(ForeignKey("subject.id"), index=True)
+    table_name: Mapped[str] = mapped_column(String(32))
+    row_id: Mapped[int]
+    field: Mapped[str] = mapped_column(String(64))
+    #: The value as it was when the query was raised (text).
+    value_text: Mapped[str | None] = mapped_column(Text)
+    question: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="open", index=True)
+    raised_by: Mapped[str] = mapped_column(String(64))
+    raised_at: Mapped[datetime]
+    answer: Mapped[str | None] = mapped_column(Text)
+    answered_by: Mapped[str | None] = mapped_column(String(64))
+    answered_at: Mapped[datetime | None]
+    close_note: Mapped[str | None] = mapped_column(Text)
+    closed_by: Mapped[str | None] = mapped_column(String(64))
+    closed_at: Mapped[datetime | None]
+
+
+class CasebookSignature(Base):
+    """An investigator's electronic signature of one subject's casebook: who (user name and
+    printed name), when, what it means, and a SHA-256 of the signed data. It stands while the
+    subject's data still hash to ``data_sha256``; any later change invalidates it."""
+
+    __tablename__ = "casebook_signature"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject_id: Mapped[int] = mapped_column(ForeignKey("subject.id"), index=True)
+    signed_by: Mapped[str] = mapped_column(String(64))
+    signer_name: Mapped[str] = mapped_column(Text)
+    signer_role: Mapped[str] = mapped_column(String(32))
+    meaning: Mapped[str] = mapped_column(Text)
+    signed_at: Mapped[datetime]
+    data_sha256: Mapped[str] = mapped_column(String(64))
+
+
 class AppUser(Base):
     """A person who signs in to the web app, with one role (see :mod:`celltrial.services.accounts`).
 

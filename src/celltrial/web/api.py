@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.openapi.utils import get_openapi
 
-from celltrial.services import adverse_events, infusions, monitoring
+from celltrial.services import adverse_events, infusions, monitoring, queries, signatures
 from celltrial.services.accounts import SESSION_LIFETIME, ActiveSession, sign_in, sign_out
 from celltrial.services.audit_trail import read_audit_trail
 from celltrial.web.schemas import (
@@ -22,6 +22,12 @@ from celltrial.web.schemas import (
     InfusionCreate,
     InfusionOut,
     InfusionUpdate,
+    QueryAnswer,
+    QueryClose,
+    QueryCreate,
+    QueryOut,
+    SignatureCreate,
+    SignatureOut,
     SignInRequest,
     SignInResponse,
     SubjectOut,
@@ -230,3 +236,118 @@ def audit_trail(
     _active: Annotated[ActiveSession, allowed("read_audit")],
 ) -> AuditTrailOut:
     return AuditTrailOut.model_validate(asdict(read_audit_trail(study_of(request), table, row_id)))
+
+
+# --- queries -----------------------------------------------------------------------------------
+
+
+@router.get("/v1/queries", response_model=list[QueryOut])
+def list_queries(
+    request: Request,
+    _active: Reader,
+    subject: str | None = None,
+    open_only: bool = False,
+) -> list[QueryOut]:
+    """Queries of the study, oldest first (``open_only``: not yet closed)."""
+    found = queries.list_queries(study_of(request), subject_code=subject, open_only=open_only)
+    return [QueryOut.model_validate(q) for q in found]
+
+
+@router.get("/v1/queries/{query_id}", response_model=QueryOut)
+def get_query(query_id: int, request: Request, _active: Reader) -> QueryOut:
+    return QueryOut.model_validate(queries.read_query(study_of(request), query_id))
+
+
+@router.post(
+    "/v1/queries",
+    response_model=QueryOut,
+    status_code=201,
+    responses={422: {"model": ErrorOut, "description": "Entry refused"}},
+)
+def raise_query(
+    body: QueryCreate,
+    request: Request,
+    active: Annotated[ActiveSession, api_write("raise_query")],
+) -> QueryOut:
+    """Raise a query on one field of an observation, infusion or adverse event."""
+    record = queries.raise_query(
+        study_of(request),
+        body.table,
+        body.row_id,
+        body.field,
+        body.question,
+        user=active.account.username,
+    )
+    return QueryOut.model_validate(record)
+
+
+@router.post(
+    "/v1/queries/{query_id}/answer",
+    response_model=QueryOut,
+    responses={409: {"model": ErrorOut, "description": "Changed since the version you read"}},
+)
+def answer_query(
+    query_id: int,
+    body: QueryAnswer,
+    request: Request,
+    active: Annotated[ActiveSession, api_write("answer_query")],
+) -> QueryOut:
+    record = queries.answer_query(
+        study_of(request),
+        query_id,
+        body.answer,
+        user=active.account.username,
+        version=body.version,
+    )
+    return QueryOut.model_validate(record)
+
+
+@router.post(
+    "/v1/queries/{query_id}/close",
+    response_model=QueryOut,
+    responses={409: {"model": ErrorOut, "description": "Changed since the version you read"}},
+)
+def close_query(
+    query_id: int,
+    body: QueryClose,
+    request: Request,
+    active: Annotated[ActiveSession, api_write("close_query")],
+) -> QueryOut:
+    record = queries.close_query(
+        study_of(request), query_id, body.note, user=active.account.username, version=body.version
+    )
+    return QueryOut.model_validate(record)
+
+
+# --- casebook signatures -----------------------------------------------------------------------
+
+
+@router.get("/v1/subjects/{code}/signatures", response_model=list[SignatureOut])
+def subject_signatures(code: str, request: Request, _active: Reader) -> list[SignatureOut]:
+    """Signatures of the subject's casebook, newest first, each with ``valid``."""
+    return [
+        SignatureOut.model_validate(s) for s in signatures.list_signatures(study_of(request), code)
+    ]
+
+
+@router.post(
+    "/v1/subjects/{code}/signatures",
+    response_model=SignatureOut,
+    status_code=201,
+    responses={422: {"model": ErrorOut, "description": "Entry refused"}},
+)
+def sign_casebook(
+    code: str,
+    body: SignatureCreate,
+    request: Request,
+    active: Annotated[ActiveSession, api_write("sign_casebook")],
+) -> SignatureOut:
+    """Sign the subject's casebook: your password again and the meaning of the signature."""
+    record = signatures.sign_casebook(
+        study_of(request),
+        code,
+        username=active.account.username,
+        password=body.password,
+        meaning=body.meaning,
+    )
+    return SignatureOut.model_validate(record)

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from celltrial.errors import DataError
 from celltrial.safety.events import load_ae_vocabulary
-from celltrial.services import adverse_events, infusions, monitoring
+from celltrial.services import adverse_events, infusions, monitoring, queries, signatures
 from celltrial.services.accounts import (
     ROLES,
     SESSION_LIFETIME,
@@ -23,7 +23,13 @@ from celltrial.services.accounts import (
     sign_out,
 )
 from celltrial.services.audit_trail import read_audit_trail
-from celltrial.services.errors import AccountError, EditConflict, SignInRefused
+from celltrial.services.errors import (
+    AccountError,
+    EditConflict,
+    NotPermitted,
+    SignatureRefused,
+    SignInRefused,
+)
 from celltrial.web.forms import local_input, parse_form
 from celltrial.web.schemas import (
     AdverseEventCreate,
@@ -149,8 +155,10 @@ async def logout(request: Request, active: Reader) -> Response:
 
 @router.get("/")
 def dashboard(request: Request, active: Reader) -> HTMLResponse:
-    view = monitoring.summarize_dashboard(study_of(request))
-    return render(request, "dashboard.html.j2", active, view=view)
+    study = study_of(request)
+    view = monitoring.summarize_dashboard(study)
+    open_queries = queries.list_queries(study, open_only=True)
+    return render(request, "dashboard.html.j2", active, view=view, open_queries=open_queries)
 
 
 @router.get("/subjects/{code}")
@@ -164,6 +172,8 @@ def subject(code: str, request: Request, active: Reader) -> HTMLResponse:
         view=view,
         recorded=infusions.list_infusions(study, code),
         events=adverse_events.list_events(study, code),
+        queries=queries.list_queries(study, subject_code=code),
+        signatures=signatures.list_signatures(study, code),
     )
 
 
@@ -460,3 +470,157 @@ async def create_user(
             error=str(exc),
         )
     return RedirectResponse("/users", status_code=303)
+
+
+# --- queries -----------------------------------------------------------------------------------
+
+
+def _query_form(
+    request: Request,
+    active: ActiveSession,
+    table: str,
+    row_id: int,
+    *,
+    values: dict[str, Any],
+    error: str | None = None,
+    status: int = 200,
+) -> HTMLResponse:
+    code, fields = queries.read_target(study_of(request), table, row_id)
+    return render(
+        request,
+        "query_form.html.j2",
+        active,
+        status=status,
+        code=code,
+        table=table,
+        row_id=row_id,
+        fields=fields,
+        values=values,
+        error=error,
+    )
+
+
+@router.get("/queries/new")
+def new_query(
+    request: Request,
+    active: Annotated[ActiveSession, allowed("raise_query")],
+    table: str,
+    row_id: int,
+    field: str | None = None,
+) -> HTMLResponse:
+    return _query_form(request, active, table, row_id, values={"field": field or ""})
+
+
+@router.post("/queries")
+async def create_query(
+    request: Request, active: Annotated[ActiveSession, allowed("raise_query")]
+) -> Response:
+    values = await checked_form(request, active)
+    table = str(values.get("table") or "")
+    try:
+        row_id = int(str(values.get("row_id") or ""))
+    except ValueError:
+        raise DataError("record: expected a record number") from None
+    try:
+        record = queries.raise_query(
+            study_of(request),
+            table,
+            row_id,
+            str(values.get("field") or ""),
+            str(values.get("question") or ""),
+            user=active.account.username,
+        )
+    except DataError as exc:
+        return _query_form(
+            request, active, table, row_id, values=values, error=str(exc), status=422
+        )
+    return RedirectResponse(f"/subjects/{record.subject_code}#queries", status_code=303)
+
+
+def _version(values: dict[str, object]) -> int | None:
+    text = str(values.get("version") or "").strip()
+    return int(text) if text.isdigit() else None
+
+
+@router.post("/queries/{query_id}/answer")
+async def answer_query(
+    query_id: int, request: Request, active: Annotated[ActiveSession, allowed("answer_query")]
+) -> Response:
+    values = await checked_form(request, active)
+    record = queries.answer_query(
+        study_of(request),
+        query_id,
+        str(values.get("answer") or ""),
+        user=active.account.username,
+        version=_version(values),
+    )
+    return RedirectResponse(f"/subjects/{record.subject_code}#queries", status_code=303)
+
+
+@router.post("/queries/{query_id}/close")
+async def close_query(
+    query_id: int, request: Request, active: Annotated[ActiveSession, allowed("close_query")]
+) -> Response:
+    values = await checked_form(request, active)
+    record = queries.close_query(
+        study_of(request),
+        query_id,
+        str(values.get("note") or ""),
+        user=active.account.username,
+        version=_version(values),
+    )
+    return RedirectResponse(f"/subjects/{record.subject_code}#queries", status_code=303)
+
+
+# --- casebook signature ------------------------------------------------------------------------
+
+
+def _sign_form(
+    request: Request,
+    active: ActiveSession,
+    code: str,
+    *,
+    error: str | None = None,
+    status: int = 200,
+    meaning: str = "",
+) -> HTMLResponse:
+    study = study_of(request)
+    return render(
+        request,
+        "sign_form.html.j2",
+        active,
+        status=status,
+        code=code,
+        view=monitoring.summarize_subject(study, code),
+        current=signatures.current_signature(study, code),
+        meanings=signatures.SIGNATURE_MEANINGS,
+        meaning=meaning,
+        error=error,
+    )
+
+
+@router.get("/subjects/{code}/sign")
+def sign_page(
+    code: str, request: Request, active: Annotated[ActiveSession, allowed("sign_casebook")]
+) -> HTMLResponse:
+    return _sign_form(request, active, code)
+
+
+@router.post("/subjects/{code}/sign")
+async def sign(
+    code: str, request: Request, active: Annotated[ActiveSession, allowed("sign_casebook")]
+) -> Response:
+    values = await checked_form(request, active)
+    meaning = str(values.get("meaning") or "")
+    try:
+        signatures.sign_casebook(
+            study_of(request),
+            code,
+            username=active.account.username,
+            password=str(values.get("password") or ""),
+            meaning=meaning,
+        )
+    except (SignatureRefused, DataError) as exc:
+        status = 403 if isinstance(exc, NotPermitted) else 422
+        return _sign_form(request, active, code, error=str(exc), status=status, meaning=meaning)
+    return RedirectResponse(f"/subjects/{code}#signature", status_code=303)

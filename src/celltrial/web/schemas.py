@@ -173,3 +173,67 @@ class SubjectOut(BaseModel):
 
 class ErrorOut(BaseModel):
     detail: str
+
+
+QueryTable = Literal["observation", "infusion", "adverse_event"]
+
+
+class QueryCreate(_Strict):
+    """A data manager's question about one stored value."""
+
+    table: QueryTable
+    row_id: int = Field(ge=1, lt=2**31)
+    field: str = Field(min_length=1, max_length=64)
+    question: str = Field(min_length=1, max_length=2000)
+
+
+class QueryAnswer(_Strict):
+    answer: str = Field(min_length=1, max_length=2000)
+    version: int | None = Field(default=None, ge=1, description="The version you read.")
+
+
+class QueryClose(_Strict):
+    note: str | None = Field(default=None, max_length=2000)
+    version: int | None = Field(default=None, ge=1, description="The version you read.")
+
+
+class QueryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    subject_code: str
+    table_name: str
+    row_id: int
+    field: str
+    value_text: str | None
+    question: str
+    status: str
+    raised_by: str
+    raised_at: datetime
+    answer: str | None
+    answered_by: str | None
+    answered_at: datetime | None
+    close_note: str | None
+    closed_by: str | None
+    closed_at: datetime | None
+    version: int
+
+
+class SignatureCreate(_Strict):
+    password: str = Field(min_length=1, max_length=1024, description="Your password, again.")
+    meaning: Literal["review", "approval"] = Field(description="What the signature means.")
+
+
+class SignatureOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    subject_code: str
+    signed_by: str
+    signer_name: str
+    signer_role: str
+    meaning: str
+    signed_at: datetime
+    data_sha256: str
+    valid: bool
+    invalidated_by: str | None

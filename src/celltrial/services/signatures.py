@@ -1,0 +1,227 @@
+"""Investigator sign-off of a subject's casebook as an electronic signature.
+
+The investigator re-enters the password and chooses the meaning of the signature; the signature
+records the signer's user name and printed name, the time (UTC) and the meaning, and a SHA-256 of
+the subject's signed data: the subject record, infusions, adverse events, observations, clinical
+status, imaging studies and CT results. A signature stands while those data still hash to the
+same value: any later change (an edit, a new record, an import, a deletion) invalidates it, and the
+page names the first audited change after the signature. Signing again makes a new signature; old
+ones stay in the table and the audit log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from celltrial.errors import DataError
+from celltrial.services.accounts import confirm_password, role_can
+from celltrial.services.errors import SignatureRefused, SignInRefused
+from celltrial.services.infusions import find_subject
+from celltrial.store.database import study_session
+from celltrial.store.models import (
+    AdverseEvent,
+    AuditEvent,
+    Base,
+    CasebookSignature,
+    ClinicalStatus,
+    CtResult,
+    ImagingStudy,
+    Infusion,
+    Observation,
+    Subject,
+)
+from celltrial.study import StudyHandle
+
+#: The meanings an investigator may give a signature (code -> the statement signed).
+SIGNATURE_MEANINGS: dict[str, str] = {
+    "review": (
+        "I have reviewed the data in this casebook and confirm that they are complete, accurate "
+        "and consistent with the source documents."
+    ),
+    "approval": (
+        "As the investigator responsible for this subject, I approve the data in this casebook."
+    ),
+}
+_SKIP = frozenset({"version"})
+
+
+@dataclass(frozen=True)
+class SignatureRecord:
+    id: int
+    subject_code: str
+    signed_by: str
+    signer_name: str
+    signer_role: str
+    meaning: str
+    signed_at: datetime
+    data_sha256: str
+    #: False once the subject's signed data changed after the signature.
+    valid: bool
+    #: The first audited change after the signature (who, when, what, why), if invalid.
+    invalidated_by: str | None = None
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def _rows(session: Session, model: type[Base], condition: Any) -> list[Base]:
+    return list(session.scalars(select(model).where(condition).order_by(model.id)))
+
+
+def _signed_rows(session: Session, subject: Subject) -> dict[str, list[Base]]:
+    imaging = _rows(session, ImagingStudy, ImagingStudy.subject_id == subject.id)
+    ct = (
+        _rows(session, CtResult, CtResult.imaging_study_id.in_([i.id for i in imaging]))
+        if imaging
+        else []
+    )
+    return {
+        "subject": [subject],
+        "infusion": _rows(session, Infusion, Infusion.subject_id == subject.id),
+        "adverse_event": _rows(session, AdverseEvent, AdverseEvent.subject_id == subject.id),
+        "observation": _rows(session, Observation, Observation.subject_id == subject.id),
+        "clinical_status": _rows(session, ClinicalStatus, ClinicalStatus.subject_id == subject.id),
+        "imaging_study": imaging,
+        "ct_result": ct,
+    }
+
+
+def _fingerprint(rows: dict[str, list[Base]]) -> str:
+    digest = hashlib.sha256()
+    for table in sorted(rows):
+        for row in rows[table]:
+            values = {
+                c.key: _json_value(getattr(row, c.key))
+                for c in row.__mapper__.column_attrs
+                if c.key not in _SKIP
+            }
+            digest.update(table.encode())
+            digest.update(json.dumps(values, sort_keys=True, default=str).encode())
+            digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def _first_change_after(
+    session: Session, signature: CasebookSignature, rows: dict[str, list[Base]]
+) -> AuditEvent | None:
+    """The first audited change to one of the subject's records after the signature."""
+    signed_event = session.scalar(
+        select(func.min(AuditEvent.id)).where(
+            AuditEvent.table_name == "casebook_signature",
+            AuditEvent.row_id == str(signature.id),
+        )
+    )
+    clauses = [
+        (AuditEvent.table_name == table) & AuditEvent.row_id.in_([str(r.id) for r in found])
+        for table, found in rows.items()
+        if found
+    ]
+    return session.scalar(
+        select(AuditEvent)
+        .where(AuditEvent.id > (signed_event or 0), or_(*clauses))
+        .order_by(AuditEvent.id)
+        .limit(1)
+    )
+
+
+def _describe(event: AuditEvent | None) -> str:
+    if event is None:
+        return "a record of this subject was added, removed or imported after the signature"
+    fields = ", ".join(sorted((event.after or event.before or {}).keys())[:6])
+    why = f" ({event.reason})" if event.reason else ""
+    return (
+        f"{event.action} of {event.table_name.replace('_', ' ')} {event.row_id} "
+        f"[{fields}] by {event.user} at {event.time:%Y-%m-%d %H:%M} UTC{why}"
+    )
+
+
+def _record(
+    session: Session, signature: CasebookSignature, subject: Subject, rows: dict[str, list[Base]]
+) -> SignatureRecord:
+    # a change reverted later still invalidates: both the hash and the audit log must agree
+    change = _first_change_after(session, signature, rows)
+    valid = change is None and _fingerprint(rows) == signature.data_sha256
+    return SignatureRecord(
+        id=signature.id,
+        subject_code=subject.code,
+        signed_by=signature.signed_by,
+        signer_name=signature.signer_name,
+        signer_role=signature.signer_role,
+        meaning=signature.meaning,
+        signed_at=signature.signed_at,
+        data_sha256=signature.data_sha256,
+        valid=valid,
+        invalidated_by=None if valid else _describe(change),
+    )
+
+
+def sign_casebook(
+    study: StudyHandle,
+    subject_code: str,
+    *,
+    username: str,
+    password: str,
+    meaning: str,
+    now: datetime | None = None,
+) -> SignatureRecord:
+    """Sign the casebook of ``subject_code``: the password again, and the meaning (a key of
+    :data:`SIGNATURE_MEANINGS`). Only an investigator may sign."""
+    if meaning not in SIGNATURE_MEANINGS:
+        raise DataError(f"meaning {meaning!r}: expected one of {', '.join(SIGNATURE_MEANINGS)}")
+    try:
+        account = confirm_password(study.engine, username, password)
+    except SignInRefused as exc:
+        raise SignatureRefused(str(exc)) from None
+    if not role_can(account.role, "sign_casebook"):
+        raise SignatureRefused(f"your role ({account.role}) may not sign a casebook")
+    statement = SIGNATURE_MEANINGS[meaning]
+    with study_session(
+        study.engine, user=username, reason=f"casebook signed: {statement}"
+    ) as session:
+        subject = find_subject(session, study, subject_code)
+        rows = _signed_rows(session, subject)
+        signature = CasebookSignature(
+            subject_id=subject.id,
+            signed_by=account.username,
+            signer_name=account.full_name or account.username,
+            signer_role=account.role,
+            meaning=statement,
+            signed_at=now or datetime.now(UTC),
+            data_sha256=_fingerprint(rows),
+        )
+        session.add(signature)
+        session.flush()
+        return _record(session, signature, subject, rows)
+
+
+def list_signatures(study: StudyHandle, subject_code: str) -> list[SignatureRecord]:
+    """Every signature of the subject's casebook, newest first, each valid or not."""
+    with study_session(study.engine, user="read") as session:
+        subject = find_subject(session, study, subject_code)
+        rows = _signed_rows(session, subject)
+        signatures = session.scalars(
+            select(CasebookSignature)
+            .where(CasebookSignature.subject_id == subject.id)
+            .order_by(CasebookSignature.id.desc())
+        )
+        return [_record(session, s, subject, rows) for s in signatures]
+
+
+def current_signature(study: StudyHandle, subject_code: str) -> SignatureRecord | None:
+    """The newest signature of the subject's casebook (check ``.valid``), or None."""
+    signatures = list_signatures(study, subject_code)
+    return signatures[0] if signatures else None
