@@ -74,3 +74,19 @@ def test_numpy_trees_match_hand_computation():
     scores = model.compute_scores(np.array([[0.2], [0.9]]))
     assert np.allclose(scores, [[0, -1, 0], [0, 2, 0]])
     assert np.allclose(model.compute_probabilities(np.array([[0.9]])).sum(), 1)
+
+
+def test_views_round_trip(tmp_path):
+    from celltrial.imaging.demo import write_demo_scan
+    from celltrial.imaging.overlays import compute_views, load_views, render_view_grid, save_views
+    from celltrial.imaging.scan import measure_scan
+
+    views = compute_views(measure_scan(write_demo_scan(tmp_path / "s.nii.gz", 1.0, seed=4)))
+    loaded = load_views(save_views(views, tmp_path / "views" / "s.npz"))
+    assert loaded.label == views.label
+    assert [v[0] for v in loaded.views] == ["axial", "coronal"]
+    for (_n, a, aspect_a), (_m, b, aspect_b) in zip(views.views, loaded.views, strict=True):
+        assert a.shape == b.shape and aspect_a == aspect_b
+        assert abs(a - b).max() <= 1 / 255 + 1e-6  # stored as 8-bit colour
+    png = render_view_grid([loaded, loaded], tmp_path / "pair.png", titles=["a", "b"], dpi=60)
+    assert png.stat().st_size > 5_000

@@ -97,6 +97,16 @@ def test_ct_command_stores_scans_audited_and_section_shows_them(study, tmp_path,
     context = ReportContext(
         study=handle, frames=frames, overview=summarize_study(handle.protocol, frames)
     )
+    # the overlays come from the views kept at quantification: no scan is segmented again
+    from celltrial.imaging.records import study_views_dir, views_path
+
+    for checksum in stored["checksum"]:
+        assert views_path(study_views_dir(handle.directory), checksum).exists()
+
+    def no_measuring(*_args, **_kwargs):
+        raise AssertionError("the report segmented a scan again")
+
+    monkeypatch.setattr("celltrial.imaging.scan.measure_scan", no_measuring)
     section = build_ct_section(context)
     assert section is not None and section.id == "chest-ct"
     assert "improved" in section.html and "data:image/png;base64," in section.html

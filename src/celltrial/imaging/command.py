@@ -115,6 +115,7 @@ def quantify(
         parse_scan_name,
         parse_scan_time,
         store_ct_results,
+        study_views_dir,
     )
     from celltrial.store.database import current_user
     from celltrial.study import open_study
@@ -151,6 +152,7 @@ def quantify(
                 workers=workers,
                 scheduler=scheduler,
                 on_done=lambda _record: progress.advance(task),
+                views_dir=study_views_dir(study.directory),
             )
         store_ct_results(
             study.engine,

@@ -76,9 +76,11 @@ def write_demo_scan(path: Path | str, factor: float, *, seed: int = 0) -> Path:
 
 
 def _write_and_measure(path: Path, factor: float, seed: int):
-    from celltrial.imaging.records import measure_scan_record
+    from celltrial.imaging.records import measure_scan_record, study_views_dir
 
-    return measure_scan_record(write_demo_scan(path, factor, seed=seed))
+    # the demo scans live in <study>/ct/, so the study directory is two levels up
+    views = study_views_dir(Path(path).parent.parent)
+    return measure_scan_record(write_demo_scan(path, factor, seed=seed), views_dir=views)
 
 
 #: Subjects of a demo cohort that get phantom scans (the first ones): enough to show the CT

@@ -6,6 +6,7 @@ lung outline yellow. Images are shown as a radiologist reads them (patient's rig
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,49 @@ def _views(result: ScanResult) -> list[tuple[str, np.ndarray, float]]:
     return views
 
 
+@dataclass(frozen=True)
+class OverlayViews:
+    """What an overlay shows of one scan: painted slices (name, RGB image, aspect) and a label."""
+
+    views: tuple[tuple[str, np.ndarray, float], ...]
+    label: str  # "lesions 655 mL (14.8 %), score 12/30"
+
+
+def compute_views(result: ScanResult) -> OverlayViews:
+    """The overlay views of a measured scan (axial and coronal slices with most lesion)."""
+    q = result.quantification
+    label = f"lesions {q.lesion_ml:.0f} mL ({q.involvement_pct:.1f} %), score {q.score}/30"
+    return OverlayViews(tuple(_views(result)), label)
+
+
+def save_views(views: OverlayViews, path: Path | str) -> Path:
+    """Keep a scan's overlay views (a few small images) so reports need not segment it again."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        f"image_{i}": np.asarray(image * 255, dtype=np.uint8)
+        for i, (_name, image, _aspect) in enumerate(views.views)
+    }
+    np.savez_compressed(
+        path,
+        names=np.array([name for name, _image, _aspect in views.views]),
+        aspects=np.array([aspect for _name, _image, aspect in views.views], dtype=float),
+        label=np.array(views.label),
+        **arrays,
+    )
+    return path
+
+
+def load_views(path: Path | str) -> OverlayViews:
+    """Overlay views saved by :func:`save_views`."""
+    with np.load(path, allow_pickle=False) as data:
+        views = tuple(
+            (str(name), data[f"image_{i}"].astype(np.float32) / 255, float(aspect))
+            for i, (name, aspect) in enumerate(zip(data["names"], data["aspects"], strict=True))
+        )
+        return OverlayViews(views, str(data["label"]))
+
+
 def render_overlays(
     results: list[ScanResult],
     path: Path | str,
@@ -59,31 +103,32 @@ def render_overlays(
     dpi: int = 110,
 ) -> Path:
     """One PNG with a column per scan (e.g. baseline beside follow-up), axial above coronal."""
+    titles = titles or [Path(r.volume.source).name for r in results]
+    return render_view_grid([compute_views(r) for r in results], path, titles=titles, dpi=dpi)
+
+
+def render_view_grid(
+    scans: list[OverlayViews], path: Path | str, *, titles: list[str], dpi: int = 110
+) -> Path:
+    """The overlay PNG from views already computed (one column per scan)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    views = [_views(r) for r in results]
-    n_rows = max(len(v) for v in views)
+    n_rows = max(len(s.views) for s in scans)
     fig, axes = plt.subplots(
-        n_rows, len(results), figsize=(4.2 * len(results), 4.2 * n_rows), squeeze=False
+        n_rows, len(scans), figsize=(4.2 * len(scans), 4.2 * n_rows), squeeze=False
     )
-    for col, (result, scan_views) in enumerate(zip(results, views, strict=True)):
+    for col, (scan, title) in enumerate(zip(scans, titles, strict=True)):
         for row in range(n_rows):
             ax = axes[row][col]
             ax.axis("off")
-            if row < len(scan_views):
-                name, image, aspect = scan_views[row]
+            if row < len(scan.views):
+                name, image, aspect = scan.views[row]
                 ax.imshow(image, aspect=aspect, interpolation="nearest")
-                q = result.quantification
-                title = titles[col] if titles else Path(result.volume.source).name
-                ax.set_title(
-                    f"{title} — {name}\nlesions {q.lesion_ml:.0f} mL ({q.involvement_pct:.1f} %), "
-                    f"score {q.score}/30",
-                    fontsize=8,
-                )
+                ax.set_title(f"{title} — {name}\n{scan.label}", fontsize=8)
                 ax.text(2, 10, "R", color="white", fontsize=9, va="top")
     handles = [
         Patch(color=COLOURS["ground_glass"], label="ground-glass"),
@@ -98,4 +143,13 @@ def render_overlays(
     return path
 
 
-__all__ = ["COLOURS", "compute_overlay", "render_overlays"]
+__all__ = [
+    "COLOURS",
+    "OverlayViews",
+    "compute_overlay",
+    "compute_views",
+    "load_views",
+    "render_overlays",
+    "render_view_grid",
+    "save_views",
+]

@@ -38,13 +38,24 @@ class ScanRecord:
 
 
 def measure_scan_record(
-    path: str | Path, *, method: str = "auto", window: tuple[float, float] | None = None
+    path: str | Path,
+    *,
+    method: str = "auto",
+    window: tuple[float, float] | None = None,
+    views_dir: str | Path | None = None,
 ) -> ScanRecord:
-    """Read, segment and quantify one scan; the numbers only (for worker processes)."""
+    """Read, segment and quantify one scan; the numbers only (for worker processes).
+
+    With ``views_dir``, the scan's overlay views are kept there as ``<checksum>.npz`` so that a
+    report shows the overlay without segmenting the scan again."""
     from celltrial.imaging.scan import measure_scan
 
     result = measure_scan(path, method=method, window=window)
     volume = result.volume
+    if views_dir is not None:
+        from celltrial.imaging.overlays import compute_views, save_views
+
+        save_views(compute_views(result), views_path(views_dir, volume.checksum))
     return ScanRecord(
         path=str(Path(path).resolve()),
         checksum=volume.checksum,
@@ -52,6 +63,16 @@ def measure_scan_record(
         result=result.quantification.to_dict(),
         notes=tuple(result.quantification.caveats),
     )
+
+
+def study_views_dir(directory: str | Path) -> Path:
+    """Where a study keeps the overlay views of its quantified scans."""
+    return Path(directory) / "ct" / "views"
+
+
+def views_path(views_dir: str | Path, checksum: str) -> Path:
+    """Where the overlay views of the scan with ``checksum`` are kept."""
+    return Path(views_dir) / f"{checksum}.npz"
 
 
 def measure_scans(
@@ -62,6 +83,7 @@ def measure_scans(
     workers: int | None = None,
     scheduler: str | None = None,
     on_done: Callable[[ScanRecord], None] = lambda _record: None,
+    views_dir: str | Path | None = None,
 ) -> list[ScanRecord]:
     """Quantify ``paths`` in parallel; records in the order of ``paths``.
 
@@ -72,7 +94,7 @@ def measure_scans(
     paths = [str(p) for p in paths]
     records: dict[int, ScanRecord] = {}
     errors: dict[int, str] = {}
-    options = {"method": method, "window": window}
+    options = {"method": method, "window": window, "views_dir": views_dir}
     if scheduler:
         try:
             from dask.distributed import Client

@@ -119,9 +119,17 @@ def _day(value) -> str:
 
 def _overlays(results: pd.DataFrame, context) -> list[Markup]:
     """Baseline beside last follow-up of up to MAX_OVERLAYS subjects whose files are at hand."""
-    from celltrial.imaging.overlays import render_overlays
+    from celltrial.imaging.overlays import compute_views, load_views, render_view_grid
+    from celltrial.imaging.records import study_views_dir, views_path
     from celltrial.imaging.scan import measure_scan
     from celltrial.report.figures import render_png
+
+    kept = study_views_dir(context.study.directory)
+
+    def views_of(scan: pd.Series):
+        """Views kept when the scan was quantified; else measure it again (slow)."""
+        saved = views_path(kept, str(scan["checksum"]))
+        return load_views(saved) if saved.exists() else compute_views(measure_scan(scan["path"]))
 
     out: list[Markup] = []
     shown = 0
@@ -132,10 +140,9 @@ def _overlays(results: pd.DataFrame, context) -> list[Markup]:
         paths = [Path(str(p)) for p in (first["path"], last["path"])]
         if not all(p.exists() for p in paths):
             continue
-        measured = [measure_scan(p) for p in paths]
         with tempfile.TemporaryDirectory() as folder:
-            png = render_overlays(
-                measured,
+            png = render_view_grid(
+                [views_of(first), views_of(last)],
                 Path(folder) / "pair.png",
                 titles=[f"day {_day(first['study_day'])}", f"day {_day(last['study_day'])}"],
                 dpi=OVERLAY_DPI,
