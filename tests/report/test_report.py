@@ -126,6 +126,9 @@ def test_pdf_renders_to_non_blank_pages(demo, tmp_path):
         pixels = _read_pgm(page)
         assert pixels.std() > 3, f"{page.name} looks blank"
         ink.append((pixels < 128).mean())
+        # the right margin stays empty: nothing runs off the page
+        margin = pixels[:, int(pixels.shape[1] * 0.97) :]
+        assert (margin < 200).mean() < 0.001, f"{page.name}: content cut off at the right edge"
     assert min(ink) > 0.001  # every page carries text (a table's last rows at least)
     assert np.mean(ink) > 0.01
 
