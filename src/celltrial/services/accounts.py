@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Engine, delete, func, select
+from sqlalchemy.orm import Session
 
 from celltrial.services.errors import AccountError, SignInRefused
 from celltrial.store.database import study_session
@@ -201,23 +202,7 @@ def sign_in(
         if locked or not user.active:
             raise SignInRefused(SIGN_IN_REFUSED)
         if not _verify(user.password_hash, password):
-            user.failed_logins += 1
-            if user.failed_logins >= MAX_FAILED_SIGN_INS:
-                user.locked_until = now + LOCKOUT
-                user.failed_logins = 0
-                session.add(
-                    AuditEvent(
-                        time=now,
-                        user=user.username,
-                        action="lock",
-                        table_name="app_user",
-                        row_id=str(user.id),
-                        before=None,
-                        after={"locked_until": user.locked_until.isoformat()},
-                        reason=f"{MAX_FAILED_SIGN_INS} failed sign-ins",
-                    )
-                )
-            session.commit()
+            _count_failure(session, user, now, what="sign-ins")
             raise SignInRefused(SIGN_IN_REFUSED)
         if _hasher.check_needs_rehash(user.password_hash):
             user.password_hash = _hasher.hash(password)
@@ -260,26 +245,32 @@ def confirm_password(
         if user.locked_until is not None and user.locked_until > now:
             raise refused
         if not _verify(user.password_hash, password):
-            user.failed_logins += 1
-            if user.failed_logins >= MAX_FAILED_SIGN_INS:
-                user.locked_until = now + LOCKOUT
-                user.failed_logins = 0
-                s.add(
-                    AuditEvent(
-                        time=now,
-                        user=user.username,
-                        action="lock",
-                        table_name="app_user",
-                        row_id=str(user.id),
-                        before=None,
-                        after={"locked_until": user.locked_until.isoformat()},
-                        reason=f"{MAX_FAILED_SIGN_INS} failed password confirmations",
-                    )
-                )
-            s.commit()
+            _count_failure(s, user, now, what="password confirmations")
             raise refused
         user.failed_logins = 0
         return _account(user)
+
+
+def _count_failure(session: Session, user: AppUser, now: datetime, *, what: str) -> None:
+    """Count a wrong password; lock the account (audited) at the limit. Committed at once, so
+    the count survives the refusal that follows."""
+    user.failed_logins += 1
+    if user.failed_logins >= MAX_FAILED_SIGN_INS:
+        user.locked_until = now + LOCKOUT
+        user.failed_logins = 0
+        session.add(
+            AuditEvent(
+                time=now,
+                user=user.username,
+                action="lock",
+                table_name="app_user",
+                row_id=str(user.id),
+                before=None,
+                after={"locked_until": user.locked_until.isoformat()},
+                reason=f"{MAX_FAILED_SIGN_INS} failed {what}",
+            )
+        )
+    session.commit()
 
 
 def _verify(password_hash: str, password: str) -> bool:
