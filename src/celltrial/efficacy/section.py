@@ -97,6 +97,7 @@ def render_efficacy_html(
                 "log axis for log-normal markers.",
                 counter=figures,
                 dpi=FIGURE_DPI,
+                tight=False,  # fixed margins
             )
         )
         parts.append(_visit_table(analysis, tables))

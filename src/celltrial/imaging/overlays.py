@@ -107,6 +107,10 @@ def render_overlays(
     return render_view_grid([compute_views(r) for r in results], path, titles=titles, dpi=dpi)
 
 
+#: Overlay grid geometry in inches: one cell per view, its title band, the legend band below.
+CELL_IN, TITLE_IN, CELL_PAD_IN, LEGEND_IN = 4.2, 0.42, 0.06, 0.35
+
+
 def render_view_grid(
     scans: list[OverlayViews], path: Path | str, *, titles: list[str], dpi: int = 110
 ) -> Path:
@@ -118,17 +122,37 @@ def render_view_grid(
     from matplotlib.patches import Patch
 
     n_rows = max(len(s.views) for s in scans)
-    fig, axes = plt.subplots(
-        n_rows, len(scans), figsize=(4.2 * len(scans), 4.2 * n_rows), squeeze=False
-    )
+    # a fixed grid in inches (cells of CELL_IN with a title band, a legend band at the foot):
+    # images need no layout engine, and measuring tick labels that are never drawn is the slow
+    # part of matplotlib's automatic layouts
+    width, height = CELL_IN * len(scans), CELL_IN * n_rows + LEGEND_IN
+    fig = plt.figure(figsize=(width, height))
     for col, (scan, title) in enumerate(zip(scans, titles, strict=True)):
         for row in range(n_rows):
-            ax = axes[row][col]
+            left = (col * CELL_IN + CELL_PAD_IN) / width
+            bottom = (LEGEND_IN + (n_rows - 1 - row) * CELL_IN + CELL_PAD_IN) / height
+            ax = fig.add_axes(
+                (
+                    left,
+                    bottom,
+                    (CELL_IN - 2 * CELL_PAD_IN) / width,
+                    (CELL_IN - TITLE_IN - CELL_PAD_IN) / height,
+                )
+            )
             ax.axis("off")
+            ax.set_anchor("N")  # the image sits right under its title
             if row < len(scan.views):
                 name, image, aspect = scan.views[row]
                 ax.imshow(image, aspect=aspect, interpolation="nearest")
-                ax.set_title(f"{title} — {name}\n{scan.label}", fontsize=8)
+                # figure text, not an axes title: placing a title measures the hidden axes
+                fig.text(
+                    (col + 0.5) * CELL_IN / width,
+                    (LEGEND_IN + (n_rows - row) * CELL_IN - CELL_PAD_IN) / height,
+                    f"{title} — {name}\n{scan.label}",
+                    fontsize=8,
+                    ha="center",
+                    va="top",
+                )
                 ax.text(2, 10, "R", color="white", fontsize=9, va="top")
     handles = [
         Patch(color=COLOURS["ground_glass"], label="ground-glass"),
@@ -136,7 +160,6 @@ def render_view_grid(
         Patch(color=COLOURS["outline"], label="lung outline"),
     ]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
     path = Path(path)
     fig.savefig(path, dpi=dpi)
     plt.close(fig)

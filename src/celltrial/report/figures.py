@@ -19,18 +19,29 @@ from celltrial.report.tables import TableCounter
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 
 
-def figure_png(figure: Figure, *, dpi: int = 150) -> bytes:
-    """The figure as PNG bytes."""
+def figure_png(figure: Figure, *, dpi: int = 150, tight: bool | None = None) -> bytes:
+    """The figure as PNG bytes, cropped to its content (``tight``) unless it has a layout.
+
+    A figure with a layout engine (constrained) or with fixed margins (``tight=False``) already
+    fits its content; a tight bounding box would draw it twice.
+    """
     buffer = io.BytesIO()
-    # layout engines (constrained) already fit the content; a tight bbox would render twice
-    tight = figure.get_layout_engine() is None
+    if tight is None:
+        tight = figure.get_layout_engine() is None
     figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
     return buffer.getvalue()
 
 
-def render_figure(figure: Figure, *, caption: str, counter: TableCounter, dpi: int = 150) -> Markup:
+def render_figure(
+    figure: Figure,
+    *,
+    caption: str,
+    counter: TableCounter,
+    dpi: int = 150,
+    tight: bool | None = None,
+) -> Markup:
     """A numbered ``<figure>`` with the PNG inline as a data URI (no external file needed)."""
-    return render_png(figure_png(figure, dpi=dpi), caption=caption, counter=counter)
+    return render_png(figure_png(figure, dpi=dpi, tight=tight), caption=caption, counter=counter)
 
 
 def render_png(png: bytes, *, caption: str, counter: TableCounter) -> Markup:

@@ -21,6 +21,9 @@ PANELS = (
     ("Immune cells", (("LYM", 2), ("NEUT", 4)), True),
 )
 PROFILE_DPI = 72
+#: Profile figure size and its margins (left, right, top, bottom) in inches.
+PROFILE_SIZE_IN = (8.0, 7.2)
+PROFILE_MARGINS_IN = (0.75, 0.75, 0.3, 0.5)
 #: Largest number of subjects given a profile page (the rest are listed in the text).
 MAX_PROFILES = 100
 
@@ -83,7 +86,7 @@ def _profile_png(job: tuple) -> bytes:
     figure = render_subject_profile(
         code, observations, status, infusions, events, follow_up_days=follow_up_days
     )
-    return figure_png(figure, dpi=PROFILE_DPI)
+    return figure_png(figure, dpi=PROFILE_DPI, tight=False)
 
 
 def _render_all(jobs: list[tuple]) -> list[bytes]:
@@ -106,8 +109,23 @@ def render_subject_profile(
     follow_up_days: int,
 ) -> Figure:
     """A four-row figure: WHO scale and SpO2/FiO2, then the marker panels, sharing study days."""
-    figure = Figure(figsize=(8.0, 7.2), layout="constrained")
-    axes = figure.subplots(len(PANELS) + 1, 1, sharex=True)
+    width, height = PROFILE_SIZE_IN
+    figure = Figure(figsize=PROFILE_SIZE_IN)
+    # fixed margins (inches) for the tick and axis labels: an automatic layout engine measures
+    # every tick label of every panel and costs more than drawing the figure
+    left, right, top, bottom = PROFILE_MARGINS_IN
+    axes = figure.subplots(
+        len(PANELS) + 1,
+        1,
+        sharex=True,
+        gridspec_kw={
+            "left": left / width,
+            "right": 1 - right / width,
+            "top": 1 - top / height,
+            "bottom": bottom / height,
+            "hspace": 0.12,
+        },
+    )
     infusion_days = _days(infusions, "study_day")
     status_axis = axes[0]
     if len(clinical_status):
