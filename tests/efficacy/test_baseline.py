@@ -129,3 +129,14 @@ def test_duplicate_index_labels_are_harmless() -> None:
     )
     assert list(result["is_baseline"]) == [False, True, False]
     assert result["change"].iloc[2] == -3.0 - 2.0
+
+
+def test_no_infusion_given_yet_means_no_baseline() -> None:
+    """Screening labs imported before any infusion: no baseline, no change, no crash."""
+    frame = observations([{"time": T0, "value": 3.0}])
+    none_yet = pd.Series([], dtype="datetime64[ns, UTC]")
+    result = derive_change_from_baseline(
+        derive_baseline(frame, first_infusion=none_yet, window_days=WINDOW)
+    )
+    assert not result["is_baseline"].any() and result["baseline"].isna().all()
+    assert result["baseline_time"].isna().all()

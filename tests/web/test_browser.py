@@ -188,3 +188,83 @@ def test_raise_and_answer_a_query_then_sign_the_casebook(server, shots):
             assert width <= 390, f"{name} is {width} px wide at 390 px"
             page.screenshot(path=shots / f"{name}-390.png", full_page=True)
         browser.close()
+
+
+def test_import_a_lab_file_then_build_and_download_the_report(server, shots, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    base, study = server
+    zone = study.protocol.study.zone
+    labs = tmp_path / "hospital-labs.csv"
+    labs.write_text(
+        "subject_id,time,test,value,unit\n"
+        f"S001,{_local(9, zone).replace('T', ' ')},CRP,48,mg/L\n"
+        f"S002,{_local(2, zone).replace('T', ' ')},Lymphocyte count,0.62,10^9/L\n"
+        f"S001,{_local(8, zone).replace('T', ' ')},IL-6,pending,pg/mL\n",  # a text result: warning
+        encoding="utf-8",
+    )
+
+    def fits(page, name: str) -> None:
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{name} is {width} px wide at 390 px"
+
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+        _sign_in(page, base, "data-manager", "/imports")
+        page.screenshot(path=shots / "imports-1280.png", full_page=True)
+        page.set_input_files("input[name=file]", str(labs))
+        page.click("#upload button[type=submit]")
+        page.wait_for_load_state()
+        assert "/imports/" in page.url, page.locator("main").inner_text()
+        summary = page.locator("#summary").inner_text()
+        assert "No errors" in summary and "3 in the file: 2 to be stored" in summary
+        report = page.locator("#report").inner_text()
+        assert "text result" in report and "pending" in report
+        page.screenshot(path=shots / "import-review-1280.png", full_page=True)
+        page.set_viewport_size({"width": 390, "height": 844})
+        fits(page, "import review")
+        page.screenshot(path=shots / "import-review-390.png", full_page=True)
+        page.set_viewport_size({"width": 1280, "height": 900})
+
+        page.click("#summary button:text('Confirm import')")
+        page.wait_for_url("**/imports/batches/*")
+        notice = page.locator("[role=status]").inner_text()
+        assert "2 new" in notice and "hospital-labs.csv" in notice
+        page.screenshot(path=shots / "import-batch-1280.png", full_page=True)
+        page.set_viewport_size({"width": 390, "height": 844})
+        fits(page, "import batch")
+        page.screenshot(path=shots / "import-batch-390.png", full_page=True)
+        page.set_viewport_size({"width": 1280, "height": 900})
+        page.goto(f"{base}/imports")
+        assert "hospital-labs.csv" in page.locator("#batches").inner_text()
+        page.screenshot(path=shots / "imports-history-1280.png", full_page=True)
+        page.set_viewport_size({"width": 390, "height": 844})
+        fits(page, "imports")
+        page.screenshot(path=shots / "imports-390.png", full_page=True)
+
+        page.set_viewport_size({"width": 1280, "height": 900})
+        _sign_in(page, base, "statistician", "/reports")
+        page.click("#build button[type=submit]")
+        page.wait_for_url(f"{base}/reports")
+        assert "building" in page.locator("#report-state").inner_text()
+        page.screenshot(path=shots / "report-building-1280.png", full_page=True)
+        deadline = time.monotonic() + 180
+        while "building" in page.locator("#report-state").inner_text():  # the page refreshes
+            assert time.monotonic() < deadline, "the report was not built in 3 minutes"
+            page.wait_for_timeout(1000)
+            page.wait_for_load_state()
+        assert "ready" in page.locator("#report-state").inner_text(), page.inner_text("main")
+        page.screenshot(path=shots / "report-ready-1280.png", full_page=True)
+        with page.expect_download() as html_download:
+            page.click("text=Download HTML")
+        html = Path(html_download.value.path()).read_text(encoding="utf-8")
+        assert html.lstrip().lower().startswith("<!doctype html") and "hospital-labs.csv" in html
+        if page.locator("text=Download PDF").count():
+            with page.expect_download() as pdf_download:
+                page.click("text=Download PDF")
+            assert Path(pdf_download.value.path()).read_bytes().startswith(b"%PDF")
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.goto(f"{base}/reports")
+        fits(page, "report")
+        page.screenshot(path=shots / "report-390.png", full_page=True)
+        browser.close()

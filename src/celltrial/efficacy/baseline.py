@@ -34,7 +34,8 @@ def derive_baseline(
         raise CelltrialError(f"window_days must be a positive number of days, got {window_days!r}")
 
     out = observations.copy()
-    first = out["subject_id"].map(first_infusion)
+    # reindex, not map: map fails on an empty datetime Series (no infusion given yet)
+    first = pd.Series(first_infusion.reindex(out["subject_id"]).array, index=out.index)
     start = first - pd.Timedelta(days=window)
     candidate = out["value"].notna() & (out["time"] < first) & (out["time"] >= start)
     chosen = (
@@ -52,7 +53,7 @@ def derive_baseline(
     keys = pd.MultiIndex.from_frame(out[["subject_id", "test"]])
     lookup = base.set_index(["subject_id", "test"])
     out["baseline"] = lookup["baseline"].reindex(keys).to_numpy()
-    out["baseline_time"] = lookup["baseline_time"].reindex(keys).to_numpy()
+    out["baseline_time"] = lookup["baseline_time"].reindex(keys).array
     out["is_baseline"] = is_baseline
     return out
 

@@ -10,7 +10,7 @@ status at day 28.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib.resources import files
 from types import MappingProxyType
@@ -56,6 +56,8 @@ class WhoScaleRules:
     pf_below: float
     sf_below: float
     rules: tuple[WhoRule, ...]
+    #: Score -> what it means (the scale's own wording), for forms and listings.
+    levels: Mapping[int, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @cache
@@ -91,6 +93,7 @@ def load_who_scale_rules() -> WhoScaleRules:
         pf_below=float(severe["pf_below"]),
         sf_below=float(severe["sf_below"]),
         rules=tuple(rules),
+        levels=MappingProxyType({int(k): str(v) for k, v in data.get("scale", {}).items()}),
     )
 
 

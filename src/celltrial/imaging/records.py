@@ -16,10 +16,13 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from celltrial.imaging.io import ImagingError
+
+if TYPE_CHECKING:
+    from celltrial.imaging.overlays import OverlayViews
 
 #: ``<subject>_<YYYY-MM-DD>`` (optionally ``T<HHMM>``) at the start of a scan's file name.
 SCAN_NAME = re.compile(r"^(?P<subject>.+?)_(?P<date>\d{4}-\d{2}-\d{2})(?:T(?P<hhmm>\d{4}))?")
@@ -73,6 +76,22 @@ def study_views_dir(directory: str | Path) -> Path:
 def views_path(views_dir: str | Path, checksum: str) -> Path:
     """Where the overlay views of the scan with ``checksum`` are kept."""
     return Path(views_dir) / f"{checksum}.npz"
+
+
+def read_scan_views(
+    views_dir: str | Path, checksum: str | None, path: str | Path | None
+) -> OverlayViews | None:
+    """The overlay views of a quantified scan: those kept when it was quantified, else the scan
+    measured again from its file (slow); None when neither is at hand."""
+    from celltrial.imaging.overlays import compute_views, load_views
+    from celltrial.imaging.scan import measure_scan
+
+    saved = views_path(views_dir, checksum) if checksum else None
+    if saved is not None and saved.exists():
+        return load_views(saved)
+    if path is None or not Path(path).exists():
+        return None
+    return compute_views(measure_scan(path))
 
 
 def measure_scans(
@@ -263,5 +282,6 @@ __all__ = [
     "measure_scans",
     "parse_scan_name",
     "parse_scan_time",
+    "read_scan_views",
     "store_ct_results",
 ]

@@ -119,17 +119,15 @@ def _day(value) -> str:
 
 def _overlays(results: pd.DataFrame, context) -> list[Markup]:
     """Baseline beside last follow-up of up to MAX_OVERLAYS subjects whose files are at hand."""
-    from celltrial.imaging.overlays import compute_views, load_views, render_view_grid
-    from celltrial.imaging.records import study_views_dir, views_path
-    from celltrial.imaging.scan import measure_scan
+    from celltrial.imaging.overlays import render_view_grid
+    from celltrial.imaging.records import read_scan_views, study_views_dir
     from celltrial.report.figures import render_png
 
     kept = study_views_dir(context.study.directory)
 
     def views_of(scan: pd.Series):
         """Views kept when the scan was quantified; else measure it again (slow)."""
-        saved = views_path(kept, str(scan["checksum"]))
-        return load_views(saved) if saved.exists() else compute_views(measure_scan(scan["path"]))
+        return read_scan_views(kept, str(scan["checksum"]), scan["path"])
 
     out: list[Markup] = []
     shown = 0

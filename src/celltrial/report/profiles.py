@@ -171,9 +171,11 @@ def render_subject_profile(
         for day in infusion_days:
             axis.axvline(day, color="#555", linestyle="--", linewidth=0.8)
         axis.grid(alpha=0.25)
-    if len(adverse_events):
-        days = _days(adverse_events, "onset_day")
-        grades = adverse_events["grade"].tolist()
+    # an AE without a study day (no infusion yet: no day 0) has no place on the day axis
+    placed = adverse_events[adverse_events["onset_day"].notna()] if len(adverse_events) else []
+    if len(placed):
+        days = _days(placed, "onset_day")
+        grades = placed["grade"].tolist()
         status_axis.scatter(days, [10] * len(days), marker="v", color=PALETTE[3], zorder=5)
         for day, grade in zip(days, grades, strict=True):
             label = "AE" if pd.isna(grade) else f"G{int(grade)}"

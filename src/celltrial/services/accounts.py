@@ -42,6 +42,11 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "read_study": _ALL,
     "enter_infusion": frozenset({"investigator", "coordinator"}),
     "enter_adverse_event": frozenset({"investigator", "coordinator"}),
+    "enter_vital_signs": frozenset({"investigator", "coordinator"}),
+    "enter_clinical_status": frozenset({"investigator", "coordinator"}),
+    #: product lots and their release results: the data manager keeps the lot register (from
+    #: the manufacturer's certificates), the administrator sets the study up
+    "manage_lots": frozenset({"data_manager", "admin"}),
     "edit_data": frozenset({"investigator", "coordinator"}),
     "read_audit": frozenset({"investigator", "coordinator", "data_manager", "monitor", "admin"}),
     "manage_users": frozenset({"admin"}),
@@ -49,6 +54,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "answer_query": frozenset({"investigator", "coordinator"}),
     "close_query": frozenset({"data_manager"}),
     "sign_casebook": frozenset({"investigator"}),
+    "import_data": frozenset({"data_manager", "coordinator", "admin"}),
+    "read_report": frozenset({"statistician", "investigator", "monitor", "admin"}),
+    "build_report": frozenset({"statistician", "investigator", "admin"}),
 }
 
 MAX_FAILED_SIGN_INS = 5

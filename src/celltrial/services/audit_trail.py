@@ -17,6 +17,7 @@ from celltrial.store.models import (
     ClinicalStatus,
     DataQuery,
     Infusion,
+    Observation,
     ProductLot,
     Subject,
 )
@@ -28,6 +29,7 @@ TRAIL_TABLES = {
     "product_lot": ProductLot,
     "infusion": Infusion,
     "adverse_event": AdverseEvent,
+    "observation": Observation,
     "clinical_status": ClinicalStatus,
     "data_query": DataQuery,
     "casebook_signature": CasebookSignature,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 
 from celltrial.errors import DataError
+from celltrial.protocol.model import ReleaseCriteria
+from celltrial.protocol.release import check_lot_release
 from celltrial.store.database import study_session
 from celltrial.store.models import ProductLot, Site, Subject
 from celltrial.study import StudyHandle
@@ -42,6 +45,9 @@ class NewLot:
 
 
 RELEASE_STATUSES = ("quarantine", "released", "rejected")
+#: Results a lot's sterility and mycoplasma tests may have.
+STERILITY_RESULTS = ("no growth", "growth", "pending")
+MYCOPLASMA_RESULTS = ("negative", "positive", "pending")
 
 
 def enrol_subject(study: StudyHandle, subject: NewSubject, *, user: str) -> int:
@@ -78,15 +84,59 @@ def enrol_subject(study: StudyHandle, subject: NewSubject, *, user: str) -> int:
         return row.id
 
 
-def record_lot(study: StudyHandle, lot: NewLot, *, user: str) -> int:
-    """Add a product lot with its release results (audited insert); returns its database id."""
-    code = lot.code.strip()
-    if not code:
-        raise DataError("lot code: required")
+def release_results(lot: Any) -> dict[str, Any]:
+    """The results of ``lot`` (a :class:`NewLot` or a stored lot) that
+    :func:`~celltrial.protocol.release.check_lot_release` checks."""
+    return {
+        "viability_pct": lot.viability_pct,
+        "markers_pct": lot.markers_pct,
+        "sterility": lot.sterility,
+        "mycoplasma": lot.mycoplasma,
+    }
+
+
+def check_lot(lot: NewLot, criteria: ReleaseCriteria) -> None:
+    """:class:`DataError` listing every problem of ``lot``: bad values, and a lot marked released
+    that does not meet the protocol's release criteria (it could be infused)."""
+    problems: list[str] = []
+    if not lot.code.strip():
+        problems.append("lot code: required")
+    elif len(lot.code.strip()) > 64:
+        problems.append("lot code: at most 64 characters")
     if lot.release_status not in RELEASE_STATUSES:
-        raise DataError(
+        problems.append(
             f"release status {lot.release_status!r}: expected one of {', '.join(RELEASE_STATUSES)}"
         )
+    if lot.viability_pct is not None and not 0 <= lot.viability_pct <= 100:
+        problems.append(f"viability: {lot.viability_pct:g} % — expected 0–100 %")
+    for marker, pct in (lot.markers_pct or {}).items():
+        if not 0 <= pct <= 100:
+            problems.append(f"{marker}: {pct:g} % — expected 0–100 %")
+    if lot.sterility is not None and lot.sterility not in STERILITY_RESULTS:
+        problems.append(f"sterility {lot.sterility!r}: expected {', '.join(STERILITY_RESULTS)}")
+    if lot.mycoplasma is not None and lot.mycoplasma not in MYCOPLASMA_RESULTS:
+        problems.append(f"mycoplasma {lot.mycoplasma!r}: expected {', '.join(MYCOPLASMA_RESULTS)}")
+    if lot.endotoxin_eu_per_ml is not None and not lot.endotoxin_eu_per_ml >= 0:
+        problems.append("endotoxin: expected EU/mL of 0 or more")
+    if lot.total_cells is not None and not lot.total_cells > 0:
+        problems.append("total cells: expected a positive number")
+    if lot.manufactured_at and lot.expires_at and lot.expires_at <= lot.manufactured_at:
+        problems.append("expiry: not after the manufacturing time")
+    if lot.release_status == "released" and not problems:
+        failures = check_lot_release(release_results(lot), criteria)
+        if failures:
+            problems.append(
+                "release status: the lot cannot be released, it does not meet the release "
+                "criteria: " + "; ".join(failures)
+            )
+    if problems:
+        raise DataError(f"lot {lot.code.strip() or '(no code)'}: " + "; ".join(problems))
+
+
+def record_lot(study: StudyHandle, lot: NewLot, *, user: str) -> int:
+    """Add a product lot with its release results (audited insert); returns its database id."""
+    check_lot(lot, study.protocol.product.release)
+    code = lot.code.strip()
     with study_session(study.engine, user=user, reason="product lot recorded") as session:
         exists = session.scalar(
             select(ProductLot.id).where(

@@ -12,11 +12,12 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
 from celltrial.errors import DataError
 from celltrial.protocol.release import check_lot_release
+from celltrial.services.casebook import release_results
 from celltrial.services.editing import apply_changes, check_reason, check_version
 from celltrial.services.errors import BedsideCheckFailed, EditConflict, NotFound
 from celltrial.store.database import study_session
@@ -120,15 +121,7 @@ def check_bedside(
             problems.append(
                 f"lot {lot.code} is not released (status: {lot.release_status}): do not infuse"
             )
-        failures = check_lot_release(
-            {
-                "viability_pct": lot.viability_pct,
-                "markers_pct": lot.markers_pct,
-                "sterility": lot.sterility,
-                "mycoplasma": lot.mycoplasma,
-            },
-            study.protocol.product.release,
-        )
+        failures = check_lot_release(release_results(lot), study.protocol.product.release)
         if failures:
             problems.append(f"lot {lot.code} fails the release criteria: {'; '.join(failures)}")
         if lot.expires_at is not None and lot.expires_at < entry.started_at:
@@ -266,7 +259,10 @@ def list_infusions(study: StudyHandle, subject_code: str) -> list[InfusionRecord
     with study_session(study.engine, user="read") as session:
         subject = find_subject(session, study, subject_code)
         rows = session.scalars(
-            select(Infusion).where(Infusion.subject_id == subject.id).order_by(Infusion.number)
+            select(Infusion)
+            .where(Infusion.subject_id == subject.id)
+            .options(joinedload(Infusion.lot))  # the lot code of each, in the same query
+            .order_by(Infusion.number)
         )
         return [_record(r, subject.code) for r in rows]
 

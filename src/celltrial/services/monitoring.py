@@ -3,14 +3,19 @@
 The analyses behind them (schedule status, deviations, safety) are the ones the CLI and the
 report use. They are computed once per change of the study data: the audit log grows with every
 change, so its newest id (with the minute, since statuses such as *due* move with the clock) keys
-a small cache.
+a small cache. Within a minute only the tables changed since are read again (a query or a
+signature changes nothing here); each minute everything is. The web app brings the cache up to
+date after each write before acknowledging it, so reads after a write do not wait for the
+analyses; the dashboard, each subject's view and each subject's figure (kept while the subject's
+own data are unchanged) are made once per state.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +25,10 @@ from sqlalchemy import func, select
 from celltrial.overview import StudyOverview, summarize_study
 from celltrial.safety.analysis import analyse_safety
 from celltrial.safety.tables import SafetySummary
+from celltrial.services.clinical_status import summarize_status_days
 from celltrial.services.errors import NotFound
+from celltrial.services.vital_signs import summarize_vital_days
+from celltrial.store import frames as store_frames
 from celltrial.store.models import AuditEvent
 from celltrial.study import StudyFrames, StudyHandle, read_study_frames
 
@@ -63,8 +71,17 @@ class SubjectView:
     has_observations: bool
 
 
+#: Sorts timeline items without a time after those with one.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _cache: dict[str, StudyState] = {}
 _lock = threading.Lock()
+#: Views built from a state, kept while that state is current: study URL (and subject code) ->
+#: (the state they were built from, the view).
+_dashboards: dict[str, tuple[StudyState, Dashboard]] = {}
+_subject_views: dict[tuple[str, str], tuple[StudyState, SubjectView]] = {}
+#: Profile figures by study URL and subject code: (state, digest of the subject's data, PNG). A
+#: change to another subject's data leaves a figure's digest, and so the figure, as it was.
+_figures: dict[tuple[str, str], tuple[StudyState, str, bytes]] = {}
 
 
 def data_revision(study: StudyHandle) -> tuple[int, str]:
@@ -76,11 +93,28 @@ def data_revision(study: StudyHandle) -> tuple[int, str]:
 def read_study_state(study: StudyHandle) -> StudyState:
     """The study's frames and analyses, recomputed only when the data (or the minute) changed."""
     revision = data_revision(study)
+    cached = _cache.get(study.url)
+    if cached is not None and cached.revision[0] >= revision[0] and _lock.locked():
+        # no new data, only the minute moved, and another request is already bringing the state
+        # to this minute: the previous minute's is served rather than waited for
+        return cached
     with _lock:
         cached = _cache.get(study.url)
-        if cached is not None and cached.revision == revision:
+        # a state computed while this request waited for the lock is as new or newer: use it
+        fresh = cached is not None and cached.revision[0] >= revision[0]
+        if fresh and cached.revision[1] >= revision[1]:
             return cached
-        frames = read_study_frames(study)
+        frames = None
+        if cached is not None and cached.revision[1] == revision[1]:
+            # within the minute, read again only the tables changed since (each minute, all are)
+            changed = _changed_tables(study, cached.revision[0]) - _NOT_IN_STATE
+            if not changed:
+                state = replace(cached, revision=revision)
+                _cache[study.url] = state
+                return state
+            frames = _read_changed(study, cached.frames, changed)
+        if frames is None:
+            frames = read_study_frames(study)
         overview = summarize_study(study.protocol, frames)
         try:
             safety, error = analyse_safety(study.protocol, frames), None
@@ -89,6 +123,51 @@ def read_study_state(study: StudyHandle) -> StudyState:
         state = StudyState(revision, frames, overview, safety, error)
         _cache[study.url] = state
         return state
+
+
+#: Tables the state is not made of: changing them leaves it as it was.
+_NOT_IN_STATE = frozenset({"data_query", "casebook_signature", "app_user", "web_session"})
+#: The frame each table is read into (as :func:`celltrial.study.read_study_frames` reads it).
+_FRAME_OF = {
+    "product_lot": "lots",
+    "infusion": "infusions",
+    "observation": "observations",
+    "adverse_event": "adverse_events",
+    "clinical_status": "clinical_status",
+    "imaging_study": "imaging",
+}
+
+
+def _changed_tables(study: StudyHandle, since: int) -> set[str]:
+    """Tables with an audited change after audit event ``since`` (imports name several)."""
+    with study.engine.connect() as connection:
+        names = connection.scalars(
+            select(AuditEvent.table_name).where(AuditEvent.id > since).distinct()
+        )
+        return {table for name in names for table in name.split(",")}
+
+
+def _read_changed(study: StudyHandle, frames: StudyFrames, changed: set[str]) -> StudyFrames | None:
+    """``frames`` with the ``changed`` tables read again; None when all must be (subjects, day 0
+    of a subject, or a table not known here changed)."""
+    if not changed <= set(_FRAME_OF):
+        return None
+    zone = study.protocol.study.zone
+    engine, study_id = study.engine, study.study_id
+    first = store_frames.first_infusions(frames.infusions)
+    kwargs = {"zone": zone, "first_infusion": first}
+    readers = {
+        "lots": lambda: store_frames.read_lots(engine, study_id),
+        "infusions": lambda: store_frames.read_infusions(engine, study_id, zone=zone),
+        "observations": lambda: store_frames.read_observations(engine, study_id, **kwargs),
+        "adverse_events": lambda: store_frames.read_adverse_events(engine, study_id, **kwargs),
+        "clinical_status": lambda: store_frames.read_clinical_status(engine, study_id, **kwargs),
+        "imaging": lambda: store_frames.read_imaging(engine, study_id, **kwargs),
+    }
+    fresh = {_FRAME_OF[table]: readers[_FRAME_OF[table]]() for table in changed}
+    if "infusions" in fresh and not store_frames.first_infusions(fresh["infusions"]).equals(first):
+        return None  # study days of every frame move with day 0
+    return replace(frames, **fresh)
 
 
 def _plain(value: Any) -> Any:
@@ -156,6 +235,15 @@ DEVIATION_COLUMNS = ["subject_id", "study_day", "kind", "category", "what", "det
 def summarize_dashboard(study: StudyHandle) -> Dashboard:
     """Enrolment, each subject's schedule, deviations and the safety panel (worst first)."""
     state = read_study_state(study)
+    cached = _dashboards.get(study.url)
+    if cached is not None and cached[0] is state:
+        return cached[1]
+    dashboard = _dashboard(study, state)
+    _dashboards[study.url] = (state, dashboard)
+    return dashboard
+
+
+def _dashboard(study: StudyHandle, state: StudyState) -> Dashboard:
     overview, frames, safety = state.overview, state.frames, state.safety
     n_planned = study.protocol.regimen.n_infusions
     infusions = overview.infusions
@@ -254,8 +342,18 @@ def _sae(row: dict[str, Any]) -> str:
 
 
 def summarize_subject(study: StudyHandle, code: str) -> SubjectView:
-    """One subject's details, schedule, deviations and a timeline of infusions, visits, AEs."""
+    """One subject's details, schedule, deviations and a timeline of infusions, visits, AEs,
+    vital signs (a day an item) and clinical status."""
     state = read_study_state(study)
+    cached = _subject_views.get((study.url, code))
+    if cached is not None and cached[0] is state:
+        return cached[1]
+    view = _subject_view(study, state, code)
+    _subject_views[(study.url, code)] = (state, view)
+    return view
+
+
+def _subject_view(study: StudyHandle, state: StudyState, code: str) -> SubjectView:
     frames, overview = state.frames, state.overview
     subjects = frames.subjects
     if code not in set(subjects["subject_id"]):
@@ -297,7 +395,22 @@ def summarize_subject(study: StudyHandle, code: str) -> SubjectView:
                 + (f" (not done: {r.not_done})" if r.not_done else ""),
             }
         )
-    timeline.sort(key=lambda e: (e["day"] if e["day"] is not None else 10**6, e["kind"] != "visit"))
+    zone = study.protocol.study.zone
+    timeline += summarize_vital_days(
+        frames.observations[frames.observations["subject_id"] == code], zone=zone
+    )
+    timeline += summarize_status_days(
+        frames.clinical_status[frames.clinical_status["subject_id"] == code]
+    )
+    # by day, the day's visits first, then by time
+    timeline.sort(
+        key=lambda e: (
+            e["day"] if e["day"] is not None else 10**6,
+            e["kind"] != "visit",
+            e["time"] is None,
+            e["time"] or _EPOCH,
+        )
+    )
     deviations = overview.deviations[overview.deviations["subject_id"] == code]
     return SubjectView(
         code=code,
@@ -325,16 +438,54 @@ def render_subject_figure(study: StudyHandle, code: str) -> bytes:
     frames = state.frames
     if code not in set(frames.subjects["subject_id"]):
         raise NotFound(f"no subject {code!r} in study {study.study_id}")
+    cached = _figures.get((study.url, code))
+    if cached is not None and cached[0] is state:
+        return cached[2]
 
     def own(frame: pd.DataFrame) -> pd.DataFrame:
         return frame[frame["subject_id"] == code]
 
-    figure = render_subject_profile(
-        code,
+    data = (
         own(frames.observations),
         own(frames.clinical_status),
         own(frames.infusions),
         own(frames.adverse_events),
-        follow_up_days=study.protocol.safety.ae_follow_up_days,
     )
-    return figure_png(figure, dpi=80)
+    follow_up = study.protocol.safety.ae_follow_up_days
+    digest = _digest(*data, follow_up)
+    if cached is not None and cached[1] == digest:
+        _figures[(study.url, code)] = (state, digest, cached[2])
+        return cached[2]
+    figure = render_subject_profile(code, *data, follow_up_days=follow_up)
+    png = figure_png(figure, dpi=80)
+    _figures[(study.url, code)] = (state, digest, png)
+    return png
+
+
+def _digest(*parts: Any) -> str:
+    """A fingerprint of frames (column names and values) and plain values.
+
+    A column's type comes from every subject's rows (one missing grade makes the column float,
+    one unknown ``expected`` makes it object), so values are compared as text, numbers as floats
+    and missing values alike, whatever the column's type.
+    """
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, pd.DataFrame):
+            digest.update(repr(list(part.columns)).encode())
+            for column in part.columns:
+                digest.update("\x1f".join(map(_text, part[column].tolist())).encode())
+                digest.update(b"\x1e")
+        else:
+            digest.update(repr(part).encode())
+    return digest.hexdigest()
+
+
+def _text(value: Any) -> str:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int | float):
+        return "" if math.isnan(value) else repr(float(value))
+    return str(value)

@@ -212,12 +212,16 @@ def list_signatures(study: StudyHandle, subject_code: str) -> list[SignatureReco
     """Every signature of the subject's casebook, newest first, each valid or not."""
     with study_session(study.engine, user="read") as session:
         subject = find_subject(session, study, subject_code)
-        rows = _signed_rows(session, subject)
-        signatures = session.scalars(
-            select(CasebookSignature)
-            .where(CasebookSignature.subject_id == subject.id)
-            .order_by(CasebookSignature.id.desc())
+        signatures = list(
+            session.scalars(
+                select(CasebookSignature)
+                .where(CasebookSignature.subject_id == subject.id)
+                .order_by(CasebookSignature.id.desc())
+            )
         )
+        if not signatures:  # no casebook to check against: skip reading all of it
+            return []
+        rows = _signed_rows(session, subject)
         return [_record(session, s, subject, rows) for s in signatures]
 
 

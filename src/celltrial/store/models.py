@@ -138,7 +138,7 @@ class Infusion(_Versioned, Base):
     lot: Mapped[ProductLot | None] = relationship()
 
 
-class Observation(_Sourced, Base):
+class Observation(_Versioned, _Sourced, Base):
     """One lab result or vital sign: raw text as received plus the canonical value and unit."""
 
     __tablename__ = "observation"
@@ -187,7 +187,7 @@ class ClinicalStatus(_Versioned, _Sourced, Base):
     subject_id: Mapped[int] = mapped_column(ForeignKey("subject.id"), index=True)
     time: Mapped[datetime]
     who_scale: Mapped[int | None]
-    oxygen_support: Mapped[str | None] = mapped_column(String(32))
+    oxygen_support: Mapped[str | None] = mapped_column(String(64))
     fio2: Mapped[float | None]
 
 
@@ -242,7 +242,7 @@ class AuditEvent(Base):
     time: Mapped[datetime]
     user: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(16))  # insert | update | delete | import
-    table_name: Mapped[str] = mapped_column(String(32))
+    table_name: Mapped[str] = mapped_column(String(255))
     row_id: Mapped[str | None] = mapped_column(String(64))
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -9,7 +9,17 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.openapi.utils import get_openapi
 
-from celltrial.services import adverse_events, infusions, monitoring, queries, signatures
+from celltrial.services import (
+    adverse_events,
+    clinical_status,
+    ct_scans,
+    infusions,
+    lots,
+    monitoring,
+    queries,
+    signatures,
+    vital_signs,
+)
 from celltrial.services.accounts import SESSION_LIFETIME, ActiveSession, sign_in, sign_out
 from celltrial.services.audit_trail import read_audit_trail
 from celltrial.web.schemas import (
@@ -17,11 +27,18 @@ from celltrial.web.schemas import (
     AdverseEventOut,
     AdverseEventUpdate,
     AuditTrailOut,
+    ClinicalStatusCreate,
+    ClinicalStatusOut,
+    ClinicalStatusUpdate,
+    CtScanOut,
     DashboardOut,
     ErrorOut,
     InfusionCreate,
     InfusionOut,
     InfusionUpdate,
+    LotCreate,
+    LotOut,
+    LotUpdate,
     QueryAnswer,
     QueryClose,
     QueryCreate,
@@ -31,6 +48,9 @@ from celltrial.web.schemas import (
     SignInRequest,
     SignInResponse,
     SubjectOut,
+    VitalSignsCreate,
+    VitalSignsOut,
+    VitalSignsUpdate,
 )
 from celltrial.web.security import (
     SESSION_COOKIE,
@@ -52,19 +72,6 @@ router = APIRouter(prefix="/api", tags=["api"], responses=_errors)
 Reader = Annotated[ActiveSession, allowed("read_study")]
 
 
-def _infusion_fields(body: InfusionCreate | InfusionUpdate) -> infusions.InfusionEntry:
-    data = body.model_dump(exclude={"version", "reason"})
-    return infusions.InfusionEntry(**data)
-
-
-def _event_fields(
-    body: AdverseEventCreate | AdverseEventUpdate,
-) -> adverse_events.AdverseEventEntry:
-    data = body.model_dump(exclude={"version", "reason"})
-    data["serious_criteria"] = tuple(data["serious_criteria"])
-    return adverse_events.AdverseEventEntry(**data)
-
-
 @router.get("/openapi.json", include_in_schema=False)
 def openapi(request: Request, _active: Reader) -> dict:
     app = request.app
@@ -72,7 +79,7 @@ def openapi(request: Request, _active: Reader) -> dict:
         title=app.title,
         version=app.version,
         description=app.description,
-        routes=router.routes,
+        routes=app.routes,  # every router of the app; pages are excluded from the schema
     )
 
 
@@ -118,6 +125,14 @@ def subject(code: str, request: Request, _active: Reader) -> SubjectOut:
         adverse_events=[
             AdverseEventOut.model_validate(r) for r in adverse_events.list_events(study, code)
         ],
+        vital_signs=[
+            VitalSignsOut.model_validate(r) for r in vital_signs.list_vital_signs(study, code)
+        ],
+        clinical_status=[
+            ClinicalStatusOut.model_validate(r)
+            for r in clinical_status.list_clinical_status(study, code)
+        ],
+        ct_scans=[CtScanOut.model_validate(r) for r in ct_scans.list_ct_scans(study, code)],
     )
 
 
@@ -142,7 +157,7 @@ def create_infusion(
 ) -> InfusionOut:
     """Record an infusion; the bedside check (lot of this study, released, label) must pass."""
     record = infusions.record_infusion(
-        study_of(request), code, _infusion_fields(body), user=active.account.username
+        study_of(request), code, body.entry(), user=active.account.username
     )
     return InfusionOut.model_validate(record)
 
@@ -167,7 +182,7 @@ def update_infusion(
     record = infusions.edit_infusion(
         study_of(request),
         infusion_id,
-        _infusion_fields(body),
+        body.entry(),
         version=body.version,
         reason=body.reason,
         user=active.account.username,
@@ -196,7 +211,7 @@ def create_event(
     active: Annotated[ActiveSession, api_write("enter_adverse_event")],
 ) -> AdverseEventOut:
     record = adverse_events.record_event(
-        study_of(request), code, _event_fields(body), user=active.account.username
+        study_of(request), code, body.entry(), user=active.account.username
     )
     return AdverseEventOut.model_validate(record)
 
@@ -220,12 +235,192 @@ def update_event(
     record = adverse_events.edit_event(
         study_of(request),
         event_id,
-        _event_fields(body),
+        body.entry(),
         version=body.version,
         reason=body.reason,
         user=active.account.username,
     )
     return AdverseEventOut.model_validate(record)
+
+
+# --- vital signs ---------------------------------------------------------------------------------
+
+_conflict = {409: {"model": ErrorOut, "description": "Changed since the version you read"}}
+_refused = {422: {"model": ErrorOut, "description": "Entry refused (the message names the field)"}}
+
+
+@router.get("/v1/subjects/{code}/vital-signs", response_model=list[VitalSignsOut])
+def subject_vital_signs(code: str, request: Request, _active: Reader) -> list[VitalSignsOut]:
+    """Every round of vital signs of the subject (entered or imported), oldest first."""
+    return [
+        VitalSignsOut.model_validate(r)
+        for r in vital_signs.list_vital_signs(study_of(request), code)
+    ]
+
+
+@router.post(
+    "/v1/subjects/{code}/vital-signs",
+    response_model=VitalSignsOut,
+    status_code=201,
+    responses=_refused,
+)
+def create_vital_signs(
+    code: str,
+    body: VitalSignsCreate,
+    request: Request,
+    active: Annotated[ActiveSession, api_write("enter_vital_signs")],
+) -> VitalSignsOut:
+    """Record a round: converted to canonical units, refused when a value is implausible."""
+    record = vital_signs.record_vital_signs(
+        study_of(request), code, body.entry(), user=active.account.username
+    )
+    return VitalSignsOut.model_validate(record)
+
+
+@router.get("/v1/vital-signs/{round_id}", response_model=VitalSignsOut)
+def get_vital_signs(round_id: int, request: Request, _active: Reader) -> VitalSignsOut:
+    """The round that observation ``round_id`` belongs to."""
+    return VitalSignsOut.model_validate(vital_signs.read_vital_signs(study_of(request), round_id))
+
+
+@router.put(
+    "/v1/vital-signs/{round_id}",
+    response_model=VitalSignsOut,
+    responses=_conflict | _refused,
+)
+def update_vital_signs(
+    round_id: int,
+    body: VitalSignsUpdate,
+    request: Request,
+    active: Annotated[ActiveSession, api_write("edit_data")],
+) -> VitalSignsOut:
+    """Edit a round (a value left out is removed): the version you read and a reason."""
+    record = vital_signs.edit_vital_signs(
+        study_of(request),
+        round_id,
+        body.entry(),
+        version=body.version,
+        reason=body.reason,
+        user=active.account.username,
+    )
+    return VitalSignsOut.model_validate(record)
+
+
+# --- clinical status -----------------------------------------------------------------------------
+
+
+@router.get("/v1/subjects/{code}/clinical-status", response_model=list[ClinicalStatusOut])
+def subject_clinical_status(
+    code: str, request: Request, _active: Reader
+) -> list[ClinicalStatusOut]:
+    """The subject's daily statuses, oldest first."""
+    return [
+        ClinicalStatusOut.model_validate(r)
+        for r in clinical_status.list_clinical_status(study_of(request), code)
+    ]
+
+
+@router.post(
+    "/v1/subjects/{code}/clinical-status",
+    response_model=ClinicalStatusOut,
+    status_code=201,
+    responses=_refused,
+)
+def create_clinical_status(
+    code: str,
+    body: ClinicalStatusCreate,
+    request: Request,
+    active: Annotated[ActiveSession, api_write("enter_clinical_status")],
+) -> ClinicalStatusOut:
+    """Record the day's status (one a calendar day; the score must fit the oxygen support)."""
+    record = clinical_status.record_clinical_status(
+        study_of(request), code, body.entry(), user=active.account.username
+    )
+    return ClinicalStatusOut.model_validate(record)
+
+
+@router.get("/v1/clinical-status/{status_id}", response_model=ClinicalStatusOut)
+def get_clinical_status(status_id: int, request: Request, _active: Reader) -> ClinicalStatusOut:
+    return ClinicalStatusOut.model_validate(
+        clinical_status.read_clinical_status(study_of(request), status_id)
+    )
+
+
+@router.put(
+    "/v1/clinical-status/{status_id}",
+    response_model=ClinicalStatusOut,
+    responses=_conflict | _refused,
+)
+def update_clinical_status(
+    status_id: int,
+    body: ClinicalStatusUpdate,
+    request: Request,
+    active: Annotated[ActiveSession, api_write("edit_data")],
+) -> ClinicalStatusOut:
+    """Edit a saved status: the version you read and a reason."""
+    record = clinical_status.edit_clinical_status(
+        study_of(request),
+        status_id,
+        body.entry(),
+        version=body.version,
+        reason=body.reason,
+        user=active.account.username,
+    )
+    return ClinicalStatusOut.model_validate(record)
+
+
+# --- product lots --------------------------------------------------------------------------------
+
+
+@router.get("/v1/lots", response_model=list[LotOut])
+def list_lots(request: Request, _active: Reader) -> list[LotOut]:
+    """Every product lot with its release check against the protocol's criteria."""
+    return [LotOut.model_validate(r) for r in lots.list_lots(study_of(request))]
+
+
+@router.post("/v1/lots", response_model=LotOut, status_code=201, responses=_refused)
+def create_lot(
+    body: LotCreate,
+    request: Request,
+    active: Annotated[ActiveSession, api_write("manage_lots")],
+) -> LotOut:
+    """Add a lot; a lot marked released must meet the release criteria."""
+    record = lots.create_lot(study_of(request), body.entry(), user=active.account.username)
+    return LotOut.model_validate(record)
+
+
+@router.get("/v1/lots/{lot_id}", response_model=LotOut)
+def get_lot(lot_id: int, request: Request, _active: Reader) -> LotOut:
+    return LotOut.model_validate(lots.read_lot(study_of(request), lot_id))
+
+
+@router.put("/v1/lots/{lot_id}", response_model=LotOut, responses=_conflict | _refused)
+def update_lot(
+    lot_id: int,
+    body: LotUpdate,
+    request: Request,
+    active: Annotated[ActiveSession, api_write("manage_lots")],
+) -> LotOut:
+    """Edit a lot's results or status: the version you read and a reason."""
+    record = lots.edit_lot(
+        study_of(request),
+        lot_id,
+        body.entry(),
+        version=body.version,
+        reason=body.reason,
+        user=active.account.username,
+    )
+    return LotOut.model_validate(record)
+
+
+# --- chest CT ------------------------------------------------------------------------------------
+
+
+@router.get("/v1/subjects/{code}/ct-scans", response_model=list[CtScanOut])
+def subject_ct_scans(code: str, request: Request, _active: Reader) -> list[CtScanOut]:
+    """The subject's quantified chest CT scans with the change from the baseline scan (the
+    overlay image: ``/subjects/{code}/ct.png``)."""
+    return [CtScanOut.model_validate(r) for r in ct_scans.list_ct_scans(study_of(request), code)]
 
 
 @router.get("/v1/audit/{table}/{row_id}", response_model=AuditTrailOut)

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 from importlib.resources import files
 from pathlib import Path
 from urllib.parse import quote
 
 import jinja2
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from celltrial import __version__
 from celltrial.errors import CelltrialError, DataError
 from celltrial.services.errors import EditConflict, NotFound, NotPermitted, SignInRefused
+from celltrial.services.monitoring import summarize_dashboard
 from celltrial.study import open_study
 from celltrial.web.security import SECURITY_HEADERS, SESSION_COOKIE, CsrfRefused, NotSignedIn
 
 WEB_USER = "celltrial-web"
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+_log = logging.getLogger(__name__)
 #: Reachable without signing in: the sign-in page and API call, and the style sheet.
 PUBLIC_ROUTES = frozenset(
     {
@@ -40,6 +45,23 @@ def _templates() -> jinja2.Environment:
     return env
 
 
+#: Record numbers are 32-bit integers in the database.
+_MAX_RECORD_NUMBER = 2**31 - 1
+
+
+def _record_numbers_in_range(request: Request) -> None:
+    """Every route: a record number (path or query parameter ``*_id``) that no record can have is
+    not found, rather than an error of the database driver (PostgreSQL: integer out of range)."""
+    for params in (request.path_params, request.query_params):
+        for name, value in params.items():
+            digits = str(value).strip().lstrip("+-")
+            if not name.endswith("_id") or not digits.isdigit():
+                continue
+            if len(digits) > 10 or int(digits) > _MAX_RECORD_NUMBER:
+                what = name.removesuffix("_id").replace("_", " ")
+                raise NotFound(f"no {what} {value}: record numbers are below 2³¹")
+
+
 def create_app(study_dir: str | Path, db_url: str | None = None) -> FastAPI:
     """The web app of the study in ``study_dir`` (database: ``db_url``, else the study default)."""
     study = open_study(study_dir, db_url=db_url, user=WEB_USER)
@@ -51,10 +73,23 @@ def create_app(study_dir: str | Path, db_url: str | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        dependencies=[Depends(_record_numbers_in_range)],
     )
     app.state.study = study
     app.state.templates = _templates()
     app.state.css = files("celltrial.web").joinpath("static/style.css").read_bytes()
+
+    @app.middleware("http")
+    async def refresh_after_write(request: Request, call_next):
+        # a write brings the analyses and the dashboard up to date before it is acknowledged, so
+        # the reads after it (its own redirect, other users' pages) find them made, not make them
+        response = await call_next(request)
+        if request.method not in _READS and response.status_code < 400:
+            try:
+                await run_in_threadpool(summarize_dashboard, study)
+            except Exception:  # the write is saved; the next read computes the analyses again
+                _log.exception("refreshing the study's analyses after a write failed")
+        return response
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
@@ -130,9 +165,15 @@ def create_app(study_dir: str | Path, db_url: str | None = None) -> FastAPI:
     def stylesheet() -> Response:
         return Response(app.state.css, media_type="text/css")
 
+    from celltrial.web import imports, reports
     from celltrial.web.api import router as api_router
     from celltrial.web.pages import router as pages_router
 
+    app.state.report_builder = reports.ReportBuilder(study)
     app.include_router(api_router)
+    app.include_router(imports.api_router)
+    app.include_router(reports.api_router)
     app.include_router(pages_router)
+    app.include_router(imports.router)
+    app.include_router(reports.router)
     return app

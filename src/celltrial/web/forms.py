@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -10,9 +11,20 @@ from pydantic import BaseModel, ValidationError
 
 from celltrial.errors import DataError
 
-DATETIME_FIELDS = ("started_at", "ended_at", "onset_at", "resolved_at")
+DATETIME_FIELDS = (
+    "started_at",
+    "ended_at",
+    "onset_at",
+    "resolved_at",
+    "time",
+    "assessed_at",
+    "manufactured_at",
+    "expires_at",
+)
 CHECKBOXES = {"infusion": ("completed", "reaction"), "adverse_event": ("serious",)}
 LISTS = ("serious_criteria",)
+#: Fields posted as one input per key (``marker_CD73``) and validated as a dict.
+DICTS = {"markers_pct": "marker_"}
 
 
 def local_input(value: datetime | None, zone: ZoneInfo) -> str:
@@ -22,12 +34,32 @@ def local_input(value: datetime | None, zone: ZoneInfo) -> str:
     return value.astimezone(zone).strftime("%Y-%m-%dT%H:%M")
 
 
+def record_values(record: Any, zone: ZoneInfo) -> dict[str, Any]:
+    """A saved record (a service's dataclass) as the values of its edit form: times as
+    ``datetime-local`` inputs in the study zone, dicts as one input per key."""
+    values = asdict(record)
+    for key in DATETIME_FIELDS:
+        if key in values:
+            values[key] = local_input(values[key], zone)
+    for key, prefix in DICTS.items():
+        for name, value in (values.get(key) or {}).items():
+            values[f"{prefix}{name}"] = value
+    return values
+
+
 def parse_form(
     values: dict[str, Any], schema: type[BaseModel], *, kind: str, zone: ZoneInfo
 ) -> BaseModel:
     """Validate a posted form; :class:`DataError` lists every field that is wrong."""
     data: dict[str, Any] = {}
     problems: list[str] = []
+    for key, prefix in DICTS.items():
+        if key in schema.model_fields:
+            data[key] = {
+                name[len(prefix) :]: str(value).strip()
+                for name, value in values.items()
+                if name.startswith(prefix) and str(value).strip()
+            }
     for key, value in values.items():
         if key not in schema.model_fields:
             continue

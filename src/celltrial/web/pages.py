@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import hmac
-from dataclasses import asdict
+from collections.abc import Callable
+from functools import partial
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from celltrial.catalogue import load_catalogue
 from celltrial.errors import DataError
 from celltrial.safety.events import load_ae_vocabulary
-from celltrial.services import adverse_events, infusions, monitoring, queries, signatures
+from celltrial.services import (
+    adverse_events,
+    clinical_status,
+    ct_scans,
+    infusions,
+    lots,
+    monitoring,
+    queries,
+    signatures,
+    vital_signs,
+)
 from celltrial.services.accounts import (
     ROLES,
     SESSION_LIFETIME,
@@ -23,6 +35,7 @@ from celltrial.services.accounts import (
     sign_out,
 )
 from celltrial.services.audit_trail import read_audit_trail
+from celltrial.services.casebook import MYCOPLASMA_RESULTS, RELEASE_STATUSES, STERILITY_RESULTS
 from celltrial.services.errors import (
     AccountError,
     EditConflict,
@@ -30,12 +43,18 @@ from celltrial.services.errors import (
     SignatureRefused,
     SignInRefused,
 )
-from celltrial.web.forms import local_input, parse_form
+from celltrial.web.forms import local_input, parse_form, record_values
 from celltrial.web.schemas import (
     AdverseEventCreate,
     AdverseEventUpdate,
+    ClinicalStatusCreate,
+    ClinicalStatusUpdate,
     InfusionCreate,
     InfusionUpdate,
+    LotCreate,
+    LotUpdate,
+    VitalSignsCreate,
+    VitalSignsUpdate,
 )
 from celltrial.web.security import (
     SESSION_COOKIE,
@@ -81,6 +100,20 @@ def _safe_next(target: str | None) -> str:
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return "/"
     return target
+
+
+def _saved(
+    save: Callable[[], str], show: Callable[..., HTMLResponse], values: dict[str, Any]
+) -> Response:
+    """Run ``save`` (it returns the page to go to next); when the entry is refused or the record
+    changed meanwhile, show the form again with the values posted and the message."""
+    try:
+        target = save()
+    except EditConflict as exc:
+        return show(values=values, error=str(exc), status=409)
+    except DataError as exc:
+        return show(values=values, error=str(exc), status=422)
+    return RedirectResponse(target, status_code=303)
 
 
 # --- sign-in -----------------------------------------------------------------------------------
@@ -174,6 +207,10 @@ def subject(code: str, request: Request, active: Reader) -> HTMLResponse:
         events=adverse_events.list_events(study, code),
         queries=queries.list_queries(study, subject_code=code),
         signatures=signatures.list_signatures(study, code),
+        rounds=vital_signs.list_vital_signs(study, code),
+        statuses=clinical_status.list_clinical_status(study, code),
+        scans=ct_scans.list_ct_scans(study, code),
+        labels=vital_signs.FIELD_LABELS,
     )
 
 
@@ -181,6 +218,12 @@ def subject(code: str, request: Request, active: Reader) -> HTMLResponse:
 def subject_figure(code: str, request: Request, _active: Reader) -> Response:
     png = monitoring.render_subject_figure(study_of(request), code)
     return Response(png, media_type="image/png")
+
+
+@router.get("/subjects/{code}/ct.png")
+def subject_ct_figure(code: str, request: Request, _active: Reader) -> Response:
+    """The subject's baseline CT beside the last follow-up (overlays kept at quantification)."""
+    return Response(ct_scans.render_ct_comparison(study_of(request), code), media_type="image/png")
 
 
 @router.get("/audit/{table}/{row_id}")
@@ -208,6 +251,8 @@ def _infusion_form(
     status: int = 200,
 ) -> HTMLResponse:
     study = study_of(request)
+    for box in ("completed", "reaction"):  # a posted form has "on" or nothing
+        values[box] = bool(values.get(box))
     return render(
         request,
         "infusion_form.html.j2",
@@ -236,18 +281,16 @@ async def create_infusion(
 ) -> Response:
     values = await checked_form(request, active)
     study = study_of(request)
-    try:
+
+    def save() -> str:
         body = parse_form(values, InfusionCreate, kind="infusion", zone=study.protocol.study.zone)
-        entry = infusions.InfusionEntry(**body.model_dump())
-        record = infusions.record_infusion(study, code, entry, user=active.account.username)
-    except DataError as exc:
-        values["completed"] = "completed" in values
-        return _infusion_form(request, active, code, values=values, error=str(exc), status=422)
-    if record.reaction:
-        return RedirectResponse(
-            f"/subjects/{code}/adverse-events/new?infusion={record.number}", status_code=303
-        )
-    return RedirectResponse(f"/subjects/{code}", status_code=303)
+        record = infusions.record_infusion(study, code, body.entry(), user=active.account.username)
+        if record.reaction:
+            return f"/subjects/{code}/adverse-events/new?infusion={record.number}"
+        return f"/subjects/{code}"
+
+    show = partial(_infusion_form, request, active, code)
+    return _saved(save, show, values)
 
 
 @router.get("/infusions/{infusion_id}/edit")
@@ -256,9 +299,7 @@ def edit_infusion_page(
 ) -> HTMLResponse:
     study = study_of(request)
     record = infusions.read_infusion(study, infusion_id)
-    values = asdict(record)
-    for key in ("started_at", "ended_at"):
-        values[key] = local_input(values[key], study.protocol.study.zone)
+    values = record_values(record, study.protocol.study.zone)
     return _infusion_form(request, active, record.subject_code, values=values, record=record)
 
 
@@ -269,39 +310,21 @@ async def edit_infusion(
     values = await checked_form(request, active)
     study = study_of(request)
     record = infusions.read_infusion(study, infusion_id)
-    try:
+
+    def save() -> str:
         body = parse_form(values, InfusionUpdate, kind="infusion", zone=study.protocol.study.zone)
-        entry = infusions.InfusionEntry(**body.model_dump(exclude={"version", "reason"}))
         infusions.edit_infusion(
             study,
             infusion_id,
-            entry,
+            body.entry(),
             version=body.version,
             reason=body.reason,
             user=active.account.username,
         )
-    except EditConflict as exc:
-        return _infusion_form(
-            request,
-            active,
-            record.subject_code,
-            values=values,
-            record=record,
-            error=str(exc),
-            status=409,
-        )
-    except DataError as exc:
-        values["completed"] = "completed" in values
-        return _infusion_form(
-            request,
-            active,
-            record.subject_code,
-            values=values,
-            record=record,
-            error=str(exc),
-            status=422,
-        )
-    return RedirectResponse(f"/subjects/{record.subject_code}", status_code=303)
+        return f"/subjects/{record.subject_code}"
+
+    show = partial(_infusion_form, request, active, record.subject_code, record=record)
+    return _saved(save, show, values)
 
 
 # --- adverse events ----------------------------------------------------------------------------
@@ -360,18 +383,14 @@ async def create_event(
 ) -> Response:
     values = await checked_form(request, active)
     study = study_of(request)
-    try:
-        body = parse_form(
-            values, AdverseEventCreate, kind="adverse_event", zone=study.protocol.study.zone
-        )
-        data = body.model_dump()
-        data["serious_criteria"] = tuple(data["serious_criteria"])
-        adverse_events.record_event(
-            study, code, adverse_events.AdverseEventEntry(**data), user=active.account.username
-        )
-    except DataError as exc:
-        return _event_form(request, active, code, values=values, error=str(exc), status=422)
-    return RedirectResponse(f"/subjects/{code}", status_code=303)
+
+    def save() -> str:
+        zone = study.protocol.study.zone
+        body = parse_form(values, AdverseEventCreate, kind="adverse_event", zone=zone)
+        adverse_events.record_event(study, code, body.entry(), user=active.account.username)
+        return f"/subjects/{code}"
+
+    return _saved(save, partial(_event_form, request, active, code), values)
 
 
 @router.get("/adverse-events/{event_id}/edit")
@@ -380,9 +399,7 @@ def edit_event_page(
 ) -> HTMLResponse:
     study = study_of(request)
     record = adverse_events.read_event(study, event_id)
-    values = asdict(record)
-    for key in ("onset_at", "resolved_at"):
-        values[key] = local_input(values[key], study.protocol.study.zone)
+    values = record_values(record, study.protocol.study.zone)
     values["expected"] = {True: "yes", False: "no"}.get(record.expected, "")
     return _event_form(request, active, record.subject_code, values=values, record=record)
 
@@ -394,41 +411,318 @@ async def edit_event(
     values = await checked_form(request, active)
     study = study_of(request)
     record = adverse_events.read_event(study, event_id)
-    try:
-        body = parse_form(
-            values, AdverseEventUpdate, kind="adverse_event", zone=study.protocol.study.zone
-        )
-        data = body.model_dump(exclude={"version", "reason"})
-        data["serious_criteria"] = tuple(data["serious_criteria"])
+
+    def save() -> str:
+        zone = study.protocol.study.zone
+        body = parse_form(values, AdverseEventUpdate, kind="adverse_event", zone=zone)
         adverse_events.edit_event(
             study,
             event_id,
-            adverse_events.AdverseEventEntry(**data),
+            body.entry(),
             version=body.version,
             reason=body.reason,
             user=active.account.username,
         )
-    except EditConflict as exc:
-        return _event_form(
-            request,
-            active,
-            record.subject_code,
-            values=values,
-            record=record,
-            error=str(exc),
-            status=409,
+        return f"/subjects/{record.subject_code}"
+
+    show = partial(_event_form, request, active, record.subject_code, record=record)
+    return _saved(save, show, values)
+
+
+# --- vital signs -------------------------------------------------------------------------------
+
+
+def _vital_signs_form(
+    request: Request,
+    active: ActiveSession,
+    code: str,
+    *,
+    values: dict[str, Any],
+    record: vital_signs.VitalSignsRecord | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> HTMLResponse:
+    return render(
+        request,
+        "vital_signs_form.html.j2",
+        active,
+        status=status,
+        code=code,
+        values=values,
+        record=record,
+        error=error,
+        fields=vital_signs.VITAL_FIELDS,
+        labels=vital_signs.FIELD_LABELS,
+        entry_units=vital_signs.ENTRY_UNITS,
+        unit_labels=vital_signs.UNIT_LABELS,
+        catalogue={f: load_catalogue().get(c) for f, c in vital_signs.VITAL_FIELDS.items()},
+    )
+
+
+@router.get("/subjects/{code}/vital-signs")
+def vital_signs_page(code: str, request: Request, active: Reader) -> HTMLResponse:
+    """Every round of vital signs of the subject, newest first."""
+    study = study_of(request)
+    rounds = vital_signs.list_vital_signs(study, code)
+    return render(
+        request,
+        "vital_signs.html.j2",
+        active,
+        code=code,
+        rounds=rounds[::-1],
+        labels=vital_signs.FIELD_LABELS,
+    )
+
+
+@router.get("/subjects/{code}/vital-signs/new")
+def new_vital_signs(
+    code: str, request: Request, active: Annotated[ActiveSession, allowed("enter_vital_signs")]
+) -> HTMLResponse:
+    monitoring.summarize_subject(study_of(request), code)  # 404 for an unknown subject
+    return _vital_signs_form(request, active, code, values={})
+
+
+@router.post("/subjects/{code}/vital-signs")
+async def create_vital_signs(
+    code: str, request: Request, active: Annotated[ActiveSession, allowed("enter_vital_signs")]
+) -> Response:
+    values = await checked_form(request, active)
+    study = study_of(request)
+
+    def save() -> str:
+        zone = study.protocol.study.zone
+        body = parse_form(values, VitalSignsCreate, kind="vital_signs", zone=zone)
+        vital_signs.record_vital_signs(study, code, body.entry(), user=active.account.username)
+        return f"/subjects/{code}#vital-signs"
+
+    return _saved(save, partial(_vital_signs_form, request, active, code), values)
+
+
+@router.get("/vital-signs/{round_id}/edit")
+def edit_vital_signs_page(
+    round_id: int, request: Request, active: Annotated[ActiveSession, allowed("edit_data")]
+) -> HTMLResponse:
+    study = study_of(request)
+    record = vital_signs.read_vital_signs(study, round_id)
+    values = vital_signs.form_values(record) | {
+        "time": local_input(record.time, study.protocol.study.zone),
+        "version": record.version,
+    }
+    return _vital_signs_form(request, active, record.subject_code, values=values, record=record)
+
+
+@router.post("/vital-signs/{round_id}/edit")
+async def edit_vital_signs(
+    round_id: int, request: Request, active: Annotated[ActiveSession, allowed("edit_data")]
+) -> Response:
+    values = await checked_form(request, active)
+    study = study_of(request)
+    record = vital_signs.read_vital_signs(study, round_id)
+
+    def save() -> str:
+        zone = study.protocol.study.zone
+        body = parse_form(values, VitalSignsUpdate, kind="vital_signs", zone=zone)
+        vital_signs.edit_vital_signs(
+            study,
+            round_id,
+            body.entry(),
+            version=body.version,
+            reason=body.reason,
+            user=active.account.username,
         )
-    except DataError as exc:
-        return _event_form(
-            request,
-            active,
-            record.subject_code,
-            values=values,
-            record=record,
-            error=str(exc),
-            status=422,
+        return f"/subjects/{record.subject_code}#vital-signs"
+
+    show = partial(_vital_signs_form, request, active, record.subject_code, record=record)
+    return _saved(save, show, values)
+
+
+# --- clinical status ---------------------------------------------------------------------------
+
+
+def _status_form(
+    request: Request,
+    active: ActiveSession,
+    code: str,
+    *,
+    values: dict[str, Any],
+    record: clinical_status.ClinicalStatusRecord | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> HTMLResponse:
+    return render(
+        request,
+        "clinical_status_form.html.j2",
+        active,
+        status=status,
+        code=code,
+        values=values,
+        record=record,
+        error=error,
+        levels=clinical_status.who_levels(),
+        supports=clinical_status.support_options(),
+        fio2_units=vital_signs.ENTRY_UNITS["fio2"],
+        unit_labels=vital_signs.UNIT_LABELS,
+    )
+
+
+@router.get("/subjects/{code}/clinical-status/new")
+def new_clinical_status(
+    code: str,
+    request: Request,
+    active: Annotated[ActiveSession, allowed("enter_clinical_status")],
+) -> HTMLResponse:
+    monitoring.summarize_subject(study_of(request), code)  # 404 for an unknown subject
+    return _status_form(request, active, code, values={})
+
+
+@router.post("/subjects/{code}/clinical-status")
+async def create_clinical_status(
+    code: str,
+    request: Request,
+    active: Annotated[ActiveSession, allowed("enter_clinical_status")],
+) -> Response:
+    values = await checked_form(request, active)
+    study = study_of(request)
+
+    def save() -> str:
+        zone = study.protocol.study.zone
+        body = parse_form(values, ClinicalStatusCreate, kind="clinical_status", zone=zone)
+        clinical_status.record_clinical_status(
+            study, code, body.entry(), user=active.account.username
         )
-    return RedirectResponse(f"/subjects/{record.subject_code}", status_code=303)
+        return f"/subjects/{code}#clinical-status"
+
+    return _saved(save, partial(_status_form, request, active, code), values)
+
+
+@router.get("/clinical-status/{status_id}/edit")
+def edit_clinical_status_page(
+    status_id: int, request: Request, active: Annotated[ActiveSession, allowed("edit_data")]
+) -> HTMLResponse:
+    study = study_of(request)
+    record = clinical_status.read_clinical_status(study, status_id)
+    values = record_values(record, study.protocol.study.zone)
+    return _status_form(request, active, record.subject_code, values=values, record=record)
+
+
+@router.post("/clinical-status/{status_id}/edit")
+async def edit_clinical_status(
+    status_id: int, request: Request, active: Annotated[ActiveSession, allowed("edit_data")]
+) -> Response:
+    values = await checked_form(request, active)
+    study = study_of(request)
+    record = clinical_status.read_clinical_status(study, status_id)
+
+    def save() -> str:
+        zone = study.protocol.study.zone
+        body = parse_form(values, ClinicalStatusUpdate, kind="clinical_status", zone=zone)
+        clinical_status.edit_clinical_status(
+            study,
+            status_id,
+            body.entry(),
+            version=body.version,
+            reason=body.reason,
+            user=active.account.username,
+        )
+        return f"/subjects/{record.subject_code}#clinical-status"
+
+    show = partial(_status_form, request, active, record.subject_code, record=record)
+    return _saved(save, show, values)
+
+
+# --- product lots ------------------------------------------------------------------------------
+
+
+@router.get("/lots")
+def lots_page(request: Request, active: Reader) -> HTMLResponse:
+    """The lot register with each lot's release check against the protocol's criteria."""
+    study = study_of(request)
+    return render(
+        request,
+        "lots.html.j2",
+        active,
+        lots=lots.list_lots(study),
+        release=study.protocol.product.release,
+    )
+
+
+def _lot_form(
+    request: Request,
+    active: ActiveSession,
+    *,
+    values: dict[str, Any],
+    record: lots.LotRecord | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> HTMLResponse:
+    return render(
+        request,
+        "lot_form.html.j2",
+        active,
+        status=status,
+        values=values,
+        record=record,
+        error=error,
+        release=study_of(request).protocol.product.release,
+        statuses=RELEASE_STATUSES,
+        sterility_results=STERILITY_RESULTS,
+        mycoplasma_results=MYCOPLASMA_RESULTS,
+    )
+
+
+@router.get("/lots/new")
+def new_lot(
+    request: Request, active: Annotated[ActiveSession, allowed("manage_lots")]
+) -> HTMLResponse:
+    return _lot_form(request, active, values={"release_status": "quarantine"})
+
+
+@router.post("/lots")
+async def create_lot(
+    request: Request, active: Annotated[ActiveSession, allowed("manage_lots")]
+) -> Response:
+    values = await checked_form(request, active)
+    study = study_of(request)
+
+    def save() -> str:
+        body = parse_form(values, LotCreate, kind="lot", zone=study.protocol.study.zone)
+        lots.create_lot(study, body.entry(), user=active.account.username)
+        return "/lots"
+
+    return _saved(save, partial(_lot_form, request, active), values)
+
+
+@router.get("/lots/{lot_id}/edit")
+def edit_lot_page(
+    lot_id: int, request: Request, active: Annotated[ActiveSession, allowed("manage_lots")]
+) -> HTMLResponse:
+    study = study_of(request)
+    record = lots.read_lot(study, lot_id)
+    values = record_values(record, study.protocol.study.zone)
+    return _lot_form(request, active, values=values, record=record)
+
+
+@router.post("/lots/{lot_id}/edit")
+async def edit_lot(
+    lot_id: int, request: Request, active: Annotated[ActiveSession, allowed("manage_lots")]
+) -> Response:
+    values = await checked_form(request, active)
+    study = study_of(request)
+    record = lots.read_lot(study, lot_id)
+
+    def save() -> str:
+        body = parse_form(values, LotUpdate, kind="lot", zone=study.protocol.study.zone)
+        lots.edit_lot(
+            study,
+            lot_id,
+            body.entry(),
+            version=body.version,
+            reason=body.reason,
+            user=active.account.username,
+        )
+        return "/lots"
+
+    return _saved(save, partial(_lot_form, request, active, record=record), values)
 
 
 # --- accounts ----------------------------------------------------------------------------------

@@ -7,11 +7,18 @@ Requests are validated here (types, lengths, ranges); the services check the stu
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from celltrial.safety.events import load_ae_vocabulary
+from celltrial.services import adverse_events, clinical_status, infusions, vital_signs
+from celltrial.services.casebook import (
+    MYCOPLASMA_RESULTS,
+    RELEASE_STATUSES,
+    STERILITY_RESULTS,
+    NewLot,
+)
 
 _vocabulary = load_ae_vocabulary()
 Relatedness = Literal[tuple(_vocabulary["relatedness"])]  # type: ignore[valid-type]
@@ -53,6 +60,10 @@ class InfusionFields(_Strict):
     premedication: str | None = LongText
     reaction: bool = Field(default=False, description="A reaction during the infusion.")
     reaction_description: str | None = LongText
+
+    def entry(self) -> infusions.InfusionEntry:
+        """The fields as the service takes them (without version and reason)."""
+        return infusions.InfusionEntry(**self.model_dump(exclude={"version", "reason"}))
 
 
 class InfusionCreate(InfusionFields):
@@ -99,6 +110,12 @@ class AdverseEventFields(_Strict):
     action: Action | None = None  # type: ignore[valid-type]
     outcome: Outcome | None = None  # type: ignore[valid-type]
     description: str | None = LongText
+
+    def entry(self) -> adverse_events.AdverseEventEntry:
+        """The fields as the service takes them (without version and reason)."""
+        data = self.model_dump(exclude={"version", "reason"})
+        data["serious_criteria"] = tuple(data["serious_criteria"])
+        return adverse_events.AdverseEventEntry(**data)
 
 
 class AdverseEventCreate(AdverseEventFields):
@@ -169,10 +186,207 @@ class SubjectOut(BaseModel):
     deviations: list[dict[str, Any]]
     recorded_infusions: list[InfusionOut]
     adverse_events: list[AdverseEventOut]
+    vital_signs: list[VitalSignsOut] = Field(default_factory=list)
+    clinical_status: list[ClinicalStatusOut] = Field(default_factory=list)
+    ct_scans: list[CtScanOut] = Field(default_factory=list)
 
 
 class ErrorOut(BaseModel):
     detail: str
+
+
+# --- vital signs ---------------------------------------------------------------------------------
+
+#: A value as typed ("37,8") or a number; converted and checked against the catalogue.
+Reading = Annotated[float, Field(allow_inf_nan=False)] | Annotated[str, Field(max_length=32)] | None
+TemperatureUnit = Literal[vital_signs.ENTRY_UNITS["temperature"]]  # type: ignore[valid-type]
+Fio2Unit = Literal[vital_signs.ENTRY_UNITS["fio2"]]  # type: ignore[valid-type]
+
+
+class VitalSignsFields(_Strict):
+    """One round of vital signs: the time and any of the values (at least one)."""
+
+    time: AwareDatetime
+    temperature: Reading = None
+    temperature_unit: TemperatureUnit = Field(default="degC", description="degC or degF")  # type: ignore[valid-type]
+    heart_rate: Reading = Field(default=None, description="beats per minute")
+    systolic_bp: Reading = Field(default=None, description="mmHg")
+    diastolic_bp: Reading = Field(default=None, description="mmHg")
+    respiratory_rate: Reading = Field(default=None, description="breaths per minute")
+    spo2: Reading = Field(default=None, description="%")
+    fio2: Reading = Field(default=None, description="a fraction (0.21–1), or % with fio2_unit")
+    fio2_unit: Fio2Unit = "1"  # type: ignore[valid-type]
+
+    def entry(self) -> vital_signs.VitalSignsEntry:
+        """The fields as the service takes them (without version and reason)."""
+        return vital_signs.VitalSignsEntry(**self.model_dump(exclude={"version", "reason"}))
+
+
+class VitalSignsCreate(VitalSignsFields):
+    pass
+
+
+class VitalSignsUpdate(VitalSignsFields):
+    version: str = Field(
+        pattern=r"^\d{1,12}\.\d{1,9}(-\d{1,12}\.\d{1,9}){0,20}$",
+        description="The version of the round you read (optimistic locking).",
+    )
+    reason: str = Field(min_length=1, max_length=2000, description="Why saved data change.")
+
+
+class VitalValueOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int = Field(description="The observation (its audit trail: /api/v1/audit/observation/ID)")
+    field: str
+    test: str = Field(description="Catalogue test code.")
+    value: float | None = Field(description="In the catalogue's canonical unit.")
+    unit: str | None
+    raw_value: str | None = Field(description="As entered or imported.")
+    raw_unit: str | None
+    version: int
+
+
+class VitalSignsOut(BaseModel):
+    """A round, values in canonical units (°C, /min, mmHg, %, FiO2 as a fraction)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    subject_code: str
+    time: datetime
+    temperature: float | None
+    heart_rate: float | None
+    systolic_bp: float | None
+    diastolic_bp: float | None
+    respiratory_rate: float | None
+    spo2: float | None
+    fio2: float | None
+    values: list[VitalValueOut]
+    version: str
+    source: str | None
+
+
+# --- clinical status -----------------------------------------------------------------------------
+
+OxygenSupport = Literal[clinical_status.support_options()]  # type: ignore[valid-type]
+
+
+class ClinicalStatusFields(_Strict):
+    """The day's status: WHO clinical progression scale, oxygen support and FiO2."""
+
+    assessed_at: AwareDatetime = Field(description="When assessed (one status a calendar day).")
+    who_scale: int = Field(ge=0, le=10, description="WHO clinical progression scale 0–10.")
+    oxygen_support: OxygenSupport | None = None  # type: ignore[valid-type]
+    fio2: Reading = Field(default=None, description="a fraction (0.21–1), or % with fio2_unit")
+    fio2_unit: Fio2Unit = "1"  # type: ignore[valid-type]
+
+    def entry(self) -> clinical_status.ClinicalStatusEntry:
+        """The fields as the service takes them (without version and reason)."""
+        return clinical_status.ClinicalStatusEntry(**self.model_dump(exclude={"version", "reason"}))
+
+
+class ClinicalStatusCreate(ClinicalStatusFields):
+    pass
+
+
+class ClinicalStatusUpdate(ClinicalStatusFields):
+    version: int = Field(ge=1, description="The version you read (optimistic locking).")
+    reason: str = Field(min_length=1, max_length=2000, description="Why saved data change.")
+
+
+class ClinicalStatusOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    subject_code: str
+    assessed_at: datetime
+    who_scale: int | None
+    who_label: str | None
+    oxygen_support: str | None
+    fio2: float | None
+    version: int
+
+
+# --- product lots --------------------------------------------------------------------------------
+
+Percent = Annotated[float, Field(ge=0, le=100)]
+
+
+class LotFields(_Strict):
+    """A product lot and its release results (from the certificate of analysis)."""
+
+    code: str = Field(min_length=1, max_length=64)
+    release_status: Literal[RELEASE_STATUSES]  # type: ignore[valid-type]
+    viability_pct: Percent | None = None
+    markers_pct: dict[Annotated[str, Field(min_length=1, max_length=32)], Percent] = Field(
+        default_factory=dict, max_length=40, description="ISCT marker -> % of cells."
+    )
+    sterility: Literal[STERILITY_RESULTS] | None = None  # type: ignore[valid-type]
+    mycoplasma: Literal[MYCOPLASMA_RESULTS] | None = None  # type: ignore[valid-type]
+    endotoxin_eu_per_ml: float | None = Field(default=None, ge=0, lt=1e6)
+    total_cells: float | None = Field(default=None, gt=0, lt=1e13)
+    donor_id: str | None = Field(default=None, max_length=64)
+    tissue_source: str | None = Field(default=None, max_length=2000)
+    manufactured_at: AwareDatetime | None = None
+    expires_at: AwareDatetime | None = None
+
+    def entry(self) -> NewLot:
+        """The fields as the service takes them (without version and reason)."""
+        return NewLot(**self.model_dump(exclude={"version", "reason"}))
+
+
+class LotCreate(LotFields):
+    pass
+
+
+class LotUpdate(LotFields):
+    version: int = Field(ge=1, description="The version you read (optimistic locking).")
+    reason: str = Field(min_length=1, max_length=2000, description="Why saved data change.")
+
+
+class LotOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    code: str
+    release_status: str
+    viability_pct: float | None
+    markers_pct: dict[str, float]
+    sterility: str | None
+    mycoplasma: str | None
+    endotoxin_eu_per_ml: float | None
+    total_cells: float | None
+    donor_id: str | None
+    tissue_source: str | None
+    manufactured_at: datetime | None
+    expires_at: datetime | None
+    version: int
+    criteria_met: bool = Field(description="Meets the protocol's release criteria.")
+    release_failures: list[str] = Field(description="Every criterion the lot does not meet.")
+    expired: bool
+    infusions: int = Field(description="Infusions given from this lot.")
+
+
+# --- chest CT ------------------------------------------------------------------------------------
+
+
+class CtScanOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    subject_code: str
+    time: datetime
+    study_day: int | None
+    method: str
+    lung_ml: float | None
+    ggo_ml: float | None
+    consolidation_ml: float | None
+    lesion_ml: float | None
+    involvement_pct: float | None
+    score: float | None
+    status: str | None = Field(description="baseline, improved, stable or progressed")
+    lesion_change_ml: float | None = Field(description="Change from the baseline scan.")
+    checksum: str | None
 
 
 QueryTable = Literal["observation", "infusion", "adverse_event"]
