@@ -218,3 +218,38 @@ def test_anticoagulated_subjects_grade_inr_on_baseline() -> None:
     graded = derive_lab_grades(obs, baselines=baselines)
     # S1 on anticoagulation: 1.3 x baseline → 1; S2 not: >2.5 → 3
     assert graded["grade_high"].tolist() == [1, 3]
+
+
+def test_baselines_of_subjects_with_large_codes_are_their_own() -> None:
+    """Subject codes × tests beyond int16 (the study frame's categorical codes are int16 from
+    128 subjects on) must still find each subject's own baseline, never another's."""
+    subjects = [f"S{i:05d}" for i in range(5000)]
+    tests = ["ALT", "CREAT", "K", "HGB", "PLAT", "NEUT", "LYM", "SODIUM", "ALB", "CK"]
+    obs = pd.DataFrame(
+        {
+            "subject_id": pd.Categorical(["S04999", "S04998"], categories=subjects),
+            "test": pd.Categorical(["ALT", "ALT"], categories=tests),
+            "value": [150.0, 150.0],
+            "unit": ["U/L", "U/L"],
+            "ref_low": [0.0, 0.0],
+            "ref_high": [40.0, 40.0],
+        }
+    )
+    assert obs["subject_id"].cat.codes.dtype == np.int16
+    baselines = pd.DataFrame(
+        {
+            "subject_id": ["S04999", "S04998", "S00001"],
+            "test": ["ALT", "ALT", "ALT"],
+            "baseline": [100.0, 30.0, 10.0],  # abnormal, normal, and a decoy
+            "ref_low": [0.0, 0.0, 0.0],
+            "ref_high": [40.0, 40.0, 40.0],
+        }
+    )
+    graded = derive_lab_grades(obs, baselines=baselines)
+    # S04999: abnormal baseline 100, 1.5 × baseline → 1; S04998: normal, 3.75 × ULN → 2
+    expected = [
+        grade_lab(ALT, 150.0, "U/L", uln=40.0, baseline=100.0),
+        grade_lab(ALT, 150.0, "U/L", uln=40.0, baseline=30.0),
+    ]
+    assert expected == [1, 2]
+    assert [_plain(g) for g in graded["grade_high"]] == expected

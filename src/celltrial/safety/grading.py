@@ -21,6 +21,7 @@ import pandas as pd
 
 from celltrial.errors import DataError, UnitError
 from celltrial.frames import check_columns
+from celltrial.safety import kernel
 from celltrial.safety.criteria import (
     CompiledTerm,
     CriteriaTable,
@@ -271,8 +272,8 @@ def _apply_qualifier(
 # --- the observation frame ------------------------------------------------------------------
 
 _REQUIRED = ("subject_id", "test", "value", "unit", "ref_low", "ref_high")
-_NOT_GRADABLE, _NO_TERM = 5, 6  # packed grade codes beside 0-4
 _BASELINE_REQUIRED = ("subject_id", "test", "baseline")
+_OUTPUT = ("grade_low", "term_low", "reason_low", "grade_high", "term_high", "reason_high")
 
 
 def _codes(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
@@ -289,40 +290,67 @@ def _floats(column: pd.Series) -> np.ndarray:
 
 @dataclass
 class _BaselineTable:
-    """Baseline facts in dense subject × test tables, looked up per group of rows."""
+    """Baseline facts in dense (subject + 1) × test tables; cell ``(s + 1) * n_test + t``.
 
-    subj_codes: np.ndarray
+    The first ``n_test`` cells (subject code -1) are empty, so rows without a subject find
+    nothing; so are the cells of subjects and tests the baselines frame does not list.
+    """
+
     n_test: int
-    tables: dict[str, np.ndarray]  # LabInputs field → flat table (last cell: not found)
+    tables: dict[str, np.ndarray]  # LabInputs field → flat table
 
-    def lookup(self, subj: np.ndarray, test_code: int) -> dict[str, np.ndarray]:
-        """Baseline arrays for rows of subjects ``subj`` (codes) and one test."""
-        key = np.where(subj >= 0, subj * self.n_test + test_code, -1)
-        out = {name: table[key] for name, table in self.tables.items()}
+    def index(self, subj: np.ndarray, test: np.ndarray) -> np.ndarray:
+        idx = np.add(subj, 1, dtype=np.intp)
+        idx *= self.n_test
+        idx += test  # test code -1 only on rows without a term: never read for grading
+        return idx
+
+    def lookup(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        """LabInputs baseline fields of rows at table cells ``idx``."""
+        out = {name: table.take(idx, mode="clip") for name, table in self.tables.items()}
         if "anticoagulated" in out:
             out["anticoagulated"] = out["anticoagulated"] > 0.5  # NaN (unknown) → not on it
         return out
 
+    def status(self, direction: str) -> np.ndarray | None:
+        """Per cell, the baseline status on ``direction``'s side as evaluate() derives it.
+
+        0 normal, 1 abnormal, 2 unknown; None when it depends on each row's own LLN/ULN (the
+        baselines give neither a flag nor their own range).
+        """
+        base = self.tables["baseline"]
+        if "baseline_abnormal" in self.tables:
+            flag = self.tables["baseline_abnormal"]
+            abnormal, unknown = flag == 1.0, np.isnan(flag)
+        else:
+            limit = self.tables.get("baseline_uln" if direction == "high" else "baseline_lln")
+            if limit is None:
+                return None
+            abnormal = base > limit if direction == "high" else base < limit
+            unknown = np.isnan(base) | np.isnan(limit)
+        return np.where(unknown, kernel.UNKNOWN, abnormal).astype(np.int8)
+
 
 def _baseline_table(
-    baselines: pd.DataFrame,
-    subj_codes: np.ndarray,
-    subj_index: pd.Index,
-    test_index: pd.Index,
+    baselines: pd.DataFrame, subj_index: pd.Index, test_index: pd.Index
 ) -> _BaselineTable:
     check_columns(baselines, _BASELINE_REQUIRED, what="baselines")
-    duplicated = baselines.duplicated(["subject_id", "test"], keep=False)
-    if duplicated.any():
+    s_codes, s_uniques = pd.factorize(baselines["subject_id"], use_na_sentinel=False)
+    t_codes, _ = pd.factorize(baselines["test"], use_na_sentinel=False)
+    pair = s_codes.astype(np.intp) * (int(t_codes.max(initial=0)) + 1) + t_codes
+    if len(pair) and int(np.bincount(pair).max()) > 1:  # the message names them (slow path)
+        duplicated = baselines.duplicated(["subject_id", "test"], keep=False)
         pairs = baselines.loc[duplicated, ["subject_id", "test"]].drop_duplicates()
         raise DataError(
             "baselines frame has several rows for subject/test "
             f"{list(pairs.itertuples(index=False, name=None))[:5]}"
         )
-    bs = subj_index.get_indexer(baselines["subject_id"].astype(object))
+    bs = subj_index.get_indexer(pd.Index(s_uniques, dtype=object)).take(s_codes)
     bt = test_index.get_indexer(baselines["test"].astype(object))
     keep = (bs >= 0) & (bt >= 0)
     n_test = max(len(test_index), 1)
-    size = max(len(subj_index), 1) * n_test + 1
+    size = (len(subj_index) + 1) * n_test
+    cells = ((bs + 1) * n_test + bt)[keep]
     fields = {
         "baseline": "baseline",
         "baseline_abnormal": "baseline_abnormal",
@@ -334,10 +362,78 @@ def _baseline_table(
     for column, name in fields.items():
         if column in baselines.columns:
             table = np.full(size, np.nan)
-            column_values = _floats(baselines[column].astype("Float64"))
-            table[(bs * n_test + bt)[keep]] = column_values[keep]
+            table[cells] = _floats(baselines[column].astype("Float64"))[keep]
             tables[name] = table
-    return _BaselineTable(subj_codes=subj_codes, n_test=n_test, tables=tables)
+    return _BaselineTable(n_test=n_test, tables=tables)
+
+
+def _regimes(
+    conditions: dict[str, list[str | None]],
+    test_codes: np.ndarray,
+    base: _BaselineTable | None,
+    cells: np.ndarray | None,
+    lln: np.ndarray,
+    uln: np.ndarray,
+) -> np.ndarray | None:
+    """Each row's regime_low × 3 + regime_high (int8), None when no term has a condition.
+
+    Per side: a term graded on the baseline status gets 0 (normal), 1 (abnormal) or 2
+    (unknown: evaluate() decides); a term graded on anticoagulation 0 (off) or 1 (on).
+    """
+    if not any(c in ("status", "anticoagulated") for cs in conditions.values() for c in cs):
+        return None
+    weight = {"low": 3, "high": 1}
+    n_test = len(conditions["low"])
+    if base is None or cells is None:  # no baselines: status unknown, not on anticoagulation
+        regime = np.zeros(n_test + 1, dtype=np.int8)  # the last slot answers code -1
+        for direction, conds in conditions.items():
+            for t, c in enumerate(conds):
+                if c == "status":
+                    regime[t] += kernel.UNKNOWN * weight[direction]
+        return regime.take(test_codes)
+    cell_regime = np.zeros(len(base.tables["baseline"]), dtype=np.int8)
+    test_of_cell = np.arange(len(cell_regime)) % base.n_test
+    per_row: list[tuple[str, list[bool]]] = []  # sides whose status depends on each row's range
+    anticoagulated = base.tables.get("anticoagulated")
+    on = (anticoagulated > 0.5).astype(np.int8) if anticoagulated is not None else None
+    for direction, conds in conditions.items():
+        status = base.status(direction)
+        uses_status = [c == "status" for c in conds]
+        uses_anticoag = np.array([c == "anticoagulated" for c in conds] + [False])
+        if any(uses_status):
+            if status is None:
+                per_row.append((direction, uses_status))
+            else:
+                mask = np.array([*uses_status, False])[test_of_cell]
+                cell_regime += status * mask * np.int8(weight[direction])
+        if uses_anticoag.any() and on is not None:
+            cell_regime += on * uses_anticoag[test_of_cell] * np.int8(weight[direction])
+    regime = cell_regime.take(cells, mode="clip")
+    if per_row:  # status from the baseline and each row's own LLN/ULN
+        b = base.tables["baseline"].take(cells, mode="clip")
+        for direction, uses_status in per_row:
+            limit = uln if direction == "high" else lln
+            abnormal = b > limit if direction == "high" else b < limit
+            code = np.where(np.isnan(b) | np.isnan(limit), kernel.UNKNOWN, abnormal)
+            code = code.astype(np.int8) * np.array([*uses_status, False], np.int8).take(test_codes)
+            regime += code * np.int8(weight[direction])
+    return regime
+
+
+def _group_order(pkey: np.ndarray, n_groups: int) -> tuple[np.ndarray | None, np.ndarray]:
+    """(row order that groups rows by pkey, or None when they already are; rows per pkey).
+
+    A counting sort (pandas' groupsort, O(n)); numpy's stable argsort where it is missing.
+    """
+    n = len(pkey)
+    if n < 2 or bool((pkey[1:] >= pkey[:-1]).all()):
+        return None, np.bincount(pkey, minlength=n_groups)
+    try:
+        from pandas._libs.algos import groupsort_indexer
+    except ImportError:  # pragma: no cover - pandas without the private counting sort
+        return np.argsort(pkey, kind="stable"), np.bincount(pkey, minlength=n_groups)
+    order, counts = groupsort_indexer(pkey, n_groups)
+    return order, counts[1:]  # counts[0]: label -1, never used
 
 
 def derive_lab_grades(
@@ -358,9 +454,13 @@ def derive_lab_grades(
     optionally ``ref_low``/``ref_high`` (the baseline sample's range), ``baseline_abnormal`` and
     ``anticoagulated`` (for INR).
 
-    Vectorised per term: rows are grouped once by (test, unit) and each group is graded with
-    numpy. Categorical ``test``/``unit``/``subject_id`` columns are fastest (no factorising);
-    a frame already ordered by test skips the sort.
+    Vectorised per term: rows are grouped by test, unit and the baseline condition their terms
+    depend on (a counting sort; the columns are scattered into group order, cheaper than
+    gathering them), and each group is graded on both sides with scalar thresholds, only the
+    criteria its terms have (:mod:`celltrial.safety.kernel`). Groups that need more of the "not
+    gradable" logic than a missing value or LLN/ULN are graded by
+    :func:`~celltrial.safety.evaluate.evaluate`, the engine of :func:`grade_lab`. Categorical
+    ``test``/``unit``/``subject_id`` columns are fastest (no factorising).
     """
     check_columns(observations, _REQUIRED, what="observation")
     table = criteria or load_ctcae_criteria()
@@ -370,118 +470,188 @@ def derive_lab_grades(
     values = _floats(observations["value"])
     lln = _floats(observations["ref_low"])
     uln = _floats(observations["ref_high"])
-    base: _BaselineTable | None = None
-    if baselines is not None:
-        subj_codes, subj_index = _codes(observations["subject_id"])
-        base = _baseline_table(baselines, subj_codes, subj_index, test_index)
-    limit_sides = _qualifier_sides(observations)
 
-    # per test code: its low and high term (numeric ones only); term codes per row via a LUT
+    # per test code: its low and high term (numeric ones only) and what they depend on
     sides: dict[str, list[TermCriteria | None]] = {}
     for direction in ("low", "high"):
         found = [table.for_test(str(code), direction) for code in test_index]
         sides[direction] = [t if t is not None and t.numeric else None for t in found]
     term_names = sorted({t.ctcae_term for s in sides.values() for t in s if t is not None})
     position = {name: i for i, name in enumerate(term_names)}
+    conditions = {
+        d: [None if t is None else kernel.condition(t) for t in s] for d, s in sides.items()
+    }
 
-    # Rows are sorted once by (test, unit): each group is then a contiguous slice (views, no
-    # copies), and the results of both sides travel back in one packed uint16 array.
+    # one key per (test, unit): (test code + 1) × (units + 1) + unit code + 1, never negative;
+    # pkey = key × 9 + the regime of each side (kernel), computed on a narrow integer type
     n_units = len(unit_index) + 1
-    key = test_codes.astype(np.int32) * n_units + (unit_codes.astype(np.int32) + 1)
-    if (len(test_index) + 1) * n_units < np.iinfo(np.int16).max:
-        key = key.astype(np.int16)  # a 16-bit key sorts by radix: ~8x faster
-    if n < 2 or bool((key[1:] >= key[:-1]).all()):
-        order = None  # already grouped (e.g. the store's order): slices of the columns as is
-        sorted_key, s_values, s_lln, s_uln = key, values, lln, uln
-    else:
-        order = np.argsort(key, kind="stable")
-        sorted_key = key.take(order)
-        s_values, s_lln, s_uln = values.take(order), lln.take(order), uln.take(order)
+    n_keys = (len(test_index) + 1) * n_units
+    n_groups = n_keys * kernel.REGIMES
+    small = np.int16 if n_groups < np.iinfo(np.int16).max else np.intp
+    pkey = np.add(test_codes, 1, dtype=small)
+    pkey *= small(n_units)
+    pkey += unit_codes
+    pkey += small(1)
+    pkey *= small(kernel.REGIMES)
 
-    def in_order(column: np.ndarray, part: slice) -> np.ndarray:
-        return column[part] if order is None else column.take(order[part])
+    base: _BaselineTable | None = None
+    cells: np.ndarray | None = None
+    subj_codes: np.ndarray | None = None
+    if baselines is not None and any(
+        c is not None or _has_baseline_criteria(t)
+        for d in ("low", "high")
+        for c, t in zip(conditions[d], sides[d], strict=True)
+    ):
+        subj_codes, subj_index = _codes(observations["subject_id"])
+        base = _baseline_table(baselines, subj_index, test_index)
+        cells = base.index(subj_codes, test_codes)
+    regime = _regimes(conditions, test_codes, base, cells, lln, uln)
+    del cells  # memory touched for the first time is slow here: keep few large arrays alive
+    if regime is not None:
+        pkey += regime
+        del regime
+    pkey = pkey.astype(np.intp, copy=False)
 
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_key)) + 1] if n else np.zeros(0, np.int64)
-    ends = np.r_[starts[1:], n] if n else np.zeros(0, np.int64)
-    packed = np.full(n, _pack(_NO_TERM, _NO_TERM, 0, 0), dtype=np.uint16)
-    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-        code, ucode = divmod(int(sorted_key[start]), n_units)
-        if code < 0 or (sides["low"][code] is None and sides["high"][code] is None):
-            continue
-        unit = "" if ucode == 0 else str(unit_index[ucode - 1])
-        part = slice(start, end)
-        plain = LabInputs(value=s_values[part], lln=s_lln[part], uln=s_uln[part])
-        with_base = None
-        codes, reasons = [], []
-        for direction in ("low", "high"):
-            term = sides[direction][code]
-            if term is None:
-                codes.append(_NO_TERM)
-                reasons.append(0)
-                continue
-            try:
-                compiled = table.compile(term, unit)
-            except UnitError:
-                codes.append(_NOT_GRADABLE)
-                reasons.append(R_UNIT)
-                continue
-            inputs = plain
-            if base is not None and _uses_baseline(compiled):
-                if with_base is None:
-                    with_base = LabInputs(
-                        value=plain.value,
-                        lln=plain.lln,
-                        uln=plain.uln,
-                        **base.lookup(in_order(base.subj_codes, part), code),
-                    )
-                inputs = with_base
-            ev = evaluate(compiled, inputs)
-            if limit_sides is not None:
-                below, above = limit_sides
-                _apply_qualifier(compiled, in_order(below, part), in_order(above, part), ev)
-            # not gradable → code 5 (grade is 0 there): grade + 5 * not_gradable
-            codes.append(ev.grade.view(np.uint8) + (~ev.gradable).view(np.uint8) * np.uint8(5))
-            reasons.append(ev.reason)
-        packed[part] = _pack(*codes, *reasons)
+    order, counts = _group_order(pkey, n_groups)
+    test_of_key = [k // n_units - 1 for k in range(n_keys)]
+    present = np.flatnonzero(counts)
+    present_keys = sorted({int(p) // kernel.REGIMES for p in present.tolist()})
+    units = {k: "" if k % n_units == 0 else str(unit_index[k % n_units - 1]) for k in present_keys}
+    plans = tuple(
+        kernel.plan_side(
+            table,
+            direction,
+            {
+                k: term
+                for k in present_keys
+                if k >= n_units and (term := sides[direction][k // n_units - 1]) is not None
+            },
+            units,
+            n_keys,
+            position,
+        )
+        for direction in ("low", "high")
+    )
+    terms = [(plan.info & kernel.TERM_BITS).astype(np.int16).take(pkey) - 1 for plan in plans]
+
+    # the columns in group order: scattered (sequential reads), not gathered
+    limit_sides = _qualifier_sides(observations)
+    pos: np.ndarray | None = None
     if order is None:
-        packed_rows = packed
-    else:
-        packed_rows = np.empty_like(packed)
-        packed_rows[order] = packed
+        g_values, g_lln, g_uln = values, lln, uln
+    else:  # memory first touched is slow here: pos, values and LLN reuse three intp arrays
+        pos = pkey  # the inverse of order
+        rank = np.arange(n)
+        pos[order] = rank
+        g_values, g_lln = order.view(np.float64), rank.view(np.float64)
+        g_values[pos] = values
+        g_lln[pos] = lln
+        g_uln = _grouped(uln, pos)
+        del order, rank
+    del pkey
+    # rows (in group order) without a value, an LLN or a ULN: each group finds its own by
+    # bisection instead of scanning its rows
+    missing_rows = {
+        name: np.flatnonzero(np.isnan(column))
+        for name, column in (("value", g_values), ("lln", g_lln), ("uln", g_uln))
+    }
+    g_subj = None if base is None or subj_codes is None else _grouped(subj_codes, pos)
+    g_limits = None if limit_sides is None else tuple(_grouped(x, pos) for x in limit_sides)
 
-    result = observations.copy(deep=False)
+    # per row and side one byte: grade code (bits 0-2: 0-4, NOT_GRADABLE, NO_TERM), reason (3-6)
+    packed = np.full(n, kernel.NO_TERM | (kernel.NO_TERM << 8), dtype=np.uint16)
+    ends = np.cumsum(counts)
+    for p in present.tolist():
+        start, end = int(ends[p] - counts[p]), int(ends[p])
+        part = slice(start, end)
+        value, low, high = g_values[part], g_lln[part], g_uln[part]
+        missing = {}
+        for name, rows_ in missing_rows.items():
+            lo, hi = np.searchsorted(rows_, (start, end))
+            missing[name] = rows_[lo:hi] - start
+        cell = b = None
+        if (
+            base is not None
+            and g_subj is not None
+            and any(kernel.uses_baseline(plan, p) for plan in plans)
+        ):
+            cell = base.index(g_subj[part], test_of_key[p // kernel.REGIMES])
+            b = base.tables["baseline"].take(cell, mode="clip")
+        side_bytes = []
+        for plan in plans:
+            found = kernel.grade_group(plan, p, value, low, high, b, missing)
+            if found is None:
+                if cell is None and base is not None and g_subj is not None:
+                    cell = base.index(g_subj[part], test_of_key[p // kernel.REGIMES])
+                found = _evaluate_group(plan, p, value, low, high, base, cell)
+            code, reason = found
+            if g_limits is not None and bool(code.size) and int(code.min()) < kernel.NO_TERM:
+                below, above = (x[part] for x in g_limits)
+                kernel.apply_qualifier(plan, p, code, reason, below, above)
+            reason <<= 3
+            reason |= code
+            side_bytes.append(reason)
+        packed[part] = side_bytes[0] | (side_bytes[1].astype(np.uint16) << 8)
+    packed = packed if pos is None else packed.take(pos)
+
+    columns: dict[str, object] = {}
     reason_categories = list(REASONS[1:])
-    for shift, direction in ((0, "low"), (3, "high")):
-        side = (packed_rows >> shift) & 7
-        reason = ((packed_rows >> (6 + 4 * (shift // 3))) & 15).astype(np.int8)
-        na = side >= _NOT_GRADABLE
-        grade = (side * ~na).astype(np.int8)
-        lut = np.array(
-            [-1 if t is None else position[t.ctcae_term] for t in sides[direction]] + [-1],
-            dtype=np.int16,
-        )  # the last slot answers code -1 (missing test)
-        result[f"grade_{direction}"] = pd.arrays.IntegerArray(grade, na)
-        result[f"term_{direction}"] = pd.Categorical.from_codes(
-            lut[test_codes], categories=term_names
+    for byte, plan, term in zip(
+        (packed.astype(np.uint8), (packed >> 8).astype(np.uint8)), plans, terms, strict=True
+    ):
+        grade = byte & np.uint8(7)
+        na = grade >= kernel.NOT_GRADABLE
+        grade *= (~na).view(np.uint8)
+        byte >>= 3
+        reason = byte.view(np.int8)
+        reason -= 1
+        grade = grade.view(np.int8)
+        columns[f"grade_{plan.direction}"] = pd.arrays.IntegerArray(grade, na)
+        columns[f"term_{plan.direction}"] = pd.Categorical.from_codes(
+            term, categories=term_names, validate=False
         )
-        result[f"reason_{direction}"] = pd.Categorical.from_codes(
-            reason - 1, categories=reason_categories
+        columns[f"reason_{plan.direction}"] = pd.Categorical.from_codes(
+            reason, categories=reason_categories, validate=False
         )
-    return result
+    columns = {name: columns[name] for name in _OUTPUT}
+    if any(name in observations.columns for name in _OUTPUT):
+        return observations.assign(**columns)
+    added = pd.DataFrame(columns, index=observations.index, copy=False)
+    return pd.concat([observations, added], axis=1)
 
 
-def _pack(
-    low: np.ndarray | int,
-    high: np.ndarray | int,
-    reason_low: np.ndarray | int,
-    reason_high: np.ndarray | int,
-) -> np.ndarray | int:
-    """Grade codes (0-4, 5 not gradable, 6 no term) and reasons of both sides in 14 bits."""
+def _grouped(column: np.ndarray, pos: np.ndarray | None) -> np.ndarray:
+    """``column`` in group order: row i goes to position ``pos[i]`` (a scatter)."""
+    if pos is None:
+        return column
+    out = np.empty_like(column)
+    out[pos] = column
+    return out
 
-    def u16(x: np.ndarray | int) -> np.ndarray | int:
-        return x.astype(np.uint16) if isinstance(x, np.ndarray) else x
 
-    return u16(low) | (u16(high) << 3) | (u16(reason_low) << 6) | (u16(reason_high) << 10)
+def _has_baseline_criteria(term: TermCriteria | None) -> bool:
+    return term is not None and any(
+        c.kind in ("x_baseline", "pct_change") for r in term.grades for c in r.criteria
+    )
+
+
+def _evaluate_group(
+    plan: kernel.SidePlan,
+    p: int,
+    value: np.ndarray,
+    lln: np.ndarray,
+    uln: np.ndarray,
+    base: _BaselineTable | None,
+    cells: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Grade codes and reasons of one group on one side by evaluate() (the reference engine)."""
+    compiled = plan.compiled[p // kernel.REGIMES]
+    inputs = LabInputs(value=value, lln=lln, uln=uln)
+    if base is not None and cells is not None and _uses_baseline(compiled):
+        inputs = LabInputs(value=value, lln=lln, uln=uln, **base.lookup(cells))
+    ev = evaluate(compiled, inputs)
+    code = ev.grade.view(np.uint8) + (~ev.gradable).view(np.uint8) * np.uint8(kernel.NOT_GRADABLE)
+    return code, ev.reason
 
 
 def _uses_baseline(compiled: CompiledTerm) -> bool:
