@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,13 +11,22 @@ import pytest
 from celltrial.store.database import study_session
 from celltrial.store.models import Subject
 from celltrial.study import StudyHandle, init_study
+from tests.store.backends import BACKENDS, fresh_database
 
 LABS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "labs"
 
 
-@pytest.fixture
-def study(tmp_path) -> StudyHandle:
-    handle = init_study(tmp_path / "study", user="tester")
+@pytest.fixture(params=BACKENDS)
+def study(request, tmp_path) -> Iterator[StudyHandle]:
+    """The study, on SQLite and on PostgreSQL (the bulk SQLite path and the generic one)."""
+    with fresh_database(request.param, tmp_path) as url:
+        handle = _enrolled(tmp_path, url)
+        yield handle
+        handle.engine.dispose()
+
+
+def _enrolled(tmp_path: Path, url: str) -> StudyHandle:
+    handle = init_study(tmp_path / "study", user="tester", db_url=url)
     with study_session(handle.engine, user="tester", reason="enrolment") as session:
         for code in ("S001", "S002"):
             session.add(

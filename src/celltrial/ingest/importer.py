@@ -8,6 +8,8 @@ and the validation report.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -87,8 +89,8 @@ def import_file(
         known = known_subjects(session, study.study_id)
         source = read_source(path, spec, report, layout=layout, zone=zone)
         info = source.subjects
+        label = cohort if cohort is not None else path.stem
         if register and len(info):
-            label = cohort if cohort is not None else path.stem
             if batch is not None:
                 result.counts["subjects"] = register_subjects(
                     session, batch, study.study_id, _complete(info), cohort=label or None
@@ -96,33 +98,38 @@ def import_file(
                 known = known_subjects(session, study.study_id)
             else:
                 known = _with_new(known, _complete(info))
-        elif register:
-            pass
         writer = None
+        # the writer reports into a report of its own: validation of the next chunk runs in a
+        # thread meanwhile and fills ``report``; the two are merged once the file is through
+        stored = ValidationReport(file=str(path), counts=dict.fromkeys(report.counts, 0))
         if batch is not None:
             writer = ObservationWriter(
                 session,
                 batch,
-                report,
+                stored,
                 source=path.name,
                 on_progress=(lambda n: on_progress(n, size)) if on_progress else None,
             )
-        for raw in _chunks(source.raw):
-            if register and batch is not None and not source.subjects_complete:
-                new = pd.DataFrame({"subject": raw["subject"].dropna().astype(str).unique()})
-                new = new[~new["subject"].isin(known.index)]
-                if len(new):
-                    label = cohort if cohort is not None else path.stem
-                    result.counts["subjects"] += register_subjects(
-                        session, batch, study.study_id, _complete(new), cohort=label or None
-                    )
-                    known = known_subjects(session, study.study_id)
-            elif register and batch is None:
-                new = pd.DataFrame({"subject": raw["subject"].dropna().astype(str).unique()})
-                known = _with_new(known, _complete(new))
-            rows = check_results(raw, report, subjects=known, zone=zone)
+
+        def register_new(new: pd.DataFrame) -> pd.DataFrame:
+            """Register subjects first seen in this chunk (database: this thread only)."""
+            result.counts["subjects"] += register_subjects(
+                session, batch, study.study_id, _complete(new), cohort=label or None
+            )
+            return known_subjects(session, study.study_id)
+
+        chunks = _validated_chunks(
+            source.raw,
+            report,
+            known=known,
+            zone=zone,
+            register=register and not source.subjects_complete,
+            register_new=register_new if batch is not None else None,
+        )
+        for rows, known in chunks:
             if report.ok and writer is not None and len(rows):
                 writer.write(rows, known["id"])
+        report.merge(stored)
         if writer is not None:
             result.counts.update(writer.counts)
         result.report_csv = _write_report(study, path, report, report_dir)
@@ -149,6 +156,98 @@ def _chunks(raw: pd.DataFrame | Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame
         yield raw
     else:
         yield from raw
+
+
+#: Validate the next chunk of a large file in a thread while this one is stored.
+VALIDATE_AHEAD = True
+
+
+def _validated_chunks(
+    raw: pd.DataFrame | Iterator[pd.DataFrame],
+    report: ValidationReport,
+    *,
+    known: pd.DataFrame,
+    zone: object,
+    register: bool,
+    register_new: Callable[[pd.DataFrame], pd.DataFrame] | None,
+) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+    """(validated rows, known subjects) per chunk; the next chunk is read and validated in a
+    thread while the caller stores this one (SQLite spends its time outside the GIL).
+
+    New subjects of a chunk (``register``) are registered before it is validated: through
+    ``register_new`` on the caller's thread, which owns the database session, or, in a dry run
+    (no ``register_new``), only in the subjects the checks see.
+    """
+    subjects = known
+
+    def with_new_subjects(chunk: pd.DataFrame) -> pd.DataFrame:
+        codes = chunk["subject"].dropna().astype(str).unique()
+        return pd.DataFrame({"subject": codes[~pd.Index(codes).isin(subjects.index)]})
+
+    if isinstance(raw, pd.DataFrame) or not VALIDATE_AHEAD:  # one chunk: nothing to overlap
+        for chunk in _chunks(raw):
+            new = with_new_subjects(chunk) if register else None
+            if new is not None and len(new):
+                subjects = (
+                    register_new(new)
+                    if register_new is not None
+                    else _with_new(subjects, _complete(new))
+                )
+            yield check_results(chunk, report, subjects=subjects, zone=zone), subjects
+        return
+    results: queue.Queue = queue.Queue(maxsize=1)
+    requests: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(item: tuple) -> None:
+        while not stop.is_set():
+            try:
+                results.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def produce() -> None:
+        nonlocal subjects
+        try:
+            for chunk in _chunks(raw):
+                if stop.is_set():
+                    return
+                if register:
+                    new = with_new_subjects(chunk)
+                    if len(new) and register_new is not None:
+                        put(("register", new))
+                        subjects = requests.get()
+                        if subjects is None:
+                            return
+                    elif len(new):
+                        subjects = _with_new(subjects, _complete(new))
+                rows = check_results(chunk, report, subjects=subjects, zone=zone)
+                put(("rows", (rows, subjects)))
+            put(("done", None))
+        except BaseException as exc:  # re-raised on the caller's thread
+            put(("error", exc))
+
+    worker = threading.Thread(target=produce, name="celltrial-validate", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, item = results.get()
+            if kind == "register":
+                try:
+                    requests.put(register_new(item))
+                except BaseException:
+                    requests.put(None)
+                    raise
+            elif kind == "rows":
+                yield item
+            elif kind == "error":
+                raise item
+            else:
+                return
+    finally:
+        stop.set()
+        worker.join()
 
 
 def _complete(info: pd.DataFrame) -> pd.DataFrame:

@@ -77,6 +77,13 @@ class ValidationReport:
     def extend(self, other: ValidationReport) -> None:
         self._parts.extend(other._parts)
 
+    def merge(self, other: ValidationReport) -> None:
+        """Add ``other``'s messages after this report's and its counts to these (a report kept
+        apart while a thread fills this one, e.g. the storage step's)."""
+        self.extend(other)
+        for key, value in other.counts.items():
+            self.counts[key] = self.counts.get(key, 0) + value
+
     @property
     def messages(self) -> pd.DataFrame:
         if not self._parts:

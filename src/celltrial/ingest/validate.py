@@ -63,6 +63,11 @@ STORED_COLUMNS = (
 )
 
 
+#: Outcome of a result, by code: stored, stored with a flag, or not stored and reported.
+OUTCOMES = ("stored", "flagged", "reported")
+STORED, FLAGGED, REPORTED = range(len(OUTCOMES))
+
+
 @dataclass(frozen=True)
 class SubjectDates:
     """Known subjects (index: code) with ``start`` (enrolment/admission) and ``end`` (discharge
@@ -96,7 +101,8 @@ class _Run:
         self.subjects = subjects
         self.zone = zone
         self.catalogue = {t.code: t for t in load_catalogue().tests}
-        self.outcome = pd.Series("stored", index=raw.index, dtype=object)
+        # outcome codes (small integers: compared on every check, cheaper than text)
+        self.outcome = pd.Series(STORED, index=raw.index, dtype="int8")
         self.text = raw["raw_value"].astype("string")
 
     # -- bookkeeping ------------------------------------------------------------------------
@@ -115,19 +121,19 @@ class _Run:
         )
 
     def drop(self, mask: pd.Series, kind: str, expected: object, severity: str = "warning") -> None:
-        mask = mask & (self.outcome != "reported")
+        mask = mask & (self.outcome != REPORTED)
         self._messages(mask, severity, kind, expected)
-        self.outcome[mask] = "reported"
+        self.outcome[mask] = REPORTED
 
     def flag(self, mask: pd.Series, kind: str, expected: object) -> None:
-        mask = mask & (self.outcome != "reported")
+        mask = mask & (self.outcome != REPORTED)
         self._messages(mask, "warning", kind, expected)
-        self.outcome[mask] = "flagged"
+        self.outcome[mask] = FLAGGED
         if mask.any():
             self.flags[mask] = self.flags[mask] + ("," + kind)
 
     def live(self) -> pd.Series:
-        return self.outcome != "reported"
+        return self.outcome != REPORTED
 
     # -- steps -----------------------------------------------------------------------------
     def execute(self, *, detect_limits: bool) -> pd.DataFrame:
@@ -194,7 +200,7 @@ class _Run:
                 value=f"{name!s}: {len(rows)} results",
                 expected="a test name or alias of the catalogue, or a mapping entry",
             )
-        self.outcome[unknown] = "reported"
+        self.outcome[unknown] = REPORTED
 
     def _times(self) -> None:
         times, unreadable = parse_times(self.raw["time"], self.zone)
@@ -219,7 +225,7 @@ class _Run:
                 value=first.index.tolist(),
                 expected="a subject of the study (or import with --register-subjects)",
             )
-            self.outcome[unknown] = "reported"
+            self.outcome[unknown] = REPORTED
 
     def _definition_series(self, attribute: str) -> pd.Series:
         table = {c: getattr(t, attribute) for c, t in self.catalogue.items()}
@@ -435,10 +441,10 @@ class _Run:
         self.drop(repeat_mask, "duplicate", "each result once", "info")
 
     def _result(self, unit: pd.Series) -> pd.DataFrame:
-        counts = self.outcome.value_counts()
-        for outcome in ("stored", "flagged", "reported"):
-            self.report.counts[outcome] += int(counts.get(outcome, 0))
-        keep = self.outcome != "reported"
+        counts = np.bincount(self.outcome.to_numpy(), minlength=len(OUTCOMES))
+        for code, outcome in enumerate(OUTCOMES):
+            self.report.counts[outcome] += int(counts[code])
+        keep = self.outcome != REPORTED
         out = pd.DataFrame(
             {
                 "subject": self.subject[keep],
@@ -453,7 +459,7 @@ class _Run:
                 "ref_high": self._ref(self.raw.loc[keep, "ref_high"], keep),
                 "specimen": self._specimen(keep),
                 "source_row": self.raw.loc[keep, "source_row"],
-                "flagged": self.outcome[keep] == "flagged",
+                "flagged": self.outcome[keep] == FLAGGED,
                 "flags": self.flags[keep].map({"": None}).fillna(self.flags[keep].str[1:])
                 if (self.flags[keep] != "").any()
                 else None,
