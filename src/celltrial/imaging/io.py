@@ -14,6 +14,7 @@ import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -82,7 +83,7 @@ class CtVolume:
 
 
 def compute_canonical(
-    data: np.ndarray,
+    data: Any,
     affine: np.ndarray,
     *,
     source: str,
@@ -91,14 +92,20 @@ def compute_canonical(
     series_uid: str | None = None,
     checksum: str | None = None,
     meta: dict[str, object] | None = None,
+    as_float32: bool = False,
 ) -> CtVolume:
-    """Build a :class:`CtVolume` from an x-y-z array in HU and its RAS+ affine."""
+    """Build a :class:`CtVolume` from an x-y-z array in HU and its RAS+ affine.
+
+    ``data`` may also be a lazily read nibabel array proxy: it is then read slab by slab along
+    its slice axis, so that the int16 volume is the only full-size array made (``as_float32``:
+    the proxy scales its values, which are taken as float32, as ``get_fdata`` would).
+    """
     import nibabel as nib
 
     if data.ndim == 2:
-        data = data[:, :, None]
+        data = np.asarray(data)[:, :, None]
     if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
+        data = np.asarray(data[..., 0])
     if data.ndim != 3:
         raise ImagingError(f"{source}: a 3-D volume or 2-D slice is expected, got {data.shape}")
     ornt = nib.orientations.io_orientation(affine)
@@ -115,23 +122,11 @@ def compute_canonical(
     transform = nib.orientations.ornt_transform(
         ornt, nib.orientations.axcodes2ornt(CANONICAL_CODES)
     )
-    xyz = nib.orientations.apply_orientation(data, transform)
     zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
     spacing_xyz = np.empty(3)
     for i in range(3):
         spacing_xyz[int(transform[i, 0])] = zooms[i]
-    hu = np.ascontiguousarray(np.transpose(xyz, (2, 1, 0)))
-    if hu.dtype != np.int16:
-        if (
-            np.issubdtype(hu.dtype, np.integer)
-            and hu.min(initial=0) >= -32768
-            and hu.max(initial=0) <= 32767
-        ):
-            hu = hu.astype(np.int16)
-        elif not np.issubdtype(hu.dtype, np.integer):
-            hu = np.clip(np.rint(hu), -32768, 32767).astype(np.int16)
-        else:
-            raise ImagingError(f"{source}: values outside the int16 range; not CT in HU")
+    hu = _compute_internal_hu(data, transform, source, as_float32=as_float32)
     _check_ct_values(hu, source, approximate)
     return CtVolume(
         hu=hu,
@@ -146,6 +141,62 @@ def compute_canonical(
         checksum=checksum,
         meta=dict(meta or {}),
     )
+
+
+#: Slices converted at a time from the input's type and orientation to the internal int16.
+SLAB = 16
+
+
+def _compute_internal_hu(
+    data: Any, transform: np.ndarray, source: str, *, as_float32: bool = False
+) -> np.ndarray:
+    """The x-y-z input (an array or a nibabel array proxy) as int16 in internal (z, y, x) order,
+    oriented and converted by slabs.
+
+    Only one slab of the input's type (int32, float…) exists beside the int16 result, instead of
+    a reoriented copy of the whole input and then its int16 conversion. An int16 array already
+    in internal order is used as it is (no copy). Integers outside the int16 range are an error;
+    floats are rounded and clipped.
+    """
+    import nibabel as nib
+
+    if int(transform[2, 0]) != 2:  # a single slice whose third axis is not head–feet
+        data = np.asarray(data)
+        block = data.astype(np.float32) if as_float32 else data
+        oriented = np.transpose(nib.orientations.apply_orientation(block, transform), (2, 1, 0))
+        hu = np.empty(oriented.shape, dtype=np.int16)
+        _convert_block(oriented, hu, source)
+        return hu
+    if isinstance(data, np.ndarray) and data.dtype == np.int16 and not as_float32:
+        view = np.transpose(nib.orientations.apply_orientation(data, transform), (2, 1, 0))
+        if view.flags.c_contiguous:
+            return view
+    nz = data.shape[2]
+    flipped = transform[2, 1] < 0  # the input's slices run head to feet
+    shape = [0, 0, nz]
+    for i in range(2):
+        shape[int(transform[i, 0])] = data.shape[i]
+    hu = np.empty((nz, shape[1], shape[0]), dtype=np.int16)
+    for start in range(0, nz, SLAB):
+        stop = min(start + SLAB, nz)
+        block = np.asarray(data[:, :, start:stop])
+        if as_float32:
+            block = block.astype(np.float32)
+        oriented = np.transpose(nib.orientations.apply_orientation(block, transform), (2, 1, 0))
+        _convert_block(oriented, hu[nz - stop : nz - start] if flipped else hu[start:stop], source)
+    return hu
+
+
+def _convert_block(block: np.ndarray, target: np.ndarray, source: str) -> None:
+    """Write ``block`` into the int16 ``target``: integers checked, floats rounded and clipped."""
+    if block.dtype == np.int16:
+        target[...] = block
+    elif np.issubdtype(block.dtype, np.integer):
+        if block.min(initial=0) < -32768 or block.max(initial=0) > 32767:
+            raise ImagingError(f"{source}: values outside the int16 range; not CT in HU")
+        target[...] = block
+    else:
+        target[...] = np.clip(np.rint(block), -32768, 32767)
 
 
 def _check_ct_values(hu: np.ndarray, source: str, approximate: bool) -> None:
@@ -205,29 +256,38 @@ def read_volume(path: Path | str, *, window: tuple[float, float] = DEFAULT_WINDO
         if name.endswith((".nii", ".nii.gz")):
             import nibabel as nib
 
-            image = nib.load(str(path))
-            raw = np.asanyarray(image.dataobj)
+            # read lazily (slab by slab in compute_canonical); the file stays open meanwhile
+            image = nib.load(str(path), keep_file_open=True)
+            raw = image.dataobj
             affine = image.affine
             scaled = image.dataobj.slope not in (None, 1.0) or image.dataobj.inter not in (
                 None,
                 0.0,
             )
-            if scaled:
-                raw = np.asarray(image.get_fdata(dtype=np.float32))
+            if raw.dtype == np.uint8 and not scaled:
+                raw = np.asanyarray(raw)
         else:
             raw, affine = _read_sitk(path)
+            scaled = False
     except ImagingError:
         raise
     except Exception as exc:  # corrupt or truncated file
         raise ImagingError(f"{path}: cannot read the volume ({exc})") from exc
     checksum = compute_checksum(path)
-    if raw.dtype == np.uint8:
+    if raw.dtype == np.uint8 and not scaled:
         hu = _display_to_hu(raw, window)
         note = _approximate_note(window)
         return compute_canonical(
             hu, affine, source=str(path), approximate=True, notes=(note,), checksum=checksum
         )
-    return compute_canonical(raw, affine, source=str(path), checksum=checksum)
+    try:
+        return compute_canonical(
+            raw, affine, source=str(path), checksum=checksum, as_float32=scaled
+        )
+    except ImagingError:
+        raise
+    except Exception as exc:  # truncated data found while reading the slabs
+        raise ImagingError(f"{path}: cannot read the volume ({exc})") from exc
 
 
 def _read_sitk(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -408,19 +468,23 @@ def read_dicom_series(path: Path | str, *, series_uid: str | None = None) -> CtV
             )
     else:
         step = float(first.get("SpacingBetweenSlices", first.get("SliceThickness", 1.0)) or 1.0)
-    arrays = []
-    for file, ds in items:
+    stack = None  # slices, rows, cols: int16 HU, filled slice by slice
+    for i, (file, ds) in enumerate(items):
         try:
             pixels = ds.pixel_array
         except Exception as exc:
             pixels = _read_pixels_sitk(file, exc)
         slope = float(ds.get("RescaleSlope", 1) or 1)
         intercept = float(ds.get("RescaleIntercept", 0) or 0)
-        if pixels.shape != arrays[0].shape if arrays else False:
+        if stack is None:
+            stack = np.empty((len(items), *pixels.shape), dtype=np.int16)
+        elif pixels.shape != stack.shape[1:]:
             raise ImagingError(f"{file}: image size {pixels.shape} differs from the series")
-        arrays.append(pixels.astype(np.float32) * slope + intercept)
-    stack = np.stack(arrays, axis=-1)  # rows, cols, slices
-    data = np.transpose(stack, (1, 0, 2))  # cols (x), rows (y), slices (z)
+        values = np.rint(pixels.astype(np.float32) * slope + intercept)
+        if values.min(initial=0) < -32768 or values.max(initial=0) > 32767:
+            raise ImagingError(f"{path}: values outside the int16 range; not CT in HU")
+        stack[i] = values
+    data = np.transpose(stack, (2, 1, 0))  # cols (x), rows (y), slices (z)
     affine_lps = np.eye(4)
     affine_lps[:3, 0] = row_dir * spacing_rc[1]
     affine_lps[:3, 1] = col_dir * spacing_rc[0]
@@ -428,7 +492,7 @@ def read_dicom_series(path: Path | str, *, series_uid: str | None = None) -> CtV
     affine_lps[:3, 3] = positions[0]
     affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine_lps
     return compute_canonical(
-        np.rint(data).astype(np.int32),
+        data,
         affine,
         source=str(path),
         notes=tuple(notes),

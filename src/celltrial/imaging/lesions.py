@@ -5,7 +5,8 @@ Two methods:
 - ``"density"`` (true HU volumes): the density bands of ``bands.yaml`` after vessel suppression
   (thin bright structures removed by an in-plane opening) and a partial-volume rule (the rim of a
   consolidation, darker than the consolidation–lung midpoint, is neither ground-glass nor
-  consolidation; brighter, it is consolidation). Processed in slabs to bound memory.
+  consolidation; brighter, it is consolidation). Processed in slabs (which may run in threads)
+  within the lungs' bounding box, to bound memory.
 - ``"learned"`` (display images, approximate HU): the shipped gradient-boosted pixel model
   (``models/lesions.npz``, trained by ``scripts/train_ct_lesions.py``) slice by slice.
 """
@@ -20,6 +21,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from celltrial.imaging.io import CtVolume, ImagingError
+from celltrial.imaging.lungs import compute_bounding_box
+from celltrial.imaging.parallel import map_threads
 from celltrial.imaging.quantify import load_bands
 from celltrial.imaging.trees import BoostedTrees, read_boosted_trees
 
@@ -57,7 +60,6 @@ def compute_density_lesions(
     cons_mid = (lung_hu + float(np.mean(bands["consolidation"]))) / 2  # partial-volume midpoint
     out = np.zeros(hu.shape, dtype=np.uint8)
     radius = VESSEL_MM / spacing[1]
-    disk = _disk(radius)
     sigma = 0.6 if spacing[1] < 1.2 else 0.5
     present = np.flatnonzero(lungs.any(axis=(1, 2)))
     if present.size == 0:
@@ -66,7 +68,6 @@ def compute_density_lesions(
     ys, xs = np.nonzero(lungs[z0:z1].any(axis=0))
     y0, y1 = max(ys.min() - 2, 0), min(ys.max() + 3, hu.shape[1])
     x0, x1 = max(xs.min() - 2, 0), min(xs.max() + 3, hu.shape[2])
-    box = np.s_[z0:z1, y0:y1, x0:x1]
     # partial-volume midpoint between this scan's aerated lung and ground-glass, never below the
     # band's lower bound: voxels half lung, half ground-glass count half the time
     sample = hu[z0:z1:4, y0:y1, x0:x1][lungs[z0:z1:4, y0:y1, x0:x1] > 0]
@@ -77,7 +78,8 @@ def compute_density_lesions(
     # pass 1, by slabs: density level of each voxel (0 aerated, 1 ground-glass, 2 consolidation
     # rim, 3 consolidation) and whether it survives the vessel-suppressing opening (+4)
     level = np.zeros((z1 - z0, y1 - y0, x1 - x0), dtype=np.uint8)
-    for start in range(z0, z1, slab):
+
+    def level_slab(start: int) -> None:
         stop = min(start + slab, z1)
         inside = lungs[start:stop, y0:y1, x0:x1] > 0
         smooth = ndi.gaussian_filter(
@@ -87,28 +89,67 @@ def compute_density_lesions(
         part += inside & (smooth >= ggo_low)
         part += inside & (smooth >= cons_mid)
         part += inside & (smooth >= cons_low)
+        del inside, smooth
         for k in range(part.shape[0]):
-            if part[k].any():
-                part[k] += 4 * ndi.binary_opening(part[k] > 0, structure=disk).astype(np.uint8)
-    kept = level >= 4
-    core = _drop_thin(kept & (level % 4 == 3), CORE_MM / spacing[1])
-    del kept
-    # pass 2: partial-volume rule around consolidation cores
-    labels = np.zeros(level.shape, dtype=np.uint8)
+            opened = _open_slice(part[k] > 0, radius)
+            if opened is not None:
+                part[k] += 4 * opened.astype(np.uint8)
+
+    map_threads(level_slab, range(z0, z1, slab))  # slabs write disjoint parts of ``level``
+    core = _drop_thin(level == 7, CORE_MM / spacing[1])  # kept (≥ 4) and consolidation (3)
+    # pass 2, by slabs: partial-volume rule around consolidation cores
     cross = ndi.generate_binary_structure(3, 1)
     for start in range(0, level.shape[0], slab):
-        lo, hi = max(start - 1, 0), min(start + slab + 1, level.shape[0])
-        lv, co = level[lo:hi], core[lo:hi]
-        near = ndi.binary_dilation(co, structure=cross)
-        cons = co | (near & (lv % 4 >= 2))
-        ggo = (lv >= 4) & ~near & (lv % 4 >= 1) & (lv % 4 < 3)
-        part = np.zeros(lv.shape, dtype=np.uint8)
-        part[ggo] = GROUND_GLASS
-        part[cons] = CONSOLIDATION
-        a, b = start - lo, start - lo + min(slab, level.shape[0] - start)
-        labels[start : start + (b - a)] = part[a:b]
-    out[box] = labels
+        stop = min(start + slab, level.shape[0])
+        lv = level[start:stop]
+        band = lv % 4
+        ggo = (lv >= 4) & (band >= 1) & (band < 3)
+        target = out[z0 + start : z0 + stop, y0:y1, x0:x1]
+        lo, hi = max(start - 1, 0), min(stop + 1, level.shape[0])
+        if core[lo:hi].any():
+            # the dilation needs the slices either side of the slab
+            near = ndi.binary_dilation(core[lo:hi], structure=cross)[
+                start - lo : start - lo + stop - start
+            ]
+            cons = core[start:stop] | (near & (band >= 2))
+            ggo &= ~near
+            target[ggo] = GROUND_GLASS
+            target[cons] = CONSOLIDATION
+        else:
+            target[ggo] = GROUND_GLASS
     return out
+
+
+def _open_slice(mask: np.ndarray, radius: float) -> np.ndarray | None:
+    """Binary opening of a 2-D ``mask`` by the disk of ``radius`` px, computed only around what
+    it holds.
+
+    Identical to ``ndi.binary_opening(mask, structure=_disk(radius))``: outside the mask's
+    bounding box grown by the disk's radius the opening is empty, and the erosion's zero border
+    equals the zeros around the box. None when the opening is empty.
+    """
+    disk = _disk(radius)
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    r = disk.shape[0] // 2
+    y0, y1 = max(rows[0] - r, 0), min(rows[-1] + r + 1, mask.shape[0])
+    x0, x1 = max(cols[0] - r, 0), min(cols[-1] + r + 1, mask.shape[1])
+    eroded = ndi.binary_erosion(mask[y0:y1, x0:x1], structure=disk)
+    rows = np.flatnonzero(eroded.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(eroded.any(axis=0))
+    # the dilation reaches at most r beyond the eroded pixels: compute it on that box only, as
+    # "within the disk's radius of an eroded pixel" (exact: squared distances are integers)
+    v0, v1 = max(rows[0] - r, 0), min(rows[-1] + r + 1, eroded.shape[0])
+    u0, u1 = max(cols[0] - r, 0), min(cols[-1] + r + 1, eroded.shape[1])
+    distance = ndi.distance_transform_edt(~eroded[v0:v1, u0:u1])
+    opened = np.zeros(mask.shape, dtype=bool)
+    within = np.rint(distance * distance) <= radius * radius + 1e-9  # as _disk decides
+    opened[y0 + v0 : y0 + v1, x0 + u0 : x0 + u1] = within
+    return opened
 
 
 @cache
@@ -150,20 +191,34 @@ def compute_learned_lesions(
 
 
 def _drop_thin(mask: np.ndarray, min_depth: float) -> np.ndarray:
-    """Components of ``mask`` (3-D) whose deepest in-plane point is at least ``min_depth`` px."""
-    labels, n = ndi.label(mask)
-    if n == 0:
-        return mask
-    depth = np.zeros(mask.shape, dtype=np.float32)
+    """Components of ``mask`` (3-D) whose deepest in-plane point is at least ``min_depth`` px.
+
+    The in-plane depth (distance to the nearest background pixel of the slice) is computed per
+    slice on the mask's bounding box; the components holding a deep enough voxel are grown back
+    from those voxels (same 6-connectivity as ``ndi.label``), with no label or depth volume.
+    """
+    out = np.zeros(mask.shape, dtype=bool)
+    box = compute_bounding_box(mask, margin=1)  # the background ring the distances need
+    mask = mask[box]
+    deep = np.zeros(mask.shape, dtype=bool)
     for k in range(mask.shape[0]):
-        if mask[k].any():
-            depth[k] = ndi.distance_transform_edt(mask[k])
-    deepest = np.asarray(ndi.maximum(depth, labels, np.arange(1, n + 1)))
-    keep = np.concatenate([[False], deepest >= min_depth])
-    return keep[labels]
+        rows = np.flatnonzero(mask[k].any(axis=1))
+        if rows.size == 0:
+            continue
+        cols = np.flatnonzero(mask[k].any(axis=0))
+        # one background pixel around the box keeps the distances of the whole slice
+        y0, y1 = max(rows[0] - 1, 0), min(rows[-1] + 2, mask.shape[1])
+        x0, x1 = max(cols[0] - 1, 0), min(cols[-1] + 2, mask.shape[2])
+        depth = ndi.distance_transform_edt(mask[k, y0:y1, x0:x1]).astype(np.float32)
+        deep[k, y0:y1, x0:x1] = depth >= min_depth
+    if deep.any():
+        out[box] = ndi.binary_propagation(deep, mask=mask)
+    return out
 
 
+@cache
 def _disk(radius: float) -> np.ndarray:
+    """Pixels within ``radius`` of the centre (the opening's structuring element)."""
     r = max(1, int(np.floor(radius)))
     y, x = np.ogrid[-r : r + 1, -r : r + 1]
     return x * x + y * y <= radius * radius + 1e-9

@@ -6,6 +6,10 @@ out; trachea and main bronchi grown from the trachea at ``AIRWAY_HU`` and remove
 components are the lungs (split at the anterior/posterior junction when they touch); each lung,
 slice by slice, closed and hole-filled (vessels, inner lesions) and its convex-hull bays on the
 chest-wall side filled (dense consolidation against the pleura, which a threshold loses).
+
+Memory and time (issue 10): the full-resolution volume is only read, never copied; the coarse
+grid is made slab by slab, whole-volume counts and lookups go by slabs, and per-slice work stays
+within bounding boxes, so the labels returned are the only full-resolution array made.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from celltrial.imaging.io import CtVolume, ImagingError
+from celltrial.imaging.parallel import map_threads
 
 AIR_HU = -400.0
 AIRWAY_HU = -950.0
@@ -50,57 +55,127 @@ def segment_lungs(volume: CtVolume, *, target_mm: float = 1.4) -> LungMasks:
     """Right and left lungs of a CT volume (see the module's description)."""
     hu = volume.hu
     factor = max(1, round(target_mm / max(volume.spacing[1], 1e-6)))
-    coarse = _downsample(hu, factor)
+    smooth = _downsample(hu, factor, sigma=0.7)
     spacing = (volume.spacing[0], volume.spacing[1] * factor, volume.spacing[2] * factor)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     notes: list[str] = []
-    smooth = ndi.gaussian_filter(coarse, (0, 0.7, 0.7)) if coarse.shape[1] > 8 else coarse
-    air = smooth < AIR_HU
-    labels, n = ndi.label(air)
+    labels, n = ndi.label(smooth < AIR_HU)
     if n == 0:
         raise ImagingError(f"{volume.source}: no air-filled region found; is this a chest CT?")
-    sizes = np.bincount(labels.ravel(), minlength=n + 1).astype(float) * voxel_ml
+    counts, dark = _count_components(labels, n, smooth, OUTSIDE_AIR_HU)
+    sizes = counts.astype(float) * voxel_ml
     edge = np.zeros(n + 1, dtype=bool)
     for sl in (np.s_[:, 0, :], np.s_[:, -1, :], np.s_[:, :, 0], np.s_[:, :, -1]):
         edge[np.unique(labels[sl])] = True
     # outside air is mostly as dark as air gets; lung (even emphysematous) mostly is not
-    darkest = np.bincount(
-        labels.ravel(), weights=(smooth < OUTSIDE_AIR_HU).ravel(), minlength=n + 1
-    )
-    outside = darkest > 0.3 * np.maximum(sizes / voxel_ml, 1)
+    outside = dark > 0.3 * np.maximum(sizes / voxel_ml, 1)
     keep = (sizes >= MIN_LUNG_ML * 0.25) & ~(edge & outside)
     keep[0] = False
     if edge[keep].any():
         notes.append("lungs reach the image edge (cropped scan): volumes may be partial")
-    candidates = keep[labels]
+    candidates = _lookup(keep, labels)
     del labels
-    airway = _grow_airway(smooth, candidates, spacing, notes)
-    airway_ml = float(airway.sum()) * voxel_ml
-    if airway.any():
-        candidates &= ~ndi.binary_dilation(airway, iterations=2)
+    region = compute_bounding_box(candidates)  # air inside the body: all that follows lies within
+    airway = _grow_airway(smooth, candidates, region, spacing, notes)
+    airway_ml = float(np.count_nonzero(airway)) * voxel_ml
     carina = None
-    if airway.any():
+    if airway_ml > 0:
+        box = compute_bounding_box(airway, margin=2)
+        candidates[box] &= ~ndi.binary_dilation(airway[box], iterations=2)
         low = int(np.flatnonzero(airway.any(axis=(1, 2))).min())
         carina = (low, float(np.nonzero(airway[low])[1].mean()))
-    lungs = _two_lungs(candidates, smooth, spacing, voxel_ml, notes, volume.source, carina)
+    del airway
+    lungs = _two_lungs(
+        candidates, smooth, spacing, voxel_ml, notes, volume.source, carina, region=region
+    )
+    del candidates
     filled = _fill_lungs(lungs, smooth, spacing, _midline(lungs > 0))
+    del smooth
     full = _refine(filled, lungs, hu, factor) if factor > 1 else filled
     return LungMasks(full, tuple(notes), airway_ml)
 
 
-def _downsample(hu: np.ndarray, factor: int) -> np.ndarray:
-    if factor == 1:
-        return hu.astype(np.float32)
+#: Slices per slab where whole-volume temporaries would cost more than the volume itself.
+SLAB = 16
+
+
+def _downsample(hu: np.ndarray, factor: int, *, sigma: float) -> np.ndarray:
+    """Block means of ``factor`` × ``factor`` pixels (float32), smoothed in plane, by slabs.
+
+    Slab by slab (slabs may run in threads, see :mod:`celltrial.imaging.parallel`) so that
+    neither a float copy of the full-resolution volume nor a second coarse volume is made; a
+    Gaussian of σ (0, s, s) smooths each slice on its own.
+    """
     nz, ny, nx = hu.shape
     cy, cx = ny // factor, nx // factor
     out = np.empty((nz, cy, cx), dtype=np.float32)
-    for k in range(nz):
-        block = hu[k, : cy * factor, : cx * factor].reshape(cy, factor, cx, factor)
-        out[k] = block.mean(axis=(1, 3))
+    area = float(factor * factor)
+
+    def slab(start: int) -> None:
+        part = hu[start : start + SLAB]
+        if factor == 1:
+            block = part.astype(np.float32)
+        else:
+            # the sum of integers is exact, so sum / area equals the float64 block mean
+            total = np.zeros((part.shape[0], cy, cx), dtype=np.int32)
+            for dy in range(factor):
+                for dx in range(factor):
+                    total += part[:, dy : cy * factor : factor, dx : cx * factor : factor]
+            block = (total / area).astype(np.float32)
+        if cy > 8:
+            ndi.gaussian_filter(block, (0, sigma, sigma), output=out[start : start + SLAB])
+        else:
+            out[start : start + SLAB] = block
+
+    map_threads(slab, range(0, nz, SLAB))
     return out
 
 
-def _grow_airway(smooth, candidates, spacing, notes) -> np.ndarray:
+def _count_components(
+    labels: np.ndarray, n: int, values: np.ndarray | None = None, below: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Voxels of each label (0..n) and those of them whose ``values`` are below ``below``.
+
+    Counted slab by slab: ``np.bincount`` copies its input as 64-bit integers, which for the
+    whole volume would cost twice an int32 label volume.
+    """
+    sizes = np.zeros(n + 1, dtype=np.int64)
+    dark = np.zeros(n + 1, dtype=np.float64)
+    for start in range(0, labels.shape[0], SLAB):
+        part = labels[start : start + SLAB]
+        sizes += np.bincount(part.ravel(), minlength=n + 1)
+        if values is not None:
+            dark += np.bincount(part[values[start : start + SLAB] < below], minlength=n + 1)
+    return sizes, dark
+
+
+def _lookup(table: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``table[labels]`` slab by slab (fancy indexing copies the labels as 64-bit indices)."""
+    out = np.empty(labels.shape, dtype=table.dtype)
+    for start in range(0, labels.shape[0], SLAB):
+        out[start : start + SLAB] = table[labels[start : start + SLAB]]
+    return out
+
+
+def compute_bounding_box(mask: np.ndarray, *, margin: int = 0) -> tuple[slice, ...]:
+    """Slices of the smallest box holding ``mask``'s True voxels, grown by ``margin``."""
+    first = np.flatnonzero(mask.any(axis=tuple(range(1, mask.ndim))))
+    if first.size == 0:
+        return tuple(slice(0, 0) for _ in range(mask.ndim))
+    # the other axes' extents from the projection of the first axis's occupied range only
+    plane = mask[first[0] : first[-1] + 1].any(axis=0)
+    box = [(int(first[0]), int(first[-1]))]
+    for axis in range(plane.ndim):
+        other = tuple(a for a in range(plane.ndim) if a != axis)
+        found = np.flatnonzero(plane.any(axis=other))
+        box.append((int(found[0]), int(found[-1])))
+    return tuple(
+        slice(max(lo - margin, 0), min(hi + margin + 1, size))
+        for (lo, hi), size in zip(box, mask.shape, strict=True)
+    )
+
+
+def _grow_airway(smooth, candidates, box, spacing, notes) -> np.ndarray:
     """Trachea and main bronchi: grown from a trachea seed in the upper slices at AIRWAY_HU."""
     nz = smooth.shape[0]
     pixel_mm2 = spacing[1] * spacing[2]
@@ -126,22 +201,28 @@ def _grow_airway(smooth, candidates, spacing, notes) -> np.ndarray:
     voxel_ml = float(np.prod(spacing)) / 1000.0
     best = None
     previous = 0.0
+    # the airway is a component of the candidates: label only within their bounding box
+    at = (seed[0] - box[0].start, seed[1][0] - box[1].start, seed[1][1] - box[2].start)
+    inside, dark = candidates[box], smooth[box]
     # loosen the threshold step by step (partial volume at the carina and in oblique bronchi)
     # until the grown region explodes into the lung parenchyma
     for threshold in (-975.0, AIRWAY_HU, -930.0, -910.0, -890.0):
-        region, _ = ndi.label(candidates & (smooth < threshold))
-        value = region[seed[0], seed[1][0], seed[1][1]]
+        region, _ = ndi.label(inside & (dark < threshold))
+        value = region[at]
         if value == 0:
             continue
         airway = region == value
-        volume_ml = float(airway.sum()) * voxel_ml
+        del region
+        volume_ml = float(np.count_nonzero(airway)) * voxel_ml
         if volume_ml > 250.0 or (best is not None and volume_ml > 2.0 * previous + 20.0):
             break
         best, previous = airway, volume_ml
     if best is None:
         notes.append("airway growing leaked into the lungs: trachea and bronchi not removed")
         return np.zeros_like(candidates)
-    return best
+    out = np.zeros_like(candidates)
+    out[box] = best
+    return out
 
 
 def _midline(candidates: np.ndarray) -> float:
@@ -154,26 +235,31 @@ def _midline(candidates: np.ndarray) -> float:
     return float(lo + np.argmin(smooth[lo:hi]))
 
 
-def _two_lungs(candidates, smooth, spacing, voxel_ml, notes, source, carina=None) -> np.ndarray:
+def _two_lungs(
+    candidates, smooth, spacing, voxel_ml, notes, source, carina=None, *, region=None
+) -> np.ndarray:
     """Right and left lungs: per slice, air regions go to the side of the mediastinum they lie
     on; a region reaching across (lungs touching at the anterior or posterior junction, or through
     a bronchus wall) is split by eroding it until it falls apart, else at the midline. Small air
     regions near the midline just below the trachea's end are main bronchi, not lung."""
     mid = _midline(candidates)
-    nz, ny, nx = candidates.shape
+    nz, _, nx = candidates.shape
     sides = np.zeros(candidates.shape, dtype=np.uint8)
     columns = np.arange(nx)
+    n_right = int(np.count_nonzero(columns < mid))  # columns on the patient's right
     min_px = max(4, int(25.0 / (spacing[1] * spacing[2])))
     split_any = False
     for k in range(nz):
         if not candidates[k].any():
             continue
         blobs, m = ndi.label(candidates[k])
-        index = np.arange(1, m + 1)
         sizes = np.bincount(blobs.ravel(), minlength=m + 1)
-        right_px = np.bincount(
-            blobs.ravel(), weights=(columns < mid)[None, :].repeat(ny, 0).ravel(), minlength=m + 1
-        )
+        right_px = np.bincount(blobs[:, :n_right].ravel(), minlength=m + 1)
+        gas = np.bincount(
+            blobs[smooth[k] < OUTSIDE_AIR_HU], minlength=m + 1
+        ) > GAS_SHARE * np.maximum(sizes, 1)
+        skip = (sizes < min_px) | gas
+        skip[0] = True
         near_carina = carina is not None and (
             -BRONCHI_MM <= (k - carina[0]) * spacing[0] <= 2 * spacing[0]
         )
@@ -183,41 +269,33 @@ def _two_lungs(candidates, smooth, spacing, voxel_ml, notes, source, carina=None
                 weights=np.broadcast_to(columns, blobs.shape).ravel(),
                 minlength=m + 1,
             ) / np.maximum(sizes, 1)
-        largest = sizes[1:].max()
-        gas = np.bincount(
-            blobs.ravel(), weights=(smooth_k := smooth[k] < OUTSIDE_AIR_HU).ravel(), minlength=m + 1
-        ) > GAS_SHARE * np.maximum(sizes, 1)
-        del smooth_k
-        for i in index:
-            if sizes[i] < min_px or gas[i]:
-                continue
-            if (
-                near_carina
-                and sizes[i] < 0.15 * largest
-                and (abs(cx[i] - carina[1]) * spacing[2] < BRONCHI_MM)
-            ):
-                continue
-            share = right_px[i] / sizes[i]
-            if min(share, 1 - share) * sizes[i] > max(min_px, 0.03 * sizes[i]):
-                piece = blobs == i
-                sides[k][piece] = _split_slice(piece, mid, spacing)[piece]
-                split_any = True
-            else:
-                sides[k][blobs == i] = RIGHT if share >= 0.5 else LEFT
+            largest = sizes[1:].max()
+            skip |= (sizes < 0.15 * largest) & (np.abs(cx - carina[1]) * spacing[2] < BRONCHI_MM)
+        share = right_px / np.maximum(sizes, 1)
+        across = ~skip & (np.minimum(share, 1 - share) * sizes > np.maximum(min_px, 0.03 * sizes))
+        side = np.where(share >= 0.5, RIGHT, LEFT).astype(np.uint8)
+        side[skip | across] = 0
+        sides[k] = side[blobs]
+        for i in np.flatnonzero(across):
+            piece = blobs == i
+            sides[k][piece] = _split_slice(piece, mid, spacing)[piece]
+            split_any = True
     if split_any:
         notes.append("right and left lungs touched; split at the junction")
     out = np.zeros(candidates.shape, dtype=np.uint8)
     found = []
+    # components lie within the candidates' bounding box: label only there
+    box = region if region is not None else compute_bounding_box(candidates)
     for value in (RIGHT, LEFT):
-        labels, n = ndi.label(sides == value)
+        labels, n = ndi.label(sides[box] == value)
         if n == 0:
             continue
-        sizes = np.bincount(labels.ravel())[1:] * voxel_ml
+        sizes = _count_components(labels, n)[0][1:] * voxel_ml
         biggest = sizes.max()
         if biggest < MIN_LUNG_ML:
             continue
         keep = np.concatenate([[False], sizes >= max(0.1 * biggest, MIN_LUNG_ML * 0.25)])
-        out[keep[labels]] = value
+        out[box][_lookup(keep, labels)] = value
         found.append(value)
     if not found:
         raise ImagingError(f"{source}: no lung-sized air region found inside the body")
@@ -259,63 +337,100 @@ def _disk(radius: float) -> np.ndarray:
     return x * x + y * y <= radius * radius
 
 
-def _fill_lungs(lungs: np.ndarray, smooth: np.ndarray, spacing, mid: float) -> np.ndarray:
-    """Per slice and lung: close, fill holes, fill chest-wall-side convex-hull bays."""
-    from skimage.morphology import convex_hull_image
+def _extent(mask: np.ndarray) -> tuple[int, float, float, np.ndarray, np.ndarray]:
+    """Pixels of a 2-D mask, their mean row and column, and the rows and columns holding any.
 
+    From row and column counts instead of ``np.nonzero``: integer sums are exact, so the means
+    equal ``np.nonzero(mask)[i].mean()``.
+    """
+    row_n = np.count_nonzero(mask, axis=1)
+    col_n = np.count_nonzero(mask, axis=0)
+    n = int(row_n.sum())
+    cy = (row_n * np.arange(row_n.size)).sum() / n
+    cx = (col_n * np.arange(col_n.size)).sum() / n
+    return n, cy, cx, np.flatnonzero(row_n), np.flatnonzero(col_n)
+
+
+def _label_sums(labels: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Sum of ``values`` over each label 1..n (as ``ndi.sum_labels``, for ``ndi.mean`` and
+    ``ndi.center_of_mass`` without their per-call overhead; sums of integers are exact)."""
+    return np.bincount(labels.ravel(), weights=values.ravel(), minlength=n + 1)[1:]
+
+
+def _fill_lungs(lungs: np.ndarray, smooth: np.ndarray, spacing, mid: float) -> np.ndarray:
+    """Per slice and lung: close, fill holes, fill chest-wall-side convex-hull bays.
+
+    The two lungs are filled independently (possibly in two threads); where their fills overlap,
+    the right lung, filled first, keeps the voxel.
+    """
+    right, left = map_threads(
+        lambda value: _fill_one_lung(lungs, value, smooth, spacing, mid), (RIGHT, LEFT)
+    )
     out = np.zeros_like(lungs)
+    out[right] = RIGHT
+    left &= out == 0
+    out[left] = LEFT
+    del right, left
+    _fill_pleural(out, smooth, spacing)
+    return out
+
+
+def _fill_one_lung(lungs: np.ndarray, value: int, smooth: np.ndarray, spacing, mid: float):
+    """The filled mask (bool) of one lung: per slice closed, holes and chest-wall bays filled."""
+    filled = np.zeros(lungs.shape, dtype=bool)
     closing = _disk(4.0 / spacing[1])
     pixel_mm2 = spacing[1] * spacing[2]
     pad = closing.shape[0]
-    for value in (RIGHT, LEFT):
-        # lung that holes may stand on: aerated lung and the large holes filled above it
-        grounded = lungs == value
-        for k in np.flatnonzero(grounded.any(axis=(1, 2))):
-            sl = lungs[k] == value
-            ys, xs = np.nonzero(sl)
-            y0, y1 = max(ys.min() - pad, 0), min(ys.max() + pad + 1, sl.shape[0])
-            x0, x1 = max(xs.min() - pad, 0), min(xs.max() + pad + 1, sl.shape[1])
-            box = sl[y0:y1, x0:x1]
-            shape = ndi.binary_closing(box, structure=closing) | box
-            holes, m = ndi.label(ndi.binary_fill_holes(shape) & ~shape)
+    # lung that holes may stand on: aerated lung and the large holes filled above it
+    grounded = lungs == value
+    for k in np.flatnonzero(grounded.any(axis=(1, 2))):
+        sl = lungs[k] == value
+        n_px, cy, cx, rows, cols = _extent(sl)
+        y0, y1 = max(rows[0] - pad, 0), min(rows[-1] + pad + 1, sl.shape[0])
+        x0, x1 = max(cols[0] - pad, 0), min(cols[-1] + pad + 1, sl.shape[1])
+        box = sl[y0:y1, x0:x1]
+        shape = ndi.binary_closing(box, structure=closing) | box
+        holes, m = ndi.label(ndi.binary_fill_holes(shape) & ~shape)
+        if m:
+            # a large hole is lung (vessels, a lesion) when lung lies below it; one that
+            # opens downwards is the diaphragm's dome inside the costophrenic recess
+            count = np.bincount(holes.ravel(), minlength=m + 1)
+            area = count[1:] * pixel_mm2
+            if k > 0:  # the share of each hole with lung below it
+                below = grounded[k - 1, y0:y1, x0:x1]
+                share = _label_sums(holes, below, m) / count[1:]
+            else:
+                share = np.zeros(m)
+            large = np.concatenate([[False], share >= 0.5])[holes]
+            grounded[k, y0:y1, x0:x1] |= large
+            shape |= large | np.concatenate([[False], area < DOME_MIN_MM2])[holes]
+        dense = smooth[k, y0:y1, x0:x1] > AIR_HU
+        centre = (round(cy) - y0, round(cx) - x0)
+        if n_px > 20 and shape[centre]:  # not for crescents around the dome
+            hull = _hull_image(shape)
+            bays, m = ndi.label(hull & ~shape)
             if m:
-                # a large hole is lung (vessels, a lesion) when lung lies below it; one that
-                # opens downwards is the diaphragm's dome inside the costophrenic recess
-                index = np.arange(1, m + 1)
-                area = np.bincount(holes.ravel(), minlength=m + 1)[1:] * pixel_mm2
-                below = grounded[k - 1, y0:y1, x0:x1] if k > 0 else np.zeros_like(box)
-                share = np.asarray(ndi.mean(below, holes, index)) if k > 0 else np.zeros(m)
-                large = np.concatenate([[False], share >= 0.5])[holes]
-                grounded[k, y0:y1, x0:x1] |= large
-                shape |= large | np.concatenate([[False], area < DOME_MIN_MM2])[holes]
-            dense = smooth[k, y0:y1, x0:x1] > AIR_HU
-            centre = (round(ys.mean()) - y0, round(xs.mean()) - x0)
-            if box.sum() > 20 and shape[centre]:  # not for crescents around the dome
-                hull = convex_hull_image(shape)
-                bays, m = ndi.label(hull & ~shape)
-                if m:
-                    centre_x = xs.mean() - x0
-                    index = np.arange(1, m + 1)
-                    cx = np.array(ndi.center_of_mass(np.ones_like(bays), bays, index))[:, 1]
-                    share = np.asarray(ndi.mean(dense, bays, index))
-                    lateral = np.abs(cx + x0 - mid) >= np.abs(centre_x + x0 - mid) - 5
-                    # a bay reaching the image's edge is where the scan cut the lung, not a bay
-                    edge = np.zeros(m + 1, dtype=bool)
-                    ny_, nx_ = lungs.shape[1:]
-                    if y0 == 0:
-                        edge[np.unique(bays[0])] = True
-                    if x0 == 0:
-                        edge[np.unique(bays[:, 0])] = True
-                    if y1 == ny_:
-                        edge[np.unique(bays[-1])] = True
-                    if x1 == nx_:
-                        edge[np.unique(bays[:, -1])] = True
-                    add = np.concatenate([[False], lateral & (share > 0.6) & ~edge[1:]])
-                    shape |= add[bays]
-            target = out[k, y0:y1, x0:x1]
-            target[shape & (target == 0)] = value
-    _fill_pleural(out, smooth, spacing)
-    return out
+                centre_x = cx - x0
+                count = np.bincount(bays.ravel(), minlength=m + 1)[1:]
+                columns = np.broadcast_to(np.arange(bays.shape[1]), bays.shape)
+                bay_x = _label_sums(bays, columns, m) / count
+                share = _label_sums(bays, dense, m) / count
+                lateral = np.abs(bay_x + x0 - mid) >= np.abs(centre_x + x0 - mid) - 5
+                # a bay reaching the image's edge is where the scan cut the lung, not a bay
+                edge = np.zeros(m + 1, dtype=bool)
+                ny_, nx_ = lungs.shape[1:]
+                if y0 == 0:
+                    edge[np.unique(bays[0])] = True
+                if x0 == 0:
+                    edge[np.unique(bays[:, 0])] = True
+                if y1 == ny_:
+                    edge[np.unique(bays[-1])] = True
+                if x1 == nx_:
+                    edge[np.unique(bays[:, -1])] = True
+                add = np.concatenate([[False], lateral & (share > 0.6) & ~edge[1:]])
+                shape |= add[bays]
+        filled[k, y0:y1, x0:x1] |= shape
+    return filled
 
 
 def _fill_pleural(out: np.ndarray, smooth: np.ndarray, spacing) -> None:
@@ -328,18 +443,15 @@ def _fill_pleural(out: np.ndarray, smooth: np.ndarray, spacing) -> None:
     lateral half of that slice's lung, and connected to the lung.
     """
     from scipy.spatial import ConvexHull, QhullError, cKDTree
-    from skimage.morphology import convex_hull_image
 
     scale = np.asarray(spacing, dtype=float)
     for value in (RIGHT, LEFT):
         mask = out == value
-        if mask.sum() < 50:
+        if np.count_nonzero(mask) < 50:
             continue
-        zs, ys, xs = np.nonzero(mask)
-        z0, z1 = zs.min(), zs.max() + 1
-        y0, y1 = ys.min(), ys.max() + 1
-        x0, x1 = xs.min(), xs.max() + 1
-        box = mask[z0:z1, y0:y1, x0:x1]
+        region = compute_bounding_box(mask)
+        box = mask[region]
+        del mask
         shell = box & ~ndi.binary_erosion(box)
         points = np.argwhere(shell)
         if points.shape[0] > 20000:
@@ -353,19 +465,18 @@ def _fill_pleural(out: np.ndarray, smooth: np.ndarray, spacing) -> None:
         n_near = min(24, len(offsets))
         # the hull's facets span the gap a consolidation leaves in the aerated pleura as chords,
         # inside the curved wall by about d² / 2R at a distance d from aerated pleura
-        aerated = np.argwhere(shell & (smooth[z0:z1, y0:y1, x0:x1] < AIR_HU))
+        aerated = np.argwhere(shell & (smooth[region] < AIR_HU))
         if aerated.shape[0] > 30000:
             aerated = aerated[:: aerated.shape[0] // 30000 + 1]
         tree = cKDTree(aerated * scale) if len(aerated) else None
-        dense = (smooth[z0:z1, y0:y1, x0:x1] > AIR_HU) & (smooth[z0:z1, y0:y1, x0:x1] < 200.0)
-        dense &= out[z0:z1, y0:y1, x0:x1] == 0
+        dense = (smooth[region] > AIR_HU) & (smooth[region] < 200.0)
+        dense &= out[region] == 0
         sign = -1.0 if value == RIGHT else 1.0
         for k in range(box.shape[0]):
             if not box[k].any() or not dense[k].any():
                 dense[k] = False
                 continue
-            ys_k, xs_k = np.nonzero(box[k])
-            cy, cx = ys_k.mean(), xs_k.mean()
+            n_px, cy, cx, rows, cols = _extent(box[k])
             if not box[k][round(cy), round(cx)]:
                 # a crescent (costophrenic recess around the dome, a lung cut by the scan's
                 # edge): what its hull spans is not lung
@@ -373,16 +484,19 @@ def _fill_pleural(out: np.ndarray, smooth: np.ndarray, spacing) -> None:
                 continue
             lateral = sign * (np.arange(box.shape[2]) - cx) >= 0
             dense[k] &= lateral[None, :]
-            if box[k].sum() > 20:
-                dense[k] &= ~ndi.binary_erosion(convex_hull_image(box[k]), iterations=2)
+            if n_px > 20:
+                # the hull lies within the slice's lung extent: erode it there (border zeros)
+                y0, y1 = max(rows[0] - 1, 0), min(rows[-1] + 2, box.shape[1])
+                x0, x1 = max(cols[0] - 1, 0), min(cols[-1] + 2, box.shape[2])
+                hull_k = _hull_image(box[k, y0:y1, x0:x1])
+                dense[k, y0:y1, x0:x1] &= ~ndi.binary_erosion(hull_k, iterations=2)
         # grow from the lung through dense voxels inside the hull, testing only the front
         base = HULL_TOLERANCE * float(scale[1:].mean())
         cross = ndi.generate_binary_structure(3, 1)
         added = np.zeros(box.shape, dtype=bool)
-        front = ndi.binary_dilation(box, structure=cross) & dense
-        while front.any():
-            dense &= ~front
-            cand = np.argwhere(front)
+        cand = np.argwhere(ndi.binary_dilation(box, structure=cross) & dense)
+        while len(cand):
+            dense[tuple(cand.T)] = False
             inside = np.ones(len(cand), dtype=bool)
             for start in range(0, len(cand), 20000):
                 chunk = cand[start : start + 20000] * scale
@@ -398,49 +512,150 @@ def _fill_pleural(out: np.ndarray, smooth: np.ndarray, spacing) -> None:
                 # under a facet that faces down the hull spans the diaphragm's dome: not lung
                 facing = normals[near[np.arange(len(chunk)), np.argmax(signed, axis=1)], 0]
                 inside[start : start + 20000] = within & (facing > -DOME_COS)
-            new = np.zeros(box.shape, dtype=bool)
-            new[tuple(cand[inside].T)] = True
-            added |= new
-            front = ndi.binary_dilation(new, structure=cross) & dense
-        target = out[z0:z1, y0:y1, x0:x1]
+            new = cand[inside]
+            if not len(new):
+                break
+            added[tuple(new.T)] = True
+            # the next front: neighbours of the new voxels, on their bounding box grown by one
+            lo = np.maximum(new.min(axis=0) - 1, 0)
+            hi = np.minimum(new.max(axis=0) + 2, box.shape)
+            near_box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+            grown = np.zeros(hi - lo, dtype=bool)
+            grown[tuple((new - lo).T)] = True
+            grown = ndi.binary_dilation(grown, structure=cross) & dense[near_box]
+            cand = np.argwhere(grown) + lo
+        target = out[region]
         target[added] = value
 
 
 def _refine(filled: np.ndarray, air_lungs: np.ndarray, hu: np.ndarray, factor: int) -> np.ndarray:
-    """Full-resolution labels: coarse interior kept, boundary voxels decided by their own HU."""
+    """Full-resolution labels: coarse interior kept, boundary voxels decided by their own HU.
+
+    Each slice is worked on within its lungs' bounding box grown by one coarse pixel (the
+    dilation's reach; outside it nothing is written); slabs of slices may run in threads.
+    """
     full = np.zeros(hu.shape, dtype=np.uint8)
-    ny, nx = filled.shape[1] * factor, filled.shape[2] * factor
-    added = (filled > 0) & (air_lungs == 0)  # vessels, lesions, fills: kept as coarse
-    for k in range(hu.shape[0]):
-        coarse = filled[k]
-        if not coarse.any():
-            continue
+    cy, cx = filled.shape[1:]
+
+    def refine_slice(k: int) -> None:
+        rows = np.flatnonzero(filled[k].any(axis=1))
+        if rows.size == 0:
+            return
+        cols = np.flatnonzero(filled[k].any(axis=0))
+        y0, y1 = max(rows[0] - 1, 0), min(rows[-1] + 2, cy)
+        x0, x1 = max(cols[0] - 1, 0), min(cols[-1] + 2, cx)
+        coarse = filled[k, y0:y1, x0:x1]
+        added = (coarse > 0) & (air_lungs[k, y0:y1, x0:x1] == 0)  # vessels, lesions, fills
         grown = ndi.grey_dilation(coarse, size=(3, 3))
-        inner = ndi.binary_erosion(coarse > 0) & ~added[k]
-        up = np.repeat(np.repeat(grown, factor, 0), factor, 1)
-        keep = np.repeat(np.repeat(inner | added[k], factor, 0), factor, 1)
+        inner = ndi.binary_erosion(coarse > 0) & ~added
+        up = _upsample(grown, factor)
+        keep = _upsample(inner | added, factor)
         band = (up > 0) & ~keep
-        out = full[k, :ny, :nx]
-        out[keep] = np.repeat(np.repeat(coarse, factor, 0), factor, 1)[keep]
-        air = hu[k, :ny, :nx] < AIR_HU
-        out[band & air] = up[band & air]
+        out = full[k, y0 * factor : y1 * factor, x0 * factor : x1 * factor]
+        out[keep] = _upsample(coarse, factor)[keep]
+        band &= hu[k, y0 * factor : y1 * factor, x0 * factor : x1 * factor] < AIR_HU
+        out[band] = up[band]
+
+    def refine_slab(start: int) -> None:
+        for k in range(start, min(start + SLAB, hu.shape[0])):
+            refine_slice(k)
+
+    map_threads(refine_slab, range(0, hu.shape[0], SLAB))
     return full
+
+
+def _upsample(image: np.ndarray, factor: int) -> np.ndarray:
+    """Each pixel of a 2-D image repeated ``factor`` × ``factor`` times."""
+    return np.repeat(np.repeat(image, factor, 0), factor, 1)
+
+
+def _hull_image(mask: np.ndarray) -> np.ndarray:
+    """Pixels inside or on the convex hull of a 2-D mask, each pixel a diamond of radius ½.
+
+    The same pixels as ``skimage.morphology.convex_hull_image(mask)`` (offset coordinates,
+    borders included), computed exactly in integers row by row: in doubled coordinates the hull's
+    vertices are integers, so each row's span is a ceil/floor of a rational, instead of testing
+    every pixel against the polygon.
+    """
+    from scipy.spatial import ConvexHull, QhullError
+
+    out = np.zeros(mask.shape, dtype=bool)
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return out
+    sub = mask[rows]
+    left = np.argmax(sub, axis=1).astype(np.int64)
+    right = mask.shape[1] - 1 - np.argmax(sub[:, ::-1], axis=1).astype(np.int64)
+    # doubled coordinates: pixel (r, c) is (2r, 2c), its diamond's corners are 1 away; the other
+    # pixels of a row lie inside the hull of its first and last pixel's diamonds
+    r2, lo, hi = 2 * rows.astype(np.int64), 2 * left, 2 * right
+    corners = np.empty((6, rows.size, 2), dtype=np.int64)
+    corners[:, :, 0] = r2 + np.array([0, 0, -1, 1, -1, 1])[:, None]
+    corners[:, :, 1] = np.stack([lo - 1, hi + 1, lo, lo, hi, hi])
+    corners = corners.reshape(-1, 2)
+    try:
+        hull = ConvexHull(corners.astype(float))
+    except QhullError:  # duplicate corners have never upset it; in case they do
+        corners = np.unique(corners, axis=0)
+        hull = ConvexHull(corners.astype(float))
+    a = corners[hull.vertices]
+    b = np.roll(a, -1, axis=0)
+    slanted = a[:, 0] != b[:, 0]  # horizontal edges end at vertices of slanted ones
+    a, b = a[slanted], b[slanted]
+    ra, ca, dr, dc = (
+        a[:, 0][None, :],
+        a[:, 1][None, :],
+        (b - a)[:, 0][None, :],
+        (b - a)[:, 1][None, :],
+    )
+    span = np.arange(rows[0], rows[-1] + 1, dtype=np.int64)
+    row = 2 * span[:, None]
+    crosses = (row - ra) * (row - ra - dr) <= 0  # the row meets this edge (ends included)
+    # the crossing's column, halved: (ca·dr + (row − ra)·dc) / (2·dr), with a positive denominator
+    num = ca * dr + (row - ra) * dc
+    den = 2 * dr
+    num, den = np.where(den < 0, -num, num), np.abs(den)
+    first = np.where(crosses, -((-num) // den), np.iinfo(np.int64).max).min(axis=1)
+    last = np.where(crosses, num // den, np.iinfo(np.int64).min).max(axis=1)
+    first = np.clip(first, 0, mask.shape[1])
+    last = np.clip(last, -1, mask.shape[1] - 1)
+    cols = np.arange(mask.shape[1])
+    out[span[0] : span[-1] + 1] = (cols >= first[:, None]) & (cols <= last[:, None])
+    return out
+
+
+def compute_zone_bounds(present: np.ndarray) -> list[tuple[int, int]]:
+    """Slice ranges ``[lo, hi)`` of the upper, middle and lower zone of one lung.
+
+    ``present`` flags the slices holding that lung; the zones are thirds of its height (z grows
+    superior, so the upper third comes first). Empty when the lung is absent.
+    """
+    found = np.flatnonzero(present)
+    if found.size == 0:
+        return []
+    bottom, top = found.min(), found.max() + 1
+    edges = np.linspace(top, bottom, 4)
+    return [(round(edges[zone + 1]), round(edges[zone])) for zone in range(3)]
 
 
 def compute_zones(lungs: np.ndarray) -> np.ndarray:
     """Zone of each lung voxel: 1 upper, 2 middle, 3 lower third of that lung's height."""
     zones = np.zeros(lungs.shape, dtype=np.uint8)
     for value in (RIGHT, LEFT):
-        present = np.flatnonzero((lungs == value).any(axis=(1, 2)))
-        if present.size == 0:
-            continue
-        bottom, top = present.min(), present.max() + 1
-        edges = np.linspace(top, bottom, 4)  # z grows superior: upper third first
-        for zone in range(3):
-            hi, lo = round(edges[zone]), round(edges[zone + 1])
+        present = np.array([(lungs[k] == value).any() for k in range(lungs.shape[0])], dtype=bool)
+        for zone, (lo, hi) in enumerate(compute_zone_bounds(present)):
             part = lungs[lo:hi] == value
             zones[lo:hi][part] = zone + 1
     return zones
 
 
-__all__ = ["LEFT", "RIGHT", "ZONES", "LungMasks", "compute_zones", "segment_lungs"]
+__all__ = [
+    "LEFT",
+    "RIGHT",
+    "ZONES",
+    "LungMasks",
+    "compute_bounding_box",
+    "compute_zone_bounds",
+    "compute_zones",
+    "segment_lungs",
+]

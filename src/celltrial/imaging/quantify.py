@@ -17,7 +17,7 @@ import pandas as pd
 import yaml
 
 from celltrial.errors import CelltrialError
-from celltrial.imaging.lungs import LEFT, RIGHT, ZONES, compute_zones
+from celltrial.imaging.lungs import LEFT, RIGHT, ZONES, compute_zone_bounds
 
 SIDES = {RIGHT: "right", LEFT: "left"}
 
@@ -95,10 +95,16 @@ def summarize_ct(
 ) -> CtQuantification:
     """Quantify one scan from its HU, lung labels and lesion labels (all internal orientation)."""
     voxel_ml = float(np.prod(spacing)) / 1000.0
-    zones = compute_zones(lungs)
-    # one pass of counts: key = lung (0..2) * 4 * 3 + zone (0..3) * 3 + lesion (0..2)
-    key = (lungs.astype(np.int32) * 12 + zones.astype(np.int32) * 3 + lesions).ravel()
-    counts = np.bincount(key, minlength=36).reshape(3, 4, 3) * voxel_ml
+    bands = load_bands()["bands"]
+    low, high = bands["well_aerated"]
+    per_slice, hu_sum, aerated_n = _count_slices(hu, lungs, lesions, low, high)
+    # counts[lung (0..2), zone (0 none, 1..3), lesion (0..2)]
+    counts = np.zeros((3, 4, 3), dtype=np.int64)
+    for value in (RIGHT, LEFT):
+        bounds = compute_zone_bounds(per_slice[:, value].sum(axis=1) > 0)
+        for zone, (lo, hi) in enumerate(bounds, start=1):
+            counts[value, zone] = per_slice[lo:hi, value].sum(axis=0)
+    counts = counts * voxel_ml
     rows = []
     for side_value, side in SIDES.items():
         for zone_index, zone in enumerate(ZONES, start=1):
@@ -109,12 +115,9 @@ def summarize_ct(
     zone_rows = summary[summary["zone"] != "all"]
     score = int(zone_rows["score"].sum())
     total = summary.iloc[-1]
-    bands = load_bands()["bands"]
-    in_lung = lungs > 0
-    values = hu[in_lung]
-    mean_density = float(values.mean()) if values.size else float("nan")
-    low, high = bands["well_aerated"]
-    aerated = float(((values >= low) & (values < high)).mean() * 100) if values.size else 0.0
+    n_lung = int(per_slice[:, 1:].sum())
+    mean_density = hu_sum / n_lung if n_lung else float("nan")
+    aerated = 100.0 * aerated_n / n_lung if n_lung else 0.0
     zone_dict = {
         f"{r.lung}_{r.zone}": {
             "lung_ml": round(r.lung_ml, 2),
@@ -138,6 +141,32 @@ def summarize_ct(
         caveats=tuple(caveats),
         zones=zone_dict,
     )
+
+
+def _count_slices(
+    hu: np.ndarray, lungs: np.ndarray, lesions: np.ndarray, low: float, high: float
+) -> tuple[np.ndarray, float, int]:
+    """Voxels per slice × lung label × lesion label, and the lungs' HU sum and aerated count.
+
+    Slice by slice, so that no temporary is larger than a slice (a whole-volume key or HU
+    selection would cost several times the volume's memory).
+    """
+    nz = lungs.shape[0]
+    per_slice = np.zeros((nz, 3, 3), dtype=np.int64)
+    hu_sum = 0
+    aerated = 0
+    three = np.uint8(3)
+    for k in range(nz):
+        lung_k = lungs[k]
+        if not lung_k.any():
+            continue
+        key = lung_k.astype(np.uint8) * three
+        key += lesions[k].astype(np.uint8, copy=False)
+        per_slice[k] = np.bincount(key.ravel(), minlength=9).reshape(3, 3)
+        values = hu[k][lung_k > 0]
+        hu_sum += int(values.sum(dtype=np.int64))
+        aerated += int(np.count_nonzero((values >= low) & (values < high)))
+    return per_slice, float(hu_sum), aerated
 
 
 def _row(lung: str, zone: str, counts: np.ndarray) -> dict[str, Any]:
