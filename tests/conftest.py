@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pandas as pd
@@ -12,6 +13,7 @@ import yaml
 
 from celltrial.protocol import Protocol
 from celltrial.protocol.loader import DEFAULT_PROTOCOL, builtin_protocol_text
+from tests.store import backends
 
 ZONE = "Asia/Shanghai"
 
@@ -78,3 +80,68 @@ def observations_frame(rows: list[tuple[str, str, int]]) -> pd.DataFrame:
 
 EMPTY_STATUS = pd.DataFrame(columns=["subject_id", "time", "study_day", "who_scale"])
 EMPTY_IMAGING = pd.DataFrame(columns=["subject_id", "time", "study_day"])
+
+
+# --- CELLTRIAL_TEST_ALL_POSTGRESQL: every study on PostgreSQL (see tests/store/backends.py) ---
+
+_study_databases: backends.StudyDatabases | None = None
+
+
+def pytest_configure(config) -> None:
+    if backends.ALL_POSTGRESQL and not os.environ.get(backends.POSTGRES_ENV):
+        raise pytest.UsageError(
+            f"${backends.ALL_POSTGRESQL_ENV} needs ${backends.POSTGRES_ENV}, a "
+            "postgresql+psycopg:// URL of a role that may create databases"
+        )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    """Note which fixture is being set up: a study database it makes is dropped with it."""
+    if _study_databases is None:
+        return (yield)
+    _study_databases.fixtures.append(fixturedef)
+    try:
+        return (yield)
+    finally:
+        _study_databases.fixtures.pop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _all_studies_on_postgresql() -> Iterator[None]:
+    """With $CELLTRIAL_TEST_ALL_POSTGRESQL, a study's default database is a PostgreSQL one."""
+    global _study_databases
+    if not backends.ALL_POSTGRESQL:
+        yield
+        return
+    import celltrial.store.database
+    import celltrial.study
+
+    databases = backends.StudyDatabases(
+        os.environ[backends.POSTGRES_ENV], celltrial.store.database.database_url
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(celltrial.store.database, "database_url", databases.database_url)
+        patch.setattr(celltrial.study, "database_url", databases.database_url)
+        _study_databases = databases
+        try:
+            yield
+        finally:
+            _study_databases = None
+            databases.drop_all()
+
+
+@pytest.fixture(autouse=True)
+def _drop_test_study_databases(request) -> Iterator[None]:
+    """Drop the PostgreSQL databases of the studies this test made in its body."""
+    databases = _study_databases
+    if databases is None:
+        yield
+        return
+    if "tmp_path" in request.fixturenames:
+        databases.test_dir = request.getfixturevalue("tmp_path").resolve()
+    try:
+        yield
+    finally:
+        databases.test_dir = None
+        databases.drop_unowned()

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from celltrial.cli import app
 from celltrial.protocol.loader import DEFAULT_PROTOCOL, builtin_protocol_text
 from celltrial.study import open_study, read_study_frames
+from tests.store.backends import ALL_POSTGRESQL
 
 runner = CliRunner()
 
@@ -23,7 +24,8 @@ def demo_dir(tmp_path_factory):
 
 def test_demo_builds_study_and_report(demo_dir):
     assert (demo_dir / "protocol.yaml").exists()
-    assert (demo_dir / "celltrial.db").exists()
+    if not ALL_POSTGRESQL:  # else the study's database is a PostgreSQL one
+        assert (demo_dir / "celltrial.db").exists()
     html = (demo_dir / "report.html").read_text(encoding="utf-8")
     for heading in (
         "Study and protocol",
@@ -67,7 +69,7 @@ def test_demo_refuses_to_overwrite_without_force(demo_dir, tmp_path):
     real = tmp_path / "real"
     assert runner.invoke(app, ["init", str(real)]).exit_code == 0
     result = runner.invoke(app, ["demo", "--out", str(real), "--force"])
-    assert result.exit_code == 1 and (real / "celltrial.db").exists()
+    assert result.exit_code == 1 and open_study(real).study_id == "HUC-MSC-COVID19"
     replaced = runner.invoke(app, ["demo", "--out", str(demo_dir), "--force"])
     assert replaced.exit_code == 0, replaced.output
 

@@ -127,6 +127,7 @@ def test_export_command_writes_csv_and_dataset_json(cohort, tmp_path):
     stresn = names.index("LBSTRESN")
     assert document["columns"][stresn]["dataType"] == "double"
 
+    import celltrial.cli  # noqa: F401  (first: it registers export.command, which imports it)
     from celltrial.export.command import export_command
 
     app = __import__("typer").Typer()

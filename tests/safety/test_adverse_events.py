@@ -122,6 +122,14 @@ def test_follow_up_window_and_row_order_kept():
     assert timed["hours_since_infusion"].round(2).tolist() == [28 * 24 + 1 - 144, 5.0, 1.0]
 
 
+def test_events_before_any_infusion_of_the_study():
+    # no infusion recorded yet: the infusions frame is empty (its subject ids of no set type)
+    none = infusions().iloc[0:0].astype({"subject_id": object})
+    events = pd.DataFrame([ae(hours=-5)]).astype({"subject_id": "string"})
+    timed = derive_ae_timing(events, none, reaction_window_hours=24, follow_up_days=28)
+    assert pd.isna(timed.iloc[0]["last_infusion"]) and not timed.iloc[0]["treatment_emergent"]
+
+
 def timed_events(rows) -> pd.DataFrame:
     return derive_ae_timing(
         pd.DataFrame(rows),

@@ -5,23 +5,45 @@ databases (``postgresql+psycopg://celltrial:…@127.0.0.1/celltrial``). Each Pos
 module, for module-scoped fixtures) gets a database of its own, created empty and dropped after.
 Without the variable the PostgreSQL variants are skipped, saying how to run them; ``-k postgresql``
 selects them.
+
+``CELLTRIAL_TEST_ALL_POSTGRESQL=1`` (with ``CELLTRIAL_TEST_POSTGRES_URL`` set) runs the whole
+suite on PostgreSQL: every study a test creates without an explicit URL (``init_study(dir)``, the
+CLI without ``--db``, the demo) gets a fresh PostgreSQL database of its own instead of
+``DIR/celltrial.db`` (:class:`StudyDatabases`, installed by ``tests/conftest.py``; forked
+workers inherit it, and a test that runs celltrial in a separate Python process must pass ``--db``),
+the SQLite variants of the tests above (the SQLite-only paths, such as the bulk insert, with
+them) are skipped saying so while their PostgreSQL variants run, and tests about SQLite itself
+keep it through an explicit ``sqlite:///`` URL. ``-rs`` lists what was skipped and why.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 POSTGRES_ENV = "CELLTRIAL_TEST_POSTGRES_URL"
+ALL_POSTGRESQL_ENV = "CELLTRIAL_TEST_ALL_POSTGRESQL"
+#: Whether this run puts every study on PostgreSQL.
+ALL_POSTGRESQL = os.environ.get(ALL_POSTGRESQL_ENV, "").strip().lower() not in (
+    "",
+    "0",
+    "false",
+    "no",
+)
 SKIP_REASON = (
     f"PostgreSQL tests need ${POSTGRES_ENV} (a postgresql+psycopg:// URL of a role that may "
     "create databases); .ci/run sets it"
 )
+SQLITE_SKIP_REASON = (
+    f"${ALL_POSTGRESQL_ENV} runs every study on PostgreSQL: this test's postgresql variant runs"
+)
+#: In a study directory, the URL of the PostgreSQL database that stands in for ``celltrial.db``.
+STUDY_DATABASE_FILE = ".celltrial-test-database"
 
 #: Parameters for fixtures that run once per backend.
 BACKENDS = [
@@ -30,15 +52,15 @@ BACKENDS = [
 ]
 
 
-@contextmanager
-def fresh_database(backend: str, directory: Path) -> Iterator[str]:
-    """The URL of a new, empty database on ``backend`` (dropped afterwards on PostgreSQL)."""
-    if backend == "sqlite":
-        yield f"sqlite:///{directory / 'celltrial.db'}"
-        return
+def _server_url() -> str:
     server_url = os.environ.get(POSTGRES_ENV)
     if not server_url:
         pytest.skip(SKIP_REASON)
+    return server_url
+
+
+def create_database(server_url: str) -> tuple[str, str]:
+    """A new, empty database on the server of ``server_url``: (its name, its URL)."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
@@ -47,11 +69,37 @@ def fresh_database(backend: str, directory: Path) -> Iterator[str]:
     try:
         with admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
     finally:
+        admin.dispose()
+    return name, make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(server_url: str, name: str) -> None:
+    """Drop database ``name`` on the server of ``server_url``, closing its connections."""
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
         admin.dispose()
+
+
+@contextmanager
+def fresh_database(backend: str, directory: Path) -> Iterator[str]:
+    """The URL of a new, empty database on ``backend`` (dropped afterwards on PostgreSQL)."""
+    if backend == "sqlite":
+        if ALL_POSTGRESQL:
+            pytest.skip(SQLITE_SKIP_REASON)
+        yield f"sqlite:///{directory / 'celltrial.db'}"
+        return
+    server_url = _server_url()
+    name, url = create_database(server_url)
+    try:
+        yield url
+    finally:
+        drop_database(server_url, name)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -59,3 +107,56 @@ def database_url(request, tmp_path) -> Iterator[str]:
     """A fresh, empty database per test, on each backend."""
     with fresh_database(request.param, tmp_path) as url:
         yield url
+
+
+class StudyDatabases:
+    """Default study databases on PostgreSQL: a stand-in for ``store.database.database_url``.
+
+    A study directory's default database (no ``--db``/``db_url``, no ``$CELLTRIAL_DATABASE_URL``)
+    is a PostgreSQL database created on first use, its URL kept in the directory's
+    ``.celltrial-test-database`` file, so ``open_study`` on the same directory, in this process or
+    a forked one, finds the same database, and a directory deleted and made again (``demo
+    --force``) gets a new one. A database is dropped when whatever made it ends: the fixture that
+    was being set up (see ``pytest_fixture_setup`` in ``tests/conftest.py``), else the test (for a
+    directory in its ``tmp_path``), else the session.
+    """
+
+    def __init__(self, server_url: str, original: Callable[..., str]) -> None:
+        self.server_url = server_url
+        self.original = original
+        #: Fixtures being set up, innermost last (a database made meanwhile is dropped with it).
+        self.fixtures: list = []
+        #: The running test's tmp_path, if it has one.
+        self.test_dir: Path | None = None
+        #: Databases made by the running test in its tmp_path, dropped when the test ends.
+        self.unowned: list[str] = []
+        #: Databases made by a test elsewhere (a module's study made again), dropped at the end.
+        self.leftover: list[str] = []
+
+    def database_url(self, study_dir: str | Path, override: str | None = None) -> str:
+        from celltrial.store.database import DATABASE_ENV
+
+        directory = Path(study_dir)
+        if override or os.environ.get(DATABASE_ENV) or not directory.is_dir():
+            return self.original(study_dir, override)
+        marker = directory / STUDY_DATABASE_FILE
+        if marker.is_file():
+            return marker.read_text(encoding="utf-8").strip()
+        name, url = create_database(self.server_url)
+        if self.fixtures:
+            self.fixtures[-1].addfinalizer(lambda: drop_database(self.server_url, name))
+        elif self.test_dir is not None and directory.resolve().is_relative_to(self.test_dir):
+            self.unowned.append(name)
+        else:
+            self.leftover.append(name)
+        marker.write_text(url + "\n", encoding="utf-8")
+        return url
+
+    def drop_unowned(self) -> None:
+        while self.unowned:
+            drop_database(self.server_url, self.unowned.pop())
+
+    def drop_all(self) -> None:
+        self.unowned += self.leftover
+        self.leftover.clear()
+        self.drop_unowned()

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pandas as pd
 import pytest
 
+from celltrial.safety.analysis import analyse_safety
 from celltrial.services import monitoring
+from celltrial.study import read_study_frames
 from tests.web.conftest import NOW, RELEASED
 
 
@@ -34,6 +37,13 @@ def test_a_write_shows_at_once_and_only_its_table_is_read_again(app, clients, on
     assert after.frames.adverse_events is not before.frames.adverse_events
     assert after.frames.observations is before.frames.observations  # not read again
     assert after.frames.infusions is before.frames.infusions
+    assert after.overview is before.overview  # the schedule does not use AEs
+    # what is kept and what is made again is what all of it made afresh would be
+    frames = read_study_frames(study)
+    pd.testing.assert_frame_equal(after.frames.adverse_events, frames.adverse_events)
+    full = analyse_safety(study.protocol, frames)
+    for table in ("listing", "serious", "lab_toxicities", "signals"):
+        pd.testing.assert_frame_equal(getattr(after.safety, table), getattr(full, table))
     rows = client.get("/api/v1/dashboard").json()["subjects"]
     assert [r["adverse_events"] for r in rows if r["subject_id"] == "S003"] == [1]
     timeline = client.get("/api/v1/subjects/S003").json()["timeline"]
@@ -110,8 +120,6 @@ def test_a_record_number_no_record_can_have_is_not_found(clients, path):
 
 
 def test_a_figure_fingerprint_ignores_column_types_other_subjects_gave():
-    import pandas as pd
-
     own = pd.DataFrame({"grade": [2, 3], "expected": [True, False], "term": ["Rash", "Fever"]})
     widened = own.astype({"grade": "float64", "expected": "object"})
     assert monitoring._digest(own, 28) == monitoring._digest(widened, 28)

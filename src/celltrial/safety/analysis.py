@@ -33,8 +33,25 @@ def grade_study_labs(protocol: Protocol, frames: StudyFrames) -> pd.DataFrame:
     return derive_first_infusion_flag(graded, first)
 
 
-def analyse_safety(protocol: Protocol, frames: StudyFrames) -> SafetySummary:
-    """All safety tables of the study's own subjects."""
+def derive_safety_inputs(
+    protocol: Protocol, frames: StudyFrames
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The lab grades and the infusion vital-sign signals: what the safety tables take from the
+    frames besides the adverse events (kept by the web app while only AEs change)."""
+    window = protocol.safety.infusion_reaction_window_hours
+    vitals = frames.observations[frames.observations["test"].isin(VITAL_TESTS)]
+    signals = derive_infusion_signals(vitals, frames.infusions, window_hours=window)
+    return grade_study_labs(protocol, frames), signals
+
+
+def analyse_safety(
+    protocol: Protocol,
+    frames: StudyFrames,
+    *,
+    inputs: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+) -> SafetySummary:
+    """All safety tables of the study's own subjects (``inputs``: :func:`derive_safety_inputs` of
+    these frames, if already made)."""
     window = protocol.safety.infusion_reaction_window_hours
     timed = derive_ae_timing(
         frames.adverse_events,
@@ -42,12 +59,11 @@ def analyse_safety(protocol: Protocol, frames: StudyFrames) -> SafetySummary:
         reaction_window_hours=window,
         follow_up_days=protocol.safety.ae_follow_up_days,
     )
-    vitals = frames.observations[frames.observations["test"].isin(VITAL_TESTS)]
-    signals = derive_infusion_signals(vitals, frames.infusions, window_hours=window)
+    lab_grades, signals = derive_safety_inputs(protocol, frames) if inputs is None else inputs
     return summarize_safety(
         frames.subjects["subject_id"].tolist(),
         timed,
-        lab_grades=grade_study_labs(protocol, frames),
+        lab_grades=lab_grades,
         signals=signals,
         window_hours=window,
     )

@@ -139,6 +139,8 @@ def derive_ae_timing(
     out["_order"] = np.arange(len(out))
     left = out[["_order", "subject_id", "onset"]].sort_values("onset")
     right = starts.sort_values("start_time").rename(columns={"number": "last_infusion"})
+    # no infusion yet: an empty column of another type than the AEs' subject ids
+    right["subject_id"] = right["subject_id"].astype(left["subject_id"].dtype)
     left["onset"] = pd.to_datetime(left["onset"], utc=True).astype("datetime64[ns, UTC]")
     right["start_time"] = right["start_time"].astype("datetime64[ns, UTC]")
     matched = pd.merge_asof(

@@ -23,7 +23,7 @@ import pandas as pd
 from sqlalchemy import func, select
 
 from celltrial.overview import StudyOverview, summarize_study
-from celltrial.safety.analysis import analyse_safety
+from celltrial.safety.analysis import analyse_safety, derive_safety_inputs
 from celltrial.safety.tables import SafetySummary
 from celltrial.services.clinical_status import summarize_status_days
 from celltrial.services.errors import NotFound
@@ -42,6 +42,8 @@ class StudyState:
     overview: StudyOverview
     safety: SafetySummary | None
     safety_error: str | None = None
+    #: lab grades and vital-sign signals (:func:`derive_safety_inputs`): kept while only AEs change
+    safety_inputs: tuple[pd.DataFrame, pd.DataFrame] | None = None
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ def read_study_state(study: StudyHandle) -> StudyState:
         fresh = cached is not None and cached.revision[0] >= revision[0]
         if fresh and cached.revision[1] >= revision[1]:
             return cached
-        frames = None
+        frames = overview = inputs = None
         if cached is not None and cached.revision[1] == revision[1]:
             # within the minute, read again only the tables changed since (each minute, all are)
             changed = _changed_tables(study, cached.revision[0]) - _NOT_IN_STATE
@@ -113,14 +115,20 @@ def read_study_state(study: StudyHandle) -> StudyState:
                 _cache[study.url] = state
                 return state
             frames = _read_changed(study, cached.frames, changed)
+            if frames is not None and changed == {"adverse_event"}:
+                # the schedule, deviations, lab grades and vital-sign signals do not use AEs
+                overview, inputs = cached.overview, cached.safety_inputs
         if frames is None:
             frames = read_study_frames(study)
-        overview = summarize_study(study.protocol, frames)
+        if overview is None:
+            overview = summarize_study(study.protocol, frames)
         try:
-            safety, error = analyse_safety(study.protocol, frames), None
+            if inputs is None:
+                inputs = derive_safety_inputs(study.protocol, frames)
+            safety, error = analyse_safety(study.protocol, frames, inputs=inputs), None
         except (KeyError, ValueError, TypeError) as exc:  # an analysis failing must not hide data
-            safety, error = None, f"the safety analysis failed: {exc}"
-        state = StudyState(revision, frames, overview, safety, error)
+            safety, error, inputs = None, f"the safety analysis failed: {exc}", None
+        state = StudyState(revision, frames, overview, safety, error, inputs)
         _cache[study.url] = state
         return state
 

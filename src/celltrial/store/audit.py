@@ -9,16 +9,17 @@ row keeps its batch id and source row.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, insert, inspect
-from sqlalchemy.orm import Session
+from sqlalchemy import String, event, insert, inspect
+from sqlalchemy.orm import Mapper, Session
 
-from celltrial.errors import StudyError
+from celltrial.errors import DataError, StudyError
 from celltrial.store.models import AUDITED_TABLES, AuditEvent, Base, ImportBatch
 
 
@@ -62,6 +63,30 @@ def _who_and_why(session: Session) -> tuple[str, str | None]:
     if not user:
         raise StudyError("a change to study data needs a user (study_session(..., user=...))")
     return user, session.info.get("reason")
+
+
+@functools.cache
+def _string_lengths(mapper: Mapper) -> tuple[tuple[str, int], ...]:
+    return tuple(
+        (attr.key, attr.columns[0].type.length)
+        for attr in mapper.column_attrs
+        if isinstance(attr.columns[0].type, String) and attr.columns[0].type.length
+    )
+
+
+@event.listens_for(StudySession, "before_flush")
+def _check_lengths(session: Session, _context: Any, _instances: Any) -> None:
+    """Refuse text longer than its column on every backend (SQLite would keep it, not others)."""
+    for obj in (*session.new, *session.dirty):
+        state = inspect(obj)
+        for key, length in _string_lengths(state.mapper):
+            value = state.dict.get(key)
+            if isinstance(value, str) and len(value) > length:
+                shown = value if len(value) <= 40 else value[:40] + "…"
+                raise DataError(
+                    f"{state.mapper.local_table.name}.{key}: {shown!r} is longer than {length} "
+                    f"character{'s' if length > 1 else ''}"
+                )
 
 
 @event.listens_for(StudySession, "after_flush")

@@ -15,7 +15,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from celltrial.errors import StudyError
@@ -45,7 +45,10 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 def open_engine(url: str) -> Engine:
     """Create an engine for ``url`` (foreign keys enforced on SQLite)."""
     try:
-        engine = create_engine(url)
+        server = make_url(url).get_backend_name() != "sqlite"
+        # a database server: room for one connection per request the web app runs at once (its
+        # requests run in up to 40 threads), instead of making the 16th wait for one
+        engine = create_engine(url, **({"pool_size": 10, "max_overflow": 30} if server else {}))
     except (ArgumentError, ModuleNotFoundError) as exc:
         raise StudyError(f"cannot use database URL {url!r}: {exc}") from None
     if engine.dialect.name == "sqlite":

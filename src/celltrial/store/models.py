@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column, relationship
 
-from celltrial.store.types import UTCDateTime
+from celltrial.store.types import FiniteJSON, UTCDateTime
 
 
 class Base(DeclarativeBase):
@@ -21,7 +21,7 @@ class Base(DeclarativeBase):
 
     type_annotation_map: ClassVar[dict[Any, Any]] = {
         datetime: UTCDateTime(),
-        dict[str, Any]: JSON(),
+        dict[str, Any]: FiniteJSON(),
     }
 
 
@@ -103,7 +103,7 @@ class ProductLot(_Versioned, Base):
     expires_at: Mapped[datetime | None]
     total_cells: Mapped[float | None]
     viability_pct: Mapped[float | None]
-    markers_pct: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    markers_pct: Mapped[dict[str, Any]] = mapped_column(FiniteJSON, default=dict)
     sterility: Mapped[str | None] = mapped_column(String(32))
     mycoplasma: Mapped[str | None] = mapped_column(String(32))
     endotoxin_eu_per_ml: Mapped[float | None]
@@ -213,7 +213,7 @@ class CtResult(Base):
     ggo_volume_ml: Mapped[float | None]
     consolidation_volume_ml: Mapped[float | None]
     involvement_pct: Mapped[float | None]
-    zones: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    zones: Mapped[dict[str, Any]] = mapped_column(FiniteJSON, default=dict)
     score: Mapped[float | None]
 
 
@@ -228,8 +228,8 @@ class ImportBatch(Base):
     kind: Mapped[str] = mapped_column(String(32))
     source: Mapped[str] = mapped_column(Text)
     source_sha256: Mapped[str | None] = mapped_column(String(64))
-    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    report: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    counts: Mapped[dict[str, Any]] = mapped_column(FiniteJSON, default=dict)
+    report: Mapped[dict[str, Any]] = mapped_column(FiniteJSON, default=dict)
     reason: Mapped[str | None] = mapped_column(Text)
 
 
@@ -244,8 +244,8 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(16))  # insert | update | delete | import
     table_name: Mapped[str] = mapped_column(String(255))
     row_id: Mapped[str | None] = mapped_column(String(64))
-    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    before: Mapped[dict[str, Any] | None] = mapped_column(FiniteJSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(FiniteJSON)
     reason: Mapped[str | None] = mapped_column(Text)
     import_batch_id: Mapped[int | None] = mapped_column(ForeignKey("import_batch.id"))
     source_sha256: Mapped[str | None] = mapped_column(String(64))

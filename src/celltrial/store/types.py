@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime
+from sqlalchemy import JSON, DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
@@ -37,6 +38,30 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+class FiniteJSON(TypeDecorator[Any]):
+    """JSON whose non-finite numbers (NaN, ±infinity) are stored as null, on every backend.
+
+    Python writes them as ``NaN``/``Infinity``, which SQLite keeps but PostgreSQL's json refuses.
+    """
+
+    impl = JSON
+    cache_ok = True
+    hashable = False
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        return _finite(value)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _to_datetime(value: Any) -> datetime:
