@@ -12,11 +12,16 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from celltrial.safety.events import check_adverse_events, split_criteria
 from celltrial.safety.recording import record_adverse_event
-from celltrial.services.editing import apply_changes, check_reason, check_version
-from celltrial.services.errors import EditConflict, NotFound
+from celltrial.services.editing import (
+    apply_changes,
+    check_reason,
+    check_version,
+    find_study_record,
+)
+from celltrial.services.errors import EditConflict
 from celltrial.services.infusions import find_subject
 from celltrial.store.database import study_session
-from celltrial.store.models import AdverseEvent, Subject
+from celltrial.store.models import AdverseEvent
 from celltrial.study import StudyHandle
 
 
@@ -150,18 +155,8 @@ def edit_event(
 
 
 def _find(session: Session, study: StudyHandle, event_id: int) -> tuple[AdverseEvent, str]:
-    found = session.execute(
-        select(AdverseEvent, Subject.code)
-        .join(Subject, AdverseEvent.subject_id == Subject.id)
-        .where(
-            AdverseEvent.id == event_id,
-            Subject.study_id == study.study_id,
-            Subject.cohort.is_(None),
-        )
-    ).first()
-    if found is None:
-        raise NotFound(f"no adverse event {event_id} in study {study.study_id}")
-    return found[0], found[1]
+    row, subject = find_study_record(session, study, AdverseEvent, event_id, "adverse event")
+    return row, subject.code
 
 
 def read_event(study: StudyHandle, event_id: int) -> AdverseEventRecord:

@@ -20,8 +20,13 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from celltrial.efficacy.clinical_status import WhoScaleRules, load_who_scale_rules
 from celltrial.errors import DataError
-from celltrial.services.editing import apply_changes, check_reason, check_version
-from celltrial.services.errors import EditConflict, NotFound
+from celltrial.services.editing import (
+    apply_changes,
+    check_reason,
+    check_version,
+    find_study_record,
+)
+from celltrial.services.errors import EditConflict
 from celltrial.services.infusions import find_subject
 from celltrial.services.vital_signs import CLOCK_SKEW, Number, parse_measurement
 from celltrial.store.database import study_session
@@ -183,18 +188,7 @@ def record_clinical_status(
 
 
 def _find(session: Session, study: StudyHandle, status_id: int) -> tuple[ClinicalStatus, Subject]:
-    found = session.execute(
-        select(ClinicalStatus, Subject)
-        .join(Subject, ClinicalStatus.subject_id == Subject.id)
-        .where(
-            ClinicalStatus.id == status_id,
-            Subject.study_id == study.study_id,
-            Subject.cohort.is_(None),
-        )
-    ).first()
-    if found is None:
-        raise NotFound(f"no clinical status {status_id} in study {study.study_id}")
-    return found[0], found[1]
+    return find_study_record(session, study, ClinicalStatus, status_id, "clinical status")
 
 
 def edit_clinical_status(

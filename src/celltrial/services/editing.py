@@ -9,8 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from celltrial.errors import DataError
-from celltrial.services.errors import EditConflict
-from celltrial.store.models import AuditEvent, Base
+from celltrial.services.errors import EditConflict, NotFound
+from celltrial.store.models import AuditEvent, Base, Subject
 
 
 def check_reason(reason: str | None) -> str:
@@ -19,6 +19,26 @@ def check_reason(reason: str | None) -> str:
     if not text:
         raise DataError("reason for change: required when saved data are edited")
     return text
+
+
+def find_study_record(
+    session: Session, study: Any, model: type[Base], row_id: int, what: str, *conditions: Any
+) -> tuple[Any, Subject]:
+    """Record ``row_id`` of ``model`` with its subject, when the subject is enrolled in ``study``
+    (not an external cohort) and ``conditions`` hold; :class:`NotFound` naming ``what`` else."""
+    found = session.execute(
+        select(model, Subject)
+        .join(Subject, model.subject_id == Subject.id)
+        .where(
+            model.id == row_id,
+            Subject.study_id == study.study_id,
+            Subject.cohort.is_(None),
+            *conditions,
+        )
+    ).first()
+    if found is None:
+        raise NotFound(f"no {what} {row_id} in study {study.study_id}")
+    return found[0], found[1]
 
 
 def last_change(session: Session, table: str, row_id: int) -> AuditEvent | None:

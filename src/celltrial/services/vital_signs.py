@@ -28,8 +28,8 @@ from sqlalchemy.orm.exc import StaleDataError
 from celltrial.catalogue import TestDefinition, load_catalogue
 from celltrial.errors import DataError, UnitError
 from celltrial.ingest import values as parsed_values
-from celltrial.services.editing import apply_changes, check_reason
-from celltrial.services.errors import EditConflict, NotFound
+from celltrial.services.editing import apply_changes, check_reason, find_study_record
+from celltrial.services.errors import EditConflict
 from celltrial.services.infusions import find_subject
 from celltrial.store.database import study_session
 from celltrial.store.models import AuditEvent, Observation, Subject
@@ -328,19 +328,14 @@ def record_vital_signs(
 
 
 def _find(session: Session, study: StudyHandle, round_id: int) -> tuple[Observation, Subject]:
-    found = session.execute(
-        select(Observation, Subject)
-        .join(Subject, Observation.subject_id == Subject.id)
-        .where(
-            Observation.id == round_id,
-            Observation.test.in_(VITAL_FIELDS.values()),
-            Subject.study_id == study.study_id,
-            Subject.cohort.is_(None),
-        )
-    ).first()
-    if found is None:
-        raise NotFound(f"no vital signs {round_id} in study {study.study_id}")
-    return found[0], found[1]
+    return find_study_record(
+        session,
+        study,
+        Observation,
+        round_id,
+        "vital signs",
+        Observation.test.in_(VITAL_FIELDS.values()),
+    )
 
 
 def _conflict(session: Session, ids: set[int], what: str) -> None:
