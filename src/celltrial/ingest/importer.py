@@ -178,21 +178,24 @@ def _validated_chunks(
     ``register_new`` on the caller's thread, which owns the database session, or, in a dry run
     (no ``register_new``), only in the subjects the checks see.
     """
-    subjects = known
 
-    def with_new_subjects(chunk: pd.DataFrame) -> pd.DataFrame:
+    def with_chunk(
+        subjects: pd.DataFrame, chunk: pd.DataFrame, ask: Callable | None
+    ) -> pd.DataFrame | None:
+        """The known subjects once the chunk's new ones are registered (``ask``) or, in a dry
+        run, added for the checks; None when registering failed on the caller's thread."""
+        if not register:
+            return subjects
         codes = chunk["subject"].dropna().astype(str).unique()
-        return pd.DataFrame({"subject": codes[~pd.Index(codes).isin(subjects.index)]})
+        new = pd.DataFrame({"subject": codes[~pd.Index(codes).isin(subjects.index)]})
+        if not len(new):
+            return subjects
+        return ask(new) if ask is not None else _with_new(subjects, _complete(new))
 
     if isinstance(raw, pd.DataFrame) or not VALIDATE_AHEAD:  # one chunk: nothing to overlap
+        subjects = known
         for chunk in _chunks(raw):
-            new = with_new_subjects(chunk) if register else None
-            if new is not None and len(new):
-                subjects = (
-                    register_new(new)
-                    if register_new is not None
-                    else _with_new(subjects, _complete(new))
-                )
+            subjects = with_chunk(subjects, chunk, register_new)
             yield check_results(chunk, report, subjects=subjects, zone=zone), subjects
         return
     results: queue.Queue = queue.Queue(maxsize=1)
@@ -207,21 +210,20 @@ def _validated_chunks(
             except queue.Full:
                 continue
 
+    def ask_caller(new: pd.DataFrame) -> pd.DataFrame | None:
+        put(("register", new))
+        return requests.get()
+
     def produce() -> None:
-        nonlocal subjects
+        subjects = known
+        ask = ask_caller if register_new is not None else None
         try:
             for chunk in _chunks(raw):
                 if stop.is_set():
                     return
-                if register:
-                    new = with_new_subjects(chunk)
-                    if len(new) and register_new is not None:
-                        put(("register", new))
-                        subjects = requests.get()
-                        if subjects is None:
-                            return
-                    elif len(new):
-                        subjects = _with_new(subjects, _complete(new))
+                subjects = with_chunk(subjects, chunk, ask)
+                if subjects is None:
+                    return
                 rows = check_results(chunk, report, subjects=subjects, zone=zone)
                 put(("rows", (rows, subjects)))
             put(("done", None))
