@@ -532,7 +532,9 @@ def derive_lab_grades(
         )
         for direction in ("low", "high")
     )
-    terms = [(plan.info & kernel.TERM_BITS).astype(np.int16).take(pkey) - 1 for plan in plans]
+    # categorical codes of each row's term (-1: none), from a small table per group
+    code_type = np.int8 if len(term_names) < np.iinfo(np.int8).max else np.int16
+    terms = [((plan.info & kernel.TERM_BITS).astype(code_type) - 1).take(pkey) for plan in plans]
 
     # the columns in group order: scattered (sequential reads), not gathered
     limit_sides = _qualifier_sides(observations)
@@ -549,12 +551,19 @@ def derive_lab_grades(
         g_uln = _grouped(uln, pos)
         del order, rank
     del pkey
-    # rows (in group order) without a value, an LLN or a ULN: each group finds its own by
-    # bisection instead of scanning its rows
+    # rows (in group order) without a value, an LLN or a ULN: one scan of the three columns;
+    # each group then finds its own rows by bisection instead of scanning its rows
+    nan_bits = np.isnan(g_values).view(np.uint8)
+    nan_bits |= np.isnan(g_lln).view(np.uint8) << np.uint8(1)
+    nan_bits |= np.isnan(g_uln).view(np.uint8) << np.uint8(2)
+    any_nan = np.flatnonzero(nan_bits)
+    bits_at = nan_bits.take(any_nan)
+    del nan_bits
     missing_rows = {
-        name: np.flatnonzero(np.isnan(column))
-        for name, column in (("value", g_values), ("lln", g_lln), ("uln", g_uln))
+        name: any_nan[(bits_at & np.uint8(bit)) > 0]
+        for name, bit in (("value", 1), ("lln", 2), ("uln", 4))
     }
+    del any_nan, bits_at
     g_subj = None if base is None or subj_codes is None else _grouped(subj_codes, pos)
     g_limits = None if limit_sides is None else tuple(_grouped(x, pos) for x in limit_sides)
 
