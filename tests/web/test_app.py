@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from fastapi.routing import APIRoute
 
+from celltrial.web.schemas import InfusionFields
 from tests.web.conftest import NOW, PASSWORD, QUARANTINED, RELEASED, client_for
 
 
@@ -351,3 +352,26 @@ def test_openapi_lists_reads_and_writes(clients):
     assert "post" in paths["/api/v1/subjects/{code}/infusions"]
     assert "put" in paths["/api/v1/adverse-events/{event_id}"]
     assert "get" in paths["/api/v1/audit/{table}/{row_id}"]
+
+
+def test_an_infusion_read_through_the_api_can_be_saved_back_unchanged_in_form(clients):
+    """``reaction`` null means "not recorded" (imported infusions): what GET returns, PUT
+    takes, and the edit keeps it null rather than turning it into "no reaction"."""
+    client = clients["coordinator"]
+    created = client.post(
+        "/api/v1/subjects/S004/infusions",
+        json=infusion(2, label_subject_code="S004", reaction=None),
+    )
+    assert created.status_code == 201, created.text
+    read = client.get(f"/api/v1/infusions/{created.json()['id']}").json()
+    assert read["reaction"] is None
+    editable = {k: v for k, v in read.items() if k in InfusionFields.model_fields}
+    body = editable | {
+        "lot_code": RELEASED,
+        "volume_ml": 95,
+        "version": read["version"],
+        "reason": "volume from the pump log",
+    }
+    saved = client.put(f"/api/v1/infusions/{read['id']}", json=body)
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["reaction"] is None and saved.json()["volume_ml"] == 95

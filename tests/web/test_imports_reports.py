@@ -349,3 +349,28 @@ def test_report_status_survives_a_restart(tmp_path):
     assert status.state == "failed" and "interrupted" in status.message
     assert status.html and not status.pdf
     study.engine.dispose()
+
+
+def test_serve_sets_the_upload_limit(study_dir, db_url, monkeypatch):
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from celltrial.cli import app as cli
+
+    served = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.update(app=app))
+    args = ["serve", str(study_dir), "--db", db_url]
+    result = CliRunner().invoke(cli, [*args, "--max-upload-mb", "0.5"])
+    assert result.exit_code == 0, result.output
+    assert imports.upload_limit(_RequestOf(served["app"])) == 512 * 1024
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    assert imports.upload_limit(_RequestOf(served["app"])) == imports.MAX_UPLOAD_BYTES
+    refused = CliRunner().invoke(cli, [*args, "--max-upload-mb", "0"])
+    assert refused.exit_code != 0 and "max-upload-mb" in refused.output
+
+
+class _RequestOf:
+    """The one attribute of a request that ``upload_limit`` reads."""
+
+    def __init__(self, app) -> None:
+        self.app = app

@@ -174,3 +174,29 @@ def test_casebook_signature_needs_password_and_role_and_is_invalidated_by_a_chan
     )
     trail = coordinator.get(f"/api/v1/audit/casebook_signature/{newest['id']}").json()["entries"]
     assert trail[0]["action"] == "insert" and trail[0]["user"] == "investigator"
+
+
+def test_query_on_a_daily_clinical_status(clients):
+    coordinator, dm = clients["coordinator"], clients["data_manager"]
+    status = coordinator.post(
+        "/api/v1/subjects/S003/clinical-status",
+        json={"assessed_at": iso(5), "who_scale": 5, "oxygen_support": "nasal cannula"},
+    )
+    assert status.status_code == 201, status.text
+    row = status.json()["id"]
+    assert f"/queries/new?table=clinical_status&amp;row_id={row}" in dm.get("/subjects/S003").text
+    ask = {"table": "clinical_status", "row_id": row, "field": "who_scale", "question": "5 or 6?"}
+    raised = dm.post("/api/v1/queries", json=ask)
+    assert raised.status_code == 201, raised.text
+    assert raised.json()["value_text"] == "5" and raised.json()["subject_code"] == "S003"
+    bookkeeping = dm.post("/api/v1/queries", json=ask | {"field": "source_row"})
+    assert bookkeeping.status_code == 422
+
+
+def test_the_api_offers_queries_on_every_queryable_record():
+    from typing import get_args
+
+    from celltrial.services.queries import QUERYABLE
+    from celltrial.web.schemas import QueryTable
+
+    assert set(get_args(QueryTable)) == set(QUERYABLE)

@@ -42,7 +42,8 @@ class InfusionEntry:
     completed: bool = True
     stop_reason: str | None = None
     premedication: str | None = None
-    reaction: bool = False
+    #: None: not recorded (imported infusions); an edit keeps it so until someone answers
+    reaction: bool | None = False
     reaction_description: str | None = None
     label_subject_code: str | None = None
 

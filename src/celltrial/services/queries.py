@@ -1,7 +1,8 @@
 """Data queries: a data manager asks about one stored value, the site answers, the data manager
 closes the query.
 
-A query names one field of one observation, infusion or adverse event of a study subject and keeps
+A query names one field of one observation, infusion, adverse event or daily clinical status of a
+study subject and keeps
 the value as it was when raised. Raising, answering and closing are audited changes of the query
 row (table ``data_query``), so :func:`celltrial.services.audit_trail.read_audit_trail` shows each
 query's history: who, when, what and why.
@@ -21,7 +22,15 @@ from celltrial.services.editing import check_version
 from celltrial.services.errors import EditConflict, NotFound
 from celltrial.services.infusions import find_subject
 from celltrial.store.database import study_session
-from celltrial.store.models import AdverseEvent, Base, DataQuery, Infusion, Observation, Subject
+from celltrial.store.models import (
+    AdverseEvent,
+    Base,
+    ClinicalStatus,
+    DataQuery,
+    Infusion,
+    Observation,
+    Subject,
+)
 from celltrial.study import StudyHandle
 
 #: Records a query may name, by table name.
@@ -29,6 +38,7 @@ QUERYABLE: dict[str, type[Base]] = {
     "observation": Observation,
     "infusion": Infusion,
     "adverse_event": AdverseEvent,
+    "clinical_status": ClinicalStatus,
 }
 #: Columns that are bookkeeping, not values a site enters.
 _NOT_QUERYABLE = frozenset({"id", "subject_id", "version", "import_batch_id", "source_row"})

@@ -28,6 +28,15 @@ def serve_command(
     db: DbOption = None,
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    max_upload_mb: Annotated[
+        float | None,
+        typer.Option(
+            "--max-upload-mb",
+            min=0.001,
+            help="Largest upload (a file with its mapping and dictionary) the import page "
+            "accepts, in MiB (default: 64).",
+        ),
+    ] = None,
 ) -> None:
     """Run the study web app (put it behind an HTTPS reverse proxy beyond the loopback)."""
     import uvicorn
@@ -36,6 +45,8 @@ def serve_command(
     from celltrial.web import create_app
 
     app = create_app(directory, db_url=db)
+    if max_upload_mb is not None:
+        app.state.upload_limit = int(max_upload_mb * 2**20)
     if count_users(app.state.study.engine) == 0:
         raise CelltrialError(
             f"no user can sign in to {directory} yet; create the first admin with "

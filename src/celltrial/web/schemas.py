@@ -58,7 +58,11 @@ class InfusionFields(_Strict):
     completed: bool = True
     stop_reason: str | None = LongText
     premedication: str | None = LongText
-    reaction: bool = Field(default=False, description="A reaction during the infusion.")
+    reaction: bool | None = Field(
+        default=False,
+        description="A reaction during the infusion (null: not recorded, as for imported "
+        "infusions).",
+    )
     reaction_description: str | None = LongText
 
     def entry(self) -> infusions.InfusionEntry:
@@ -389,7 +393,7 @@ class CtScanOut(BaseModel):
     checksum: str | None
 
 
-QueryTable = Literal["observation", "infusion", "adverse_event"]
+QueryTable = Literal["observation", "infusion", "adverse_event", "clinical_status"]
 
 
 class QueryCreate(_Strict):
