@@ -479,31 +479,38 @@ def summarize_vital_days(
     """Timeline items of one subject's vital signs (a frame of
     :data:`celltrial.frames.OBSERVATION_COLUMNS`): one a calendar day, with the day's value, or
     its range when there were several rounds."""
-    vitals = observations[observations["test"].isin(list(VITAL_FIELDS.values()))]
-    vitals = vitals.dropna(subset=["time", "value"])
+    codes = list(VITAL_FIELDS.values())
+    vitals = observations[observations["test"].isin(codes)].dropna(subset=["time", "value"])
     if vitals.empty:
         return []
-    items: list[dict[str, Any]] = []
-    local_day = vitals["time"].dt.tz_convert(zone).dt.date
-    for _day, part in vitals.groupby(local_day, sort=True):
-        pieces = []
-        for field, code in VITAL_FIELDS.items():
-            values = part.loc[part["test"] == code, "value"]
-            if values.empty:
-                continue
-            low, high = float(values.min()), float(values.max())
-            shown = f"{low:g}" if low == high else f"{low:g}–{high:g}"
-            unit = load_catalogue().get(code).unit
-            text = shown if unit == "1" else _with_unit(shown, unit)
-            pieces.append(f"{TIMELINE_NAMES[field]} {text}")
-        rounds = part["time"].nunique()
-        study_day = part["study_day"].iloc[0]
-        items.append(
-            {
-                "time": part["time"].min().to_pydatetime(),
-                "day": None if pd.isna(study_day) else int(study_day),
-                "kind": "vital signs",
-                "text": f"{rounds} round{'s' if rounds > 1 else ''}: " + ", ".join(pieces),
-            }
+    vitals = vitals.assign(_day=vitals["time"].dt.tz_convert(zone).dt.date)
+    days = vitals.groupby("_day", sort=True).agg(first=("time", "min"), rounds=("time", "nunique"))
+    # the study day of the day's first row (a missing one stays missing)
+    first_rows = vitals.drop_duplicates("_day").set_index("_day")["study_day"]
+    days["study_day"] = first_rows.reindex(days.index)
+    ranges = vitals.groupby(["_day", "test"], sort=False)["value"].agg(["min", "max"])
+    pieces: dict[Any, list[str]] = {day: [] for day in days.index}
+    order = {code: i for i, code in enumerate(codes)}
+    for (day, code), low, high in sorted(
+        zip(ranges.index, ranges["min"], ranges["max"], strict=True),
+        key=lambda item: order[item[0][1]],
+    ):
+        shown = f"{low:g}" if low == high else f"{low:g}–{high:g}"
+        unit = load_catalogue().get(code).unit
+        text = shown if unit == "1" else _with_unit(shown, unit)
+        pieces[day].append(f"{TIMELINE_NAMES[_FIELD_OF[code]]} {text}")
+    return [
+        {
+            "time": first.to_pydatetime(),
+            "day": None if pd.isna(study_day) else int(study_day),
+            "kind": "vital signs",
+            "text": f"{rounds} round{'s' if rounds > 1 else ''}: " + ", ".join(pieces[day]),
+        }
+        for day, first, rounds, study_day in zip(
+            days.index, days["first"], days["rounds"], days["study_day"], strict=True
         )
-    return items
+    ]
+
+
+#: The form field of each vital-sign test code.
+_FIELD_OF = {code: field for field, code in VITAL_FIELDS.items()}
