@@ -71,6 +71,8 @@ def test_ct_command_stores_scans_audited_and_section_shows_them(study, tmp_path,
     assert len(stored) == 2
     assert stored["checksum"].notna().all()
     assert stored["lesion_ml"].iloc[0] > stored["lesion_ml"].iloc[1]
+    assert read_ct_results(handle.engine, handle.study_id, subject="S001").equals(stored)
+    assert read_ct_results(handle.engine, handle.study_id, subject="S002").empty
     with handle.engine.connect() as connection:
         audited = connection.scalar(
             select(func.count()).where(

@@ -51,8 +51,7 @@ def _scans(study: StudyHandle, code: str) -> pd.DataFrame:
     state = read_study_state(study)
     if code not in set(state.frames.subjects["subject_id"]):
         raise NotFound(f"no subject {code!r} in study {study.study_id}")
-    results = read_ct_results(study.engine, study.study_id)
-    results = results[results["subject_id"] == code].reset_index(drop=True)
+    results = read_ct_results(study.engine, study.study_id, subject=code)
     results = derive_study_day(
         results, first_infusions(state.frames.infusions), study.protocol.study.zone
     )

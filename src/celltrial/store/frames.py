@@ -257,8 +257,9 @@ def read_import_batches(engine: Engine) -> pd.DataFrame:
     return _frame(engine, statement, ("time",))
 
 
-def read_ct_results(engine: Engine, study_id: str) -> pd.DataFrame:
-    """One row per stored CT result of the study's own subjects (time in UTC).
+def read_ct_results(engine: Engine, study_id: str, *, subject: str | None = None) -> pd.DataFrame:
+    """One row per stored CT result of the study's own subjects (time in UTC); only those of
+    subject code ``subject`` when given.
 
     Columns: subject_id, time, path, checksum, method, lung_ml, ggo_ml, consolidation_ml,
     lesion_ml, involvement_pct, score, zones.
@@ -282,6 +283,8 @@ def read_ct_results(engine: Engine, study_id: str) -> pd.DataFrame:
         .where(Subject.study_id == study_id, Subject.cohort.is_(None))
         .order_by(Subject.code, ImagingStudy.time)
     )
+    if subject is not None:
+        statement = statement.where(Subject.code == subject)
     frame = _frame(engine, statement, ("time",))
     frame["lesion_ml"] = frame["ggo_ml"] + frame["consolidation_ml"]
     return frame
