@@ -149,6 +149,7 @@ class _Run:
         self.value = parsed["value"].copy()
         self.qualifier = parsed["qualifier"].copy()
         self.test = self.raw["test"].astype(object).copy()
+        self._test_codes: tuple[np.ndarray, np.ndarray] | None = None
 
         self._unknown_columns()
         status = parsed["status"]
@@ -227,16 +228,27 @@ class _Run:
             )
             self.outcome[unknown] = REPORTED
 
+    def _per_test(self, value_of) -> pd.Series:
+        """``value_of(definition)`` of each row's test (object dtype; None for rows without a
+        known test). The tests are factorised once, until :meth:`_set_tests` changes them."""
+        if self._test_codes is None:
+            self._test_codes = pd.factorize(self.test.to_numpy(dtype=object, na_value=None))
+        codes, uniques = self._test_codes
+        defined = [self.catalogue.get(code) for code in uniques]
+        mapped = np.array([None if d is None else value_of(d) for d in defined] + [None])
+        return pd.Series(mapped[codes], index=self.test.index, dtype=object)
+
+    def _set_tests(self, index: pd.Index, code: str) -> None:
+        self.test[index] = code
+        self._test_codes = None
+
     def _definition_series(self, attribute: str) -> pd.Series:
-        table = {c: getattr(t, attribute) for c, t in self.catalogue.items()}
-        return map_unique(self.test, lambda codes: codes.map(table))
+        return self._per_test(lambda definition: getattr(definition, attribute))
 
     def _plausible_bounds(self) -> tuple[pd.Series, pd.Series]:
-        low = {c: t.plausible[0] for c, t in self.catalogue.items()}
-        high = {c: t.plausible[1] for c, t in self.catalogue.items()}
         return (
-            map_unique(self.test, lambda codes: codes.map(low)).astype(float),
-            map_unique(self.test, lambda codes: codes.map(high)).astype(float),
+            self._per_test(lambda definition: definition.plausible[0]).astype(float),
+            self._per_test(lambda definition: definition.plausible[1]).astype(float),
         )
 
     def _specimens(self) -> None:
@@ -279,7 +291,7 @@ class _Run:
                 unit_text = _BASIS.sub("", unit_text).strip() or definition.unit
                 if basis != definition.basis:
                     definition = self._sibling(definition, basis)
-                    self.test[index] = definition.code
+                    self._set_tests(index, definition.code)
         if definition.basis is not None and (
             unit_text is None or not _BASIS.search(str(self.raw.loc[index[0], "raw_unit"] or ""))
         ):
