@@ -170,7 +170,9 @@ def read_observations(
     )
     if tests:
         statement = statement.where(Observation.test.in_(tests))
-    frame = _frame(engine, statement.order_by(Subject.code, Observation.time), ("time",))
+    frame = _frame(
+        engine, statement.order_by(Subject.code, Observation.time, Observation.id), ("time",)
+    )
     frame = derive_study_day(frame, first_infusion, zone)
     return frame[list(OBSERVATION_COLUMNS)]
 
@@ -196,7 +198,7 @@ def read_adverse_events(
         ).join(Subject, AdverseEvent.subject_id == Subject.id),
         study_id,
         None,
-    ).order_by(Subject.code, AdverseEvent.onset_at)
+    ).order_by(Subject.code, AdverseEvent.onset_at, AdverseEvent.id)
     frame = _frame(engine, statement, ("onset", "resolved"))
     frame = derive_study_day(
         frame, first_infusion, zone, time_column="onset", day_column="onset_day"
@@ -218,7 +220,7 @@ def read_clinical_status(
         ).join(Subject, ClinicalStatus.subject_id == Subject.id),
         study_id,
         None,
-    ).order_by(Subject.code, ClinicalStatus.time)
+    ).order_by(Subject.code, ClinicalStatus.time, ClinicalStatus.id)
     frame = derive_study_day(_frame(engine, statement, ("time",)), first_infusion, zone)
     return frame[list(CLINICAL_STATUS_COLUMNS)]
 
@@ -237,7 +239,7 @@ def read_imaging(
         ).join(Subject, ImagingStudy.subject_id == Subject.id),
         study_id,
         None,
-    ).order_by(Subject.code, ImagingStudy.time)
+    ).order_by(Subject.code, ImagingStudy.time, ImagingStudy.id)
     return derive_study_day(_frame(engine, statement, ("time",)), first_infusion, zone)
 
 
@@ -281,7 +283,7 @@ def read_ct_results(engine: Engine, study_id: str, *, subject: str | None = None
         .join(ImagingStudy, CtResult.imaging_study_id == ImagingStudy.id)
         .join(Subject, ImagingStudy.subject_id == Subject.id)
         .where(Subject.study_id == study_id, Subject.cohort.is_(None))
-        .order_by(Subject.code, ImagingStudy.time)
+        .order_by(Subject.code, ImagingStudy.time, ImagingStudy.id)
     )
     if subject is not None:
         statement = statement.where(Subject.code == subject)
