@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from celltrial import __version__
+from celltrial.cli_support import DbOption, console, user_errors
+from celltrial.efficacy.command import efficacy as efficacy_command
 from celltrial.errors import CelltrialError
+from celltrial.export.command import export_command
+from celltrial.external.command import external_command
+from celltrial.imaging.command import app as ct_app
+from celltrial.ingest.command import import_command
+from celltrial.safety.command import ae_app, safety_command
+from celltrial.web.command import serve_command, users_app
 
 app = typer.Typer(
     name="celltrial",
@@ -24,18 +29,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-errors = Console(stderr=True, soft_wrap=True)
-F = TypeVar("F", bound=Callable[..., Any])
-
-DbOption = Annotated[
-    str | None,
-    typer.Option(
-        "--db",
-        help="SQLAlchemy database URL (default: $CELLTRIAL_DATABASE_URL, else DIR/celltrial.db).",
-    ),
-]
-
 STATUS_STYLE = {
     "done": "green",
     "on_time": "green",
@@ -48,20 +41,6 @@ STATUS_STYLE = {
     "upcoming": "dim",
     "not_expected": "dim",
 }
-
-
-def user_errors(function: F) -> F:
-    """Print a :class:`CelltrialError` as a one-paragraph message and exit 1 (no traceback)."""
-
-    @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return function(*args, **kwargs)
-        except CelltrialError as exc:
-            errors.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
-            raise typer.Exit(1) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _version(value: bool) -> None:
@@ -292,14 +271,6 @@ def _print_deviations(deviations: pd.DataFrame, subjects: list[str]) -> None:
 
 
 # Commands of the analysis packages: each package keeps its own command functions.
-from celltrial.efficacy.command import efficacy as efficacy_command  # noqa: E402
-from celltrial.export.command import export_command  # noqa: E402
-from celltrial.external.command import external_command  # noqa: E402
-from celltrial.imaging.command import app as ct_app  # noqa: E402
-from celltrial.ingest.command import import_command  # noqa: E402
-from celltrial.safety.command import ae_app, safety_command  # noqa: E402
-from celltrial.web.command import serve_command, users_app  # noqa: E402
-
 app.command("import")(user_errors(import_command))
 app.command("export")(user_errors(export_command))
 app.command("safety")(user_errors(safety_command))

@@ -9,10 +9,9 @@ from typing import Annotated
 import numpy as np
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
+from celltrial.cli_support import DbOption, console, user_errors
 
 
 def _num(value: object) -> str:
@@ -44,14 +43,10 @@ def efficacy(
             "--figures", help="Also write each marker's panel and the overview (PNG and SVG) here."
         ),
     ] = None,
-    db: Annotated[
-        str | None,
-        typer.Option("--db", help="SQLAlchemy database URL (default: DIR/celltrial.db)."),
-    ] = None,
+    db: DbOption = None,
 ) -> None:
     """Print the efficacy analysis: per-visit summaries, exact paired tests, mixed models,
     clinical status, responders and findings; optionally write the figures."""
-    from celltrial.cli import user_errors
     from celltrial.efficacy.analysis import summarize_efficacy
     from celltrial.efficacy.findings import format_level
     from celltrial.study import open_study, read_study_frames

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from celltrial.cli import DbOption, console, user_errors
+from celltrial.cli_support import DbOption, console, user_errors
 
 
 @user_errors

@@ -11,10 +11,9 @@ from typing import Annotated
 import numpy as np
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
+from celltrial.cli_support import DbOption, console
 
 
 def _text(value: object) -> str:
@@ -45,10 +44,7 @@ def external_command(
             help="Target-trial specification YAML (default: DIR/target_trial.yaml, else built-in).",
         ),
     ] = None,
-    db: Annotated[
-        str | None,
-        typer.Option("--db", help="SQLAlchemy database URL (default: DIR/celltrial.db)."),
-    ] = None,
+    db: DbOption = None,
 ) -> None:
     """Compare the study's treated subjects with matched controls of an external cohort."""
     from celltrial.external.analysis import summarize_external

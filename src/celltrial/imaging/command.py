@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from typer.core import TyperGroup
 
+from celltrial.cli_support import console, user_errors
 from celltrial.errors import CelltrialError
 
 
@@ -29,7 +29,6 @@ app = typer.Typer(
     add_completion=False,
     cls=_ScansByDefault,
 )
-console = Console()
 
 
 @app.callback()
@@ -48,6 +47,7 @@ def _parse_window(text: str | None) -> tuple[float, float] | None:
 
 
 @app.command("segment")
+@user_errors
 def segment(
     images: Annotated[list[Path], typer.Argument(help="CT inputs: DICOM folders, NIfTI, NRRD…")],
     out: Annotated[Path, typer.Option("--out", help="Output folder (one sub-folder per input).")],
@@ -62,27 +62,24 @@ def segment(
     from celltrial.imaging.overlays import render_overlays
     from celltrial.imaging.scan import input_stem, measure_scan, write_scan_result
 
-    try:
-        parsed = _parse_window(window)
-        for image in images:
-            result = measure_scan(image, method=method, window=parsed)
-            folder = write_scan_result(result, out / input_stem(image))
-            if overlay:
-                render_overlays([result], folder / "overlay.png")
-            q = result.quantification
-            console.print(
-                f"{image}: lungs {q.lung_ml:.0f} mL, ground-glass {q.ground_glass_ml:.1f} mL, "
-                f"consolidation {q.consolidation_ml:.1f} mL, {q.involvement_pct:.1f} % involved, "
-                f"score {q.score}/30 → {folder}"
-            )
-            for caveat in q.caveats:
-                console.print(f"  note: {caveat}")
-    except CelltrialError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+    parsed = _parse_window(window)
+    for image in images:
+        result = measure_scan(image, method=method, window=parsed)
+        folder = write_scan_result(result, out / input_stem(image))
+        if overlay:
+            render_overlays([result], folder / "overlay.png")
+        q = result.quantification
+        console.print(
+            f"{image}: lungs {q.lung_ml:.0f} mL, ground-glass {q.ground_glass_ml:.1f} mL, "
+            f"consolidation {q.consolidation_ml:.1f} mL, {q.involvement_pct:.1f} % involved, "
+            f"score {q.score}/30 → {folder}"
+        )
+        for caveat in q.caveats:
+            console.print(f"  note: {caveat}")
 
 
 @app.command("quantify")
+@user_errors
 def quantify(
     directory: Annotated[Path, typer.Argument(help="Study directory.")],
     scans: Annotated[list[Path], typer.Argument(help="CT scans: DICOM folders, NIfTI, NRRD…")],
@@ -120,60 +117,56 @@ def quantify(
     from celltrial.store.database import current_user
     from celltrial.study import open_study
 
-    try:
-        study = open_study(directory)
-        zone = study.protocol.study.zone
-        subjects, times = [], []
-        for scan in scans:
-            if not scan.exists():
-                raise CelltrialError(f"{scan}: no such file or folder")
-            named = parse_scan_name(scan)
-            code = subject or (named[0] if named else None)
-            text = when or (named[1] if named else None)
-            if code is None or text is None:
-                raise CelltrialError(
-                    f"{scan}: give --subject and --date, or name the file <SUBJECT>_<YYYY-MM-DD>"
-                )
-            subjects.append(code)
-            times.append(parse_scan_time(text, zone=zone))
-        with Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as progress:
-            task = progress.add_task("CT scans", total=len(scans))
-            records = measure_scans(
-                scans,
-                method=method,
-                window=_parse_window(window),
-                workers=workers,
-                scheduler=scheduler,
-                on_done=lambda _record: progress.advance(task),
-                views_dir=study_views_dir(study.directory),
+    study = open_study(directory)
+    zone = study.protocol.study.zone
+    subjects, times = [], []
+    for scan in scans:
+        if not scan.exists():
+            raise CelltrialError(f"{scan}: no such file or folder")
+        named = parse_scan_name(scan)
+        code = subject or (named[0] if named else None)
+        text = when or (named[1] if named else None)
+        if code is None or text is None:
+            raise CelltrialError(
+                f"{scan}: give --subject and --date, or name the file <SUBJECT>_<YYYY-MM-DD>"
             )
-        store_ct_results(
-            study.engine,
-            study.study_id,
-            records,
-            subjects=subjects,
-            times=times,
-            user=current_user(),
-            reason=reason,
+        subjects.append(code)
+        times.append(parse_scan_time(text, zone=zone))
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("CT scans", total=len(scans))
+        records = measure_scans(
+            scans,
+            method=method,
+            window=_parse_window(window),
+            workers=workers,
+            scheduler=scheduler,
+            on_done=lambda _record: progress.advance(task),
+            views_dir=study_views_dir(study.directory),
         )
-        for record, code, moment in zip(records, subjects, times, strict=True):
-            r = record.result
-            console.print(
-                f"{code} {moment:%Y-%m-%d}: lungs {r['lung_volume_ml']:.0f} mL, lesions "
-                f"{r['lesion_volume_ml']:.1f} mL ({r['involvement_pct']:.1f} %), score "
-                f"{r['score']}/30 ← {record.path}"
-            )
-        console.print(f"{len(records)} scan(s) stored in {directory}")
-    except CelltrialError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+    store_ct_results(
+        study.engine,
+        study.study_id,
+        records,
+        subjects=subjects,
+        times=times,
+        user=current_user(),
+        reason=reason,
+    )
+    for record, code, moment in zip(records, subjects, times, strict=True):
+        r = record.result
+        console.print(
+            f"{code} {moment:%Y-%m-%d}: lungs {r['lung_volume_ml']:.0f} mL, lesions "
+            f"{r['lesion_volume_ml']:.1f} mL ({r['involvement_pct']:.1f} %), score "
+            f"{r['score']}/30 ← {record.path}"
+        )
+    console.print(f"{len(records)} scan(s) stored in {directory}")
 
 
 __all__ = ["app"]

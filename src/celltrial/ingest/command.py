@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from celltrial.cli import DbOption, console, user_errors
+from celltrial.cli_support import DbOption, console, user_errors
 
 if TYPE_CHECKING:  # the ingest package is imported when a command runs, not at start-up
     from celltrial.ingest.report import ValidationReport

@@ -12,15 +12,8 @@ from typing import Annotated
 
 import typer
 
+from celltrial.cli_support import DbOption
 from celltrial.errors import CelltrialError
-
-DbOption = Annotated[
-    str | None,
-    typer.Option(
-        "--db",
-        help="SQLAlchemy database URL (default: $CELLTRIAL_DATABASE_URL, else DIR/celltrial.db).",
-    ),
-]
 
 
 def serve_command(
