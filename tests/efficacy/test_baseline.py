@@ -140,3 +140,13 @@ def test_no_infusion_given_yet_means_no_baseline() -> None:
     )
     assert not result["is_baseline"].any() and result["baseline"].isna().all()
     assert result["baseline_time"].isna().all()
+
+
+def test_selected_rows_are_the_baseline_rows() -> None:
+    from celltrial.efficacy.baseline import select_baseline_rows
+
+    offsets = [-pd.Timedelta(hours=h) for h in (30, 2, 2, 1)] + [pd.Timedelta(hours=1)]
+    frame = observations([{"time": T0 + off, "value": 1.0} for off in offsets])
+    chosen = select_baseline_rows(frame, first_infusion=FIRST, window_days=WINDOW)
+    full = derive_baseline(frame, first_infusion=FIRST, window_days=WINDOW)
+    assert chosen.tolist() == full["is_baseline"].tolist() == [False, False, False, True, False]

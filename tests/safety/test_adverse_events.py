@@ -197,3 +197,24 @@ def test_shift_table_from_baseline_to_worst():
     cells = {(r.baseline, r.worst): r.subjects for r in shifts.itertuples()}
     assert cells == {("1", "3"): 1, ("0", "0"): 1}
     assert set(shifts["term"]) == {"Anemia"}
+
+
+def test_shift_table_counts_a_missing_side_and_both_directions():
+    obs = pd.DataFrame(
+        {
+            "subject_id": ["S1", "S2", "S2", "S3"],
+            "time": [T0 + pd.Timedelta(days=1), T0 - pd.Timedelta(hours=1), T0, T0],
+            "term_low": pd.Categorical(["Anemia", "Anemia", None, None]),
+            "grade_low": pd.array([2, 1, None, None], dtype="Int8"),
+            "term_high": pd.Categorical([None, None, "Fever", "Fever"]),
+            "grade_high": pd.array([None, None, 1, None], dtype="Int8"),
+            "study_day": [1, 0, 0, 0],
+        }
+    )
+    flagged = derive_first_infusion_flag(obs, pd.Series({"S1": T0, "S2": T0, "S3": T0}))
+    shifts = summarize_lab_shifts(flagged)
+    assert shifts.values.tolist() == [
+        ["Anemia", "low", "1", "missing", 1],  # S2: a baseline only
+        ["Anemia", "low", "missing", "2", 1],  # S1: no baseline
+        ["Fever", "high", "1", "missing", 1],  # at the infusion time: still baseline
+    ]

@@ -123,3 +123,24 @@ def test_inputs_are_not_mutated() -> None:
     derive_infusion_signals(v, i)
     pd.testing.assert_frame_equal(v, v_before)
     pd.testing.assert_frame_equal(i, i_before)
+
+
+def test_ties_overlapping_windows_and_other_subjects() -> None:
+    second = START + pd.Timedelta(hours=6)  # its window overlaps the first one's
+    rows = [
+        ("HR", -1.0, 70.0, "/min"),
+        ("HR", -1.0, 80.0, "/min"),  # same time: the later row is the reference
+        ("HR", 2.0, 100.0, "/min"),
+        ("HR", 8.0, 100.0, "/min"),  # as high as 2 h: the earlier one is the worst
+    ]
+    other = vitals([("HR", 3.0, 200.0, "/min")]).assign(subject_id="S2")
+    out = derive_infusion_signals(
+        pd.concat([vitals(rows), other], ignore_index=True), infusions(START, second)
+    )
+    hr = out[out["signal"] == "hr_rise"].set_index("infusion_number")
+    assert hr.loc[1, "pre_value"] == 80.0 and hr.loc[1, "n_readings"] == 2
+    assert hr.loc[1, "worst_time"] == START + pd.Timedelta(hours=2)
+    assert hr.loc[1, "hours_to_first"] == 2.0
+    # the second infusion's reference is the 2 h reading, its window has the 8 h one only
+    assert hr.loc[2, "pre_value"] == 100.0 and hr.loc[2, "n_readings"] == 1
+    assert not hr.loc[2, "detected"] and hr.loc[2, "change"] == 0.0

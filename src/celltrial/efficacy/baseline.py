@@ -24,29 +24,10 @@ def derive_baseline(
     Added columns: ``baseline`` (value, NaN when none), ``baseline_time`` and ``is_baseline``
     (True on the one row chosen).
     """
-    check_columns(observations, ("subject_id", "time", "test", "value"), what="observation")
-    check_tz_aware(observations["time"], what="observation column 'time'")
-    check_tz_aware(first_infusion, what="first_infusion")
-    if not first_infusion.index.is_unique:
-        raise DataError("first_infusion: a subject appears twice; give one first infusion each")
-    window = float(window_days)
-    if not (np.isfinite(window) and window > 0):
-        raise CelltrialError(f"window_days must be a positive number of days, got {window_days!r}")
-
-    out = observations.copy()
-    # reindex, not map: map fails on an empty datetime Series (no infusion given yet)
-    first = pd.Series(first_infusion.reindex(out["subject_id"]).array, index=out.index)
-    start = first - pd.Timedelta(days=window)
-    candidate = out["value"].notna() & (out["time"] < first) & (out["time"] >= start)
-    chosen = (
-        out.loc[candidate, ["subject_id", "test", "time"]]
-        .assign(_position=np.flatnonzero(candidate.to_numpy()))
-        .sort_values(["time", "_position"], kind="stable")
-        .drop_duplicates(["subject_id", "test"], keep="last")
+    is_baseline = select_baseline_rows(
+        observations, first_infusion=first_infusion, window_days=window_days
     )
-    is_baseline = np.zeros(len(out), dtype=bool)
-    is_baseline[chosen["_position"].to_numpy()] = True
-
+    out = observations.copy()
     base = out.loc[is_baseline, ["subject_id", "test", "value", "time"]].rename(
         columns={"value": "baseline", "time": "baseline_time"}
     )
@@ -56,6 +37,38 @@ def derive_baseline(
     out["baseline_time"] = lookup["baseline_time"].reindex(keys).array
     out["is_baseline"] = is_baseline
     return out
+
+
+def select_baseline_rows(
+    observations: pd.DataFrame, *, first_infusion: pd.Series, window_days: float
+) -> np.ndarray:
+    """Which rows are baseline (boolean array in frame order), as :func:`derive_baseline`
+    chooses them, without adding its columns."""
+    check_columns(observations, ("subject_id", "time", "test", "value"), what="observation")
+    check_tz_aware(observations["time"], what="observation column 'time'")
+    check_tz_aware(first_infusion, what="first_infusion")
+    if not first_infusion.index.is_unique:
+        raise DataError("first_infusion: a subject appears twice; give one first infusion each")
+    window = float(window_days)
+    if not (np.isfinite(window) and window > 0):
+        raise CelltrialError(f"window_days must be a positive number of days, got {window_days!r}")
+
+    # reindex, not map: map fails on an empty datetime Series (no infusion given yet)
+    first = pd.Series(
+        first_infusion.reindex(observations["subject_id"]).array, index=observations.index
+    )
+    start = first - pd.Timedelta(days=window)
+    time = observations["time"]
+    candidate = observations["value"].notna() & (time < first) & (time >= start)
+    chosen = (
+        observations.loc[candidate, ["subject_id", "test", "time"]]
+        .assign(_position=np.flatnonzero(candidate.to_numpy()))
+        .sort_values(["time", "_position"], kind="stable")
+        .drop_duplicates(["subject_id", "test"], keep="last")
+    )
+    is_baseline = np.zeros(len(observations), dtype=bool)
+    is_baseline[chosen["_position"].to_numpy()] = True
+    return is_baseline
 
 
 def derive_change_from_baseline(observations: pd.DataFrame) -> pd.DataFrame:

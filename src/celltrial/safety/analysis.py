@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from celltrial.efficacy import derive_baseline
+from celltrial.efficacy.baseline import select_baseline_rows
 from celltrial.protocol import Protocol
 from celltrial.safety.events import derive_ae_timing
 from celltrial.safety.grading import derive_lab_grades
@@ -23,11 +23,11 @@ def grade_study_labs(protocol: Protocol, frames: StudyFrames) -> pd.DataFrame:
     if observations.empty or first.empty:
         graded = derive_lab_grades(observations.assign(after_first_infusion=False))
         return graded
-    based = derive_baseline(
+    is_baseline = select_baseline_rows(
         observations, first_infusion=first, window_days=protocol.baseline.window_days
     )
-    baselines = based.loc[
-        based["is_baseline"], ["subject_id", "test", "value", "ref_low", "ref_high"]
+    baselines = observations.loc[
+        is_baseline, ["subject_id", "test", "value", "ref_low", "ref_high"]
     ].rename(columns={"value": "baseline"})
     graded = derive_lab_grades(observations, baselines=baselines)
     return derive_first_infusion_flag(graded, first)
@@ -39,7 +39,10 @@ def derive_safety_inputs(
     """The lab grades and the infusion vital-sign signals: what the safety tables take from the
     frames besides the adverse events (kept by the web app while only AEs change)."""
     window = protocol.safety.infusion_reaction_window_hours
-    vitals = frames.observations[frames.observations["test"].isin(VITAL_TESTS)]
+    observations = frames.observations
+    vitals = observations.loc[
+        observations["test"].isin(VITAL_TESTS), ["subject_id", "time", "test", "value", "unit"]
+    ]
     signals = derive_infusion_signals(vitals, frames.infusions, window_hours=window)
     return grade_study_labs(protocol, frames), signals
 

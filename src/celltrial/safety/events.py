@@ -136,8 +136,30 @@ def derive_ae_timing(
         ):
             out[column] = pd.Series(dtype=dtype)
         return out
-    out["_order"] = np.arange(len(out))
-    left = out[["_order", "subject_id", "onset"]].sort_values("onset")
+    last, hours = _last_infusion(out, starts)
+    out["last_infusion"] = last
+    out["hours_since_infusion"] = hours
+    out["infusion_related"] = hours <= reaction_window_hours
+    onset = pd.to_datetime(out["onset"], utc=True).array
+    first_of_subject = pd.to_datetime(starts.groupby("subject_id")["start_time"].min(), utc=True)
+    first = pd.DatetimeIndex(first_of_subject.reindex(out["subject_id"]))
+    out["treatment_emergent"] = (onset >= first) & ~pd.isna(first)
+    if follow_up_days is not None:
+        end = first + pd.Timedelta(days=follow_up_days)
+        out["in_follow_up"] = out["treatment_emergent"] & (onset <= end)
+    return out
+
+
+def _last_infusion(
+    adverse_events: pd.DataFrame, starts: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each event: the number of its subject's latest infusion started at or before onset
+    (from an ``Int64`` array) and the hours since that start (NaN when none)."""
+    left = (
+        adverse_events[["subject_id", "onset"]]
+        .assign(_order=np.arange(len(adverse_events)))
+        .sort_values("onset")
+    )
     right = starts.sort_values("start_time").rename(columns={"number": "last_infusion"})
     # no infusion yet: an empty column of another type than the AEs' subject ids
     right["subject_id"] = right["subject_id"].astype(left["subject_id"].dtype)
@@ -145,17 +167,7 @@ def derive_ae_timing(
     right["start_time"] = right["start_time"].astype("datetime64[ns, UTC]")
     matched = pd.merge_asof(
         left, right, left_on="onset", right_on="start_time", by="subject_id", direction="backward"
-    ).set_index("_order")
-    matched = matched.reindex(out["_order"])
+    )
+    matched = matched.iloc[np.argsort(matched["_order"].to_numpy())]
     hours = (matched["onset"] - matched["start_time"]).dt.total_seconds() / 3600.0
-    out["last_infusion"] = matched["last_infusion"].astype("Int64").to_numpy()
-    out["hours_since_infusion"] = hours.to_numpy()
-    out["infusion_related"] = (hours <= reaction_window_hours).fillna(False).to_numpy(bool)
-    first = starts.groupby("subject_id")["start_time"].min()
-    onset = pd.to_datetime(out["onset"], utc=True)
-    first_for_row = pd.to_datetime(first.reindex(out["subject_id"]).to_numpy(), utc=True)
-    out["treatment_emergent"] = (onset.to_numpy() >= first_for_row) & ~pd.isna(first_for_row)
-    if follow_up_days is not None:
-        end = first_for_row + pd.Timedelta(days=follow_up_days)
-        out["in_follow_up"] = out["treatment_emergent"] & (onset.to_numpy() <= end)
-    return out.drop(columns=["_order"])
+    return matched["last_infusion"].astype("Int64").to_numpy(), hours.to_numpy()

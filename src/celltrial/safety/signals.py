@@ -10,6 +10,7 @@ that value; temperature against an absolute threshold.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,8 @@ from celltrial.units import convert
 __all__ = ["SIGNAL_COLUMNS", "InfusionSignalThresholds", "derive_infusion_signals"]
 
 _EPS = 1e-9
+#: NaT as int64 nanoseconds.
+_NAT = np.iinfo(np.int64).min
 
 
 class InfusionSignalThresholds(BaseModel):
@@ -84,26 +87,90 @@ def _utc(column: pd.Series) -> pd.Series:
     return pd.to_datetime(column, utc=True).dt.as_unit("ns")
 
 
-def _readings(vitals: pd.DataFrame, signal: _Signal) -> pd.DataFrame:
-    """The signal's readings, converted to its unit, sorted by time."""
-    rows = vitals[(vitals["test"] == signal.test) & vitals["value"].notna()]
-    values = rows["value"].to_numpy(dtype=np.float64)
-    converted = np.empty(len(rows))
-    units = rows["unit"].astype(str).to_numpy()
+def _nanoseconds(column: pd.Series) -> np.ndarray:
+    """Times as int64 nanoseconds since the epoch (UTC; NaT as :data:`_NAT`)."""
+    return _utc(column).to_numpy(dtype="datetime64[ns]").view(np.int64)
+
+
+def _as_utc(nanoseconds: np.ndarray) -> pd.arrays.DatetimeArray:
+    """int64 nanoseconds since the epoch as aware UTC times."""
+    return pd.DatetimeIndex(nanoseconds.view("datetime64[ns]")).tz_localize("UTC").array
+
+
+def _take(values: np.ndarray, positions: np.ndarray, missing: Any) -> np.ndarray:
+    """``values[positions]``, with ``missing`` where the position is -1."""
+    out = np.full(len(positions), missing, dtype=values.dtype)
+    found = positions >= 0
+    out[found] = values[positions[found]]
+    return out
+
+
+def _search_keys(subjects: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """(subject code, time) as one integer in the same order: the code times the number of
+    distinct times plus the time's rank among them (exact, and far from overflowing)."""
+    distinct, rank = np.unique(times, return_inverse=True)
+    return subjects.astype(np.int64) * max(len(distinct), 1) + rank.reshape(-1)
+
+
+@dataclass(frozen=True)
+class _Starts:
+    """Search keys (:func:`_search_keys`) of each infusion's start, of the oldest time its
+    pre-infusion reading may have, and of the end of its window."""
+
+    start: np.ndarray
+    oldest: np.ndarray
+    end: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Readings:
+    """One signal's readings in its unit, sorted by subject and time (ties in frame order)."""
+
+    keys: np.ndarray
+    times: np.ndarray
+    values: np.ndarray
+
+
+def _readings(
+    keys: np.ndarray,
+    times: np.ndarray,
+    values: np.ndarray,
+    units: np.ndarray,
+    unit_names: pd.Index,
+    signal: _Signal,
+) -> _Readings:
+    """The signal's readings (search keys, times, values, codes of ``unit_names``) converted to
+    its unit, sorted."""
+    converted = np.empty(len(values))
     for unit in np.unique(units):
         mask = units == unit
-        converted[mask] = convert(values[mask], unit, signal.unit)
-    out = pd.DataFrame(
-        {
-            "subject_id": rows["subject_id"].astype(str).array,
-            "time": _utc(rows["time"]).array,
-            "value": converted,
-        }
-    )
-    return out.sort_values("time", kind="stable").reset_index(drop=True)
+        converted[mask] = convert(values[mask], unit_names[unit], signal.unit)
+    order = np.argsort(keys, kind="stable")
+    return _Readings(keys[order], times[order], converted[order])
 
 
-def _detected(kind: str, values: pd.Series, pre: pd.Series, threshold: float) -> pd.Series:
+def _expand(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The positions in the ranges ``[lo, hi)``, range after range; the range of each position;
+    where each range begins among them."""
+    counts = hi - lo
+    begins = np.cumsum(counts) - counts
+    positions = np.arange(counts.sum()) + np.repeat(lo - begins, counts)
+    return positions, np.repeat(np.arange(len(lo)), counts), begins
+
+
+def _first_where(owner: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
+    """For each of ``n`` ranges (``owner``: ascending): the index of its first True, else -1."""
+    hits = np.flatnonzero(mask)
+    owners = owner[hits]
+    first = np.ones(len(hits), dtype=bool)
+    first[1:] = owners[1:] != owners[:-1]
+    out = np.full(n, -1)
+    out[owners[first]] = hits[first]
+    return out
+
+
+def _detected(kind: str, values: np.ndarray, pre: np.ndarray, threshold: float) -> np.ndarray:
+    """Which readings meet the threshold (against the pre-infusion value ``pre`` if a change)."""
     if kind == "absolute":
         return values >= threshold - _EPS
     if kind == "drop":
@@ -112,63 +179,74 @@ def _detected(kind: str, values: pd.Series, pre: pd.Series, threshold: float) ->
 
 
 def _one_signal(
-    infusions: pd.DataFrame,
-    readings: pd.DataFrame,
-    signal: _Signal,
-    threshold: float,
-    window: pd.Timedelta,
-    pre_window: pd.Timedelta,
-) -> pd.DataFrame:
-    base = infusions.sort_values("start_time", kind="stable").reset_index(drop=True)
-    pre = pd.merge_asof(
-        base,
-        readings.rename(columns={"time": "pre_time", "value": "pre_value"}),
-        left_on="start_time",
-        right_on="pre_time",
-        by="subject_id",
-        direction="backward",
-        allow_exact_matches=True,
-        tolerance=pre_window,
-    )
-    post = base.merge(readings, on="subject_id", how="inner")
-    post = post[(post["time"] > post["start_time"]) & (post["time"] <= post["start_time"] + window)]
-    post = post.merge(pre[["key", "pre_value"]], on="key", how="left")
-    ascending = signal.kind == "drop"
-    worst = (
-        post.sort_values(["key", "value", "time"], ascending=[True, ascending, True])
-        .drop_duplicates("key")
-        .set_index("key")
-    )
-    hits = post[_detected(signal.kind, post["value"], post["pre_value"], threshold)]
-    first = hits.sort_values(["key", "time"]).drop_duplicates("key").set_index("key")["time"]
-    counts = post.groupby("key").size()
+    starts: _Starts, readings: _Readings, signal: _Signal, threshold: float, pre_hours: float
+) -> dict[str, Any]:
+    """One signal's columns, a value per infusion (in the order of ``starts``).
 
-    out = pre.set_index("key")
-    out["n_readings"] = counts.reindex(out.index).fillna(0).astype("int64")
-    out["worst_value"] = worst["value"].reindex(out.index)
-    out["worst_time"] = worst["time"].reindex(out.index)
-    out["change"] = out["worst_value"] - out["pre_value"]
-    out["first_time"] = first.reindex(out.index)
-    out["hours_to_first"] = (out["first_time"] - out["start_time"]) / pd.Timedelta(hours=1)
-    needs_pre = signal.kind != "absolute"
-    no_post = out["n_readings"] == 0
-    no_pre = out["pre_value"].isna() if needs_pre else pd.Series(False, index=out.index)
-    detected = out["first_time"].notna().to_numpy()
-    unassessable = (no_post | no_pre).to_numpy()
-    out["assessable"] = detected | ~unassessable
-    out["detected"] = detected
-    hours = pre_window / pd.Timedelta(hours=1)
+    The pre-infusion value is the last reading at or before the start (among readings at one
+    time, the last in frame order) and no older than ``pre_hours``; the worst reading of the
+    window is the lowest (drop) or highest (rise, absolute) value, the earliest among equals.
+    """
+    n = len(starts.start)
+    lo = np.searchsorted(readings.keys, starts.start, side="right")
+    hi = np.searchsorted(readings.keys, starts.end, side="right")
+    has_pre = np.searchsorted(readings.keys, starts.oldest, side="left") < lo
+    at_pre = np.where(has_pre, lo - 1, -1)
+    pre_value = _take(readings.values, at_pre, np.nan)
+
+    positions, owner, begins = _expand(lo, hi)
+    counts = hi - lo
+    values = readings.values[positions]
+    score = values if signal.kind == "drop" else -values
+    lowest = np.full(n, np.inf)
+    if len(positions):
+        some = counts > 0
+        lowest[some] = np.minimum.reduceat(score, begins[some])
+    worst = _take(positions, _first_where(owner, score == lowest[owner], n), -1)
+    hit = _first_where(owner, _detected(signal.kind, values, pre_value[owner], threshold), n)
+    worst_value = _take(readings.values, worst, np.nan)
+
+    no_post = counts == 0
+    no_pre = ~has_pre if signal.kind != "absolute" else np.zeros(n, dtype=bool)
+    detected = hit >= 0
     reason = np.where(
-        no_pre.to_numpy() & ~detected,
-        f"no {signal.test} reading in the {hours:g} h before the start",
-        np.where(no_post.to_numpy(), f"no {signal.test} reading in the window", ""),
+        no_pre & ~detected,
+        f"no {signal.test} reading in the {pre_hours:g} h before the start",
+        np.where(no_post, f"no {signal.test} reading in the window", ""),
     )
-    out["reason"] = pd.array(np.where(reason == "", None, reason), dtype="string")
-    out["signal"] = signal.name
-    out["test"] = signal.test
-    out["unit"] = signal.unit
-    out["threshold"] = threshold
-    return out.reset_index(drop=True)
+    return {
+        "signal": np.full(n, signal.name, dtype=object),
+        "test": np.full(n, signal.test, dtype=object),
+        "unit": np.full(n, signal.unit, dtype=object),
+        "threshold": np.full(n, threshold),
+        "pre_value": pre_value,
+        "pre_time": _take(readings.times, at_pre, _NAT),
+        "n_readings": counts.astype(np.int64),
+        "worst_value": worst_value,
+        "worst_time": _take(readings.times, worst, _NAT),
+        "change": worst_value - pre_value,
+        "assessable": detected | ~(no_post | no_pre),
+        "detected": detected,
+        "first_time": _take(readings.times[positions], hit, _NAT),
+        "reason": np.where(reason == "", None, reason).astype(object),
+    }
+
+
+def _signal_frame(base: pd.DataFrame, parts: list[dict[str, Any]]) -> pd.DataFrame:
+    """The infusions (``base``) once per signal beside that signal's columns (``parts``), in
+    :data:`SIGNAL_COLUMNS` order, by subject, infusion and signal."""
+    out = base.take(np.tile(np.arange(len(base)), len(parts))).reset_index(drop=True)
+    columns = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+    for name in ("signal", "test", "unit"):
+        out[name] = pd.array(columns.pop(name), dtype=str)
+    for name in ("pre_time", "worst_time", "first_time"):
+        out[name] = _as_utc(columns.pop(name))
+    out["reason"] = pd.array(columns.pop("reason"), dtype="string")
+    for name, values in columns.items():
+        out[name] = values
+    out["hours_to_first"] = (out["first_time"] - out["start_time"]) / pd.Timedelta(hours=1)
+    out = out.sort_values(["subject_id", "infusion_number", "signal"], kind="stable")
+    return out.loc[:, list(SIGNAL_COLUMNS)].reset_index(drop=True)
 
 
 def derive_infusion_signals(
@@ -186,12 +264,13 @@ def derive_infusion_signals(
     a start time are skipped. ``detected`` is True when a reading in the window met the
     threshold; ``assessable`` is False when the signal could not be assessed (no reading in the
     window, or no pre-infusion reading for a change signal), and ``reason`` then says why.
+
+    Each signal's readings are sorted by subject and time once; each infusion then finds its
+    pre-infusion reading and its window by binary search.
     """
     check_columns(vitals, ("subject_id", "time", "test", "value", "unit"), what="vitals")
     check_columns(infusions, ("subject_id", "number", "start_time"), what="infusion")
     limits = thresholds or InfusionSignalThresholds()
-    window = pd.Timedelta(hours=window_hours)
-    pre_window = pd.Timedelta(hours=limits.pre_window_hours)
     given = infusions[infusions["start_time"].notna()]
     base = pd.DataFrame(
         {
@@ -200,18 +279,48 @@ def derive_infusion_signals(
             "start_time": _utc(given["start_time"]).array,
         }
     )
-    base["key"] = np.arange(len(base))
-    parts = [
-        _one_signal(
-            base,
-            _readings(vitals, signal),
-            signal,
-            float(getattr(limits, signal.threshold_field)),
-            window,
-            pre_window,
+    base = base.sort_values("start_time", kind="stable").reset_index(drop=True)
+    rows = vitals[vitals["test"].isin([s.test for s in _SIGNALS]) & vitals["value"].notna()]
+    times = _nanoseconds(rows["time"])
+    if np.any(times == _NAT):
+        raise ValueError("vitals: a reading with a value has no time")
+    starts, keys = _search_space(base, rows, times, window_hours, limits.pre_window_hours)
+    tests, test_names = pd.factorize(rows["test"])
+    test_code = {str(name): code for code, name in enumerate(test_names)}
+    units, unit_names = pd.factorize(rows["unit"].astype(str), use_na_sentinel=False)
+    values = rows["value"].to_numpy(dtype=np.float64)
+    parts = []
+    for signal in _SIGNALS:
+        own = np.flatnonzero(tests == test_code.get(signal.test, -1))
+        readings = _readings(keys[own], times[own], values[own], units[own], unit_names, signal)
+        threshold = float(getattr(limits, signal.threshold_field))
+        parts.append(_one_signal(starts, readings, signal, threshold, limits.pre_window_hours))
+    return _signal_frame(base, parts)
+
+
+def _search_space(
+    base: pd.DataFrame,
+    rows: pd.DataFrame,
+    times: np.ndarray,
+    window_hours: float,
+    pre_window_hours: float,
+) -> tuple[_Starts, np.ndarray]:
+    """The search keys (:func:`_search_keys`) of the infusions (``base``) and of the readings
+    (``rows``, taken at ``times``), all from one ranking of the times."""
+    n = len(base)
+    subjects = pd.factorize(
+        np.concatenate(
+            [
+                base["subject_id"].to_numpy(dtype=object),
+                rows["subject_id"].astype(str).to_numpy(dtype=object),
+            ]
         )
-        for signal in _SIGNALS
-    ]
-    out = pd.concat(parts, ignore_index=True)
-    out = out.sort_values(["subject_id", "infusion_number", "signal"], kind="stable")
-    return out.loc[:, list(SIGNAL_COLUMNS)].reset_index(drop=True)
+    )[0]
+    start = _nanoseconds(base["start_time"])
+    window = pd.Timedelta(hours=window_hours).as_unit("ns").value
+    pre_window = pd.Timedelta(hours=pre_window_hours).as_unit("ns").value
+    keys = _search_keys(
+        np.concatenate([np.tile(subjects[:n], 3), subjects[n:]]),
+        np.concatenate([start, start - pre_window, start + window, times]),
+    )
+    return _Starts(keys[:n], keys[n : 2 * n], keys[2 * n : 3 * n]), keys[3 * n :]

@@ -6,7 +6,9 @@ the patients behind the percentages.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -59,53 +61,38 @@ def summarize_ae_overview(
     n = len(subject_ids)
     ae = adverse_events[adverse_events["subject_id"].isin(subject_ids)]
     emergent = ae[ae["treatment_emergent"]] if "treatment_emergent" in ae else ae
-    rows = [
-        _row("Any treatment-emergent adverse event", emergent["subject_id"], n, len(emergent)),
-        _row(
-            "Serious adverse event",
-            emergent.loc[emergent["serious"].astype(bool), "subject_id"],
-            n,
-            int(emergent["serious"].astype(bool).sum()),
-        ),
-        _row(
-            "Adverse event of grade ≥ 3",
-            emergent.loc[emergent["grade"].fillna(0) >= 3, "subject_id"],
-            n,
-            int((emergent["grade"].fillna(0) >= 3).sum()),
-        ),
-        _row(
+    grade = emergent["grade"]
+    categories = [
+        ("Any treatment-emergent adverse event", np.ones(len(emergent), dtype=bool)),
+        ("Serious adverse event", emergent["serious"].astype(bool).to_numpy()),
+        ("Adverse event of grade ≥ 3", (grade.fillna(0) >= 3).to_numpy(dtype=bool)),
+        (
             "Adverse event related to the product (possibly, probably, definitely)",
-            emergent.loc[emergent["related"], "subject_id"],
-            n,
-            int(emergent["related"].sum()),
+            emergent["related"].to_numpy(dtype=bool),
         ),
-        _row(
+        (
             f"Adverse event with onset within {window_hours:g} h of an infusion",
-            emergent.loc[emergent["infusion_related"], "subject_id"],
-            n,
-            int(emergent["infusion_related"].sum()),
+            emergent["infusion_related"].to_numpy(dtype=bool),
         ),
-        _row(
-            "Death (grade 5 adverse event)",
-            emergent.loc[emergent["grade"] == 5, "subject_id"],
-            n,
-            int((emergent["grade"] == 5).sum()),
-        ),
+        ("Death (grade 5 adverse event)", (grade == 5).to_numpy(dtype=bool)),
     ]
+    subjects = emergent["subject_id"].to_numpy()
+    rows = [_row(label, subjects[mask], n, int(mask.sum())) for label, mask in categories]
     if signals is not None and len(signals):
         detected = signals[signals["detected"].astype(bool)]
         rows.append(
             _row("Vital-sign infusion signal detected", detected["subject_id"], n, len(detected))
         )
     if lab_grades is not None and len(lab_grades):
-        post = _post_baseline(lab_grades)
-        severe = post[(post["grade_low"].fillna(0) >= 3) | (post["grade_high"].fillna(0) >= 3)]
+        severe = _post_baseline(lab_grades) & (
+            (lab_grades["grade_low"].fillna(0) >= 3) | (lab_grades["grade_high"].fillna(0) >= 3)
+        )
         rows.append(
             _row(
                 "Laboratory toxicity of grade ≥ 3 after the first infusion",
-                severe["subject_id"],
+                lab_grades.loc[severe, "subject_id"],
                 n,
-                len(severe),
+                int(severe.sum()),
             )
         )
     return pd.DataFrame(rows)
@@ -127,17 +114,21 @@ def summarize_ae_terms(subject_ids: list[str], adverse_events: pd.DataFrame) -> 
     if ae.empty:
         return pd.DataFrame(columns=columns)
     worst = ae.assign(grade=ae["grade"].fillna(0)).groupby(["term", "subject_id"])["grade"].max()
+    by_term: dict[str, dict[str, float]] = {}
+    for (term, subject), grade in worst.items():
+        by_term.setdefault(term, {})[subject] = grade
+    events = ae["term"].value_counts()
     rows = []
-    for term, grades in worst.groupby(level="term"):
-        counts = grades.value_counts()
+    for term, grades in by_term.items():
+        counts = Counter(grades.values())
         rows.append(
             {
                 "term": term,
-                **{f"grade {g}": int(counts.get(g, 0)) for g in range(1, 6)},
-                "grade unknown": int(counts.get(0, 0)),
+                **{f"grade {g}": counts[g] for g in range(1, 6)},
+                "grade unknown": counts[0],
                 "subjects": len(grades),
-                "events": int((ae["term"] == term).sum()),
-                "subject_ids": ", ".join(sorted(grades.index.get_level_values("subject_id"))),
+                "events": int(events[term]),
+                "subject_ids": ", ".join(sorted(grades)),
             }
         )
     return (
@@ -147,18 +138,23 @@ def summarize_ae_terms(subject_ids: list[str], adverse_events: pd.DataFrame) -> 
     )
 
 
-def _post_baseline(lab_grades: pd.DataFrame) -> pd.DataFrame:
-    return lab_grades[lab_grades["study_day"].notna() & (lab_grades["after_first_infusion"])]
+def _post_baseline(lab_grades: pd.DataFrame) -> pd.Series:
+    """Which lab values are post-baseline: on a study day, after the first infusion."""
+    return lab_grades["study_day"].notna() & lab_grades["after_first_infusion"]
 
 
 def derive_first_infusion_flag(
     observations: pd.DataFrame, first_infusion: pd.Series
 ) -> pd.DataFrame:
     """A copy with ``after_first_infusion``: the observation is later than the first infusion."""
-    out = observations.copy()
-    first = pd.to_datetime(first_infusion.reindex(out["subject_id"]).to_numpy(), utc=True)
-    out["after_first_infusion"] = (out["time"].to_numpy() > first) & ~pd.isna(first)
-    return out
+    first = pd.DatetimeIndex(
+        pd.to_datetime(first_infusion, utc=True).reindex(observations["subject_id"])
+    )
+    time = observations["time"]
+    # aware times compare as one array; other columns value by value (as Timestamps)
+    times = time.array if isinstance(time.dtype, pd.DatetimeTZDtype) else time.to_numpy()
+    after = (times > first) & ~pd.isna(first)
+    return observations.assign(after_first_infusion=after)
 
 
 def summarize_lab_shifts(lab_grades: pd.DataFrame) -> pd.DataFrame:
@@ -167,34 +163,12 @@ def summarize_lab_shifts(lab_grades: pd.DataFrame) -> pd.DataFrame:
     Baseline is the last graded value at or before the first infusion; subjects without a graded
     baseline or without a graded post-baseline value count as "missing" on that side.
     """
-    rows = []
-    for side in ("low", "high"):
-        graded = lab_grades[lab_grades[f"term_{side}"].notna()]
-        if graded.empty:
-            continue
-        term_col, grade_col = f"term_{side}", f"grade_{side}"
-        frame = graded[["subject_id", "time", term_col, grade_col, "after_first_infusion"]]
-        frame = frame.rename(columns={term_col: "term", grade_col: "grade"})
-        frame = frame.assign(term=frame["term"].astype(str))
-        base = (
-            frame[~frame["after_first_infusion"] & frame["grade"].notna()]
-            .sort_values("time")
-            .groupby(["term", "subject_id"])["grade"]
-            .last()
-        )
-        post = (
-            frame[frame["after_first_infusion"] & frame["grade"].notna()]
-            .groupby(["term", "subject_id"])["grade"]
-            .max()
-        )
-        keys = base.index.union(post.index)
-        table = pd.DataFrame(
-            {"baseline": base.reindex(keys), "worst": post.reindex(keys)}, index=keys
-        ).reset_index()
-        for column in ("baseline", "worst"):
-            table[column] = table[column].map(lambda g: "missing" if pd.isna(g) else str(int(g)))
-        counts = table.groupby(["term", "baseline", "worst"]).size().rename("subjects")
-        rows.append(counts.reset_index().assign(direction=side))
+    subjects = pd.factorize(lab_grades["subject_id"])
+    rows = [
+        counts
+        for side in ("low", "high")
+        if (counts := _shift_counts(lab_grades, side, subjects)) is not None
+    ]
     if not rows:
         return pd.DataFrame(columns=["term", "direction", "baseline", "worst", "subjects"])
     return pd.concat(rows, ignore_index=True)[
@@ -202,16 +176,110 @@ def summarize_lab_shifts(lab_grades: pd.DataFrame) -> pd.DataFrame:
     ]
 
 
+def _shift_counts(
+    lab_grades: pd.DataFrame, side: str, subjects: tuple[np.ndarray, pd.Index]
+) -> pd.DataFrame | None:
+    """One side's shift table (``term``, ``baseline``, ``worst``, ``subjects``, ``direction``)
+    by term and grades; None when no row has a term on that side. ``subjects``: the codes of
+    the rows' subjects and the subjects (:func:`pandas.factorize`)."""
+    terms = lab_grades[f"term_{side}"]
+    has_term = terms.notna().to_numpy()
+    if not has_term.any():
+        return None
+    grades = lab_grades[f"grade_{side}"].to_numpy(dtype=np.float64, na_value=np.nan)
+    graded = has_term & ~np.isnan(grades)
+    after = lab_grades["after_first_infusion"].to_numpy(dtype=bool)
+    term_codes, term_names = pd.factorize(terms)
+    subject_codes, n_subjects = subjects[0], len(subjects[1])
+    keys = term_codes.astype(np.int64) * n_subjects + subject_codes
+    base_keys, base_grades = _baseline_grades(
+        lab_grades["time"], keys, grades, np.flatnonzero(graded & ~after), subject_codes
+    )
+    later = np.flatnonzero(graded & after & (subject_codes >= 0))
+    post_keys, inverse = np.unique(keys[later], return_inverse=True)
+    post_grades = np.full(len(post_keys), -np.inf)
+    np.maximum.at(post_grades, inverse, grades[later])
+    both = np.union1d(base_keys, post_keys)
+    if not len(both):
+        return _empty_shifts(lab_grades[f"grade_{side}"].dtype)
+    cells = np.stack(
+        [
+            both // n_subjects,
+            _grade_at(both, base_keys, base_grades),
+            _grade_at(both, post_keys, post_grades),
+        ]
+    )
+    cells, counts = np.unique(cells, axis=1, return_counts=True)
+    table = sorted(
+        (str(term_names[term]), _grade_label(base), _grade_label(worst), int(n))
+        for (term, base, worst), n in zip(cells.T.tolist(), counts.tolist(), strict=True)
+    )
+    term, baseline, worst, n = zip(*table, strict=True)
+    return pd.DataFrame(
+        {
+            "term": pd.array(term, dtype=str),
+            "baseline": pd.array(baseline, dtype=str),
+            "worst": pd.array(worst, dtype=str),
+            "subjects": np.array(n, dtype=np.int64),
+            "direction": pd.array([side] * len(term), dtype=str),
+        }
+    )
+
+
+def _baseline_grades(
+    times: pd.Series,
+    keys: np.ndarray,
+    grades: np.ndarray,
+    rows: np.ndarray,
+    subject_codes: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted keys of the baseline ``rows`` and the grade of each key's last row in time;
+    equal times in the order sorting the frame by time gives them."""
+    rows = rows[pd.Series(times.array[rows]).sort_values().index.to_numpy()]
+    rows = rows[subject_codes[rows] >= 0][::-1]
+    keys_found, last = np.unique(keys[rows], return_index=True)
+    return keys_found, grades[rows[last]]
+
+
+def _empty_shifts(grade_dtype: Any) -> pd.DataFrame:
+    """A side's shift table when it has terms but no graded values."""
+    empty = pd.array([], dtype=grade_dtype)
+    return pd.DataFrame(
+        {
+            "term": pd.array([], dtype=str),
+            "baseline": empty,
+            "worst": empty,
+            "subjects": np.zeros(0, dtype=np.int64),
+            "direction": pd.array([], dtype=str),
+        }
+    )
+
+
+def _grade_at(keys: np.ndarray, known: np.ndarray, grades: np.ndarray) -> np.ndarray:
+    """The grade of each of ``keys`` in the sorted ``known`` keys (``grades``), else -1."""
+    if not len(known):
+        return np.full(len(keys), -1, dtype=np.int64)
+    at = np.minimum(np.searchsorted(known, keys), len(known) - 1)
+    return np.where(known[at] == keys, grades[at], -1).astype(np.int64)
+
+
+def _grade_label(grade: int) -> str:
+    """A shift table cell's grade: the grade, or "missing" (-1)."""
+    return "missing" if grade < 0 else str(grade)
+
+
 def list_lab_toxicities(lab_grades: pd.DataFrame, *, minimum: int = 3) -> pd.DataFrame:
     """Post-baseline lab values of grade ≥ ``minimum`` (either direction)."""
     post = _post_baseline(lab_grades)
+    columns = ["subject_id", "study_day", "time", "test", "value", "unit"]
     rows = []
     for side in ("low", "high"):
-        hit = post[post[f"grade_{side}"].fillna(0) >= minimum]
+        term, grade = f"term_{side}", f"grade_{side}"
+        hit = lab_grades.loc[
+            post & (lab_grades[grade].fillna(0) >= minimum), [*columns, term, grade]
+        ]
         rows.append(
-            hit.assign(term=hit[f"term_{side}"].astype(str), grade=hit[f"grade_{side}"])[
-                ["subject_id", "study_day", "time", "test", "value", "unit", "term", "grade"]
-            ]
+            hit.assign(term=hit[term].astype(str), grade=hit[grade])[[*columns, "term", "grade"]]
         )
     return (
         pd.concat(rows, ignore_index=True)
@@ -230,13 +298,10 @@ def summarize_safety(
 ) -> SafetySummary:
     """All safety tables of a study (inputs already timed, graded and flagged)."""
     n = len(subject_ids)
-    serious = adverse_events[
-        adverse_events["serious"].astype(bool) & adverse_events["subject_id"].isin(subject_ids)
-    ]
+    own = adverse_events["subject_id"].isin(subject_ids)
+    serious = adverse_events[adverse_events["serious"].astype(bool) & own]
     detected = signals[signals["detected"].astype(bool)] if len(signals) else signals
-    reported = adverse_events[
-        adverse_events["infusion_related"] & adverse_events["subject_id"].isin(subject_ids)
-    ]
+    reported = adverse_events[adverse_events["infusion_related"] & own]
     caveats = []
     if n < 20:
         caveats.append(
@@ -267,9 +332,7 @@ def summarize_safety(
         lab_toxicities=list_lab_toxicities(lab_grades),
         signals=detected.reset_index(drop=True) if len(detected) else detected,
         reported=reported.reset_index(drop=True),
-        listing=adverse_events[adverse_events["subject_id"].isin(subject_ids)].reset_index(
-            drop=True
-        ),
+        listing=adverse_events[own].reset_index(drop=True),
         n=n,
         method=(
             "Adverse events are counted when treatment-emergent (onset at or after the first "

@@ -197,11 +197,21 @@ def _plain(value: Any) -> Any:
 
 
 def _rows(frame: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
+    """The rows of ``frame`` as dicts of plain values (:func:`_plain`), of those ``columns`` it
+    has; converted column by column."""
     present = [c for c in columns if c in frame.columns]
-    return [
-        {c: _plain(v) for c, v in zip(present, row, strict=True)}
-        for row in frame[present].itertuples(index=False, name=None)
-    ]
+    if not present:
+        return [{} for _ in range(len(frame))]
+    values = [[_plain(v) for v in frame[c]] for c in present]
+    return [dict(zip(present, row, strict=True)) for row in zip(*values, strict=True)]
+
+
+def _by_subject(codes: pd.Series, items: list[Any]) -> dict[Any, list[Any]]:
+    """``items`` (one per row of ``codes``' frame) grouped by subject code, in frame order."""
+    groups: dict[Any, list[Any]] = {}
+    for code, item in zip(codes, items, strict=True):
+        groups.setdefault(code, []).append(item)
+    return groups
 
 
 SERIOUS_COLUMNS = [
@@ -264,36 +274,7 @@ def _dashboard(study: StudyHandle, state: StudyState) -> Dashboard:
         "died": int(frames.subjects["died"].notna().sum()),
         "discharged": int(frames.subjects["discharged"].notna().sum()),
     }
-    rows = []
-    for item in subjects.itertuples():
-        code = item.subject_id
-        own = infusions[infusions["subject_id"] == code] if len(infusions) else infusions
-        statuses = {int(r.number): r for r in own.itertuples()}
-        visits = overview.visits[overview.visits["subject_id"] == code]
-        events = frames.adverse_events[frames.adverse_events["subject_id"] == code]
-        rows.append(
-            {
-                "subject_id": code,
-                "outcome": item.outcome,
-                "infusions": [
-                    {
-                        "number": number,
-                        "status": statuses[number].status if number in statuses else "upcoming",
-                        "planned_day": _plain(statuses[number].planned_day)
-                        if number in statuses
-                        else None,
-                        "actual_day": _plain(statuses[number].actual_day)
-                        if number in statuses
-                        else None,
-                    }
-                    for number in range(1, n_planned + 1)
-                ],
-                "visits": _rows(visits, ["visit", "day", "status", "not_done"]),
-                "deviations": int(item.deviations),
-                "adverse_events": len(events),
-                "serious_events": int(events["serious"].astype(bool).sum()),
-            }
-        )
+    rows = _subject_rows(overview, frames, n_planned)
     serious = lab = signals = listing = []
     caveats: list[str] = []
     if safety is not None:
@@ -341,6 +322,59 @@ def _dashboard(study: StudyHandle, state: StudyState) -> Dashboard:
         adverse_events=listing,
         caveats=caveats,
     )
+
+
+def _subject_rows(
+    overview: StudyOverview, frames: StudyFrames, n_planned: int
+) -> list[dict[str, Any]]:
+    """The dashboard's row of each subject: outcome, infusion and visit statuses, counts."""
+    infusions, visits, events = overview.infusions, overview.visits, frames.adverse_events
+    statuses: dict[Any, dict[int, tuple[Any, Any, Any]]] = {}
+    if len(infusions):
+        for code, number, status, planned, actual in zip(
+            infusions["subject_id"],
+            infusions["number"],
+            infusions["status"],
+            infusions["planned_day"],
+            infusions["actual_day"],
+            strict=True,
+        ):
+            statuses.setdefault(code, {})[int(number)] = (status, _plain(planned), _plain(actual))
+    visit_rows = _by_subject(
+        visits["subject_id"], _rows(visits, ["visit", "day", "status", "not_done"])
+    )
+    serious = _by_subject(events["subject_id"], events["serious"].astype(bool).tolist())
+    upcoming = ("upcoming", None, None)
+    rows = []
+    for item in overview.summary.itertuples():
+        code = item.subject_id
+        own = statuses.get(code, {})
+        flags = serious.get(code, [])
+        rows.append(
+            {
+                "subject_id": code,
+                "outcome": item.outcome,
+                "infusions": [
+                    _infusion_cell(number, *own.get(number, upcoming))
+                    for number in range(1, n_planned + 1)
+                ],
+                "visits": list(visit_rows.get(code, ())),
+                "deviations": int(item.deviations),
+                "adverse_events": len(flags),
+                "serious_events": int(sum(flags)),
+            }
+        )
+    return rows
+
+
+def _infusion_cell(number: int, status: Any, planned_day: Any, actual_day: Any) -> dict[str, Any]:
+    """One infusion of a subject's dashboard row."""
+    return {
+        "number": number,
+        "status": status,
+        "planned_day": planned_day,
+        "actual_day": actual_day,
+    }
 
 
 def _sae(row: dict[str, Any]) -> str:
