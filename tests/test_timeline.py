@@ -38,3 +38,21 @@ def test_local_time_keeps_wall_clock_across_daylight_saving():
     after = local_time(day0, 3, 10.0, "Europe/Paris")  # clocks moved forward on 28 March
     assert after.tz_convert("Europe/Paris").hour == 10
     assert after.tz_convert("Europe/Paris").day == 29
+
+
+def test_study_day_on_a_day_without_local_midnight():
+    # Sao Paulo moved clocks from 00:00 to 01:00 on 4 November 2018: that day has no midnight
+    zone = "America/Sao_Paulo"
+    day0 = pd.Timestamp("2018-11-02 13:00", tz=zone).tz_convert("UTC")
+    times = pd.Series(
+        [pd.Timestamp("2018-11-04 12:00", tz=zone), pd.Timestamp("2018-11-03 23:00", tz=zone)]
+    )
+    assert compute_study_days(times, pd.Series([day0] * 2), zone).tolist() == [2, 1]
+
+
+def test_study_days_align_on_the_index():
+    day0 = utc("2020-02-10 02:00")
+    times = pd.Series([utc("2020-02-11 02:00"), utc("2020-02-13 02:00")], index=[7, 3])
+    days = compute_study_days(times, pd.Series([day0, day0], index=[3, 7]), "UTC")
+    assert days.to_dict() == {3: 3, 7: 1}
+    assert str(days.dtype) == "Int64"

@@ -8,11 +8,7 @@ import pandas as pd
 
 from celltrial.protocol import Protocol
 from celltrial.protocol.deviations import derive_deviations
-from celltrial.protocol.schedule import (
-    derive_infusion_status,
-    derive_visit_status,
-    summarize_visits,
-)
+from celltrial.protocol.schedule import derive_schedule
 from celltrial.study import StudyFrames
 
 
@@ -44,33 +40,16 @@ def summarize_study(
 ) -> StudyOverview:
     """Schedule status and deviations of every study subject as of ``today`` (default: now)."""
     today = pd.Timestamp.now(tz="UTC") if today is None else today
-    infusion_status = derive_infusion_status(
-        protocol, frames.subjects, frames.infusions, today=today
-    )
-    visit_status = derive_visit_status(
+    schedule = derive_schedule(
         protocol,
         frames.subjects,
+        frames.infusions,
         frames.observations,
         frames.clinical_status,
         frames.imaging,
         today=today,
     )
-    visits = (
-        summarize_visits(visit_status)
-        if len(visit_status)
-        else pd.DataFrame(
-            columns=[
-                "subject_id",
-                "visit_index",
-                "visit",
-                "day",
-                "status",
-                "n_assessments",
-                "n_done",
-                "not_done",
-            ]
-        )
-    )
+    infusion_status, visits = schedule.infusions, schedule.visits
     deviations = derive_deviations(
         protocol,
         subjects=frames.subjects,
@@ -80,6 +59,7 @@ def summarize_study(
         clinical_status=frames.clinical_status,
         imaging=frames.imaging,
         today=today,
+        schedule=schedule,
     )
     summary = frames.subjects[["subject_id", "sex", "age", "baseline_who_scale"]].copy()
     given = infusion_status[infusion_status["actual_day"].notna()].groupby("subject_id").size()
@@ -99,7 +79,7 @@ def summarize_study(
         subjects=frames.subjects,
         infusions=infusion_status,
         visits=visits,
-        visit_assessments=visit_status,
+        visit_assessments=schedule.visit_assessments,
         deviations=deviations,
         n=len(frames.subjects),
     )

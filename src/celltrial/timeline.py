@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 
 
@@ -17,12 +18,21 @@ def compute_study_days(times: pd.Series, day0_times: pd.Series, zone: ZoneInfo |
 
     Both are timezone-aware; the result is a nullable integer (missing where either is missing).
     """
-    local = pd.to_datetime(times, utc=True).dt.tz_convert(zone).dt.normalize().dt.tz_localize(None)
-    origin = (
-        pd.to_datetime(day0_times, utc=True).dt.tz_convert(zone).dt.normalize().dt.tz_localize(None)
-    )
-    days = (local - origin).dt.days
+    days = _local_date_numbers(times, zone) - _local_date_numbers(day0_times, zone)
     return days.astype("Int64")
+
+
+def _local_date_numbers(times: pd.Series, zone: ZoneInfo | str) -> pd.Series:
+    """Days since 1970-01-01 of each time's calendar date in ``zone`` (float, NaN where missing).
+
+    Whole days are exact in a float. Working on the underlying arrays avoids re-localizing local
+    midnights (which fails where a day has no midnight) and the costly ``.dt`` accessors.
+    """
+    utc = pd.to_datetime(times, utc=True)
+    wall = np.asarray(utc.array.tz_convert(zone).tz_localize(None))
+    dates = wall.astype("datetime64[D]")
+    numbers = np.where(np.isnat(dates), np.nan, dates.astype("int64"))
+    return pd.Series(numbers, index=utc.index, name=utc.name)
 
 
 def derive_study_day(

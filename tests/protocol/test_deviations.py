@@ -7,6 +7,7 @@ import pytest
 
 from celltrial.protocol.deviations import derive_deviations
 from celltrial.protocol.release import check_lot_release, compute_endotoxin_dose
+from celltrial.protocol.schedule import derive_schedule
 from tests.conftest import EMPTY_IMAGING, EMPTY_STATUS, local, observations_frame, subjects_frame
 
 LATER = local(60)
@@ -215,3 +216,19 @@ def test_whole_visit_missed(make_protocol):
     assert not frame[
         (frame["kind"] == "assessment_missed") & frame["what"].str.startswith("Day 10")
     ].shape[0]
+
+
+def test_deviations_from_a_given_schedule_are_the_same(make_protocol):
+    protocol = make_protocol()
+    subjects = subjects_frame("S1", died={"S1": local(20, 3)})
+    frames = {
+        "infusions": pd.DataFrame([infusion(1, 0), infusion(2, 5), infusion(3, 6)]),
+        "observations": observations_frame([("S1", "CRP", 3), ("S1", "SPO2", 2)]),
+        "clinical_status": EMPTY_STATUS,
+        "imaging": EMPTY_IMAGING,
+    }
+    schedule = derive_schedule(protocol, subjects, *frames.values(), today=LATER)
+    kwargs = frames | {"subjects": subjects, "lots": pd.DataFrame([GOOD_LOT]), "today": LATER}
+    given = derive_deviations(protocol, **kwargs, schedule=schedule)
+    pd.testing.assert_frame_equal(given, derive_deviations(protocol, **kwargs))
+    assert {"infusion_late", "visit_missed", "daily_assessment_missed"} <= set(given["kind"])

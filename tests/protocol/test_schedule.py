@@ -3,14 +3,20 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from celltrial.protocol.schedule import (
+    VISIT_SUMMARY_COLUMNS,
     derive_infusion_status,
+    derive_schedule,
     derive_visit_status,
+    group_lists,
     plan_infusions,
     plan_visits,
+    split_by_code,
+    subject_days,
     summarize_visits,
 )
 from tests.conftest import (
@@ -170,3 +176,56 @@ def test_visit_summary_levels(make_protocol):
     assert summary.loc["Day 28", "status"] == "missed"
     partial = visit_status(make_protocol, [("S1", "CRP", 3)])
     assert summarize_visits(partial).set_index("visit").loc["Day 3", "status"] == "partial"
+
+
+def test_split_by_code_keeps_order_and_drops_other_codes():
+    codes = np.array([2, 0, -1, 2, 0, 5])
+    values = np.array(["a", "b", "c", "d", "e", "f"], dtype=object)
+    assert split_by_code(codes, values, 3) == [["b", "e"], [], ["a", "d"]]
+
+
+def test_group_lists_match_iterating_the_groups():
+    frame = pd.DataFrame({"key": ["y", "x", "y", "x"], "value": [1, 2, 3, 4]})
+    grouped = frame.groupby("key", sort=True)
+    assert group_lists(grouped, frame["value"]) == [g["value"].tolist() for _, g in grouped]
+
+
+def test_subject_days_of_today_and_end_dates():
+    subjects = subjects_frame("S1", "S2", died={"S2": local(5, 3)})
+    subjects.loc[1, "first_infusion"] = local(1)
+    days = subject_days(subjects, local(9, 12), "Asia/Shanghai")
+    assert days.loc["S1", "today"] == 9 and pd.isna(days.loc["S1", "died"])
+    assert (days.loc["S2", "today"], days.loc["S2", "died"]) == (8, 4)
+
+
+def test_schedule_is_the_separate_derivations(make_protocol):
+    protocol = make_protocol()
+    subjects = subjects_frame("S1", "S2", died={"S2": local(8, 3)})
+    observations = observations_frame([("S1", "CRP", 3), ("S1", "CRP", 8), ("S2", "CRP", 10)])
+    infusions = infusions_on({1: 0, 2: 5})
+    args = (observations, EMPTY_STATUS, EMPTY_IMAGING)
+    schedule = derive_schedule(protocol, subjects, infusions, *args, today=local(12, 12))
+    visit_status = derive_visit_status(protocol, subjects, *args, today=local(12, 12))
+    pd.testing.assert_frame_equal(schedule.visit_assessments, visit_status)
+    pd.testing.assert_frame_equal(schedule.visits, summarize_visits(visit_status))
+    pd.testing.assert_frame_equal(
+        schedule.infusions,
+        derive_infusion_status(protocol, subjects, infusions, today=local(12, 12)),
+    )
+    assert visit_status[visit_status["status"] == "out_of_window"]["actual_days"].tolist() == [(8,)]
+
+
+def test_schedule_without_treated_subjects(make_protocol):
+    subjects = subjects_frame("S1")
+    subjects["first_infusion"] = pd.NaT
+    schedule = derive_schedule(
+        make_protocol(),
+        subjects,
+        infusions_on({1: 0}).iloc[0:0],
+        observations_frame([]),
+        EMPTY_STATUS,
+        EMPTY_IMAGING,
+        today=LATER,
+    )
+    assert schedule.visit_assessments.empty and schedule.infusions.empty
+    assert list(schedule.visits.columns) == list(VISIT_SUMMARY_COLUMNS)

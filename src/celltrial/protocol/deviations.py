@@ -8,17 +8,12 @@ Kinds (``kind`` column): ``infusion_missed``, ``infusion_late``, ``infusion_earl
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
-from celltrial.protocol.model import Protocol
+from celltrial.protocol.model import Daily, Protocol, ReleaseCriteria
 from celltrial.protocol.release import check_lot_release, compute_endotoxin_dose
-from celltrial.protocol.schedule import (
-    derive_infusion_status,
-    derive_visit_status,
-    subject_today,
-    summarize_visits,
-)
-from celltrial.timeline import compute_study_days
+from celltrial.protocol.schedule import Schedule, derive_schedule, group_lists, subject_days
 
 DEVIATION_COLUMNS = ("subject_id", "study_day", "kind", "category", "what", "detail")
 
@@ -33,14 +28,20 @@ def derive_deviations(
     clinical_status: pd.DataFrame,
     imaging: pd.DataFrame,
     today: pd.Timestamp,
+    schedule: Schedule | None = None,
 ) -> pd.DataFrame:
-    """Every protocol deviation of every treated subject, as of ``today``."""
+    """Every protocol deviation of every treated subject, as of ``today``.
+
+    ``schedule`` is :func:`~celltrial.protocol.schedule.derive_schedule` of the same frames and
+    ``today`` when the caller has it already (it is derived otherwise).
+    """
+    if schedule is None:
+        schedule = derive_schedule(
+            protocol, subjects, infusions, observations, clinical_status, imaging, today=today
+        )
     rows: list[dict] = []
-    rows += _infusion_deviations(protocol, subjects, lots, infusions, today)
-    visit_status = derive_visit_status(
-        protocol, subjects, observations, clinical_status, imaging, today=today
-    )
-    rows += _visit_deviations(visit_status)
+    rows += _infusion_deviations(protocol, subjects, lots, infusions, schedule.infusions)
+    rows += _visit_deviations(schedule.visit_assessments, schedule.visits)
     rows += _daily_deviations(protocol, subjects, observations, clinical_status, today)
     frame = pd.DataFrame(rows, columns=list(DEVIATION_COLUMNS))
     frame["study_day"] = frame["study_day"].astype("Int64")
@@ -54,12 +55,13 @@ def _infusion_deviations(
     subjects: pd.DataFrame,
     lots: pd.DataFrame,
     infusions: pd.DataFrame,
-    today: pd.Timestamp,
+    status: pd.DataFrame,
 ) -> list[dict]:
+    """Missed, late and early infusions (from ``status``), then each given infusion's dose,
+    completeness and lot."""
     rows: list[dict] = []
     regimen = protocol.regimen
-    status = derive_infusion_status(protocol, subjects, infusions, today=today)
-    for item in status.itertuples():
+    for item in status[status["status"].isin(["missed", "late", "early"])].itertuples():
         where = {"subject_id": item.subject_id, "category": "infusion"}
         label = f"infusion {item.number}"
         if item.status == "missed":
@@ -85,8 +87,8 @@ def _infusion_deviations(
                     f"{item.last_day})",
                 }
             )
-    weights = subjects.set_index("subject_id")["weight_kg"]
-    lots_by_id = lots.set_index("lot_id") if len(lots) else lots
+    weights = dict(zip(subjects["subject_id"], subjects["weight_kg"], strict=True))
+    checked = _checked_lots(lots, infusions["lot_id"], protocol.product.release)
     for item in infusions.itertuples():
         where = {"subject_id": item.subject_id, "study_day": item.study_day, "category": "infusion"}
         label = f"infusion {item.number}"
@@ -131,7 +133,7 @@ def _infusion_deviations(
                         "detail": "body weight not recorded",
                     }
                 )
-        if pd.isna(item.lot_id) or item.lot_id not in lots_by_id.index:
+        if pd.isna(item.lot_id) or item.lot_id not in checked:
             rows.append(
                 where
                 | {
@@ -141,7 +143,7 @@ def _infusion_deviations(
                 }
             )
             continue
-        lot = lots_by_id.loc[item.lot_id]
+        lot, failures = checked[item.lot_id]
         if lot["release_status"] != "released":
             rows.append(
                 where
@@ -151,7 +153,6 @@ def _infusion_deviations(
                     "detail": f"release status {lot['release_status']!r}",
                 }
             )
-        failures = check_lot_release(lot.to_dict(), protocol.product.release)
         if failures:
             rows.append(
                 where
@@ -202,52 +203,71 @@ def _infusion_deviations(
     return rows
 
 
-def _visit_deviations(visit_status: pd.DataFrame) -> list[dict]:
-    rows: list[dict] = []
+def _checked_lots(
+    lots: pd.DataFrame, lot_ids: pd.Series, criteria: ReleaseCriteria
+) -> dict[str, tuple[dict, list[str]]]:
+    """Each lot of ``lot_ids`` that ``lots`` holds: its fields, and every way it fails the
+    release ``criteria`` (checked once per lot, not once per infusion)."""
+    by_id = lots.set_index("lot_id") if len(lots) else lots
+    checked = {}
+    for lot_id in lot_ids.dropna().unique():
+        if lot_id in by_id.index:
+            lot = by_id.loc[lot_id].to_dict()
+            checked[lot_id] = (lot, check_lot_release(lot, criteria))
+    return checked
+
+
+def _visit_deviations(visit_status: pd.DataFrame, visits: pd.DataFrame) -> list[dict]:
+    """Whole visits missed, then per visit the assessments missed and those out of window
+    (those of a missed visit are not repeated). ``visits`` is the summary of ``visit_status``."""
     if visit_status.empty:
-        return rows
-    visits = summarize_visits(visit_status)
+        return []
     missed_visits = visits[visits["status"] == "missed"]
     missed_keys = set(zip(missed_visits["subject_id"], missed_visits["visit_index"], strict=True))
-    for item in missed_visits.itertuples():
-        rows.append(
-            {
-                "subject_id": item.subject_id,
-                "study_day": item.day,
-                "kind": "visit_missed",
-                "category": "visit",
-                "what": f"{item.visit} missed",
-                "detail": f"none of {item.n_assessments} assessments done",
-            }
-        )
+    rows = [
+        {
+            "subject_id": item.subject_id,
+            "study_day": item.day,
+            "kind": "visit_missed",
+            "category": "visit",
+            "what": f"{item.visit} missed",
+            "detail": f"none of {item.n_assessments} assessments done",
+        }
+        for item in missed_visits.itertuples()
+    ]
     flagged = visit_status[visit_status["status"].isin(["missed", "out_of_window"])]
-    for (subject, index, status), group in flagged.groupby(
-        ["subject_id", "visit_index", "status"], sort=True
+    grouped = flagged.groupby(["subject_id", "visit_index", "status"], sort=True)
+    groups = grouped[["visit", "day", "first_day", "last_day"]].first().reset_index()
+    for group, names, matched_days in zip(
+        groups.itertuples(),
+        group_lists(grouped, flagged["assessment"]),
+        group_lists(grouped, flagged["actual_days"]),
+        strict=True,
     ):
-        if (subject, index) in missed_keys:
+        if (group.subject_id, group.visit_index) in missed_keys:
             continue
-        first = group.iloc[0]
-        window = f"window day {first['first_day']} to {first['last_day']}"
-        if status == "missed":
+        window = f"window day {group.first_day} to {group.last_day}"
+        assessments = ", ".join(names)
+        if group.status == "missed":
             rows.append(
                 {
-                    "subject_id": subject,
-                    "study_day": first["day"],
+                    "subject_id": group.subject_id,
+                    "study_day": group.day,
                     "kind": "assessment_missed",
                     "category": "visit",
-                    "what": f"{first['visit']}: {', '.join(group['assessment'])} not done",
+                    "what": f"{group.visit}: {assessments} not done",
                     "detail": window,
                 }
             )
         else:
-            days = sorted({d for days in group["actual_days"] for d in days})
+            days = sorted({d for days in matched_days for d in days})
             rows.append(
                 {
-                    "subject_id": subject,
-                    "study_day": days[0] if days else first["day"],
+                    "subject_id": group.subject_id,
+                    "study_day": days[0] if days else group.day,
                     "kind": "assessment_out_of_window",
                     "category": "visit",
-                    "what": f"{first['visit']}: {', '.join(group['assessment'])} out of window",
+                    "what": f"{group.visit}: {assessments} out of window",
                     "detail": f"done on day {', '.join(map(str, days))}; {window}",
                 }
             )
@@ -261,47 +281,67 @@ def _daily_deviations(
     clinical_status: pd.DataFrame,
     today: pd.Timestamp,
 ) -> list[dict]:
+    """Per treated subject and daily assessment, the expected days it is missing on."""
     daily = protocol.daily
     if daily is None:
         return []
-    zone = protocol.study.timezone
     treated = subjects.dropna(subset=["first_infusion"])
-    today_day = subject_today(treated, today, zone)
     assessments = list(daily.vitals) + (["WHO"] if daily.clinical_status else [])
     seen = observations[["subject_id", "test", "study_day"]].rename(columns={"test": "assessment"})
     if daily.clinical_status and len(clinical_status):
         seen = pd.concat(
             [seen, clinical_status[["subject_id", "study_day"]].assign(assessment="WHO")]
         )
-    seen_sets = (
-        seen.dropna()
-        .groupby(["subject_id", "assessment"])["study_day"]
-        .agg(lambda s: set(int(v) for v in s))
-    )
+    days = np.arange(daily.from_day, daily.to_day + 1)
+    last = _last_daily_days(daily, treated, today, protocol.study.timezone)
+    expected = days[None, None, :] <= last[:, None, None]  # subject × 1 × day
+    seen_on = _seen_on_days(seen.dropna(), treated["subject_id"], assessments, days)
+    missing = expected & ~seen_on  # subject × assessment × day
     rows: list[dict] = []
-    for subject in treated.itertuples():
-        stops = [today_day.get(subject.subject_id, daily.to_day) - 1, daily.to_day]
-        for column in ("discharged", "died", "withdrawn"):
-            value = getattr(subject, column)
-            if pd.notna(value):
-                day = compute_study_days(
-                    pd.Series([value]), pd.Series([subject.first_infusion]), zone
-                ).iloc[0]
-                stops.append(int(day) - (0 if column == "discharged" else 1))
-        last = min(int(s) for s in stops if pd.notna(s))
-        expected = set(range(daily.from_day, last + 1))
-        for assessment in assessments:
-            have = seen_sets.get((subject.subject_id, assessment), set())
-            missing = sorted(expected - have)
-            if missing:
-                rows.append(
-                    {
-                        "subject_id": subject.subject_id,
-                        "study_day": missing[0],
-                        "kind": "daily_assessment_missed",
-                        "category": "daily",
-                        "what": f"daily {assessment} missing on {len(missing)} day(s)",
-                        "detail": "days " + ", ".join(map(str, missing)),
-                    }
-                )
+    for subject, assessment in zip(*np.nonzero(missing.any(axis=2)), strict=True):
+        missed = days[missing[subject, assessment]].tolist()
+        rows.append(
+            {
+                "subject_id": treated["subject_id"].iloc[subject],
+                "study_day": missed[0],
+                "kind": "daily_assessment_missed",
+                "category": "daily",
+                "what": f"daily {assessments[assessment]} missing on {len(missed)} day(s)",
+                "detail": "days " + ", ".join(map(str, missed)),
+            }
+        )
     return rows
+
+
+def _last_daily_days(
+    daily: Daily, treated: pd.DataFrame, today: pd.Timestamp, zone: str
+) -> np.ndarray:
+    """Per treated subject, the last day daily assessments are expected on: the earliest of the
+    day before ``today``, ``daily.to_day``, the discharge day and the day before death or
+    withdrawal."""
+    days = subject_days(treated, today, zone, ends=("discharged", "died", "withdrawn"))
+    days = days.astype(float)
+    stops = np.column_stack(
+        [
+            days["today"] - 1,
+            np.full(len(days), daily.to_day),
+            days["discharged"],
+            days["died"] - 1,
+            days["withdrawn"] - 1,
+        ]
+    )
+    return np.fmin.reduce(stops, axis=1)
+
+
+def _seen_on_days(
+    seen: pd.DataFrame, subject_ids: pd.Series, assessments: list[str], days: np.ndarray
+) -> np.ndarray:
+    """Whether each subject × assessment × day (of consecutive ``days``) is in ``seen``
+    (subject_id, assessment, study_day; study days truncated to whole days)."""
+    have = np.zeros((len(subject_ids), len(assessments), len(days)), dtype=bool)
+    subject = pd.Index(subject_ids).get_indexer(seen["subject_id"])
+    assessment = pd.Index(assessments).get_indexer(seen["assessment"])
+    day = seen["study_day"].astype("int64").to_numpy() - days[0]
+    known = (subject >= 0) & (assessment >= 0) & (day >= 0) & (day < len(days))
+    have[subject[known], assessment[known], day[known]] = True
+    return have

@@ -14,13 +14,68 @@ Statuses:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from itertools import pairwise
+
 import numpy as np
 import pandas as pd
+from pandas.api.typing import DataFrameGroupBy
 
 from celltrial.protocol.model import Protocol
 from celltrial.timeline import compute_study_days
 
 STATUSES = ("done", "out_of_window", "missed", "due", "upcoming", "not_expected")
+
+VISIT_SUMMARY_COLUMNS = (
+    "subject_id",
+    "visit_index",
+    "visit",
+    "day",
+    "status",
+    "n_assessments",
+    "n_done",
+    "not_done",
+)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Planned vs actual infusions and visits of every treated subject, as of one day.
+
+    ``infusions`` is :func:`derive_infusion_status`, ``visit_assessments``
+    :func:`derive_visit_status` and ``visits`` :func:`summarize_visits` of it (an empty frame with
+    :data:`VISIT_SUMMARY_COLUMNS` when no subject has been treated).
+    """
+
+    infusions: pd.DataFrame
+    visit_assessments: pd.DataFrame
+    visits: pd.DataFrame
+
+
+def derive_schedule(
+    protocol: Protocol,
+    subjects: pd.DataFrame,
+    infusions: pd.DataFrame,
+    observations: pd.DataFrame,
+    clinical_status: pd.DataFrame,
+    imaging: pd.DataFrame,
+    *,
+    today: pd.Timestamp,
+) -> Schedule:
+    """Infusion status, visit assessment status and the visit summary, each derived once."""
+    visit_status = derive_visit_status(
+        protocol, subjects, observations, clinical_status, imaging, today=today
+    )
+    visits = (
+        summarize_visits(visit_status)
+        if len(visit_status)
+        else pd.DataFrame(columns=list(VISIT_SUMMARY_COLUMNS))
+    )
+    return Schedule(
+        infusions=derive_infusion_status(protocol, subjects, infusions, today=today),
+        visit_assessments=visit_status,
+        visits=visits,
+    )
 
 
 def plan_visits(protocol: Protocol) -> pd.DataFrame:
@@ -54,16 +109,59 @@ def plan_infusions(protocol: Protocol) -> pd.DataFrame:
     )
 
 
-def subject_today(subjects: pd.DataFrame, today: pd.Timestamp, zone: str) -> pd.Series:
-    """subject_id -> study day of ``today`` (missing for subjects without a first infusion)."""
-    now = pd.Series([today] * len(subjects), index=subjects.index)
-    days = compute_study_days(now, subjects["first_infusion"], zone)
-    return pd.Series(days.to_numpy(), index=subjects["subject_id"].to_numpy())
+def subject_days(
+    subjects: pd.DataFrame,
+    today: pd.Timestamp,
+    zone: str,
+    ends: tuple[str, ...] = ("died", "withdrawn"),
+) -> pd.DataFrame:
+    """Study day of ``today`` and of each subject's ``ends`` columns, indexed by subject_id.
+
+    Columns ``today`` and ``ends`` (nullable integers, missing for subjects without a first
+    infusion or without that date), from a single :func:`compute_study_days` call.
+    """
+    columns = ("today", *ends)
+    times = pd.concat(
+        [pd.Series(today, index=subjects.index), *(subjects[c] for c in ends)], ignore_index=True
+    )
+    day0 = pd.concat([subjects["first_infusion"]] * len(columns), ignore_index=True)
+    days = compute_study_days(times, day0, zone).array
+    n = len(subjects)
+    return pd.DataFrame(
+        {column: days[i * n : (i + 1) * n] for i, column in enumerate(columns)},
+        index=subjects["subject_id"].to_numpy(),
+    )
 
 
-def _end_day(subjects: pd.DataFrame, column: str, zone: str) -> pd.Series:
-    days = compute_study_days(subjects[column], subjects["first_infusion"], zone)
-    return pd.Series(days.to_numpy(), index=subjects["subject_id"].to_numpy())
+def _today_and_end_days(
+    grid: pd.DataFrame, treated: pd.DataFrame, today: pd.Timestamp, zone: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per ``grid`` row: study day of ``today`` and of death or withdrawal, whichever came first.
+
+    Floats, NaN where missing (so every comparison with a missing day is false).
+    """
+    days = subject_days(treated, today, zone).astype(float)
+    per_row = days.reindex(grid["subject_id"].to_numpy())
+    end = np.fmin(per_row["died"].to_numpy(), per_row["withdrawn"].to_numpy())
+    return per_row["today"].to_numpy(), end
+
+
+def split_by_code(codes: np.ndarray, values: np.ndarray, n_groups: int) -> list[list]:
+    """``values`` of each group ``0 .. n_groups - 1`` (``codes`` aligned with ``values``; other
+    codes are left out) as python lists, in their given order.
+
+    One stable sort instead of a python call per group.
+    """
+    order = np.argsort(codes, kind="stable")
+    items = values[order].tolist()
+    bounds = np.searchsorted(codes[order], np.arange(n_groups + 1)).tolist()
+    return [items[start:stop] for start, stop in pairwise(bounds)]
+
+
+def group_lists(grouped: DataFrameGroupBy, values: pd.Series) -> list[list]:
+    """``values`` (aligned with the grouped frame) of each group as python lists: what iterating
+    the groups would give, groups in ``grouped``'s order and values in frame order."""
+    return split_by_code(grouped.ngroup().to_numpy(), values.to_numpy(), grouped.ngroups)
 
 
 def _assessment_days(
@@ -100,88 +198,95 @@ def derive_visit_status(
     Each assessment that happened is matched to the nearest visit that lists it (ties go to the
     earlier visit); a visit's assessment is ``done`` if a matched day lies in its window and
     ``out_of_window`` if matched days exist only outside it. Columns: subject_id, visit,
-    visit_index, day, first_day, last_day, assessment, status, actual_days.
+    visit_index, day, first_day, last_day, assessment, actual_days, status.
     """
-    zone = protocol.study.timezone
     treated = subjects.dropna(subset=["first_infusion"])
     plan = plan_visits(protocol)
     grid = treated[["subject_id"]].merge(plan, how="cross")
     if grid.empty:
         return grid.assign(status=pd.Series(dtype=str), actual_days=pd.Series(dtype=object))
     done = _assessment_days(observations, clinical_status, imaging)
-    done = done[done["subject_id"].isin(treated["subject_id"])]
-
-    # the listing visit whose window holds the day, else the nearest listing visit
-    matched_parts = []
-    for assessment, rows in done.groupby("assessment", sort=False):
-        listing = plan[plan["assessment"] == assessment].sort_values("day")
-        if listing.empty:
-            continue
-        matched_parts.append(
-            rows.assign(
-                visit_index=listing["visit_index"].to_numpy()[
-                    _match_visits(rows["study_day"].to_numpy(), listing)
-                ]
-            )
-        )
-    if matched_parts:
-        matched = pd.concat(matched_parts, ignore_index=True)
-        matched = matched.merge(
-            plan[["visit_index", "assessment", "first_day", "last_day"]],
-            on=["visit_index", "assessment"],
-        )
-        matched["in_window"] = matched["study_day"].between(
-            matched["first_day"], matched["last_day"]
-        )
-        summary = matched.groupby(["subject_id", "visit_index", "assessment"]).agg(
-            any_in_window=("in_window", "any"),
-            actual_days=("study_day", lambda s: tuple(sorted(set(s)))),
-        )
-        grid = grid.merge(
-            summary.reset_index(), on=["subject_id", "visit_index", "assessment"], how="left"
-        )
-    else:
-        grid["any_in_window"] = np.nan
-        grid["actual_days"] = None
-
-    today_day = grid["subject_id"].map(subject_today(treated, today, zone))
-    end_day = pd.concat(
+    has_match, any_in_window, actual_days = _match_grid(done, treated["subject_id"], plan)
+    today_day, end_day = _today_and_end_days(grid, treated, today, protocol.study.timezone)
+    first_day, last_day = grid["first_day"].to_numpy(), grid["last_day"].to_numpy()
+    grid["actual_days"] = pd.Series(actual_days, index=grid.index, dtype=object)
+    grid["status"] = np.select(
         [
-            grid["subject_id"].map(_end_day(treated, "died", zone)),
-            grid["subject_id"].map(_end_day(treated, "withdrawn", zone)),
-        ],
-        axis=1,
-    ).min(axis=1)
-    has_match = grid["any_in_window"].notna()
-    status = np.select(
-        [
-            has_match & (grid["any_in_window"] == True),  # noqa: E712 - object column
-            end_day.notna() & (end_day < grid["first_day"]),
+            has_match & any_in_window,
+            end_day < first_day,
             has_match,
-            today_day > grid["last_day"],
-            today_day >= grid["first_day"],
+            today_day > last_day,
+            today_day >= first_day,
         ],
         ["done", "not_expected", "out_of_window", "missed", "due"],
         default="upcoming",
     )
-    grid["status"] = status
-    grid["actual_days"] = grid["actual_days"].apply(lambda v: v if isinstance(v, tuple) else ())
-    return (
-        grid.drop(columns=["any_in_window"])
-        .sort_values(["subject_id", "visit_index", "assessment"], kind="stable")
-        .reset_index(drop=True)
+    return grid.sort_values(["subject_id", "visit_index", "assessment"], kind="stable").reset_index(
+        drop=True
     )
 
 
-def _match_visits(observed: np.ndarray, listing: pd.DataFrame) -> np.ndarray:
-    """Row position in ``listing`` (sorted by day) of the visit each observed day belongs to.
+def _match_grid(
+    done: pd.DataFrame, subject_ids: pd.Series, plan: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray, list[tuple]]:
+    """Per row of the subject × ``plan`` grid (subject-major, the order of a cross merge):
+    whether any day was matched to it, whether one of them lies in its window, and the sorted
+    matched days. Days of other subjects and of assessments no visit lists are left out."""
+    plan_row, in_window = _match_assessments(done, plan)
+    subject = pd.Index(subject_ids).get_indexer(done["subject_id"])
+    matched = (plan_row >= 0) & (subject >= 0)
+    cell = np.where(matched, subject * len(plan) + plan_row, -1)
+    size = len(subject_ids) * len(plan)
+    has_match = np.bincount(cell[matched], minlength=size) > 0
+    any_in_window = np.bincount(cell[matched], weights=in_window[matched], minlength=size) > 0
+    days = done["study_day"].to_numpy()
+    by_day = np.argsort(days, kind="stable")
+    actual_days = [tuple(d) for d in split_by_code(cell[by_day], days[by_day], size)]
+    return has_match, any_in_window, actual_days
+
+
+def _match_assessments(done: pd.DataFrame, plan: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``done``: the position in ``plan`` of the visit assessment it is matched to
+    (-1 when no visit lists the assessment) and whether its day lies in that visit's window."""
+    days = done["study_day"].to_numpy()
+    plan_row = np.full(len(done), -1)
+    in_window = np.zeros(len(done), dtype=bool)
+    codes, names = pd.factorize(done["assessment"])
+    listings = _listings(plan)
+    for name, rows in zip(
+        names, split_by_code(codes, np.arange(len(done)), len(names)), strict=True
+    ):
+        if name not in listings:
+            continue
+        positions, nominal, first, last = listings[name]
+        nearest = _match_visits(days[rows], nominal, first, last)
+        plan_row[rows] = positions[nearest]
+        in_window[rows] = (days[rows] >= first[nearest]) & (days[rows] <= last[nearest])
+    return plan_row, in_window
+
+
+def _listings(plan: pd.DataFrame) -> dict[str, tuple[np.ndarray, ...]]:
+    """Per assessment, the visits listing it sorted by day: their positions in ``plan``, day,
+    first_day and last_day arrays."""
+    ordered = plan.reset_index(drop=True).assign(position=np.arange(len(plan)))
+    ordered = ordered.sort_values("day", kind="stable")
+    columns = [ordered[c].to_numpy() for c in ("position", "day", "first_day", "last_day")]
+    assessments = ordered["assessment"].to_numpy()
+    return {
+        name: tuple(column[assessments == name] for column in columns)
+        for name in dict.fromkeys(assessments)
+    }
+
+
+def _match_visits(
+    observed: np.ndarray, days: np.ndarray, first: np.ndarray, last: np.ndarray
+) -> np.ndarray:
+    """Position (in visits sorted by nominal ``days``, windows ``first``..``last``) of the visit
+    each observed day belongs to.
 
     A day inside a visit's window belongs to that visit (windows never overlap); any other day
     belongs to the nearest visit by nominal day, ties to the earlier one.
     """
-    days = listing["day"].to_numpy()
-    first = listing["first_day"].to_numpy()
-    last = listing["last_day"].to_numpy()
     right = np.clip(np.searchsorted(days, observed, side="left"), 0, len(days) - 1)
     left = np.clip(right - 1, 0, len(days) - 1)
     use_left = np.abs(observed - days[left]) <= np.abs(observed - days[right])
@@ -197,31 +302,32 @@ def summarize_visits(visit_status: pd.DataFrame) -> pd.DataFrame:
     shared status of its assessments (``missed``, ``due``, ``upcoming``, ``not_expected``), and
     ``out_of_window`` when nothing was done in the window but something outside it.
     """
-
-    def overall(statuses: pd.Series) -> str:
-        values = set(statuses)
-        if values == {"done"}:
-            return "done"
-        if "done" in values:
-            return "partial"
-        if "out_of_window" in values:
-            return "out_of_window"
-        for status in ("missed", "due", "upcoming", "not_expected"):
-            if status in values:
-                return status
-        return "upcoming"
-
-    grouped = visit_status.groupby(["subject_id", "visit_index", "visit", "day"], sort=True)
-    out = grouped.agg(
-        status=("status", overall),
-        n_assessments=("status", "size"),
-        n_done=("status", lambda s: int((s == "done").sum())),
-    ).reset_index()
-    not_done = (
-        visit_status[visit_status["status"].isin(["missed", "out_of_window"])]
-        .groupby(["subject_id", "visit_index"])["assessment"]
-        .agg(lambda s: ", ".join(s))
-        .rename("not_done")
+    keys = ["subject_id", "visit_index", "visit", "day"]
+    flags = visit_status[keys].assign(
+        **{name: visit_status["status"].eq(name) for name in STATUSES}
+    )
+    grouped = flags.groupby(keys, sort=True)
+    counts = grouped[list(STATUSES)].sum()
+    out = grouped.size().rename("n_assessments").reset_index()
+    n_done = counts["done"].to_numpy()
+    out.insert(
+        len(keys),
+        "status",
+        np.select(
+            [n_done == out["n_assessments"].to_numpy()]
+            + [counts[name].to_numpy() > 0 for name in STATUSES],
+            ["done", "partial", "out_of_window", "missed", "due", "upcoming", "not_expected"],
+            default="upcoming",
+        ),
+    )
+    out["n_done"] = n_done
+    flagged = visit_status[visit_status["status"].isin(["missed", "out_of_window"])]
+    by_visit = flagged.groupby(["subject_id", "visit_index"], sort=True)
+    not_done = pd.Series(
+        [", ".join(names) for names in group_lists(by_visit, flagged["assessment"])],
+        index=by_visit.size().index,
+        dtype="str",
+        name="not_done",
     )
     out = out.merge(not_done.reset_index(), on=["subject_id", "visit_index"], how="left")
     out["not_done"] = out["not_done"].fillna("")
@@ -240,7 +346,6 @@ def derive_infusion_status(
     Status: ``on_time``, ``late``, ``early``, ``missed`` (window closed, not given), ``due``,
     ``upcoming`` or ``not_expected`` (died or withdrawn before its window).
     """
-    zone = protocol.study.timezone
     treated = subjects.dropna(subset=["first_infusion"])
     plan = plan_infusions(protocol)
     grid = treated[["subject_id"]].merge(plan, how="cross")
@@ -248,21 +353,14 @@ def derive_infusion_status(
     grid = grid.merge(
         given.rename(columns={"study_day": "actual_day"}), on=["subject_id", "number"], how="left"
     )
-    today_day = grid["subject_id"].map(subject_today(treated, today, zone))
-    end_day = pd.concat(
-        [
-            grid["subject_id"].map(_end_day(treated, "died", zone)),
-            grid["subject_id"].map(_end_day(treated, "withdrawn", zone)),
-        ],
-        axis=1,
-    ).min(axis=1)
+    today_day, end_day = _today_and_end_days(grid, treated, today, protocol.study.timezone)
     actual = grid["actual_day"]
     grid["status"] = np.select(
         [
             actual.notna() & (actual > grid["last_day"]),
             actual.notna() & (actual < grid["first_day"]),
             actual.notna(),
-            end_day.notna() & (end_day <= grid["last_day"]),
+            end_day <= grid["last_day"],
             today_day > grid["last_day"],
             today_day >= grid["first_day"],
         ],
