@@ -57,7 +57,9 @@ from celltrial.web import create_app
 
 
 def app():
-    return create_app(os.environ["BENCH_STUDY_DIR"], db_url=os.environ["BENCH_DB_URL"])
+    return create_app(
+        os.environ["BENCH_STUDY_DIR"], db_url=os.environ["BENCH_DB_URL"], figure_process=True
+    )
 """
 
 
@@ -226,6 +228,7 @@ def start_server(folder: Path, study_dir: Path, url: str, workers: int) -> tuple
 class Recorder:
     def __init__(self) -> None:
         self.latencies: dict[str, list[float]] = defaultdict(list)
+        self.by_route: dict[tuple[str, str], list[float]] = defaultdict(list)
         self.errors: Counter[tuple[str, str]] = Counter()
         self.samples: dict[tuple[str, str], str] = {}
         self.measuring = False
@@ -250,6 +253,7 @@ class Recorder:
         elapsed = time.perf_counter() - started
         if self.measuring or category == "sign-in":
             self.latencies[category].append(elapsed)
+            self.by_route[(category, f"{method} {route}")].append(elapsed)
         if response.status_code not in expect:
             key = (str(response.status_code), f"{method} {route}")
             self.errors[key] += 1
@@ -616,6 +620,17 @@ def report(recorder: Recorder, duration: float, cpu: float) -> None:
             )
         ]
         print(f"{category:<10}" + "".join(f"{c:>10}" for c in cells))
+    slowest = sorted(
+        ((percentile(v, 95), key, len(v)) for key, v in recorder.by_route.items()),
+        reverse=True,
+    )[:8]
+    print(
+        "slowest routes by p95: "
+        + "; ".join(
+            f"{route} ({category}, {n}) {1000 * p95:.0f} ms"
+            for p95, (category, route), n in slowest
+        )
+    )
     errors = sum(recorder.errors.values())
     print(f"errors: {errors}")
     for (status, route), count in recorder.errors.most_common():

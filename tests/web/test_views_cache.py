@@ -127,3 +127,89 @@ def test_a_figure_fingerprint_ignores_column_types_other_subjects_gave():
     changed = own.assign(grade=[2, 4])
     assert monitoring._digest(own, 28) != monitoring._digest(changed, 28)
     assert monitoring._digest(own, 28) != monitoring._digest(own, 14)
+
+
+def test_a_figure_drawn_once_is_shared_through_the_study_folder(
+    app, clients, one_minute, monkeypatch
+):
+    """Another worker process (here: an empty in-memory cache) reads the figure file instead
+    of drawing it; new data for the subject draw a new file and remove the old one."""
+    from celltrial.report import profiles
+
+    study, client = app.state.study, clients["coordinator"]
+    drawn = client.get("/subjects/S003/profile.png").content
+    folder = study.directory / monitoring.FIGURE_CACHE
+    [kept] = [p for p in folder.glob("*.png") if p.read_bytes() == drawn]
+
+    def no_drawing(*args, **kwargs):
+        raise AssertionError("the figure was drawn again")
+
+    monkeypatch.setattr(profiles, "render_subject_profile", no_drawing)
+    monitoring._figures.clear()
+    assert client.get("/subjects/S003/profile.png").content == drawn
+    monkeypatch.undo()
+
+    client.post("/api/v1/subjects/S003/adverse-events", json=event("Cache rash"))
+    assert client.get("/subjects/S003/profile.png").status_code == 200
+    prefix = kept.name.split("-")[0]
+    [newer] = list(folder.glob(f"{prefix}-*.png"))
+    assert newer != kept and not kept.exists()
+
+
+def test_readers_do_not_wait_for_the_analyses_of_a_write_not_yet_acknowledged(app, one_minute):
+    import threading
+
+    from celltrial.services import adverse_events
+    from celltrial.web.schemas import AdverseEventCreate
+
+    study = app.state.study
+    before = monitoring.read_study_state(study)
+    # a write saved, its analyses not yet made (the service, not the app, so no refresh)
+    entry = AdverseEventCreate(**event("Unacknowledged cough")).entry()
+    adverse_events.record_event(study, "S004", entry, user="investigator")
+    with monitoring._lock:  # another request is bringing the analyses up to date
+
+        def read(into: list) -> None:
+            into.append(monitoring.read_study_state(study))
+
+        waited: list = []
+        reader = threading.Thread(target=read, args=(waited,), daemon=True)
+        reader.start()
+        reader.join(0.5)
+        assert reader.is_alive()  # new data, no write in flight: the reader waits
+        with monitoring.write_in_flight():
+            served: list = []
+            read(served)
+    reader.join(10)
+    assert served[0] is before  # the previous analyses, at once
+    assert waited[0].revision[0] > before.revision[0]  # the new ones, once the lock was free
+
+
+def test_figures_drawn_in_a_process_of_their_own_while_the_app_runs(
+    study_dir, db_url, app, monkeypatch
+):
+    from celltrial.report import profiles
+    from celltrial.web import create_app
+    from tests.web.conftest import client_for
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("drawn in the web process")
+
+    own = create_app(study_dir, db_url=db_url, figure_process=True)
+    client = client_for(own, "monitor")
+    with client:  # the app runs: its figure process with it
+        assert monitoring._drawer is not None
+        monitoring._figures.clear()
+        for kept in (study_dir / monitoring.FIGURE_CACHE).glob("*.png"):
+            kept.unlink()
+        monkeypatch.setattr(profiles, "render_subject_profile", not_here)
+        drawn = client.get("/subjects/S002/profile.png")
+        monkeypatch.undo()
+        assert drawn.status_code == 200 and drawn.content.startswith(b"\x89PNG")
+    assert monitoring._drawer is None  # stopped with the app
+    monitoring._figures.clear()
+    for kept in (study_dir / monitoring.FIGURE_CACHE).glob("*.png"):
+        kept.unlink()
+    here = client_for(app, "monitor").get("/subjects/S002/profile.png")
+    assert here.content == drawn.content  # the same picture as drawn in the web process
+    own.state.study.engine.dispose()

@@ -81,12 +81,33 @@ def build_profiles_section(context: ReportContext) -> Section | None:
     )
 
 
+def profile_png(
+    code: str,
+    observations: pd.DataFrame,
+    clinical_status: pd.DataFrame,
+    infusions: pd.DataFrame,
+    adverse_events: pd.DataFrame,
+    *,
+    follow_up_days: int,
+    dpi: int = PROFILE_DPI,
+) -> bytes:
+    """The subject's profile (:func:`render_subject_profile`) as PNG bytes (drawn once: fixed
+    margins need no tight bounding box). A plain function of picklable data, so that it can run
+    in another process."""
+    figure = render_subject_profile(
+        code,
+        observations,
+        clinical_status,
+        infusions,
+        adverse_events,
+        follow_up_days=follow_up_days,
+    )
+    return figure_png(figure, dpi=dpi, tight=False)
+
+
 def _profile_png(job: tuple) -> bytes:
     code, observations, status, infusions, events, follow_up_days = job
-    figure = render_subject_profile(
-        code, observations, status, infusions, events, follow_up_days=follow_up_days
-    )
-    return figure_png(figure, dpi=PROFILE_DPI, tight=False)
+    return profile_png(code, observations, status, infusions, events, follow_up_days=follow_up_days)
 
 
 def _render_all(jobs: list[tuple]) -> list[bytes]:

@@ -7,21 +7,32 @@ a small cache. Within a minute only the tables changed since are read again (a q
 signature changes nothing here); each minute everything is. The web app brings the cache up to
 date after each write before acknowledging it, so reads after a write do not wait for the
 analyses; the dashboard, each subject's view and each subject's figure (kept while the subject's
-own data are unchanged) are made once per state.
+own data are unchanged) are made once per state. Figures are also kept as files in the study
+directory (``cache/figures/``), so the web app's worker processes draw each one once between
+them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
+import os
 import threading
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from multiprocessing import get_context
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from sqlalchemy import func, select
 
+from celltrial import __version__
 from celltrial.overview import StudyOverview, summarize_study
 from celltrial.safety.analysis import analyse_safety, derive_safety_inputs
 from celltrial.safety.tables import SafetySummary
@@ -31,6 +42,8 @@ from celltrial.services.vital_signs import summarize_vital_days
 from celltrial.store import frames as store_frames
 from celltrial.store.models import AuditEvent
 from celltrial.study import StudyFrames, StudyHandle, read_study_frames
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -92,13 +105,42 @@ def data_revision(study: StudyHandle) -> tuple[int, str]:
     return int(newest), datetime.now(UTC).strftime("%Y-%m-%dT%H:%M")
 
 
+#: Writes of this process not yet acknowledged (see :func:`write_in_flight`).
+_writes_in_flight = 0
+_writes_lock = threading.Lock()
+
+
+@contextmanager
+def write_in_flight() -> Iterator[None]:
+    """Mark a write of this process as not yet acknowledged (the web app: from the request
+    until its analyses are brought up to date).
+
+    Meanwhile a reader that finds the analyses being recomputed gets the previous ones rather
+    than waiting: nobody has been told of the write yet, and every write this process has
+    acknowledged is in them (each write's analyses are made before its answer).
+    """
+    global _writes_in_flight
+    with _writes_lock:
+        _writes_in_flight += 1
+    try:
+        yield
+    finally:
+        with _writes_lock:
+            _writes_in_flight -= 1
+
+
 def read_study_state(study: StudyHandle) -> StudyState:
     """The study's frames and analyses, recomputed only when the data (or the minute) changed."""
     revision = data_revision(study)
     cached = _cache.get(study.url)
-    if cached is not None and cached.revision[0] >= revision[0] and _lock.locked():
-        # no new data, only the minute moved, and another request is already bringing the state
-        # to this minute: the previous minute's is served rather than waited for
+    if (
+        cached is not None
+        and _lock.locked()
+        and (cached.revision[0] >= revision[0] or _writes_in_flight)
+    ):
+        # another request is already bringing the state up to date: the previous one is served
+        # rather than waited for when only the minute moved (no new data), or when the new data
+        # are a write not yet acknowledged
         return cached
     with _lock:
         cached = _cache.get(study.url)
@@ -473,9 +515,6 @@ def _cells(cells: Any) -> str:
 
 def render_subject_figure(study: StudyHandle, code: str) -> bytes:
     """PNG of the subject's WHO scale, SpO2/FiO2 and marker trajectories (the report's profile)."""
-    from celltrial.report.figures import figure_png
-    from celltrial.report.profiles import render_subject_profile
-
     state = read_study_state(study)
     frames = state.frames
     if code not in set(frames.subjects["subject_id"]):
@@ -494,14 +533,86 @@ def render_subject_figure(study: StudyHandle, code: str) -> bytes:
         own(frames.adverse_events),
     )
     follow_up = study.protocol.safety.ae_follow_up_days
-    digest = _digest(*data, follow_up)
+    digest = _digest(*data, follow_up, __version__)  # a new release draws figures anew
     if cached is not None and cached[1] == digest:
         _figures[(study.url, code)] = (state, digest, cached[2])
         return cached[2]
-    figure = render_subject_profile(code, *data, follow_up_days=follow_up)
-    png = figure_png(figure, dpi=80)
+    kept = _kept_figure(study, code, digest)
+    png = kept.read_bytes() if kept.exists() else None
+    if png is None:
+        png = _draw_profile(code, data, follow_up)
+        _keep_figure(kept, png)
     _figures[(study.url, code)] = (state, digest, png)
     return png
+
+
+#: Draws subject figures in a process of its own when set (:func:`start_figure_process`).
+_drawer: ProcessPoolExecutor | None = None
+#: Resolution of the subject figures on the web page.
+FIGURE_DPI = 80
+
+
+def start_figure_process() -> None:
+    """Draw subject figures in a separate process from now on (the web app): drawing takes a
+    tenth of a second or more of pure Python, which would hold up every request this process
+    serves meanwhile. The process starts in the background and is warmed up at once."""
+    global _drawer
+    if _drawer is None:
+        _drawer = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
+        _drawer.submit(_warm_up)
+
+
+def stop_figure_process() -> None:
+    """Draw in this process again; the drawing process ends."""
+    global _drawer
+    drawer, _drawer = _drawer, None
+    if drawer is not None:
+        drawer.shutdown(wait=False, cancel_futures=True)
+
+
+def _warm_up() -> None:
+    import celltrial.report.profiles  # noqa: F401 - matplotlib and pandas loaded before use
+
+
+def _draw_profile(code: str, data: tuple[pd.DataFrame, ...], follow_up: int) -> bytes:
+    from celltrial.report.profiles import profile_png
+
+    drawer = _drawer
+    if drawer is not None:
+        try:
+            future = drawer.submit(
+                profile_png, code, *data, follow_up_days=follow_up, dpi=FIGURE_DPI
+            )
+            return future.result()
+        except (BrokenProcessPool, RuntimeError):  # broken or shut down: draw here
+            _log.warning("the figure process is gone; drawing in the web process", exc_info=True)
+    return profile_png(code, *data, follow_up_days=follow_up, dpi=FIGURE_DPI)
+
+
+#: Folder (in the study directory) of the subject figures drawn, shared by the web app's worker
+#: processes and kept across restarts; a file's name holds the digest of the data it shows.
+FIGURE_CACHE = Path("cache") / "figures"
+
+
+def _kept_figure(study: StudyHandle, code: str, digest: str) -> Path:
+    subject = hashlib.sha256(code.encode()).hexdigest()[:16]  # any code is a safe file name
+    return study.directory / FIGURE_CACHE / f"{subject}-{digest[:32]}.png"
+
+
+def _keep_figure(path: Path, png: bytes) -> None:
+    """Write ``path`` atomically and drop the subject's older figures (best effort: a folder
+    that cannot be written only costs drawing the figure again)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.part")
+        partial.write_bytes(png)
+        os.replace(partial, path)
+        subject = path.name.split("-", 1)[0]
+        for old in path.parent.glob(f"{subject}-*.png"):
+            if old != path:
+                old.unlink(missing_ok=True)
+    except OSError:
+        _log.warning("could not keep the figure %s", path, exc_info=True)
 
 
 def _digest(*parts: Any) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib.resources import files
 from pathlib import Path
 from urllib.parse import quote
@@ -16,7 +18,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from celltrial import __version__
 from celltrial.errors import CelltrialError, DataError
 from celltrial.services.errors import EditConflict, NotFound, NotPermitted, SignInRefused
-from celltrial.services.monitoring import summarize_dashboard
+from celltrial.services.monitoring import (
+    start_figure_process,
+    stop_figure_process,
+    summarize_dashboard,
+    write_in_flight,
+)
 from celltrial.study import open_study
 from celltrial.web.security import SECURITY_HEADERS, SESSION_COOKIE, CsrfRefused, NotSignedIn
 
@@ -62,10 +69,28 @@ def _record_numbers_in_range(request: Request) -> None:
                 raise NotFound(f"no {what} {value}: record numbers are below 2³¹")
 
 
-def create_app(study_dir: str | Path, db_url: str | None = None) -> FastAPI:
-    """The web app of the study in ``study_dir`` (database: ``db_url``, else the study default)."""
+def create_app(
+    study_dir: str | Path, db_url: str | None = None, *, figure_process: bool = False
+) -> FastAPI:
+    """The web app of the study in ``study_dir`` (database: ``db_url``, else the study default).
+
+    ``figure_process``: draw subject figures in a separate process while the app runs (what
+    ``celltrial serve`` does), so that drawing does not hold up the other requests.
+    """
     study = open_study(study_dir, db_url=db_url, user=WEB_USER)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if figure_process:
+            start_figure_process()
+        try:
+            yield
+        finally:
+            if figure_process:
+                stop_figure_process()
+
     app = FastAPI(
+        lifespan=lifespan,
         title=f"celltrial — {study.study_id}",
         version=__version__,
         description="Study data entry, review and audit trail. Every call needs a signed-in "
@@ -83,12 +108,16 @@ def create_app(study_dir: str | Path, db_url: str | None = None) -> FastAPI:
     async def refresh_after_write(request: Request, call_next):
         # a write brings the analyses and the dashboard up to date before it is acknowledged, so
         # the reads after it (its own redirect, other users' pages) find them made, not make them
-        response = await call_next(request)
-        if request.method not in _READS and response.status_code < 400:
-            try:
-                await run_in_threadpool(summarize_dashboard, study)
-            except Exception:  # the write is saved; the next read computes the analyses again
-                _log.exception("refreshing the study's analyses after a write failed")
+        # (while it runs, readers are not kept waiting for analyses of a write not acknowledged)
+        if request.method in _READS:
+            return await call_next(request)
+        with write_in_flight():
+            response = await call_next(request)
+            if response.status_code < 400:
+                try:
+                    await run_in_threadpool(summarize_dashboard, study)
+                except Exception:  # the write is saved; the next read computes the analyses
+                    _log.exception("refreshing the study's analyses after a write failed")
         return response
 
     @app.middleware("http")
