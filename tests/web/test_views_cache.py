@@ -213,3 +213,39 @@ def test_figures_drawn_in_a_process_of_their_own_while_the_app_runs(
     here = client_for(app, "monitor").get("/subjects/S002/profile.png")
     assert here.content == drawn.content  # the same picture as drawn in the web process
     own.state.study.engine.dispose()
+
+
+def test_the_figure_process_ends_when_the_web_process_is_killed(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script = (
+        "from celltrial.services import monitoring\n"
+        "monitoring.start_figure_process()\n"
+        "monitoring._drawer.submit(monitoring._warm_up).result()\n"
+        "print(*monitoring._drawer._processes, flush=True)\n"
+        "import time; time.sleep(60)\n"
+    )
+    web = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        [drawer] = [int(pid) for pid in web.stdout.readline().split()]
+        os.kill(web.pid, signal.SIGKILL)  # no shutdown at all
+        web.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:  # gone, or a zombie nobody reaps (no init process in some containers)
+                stat = Path(f"/proc/{drawer}/stat").read_text()
+                state = stat.rsplit(")", 1)[1].split()[0]
+            except FileNotFoundError:
+                return
+            if state == "Z":
+                return
+            time.sleep(0.2)
+        os.kill(drawer, signal.SIGKILL)
+        raise AssertionError("the figure process outlived the web process")
+    finally:
+        web.kill()

@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -558,7 +559,12 @@ def start_figure_process() -> None:
     serves meanwhile. The process starts in the background and is warmed up at once."""
     global _drawer
     if _drawer is None:
-        _drawer = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
+        _drawer = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=get_context("spawn"),
+            initializer=_end_with_parent,
+            initargs=(os.getpid(),),
+        )
         _drawer.submit(_warm_up)
 
 
@@ -567,7 +573,19 @@ def stop_figure_process() -> None:
     global _drawer
     drawer, _drawer = _drawer, None
     if drawer is not None:
-        drawer.shutdown(wait=False, cancel_futures=True)
+        drawer.shutdown(wait=True, cancel_futures=True)
+
+
+def _end_with_parent(parent: int) -> None:
+    """In the drawing process: end when the web process is gone, even killed (its end of the
+    task queue stays open in this process, so no end of input would tell)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="celltrial-parent-watch", daemon=True).start()
 
 
 def _warm_up() -> None:
