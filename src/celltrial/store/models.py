@@ -10,7 +10,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column, relationship
 
 from celltrial.store.types import FiniteJSON, UTCDateTime
@@ -237,6 +246,8 @@ class AuditEvent(Base):
     """Append-only record of every change to study data (the database refuses edits to it)."""
 
     __tablename__ = "audit_event"
+    #: the trail of one record (audit_trail.read_audit_trail) without scanning the whole log
+    __table_args__ = (Index("ix_audit_event_record", "table_name", "row_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     time: Mapped[datetime]
