@@ -375,3 +375,35 @@ def test_an_infusion_read_through_the_api_can_be_saved_back_unchanged_in_form(cl
     saved = client.put(f"/api/v1/infusions/{read['id']}", json=body)
     assert saved.status_code == 200, saved.text
     assert saved.json()["reaction"] is None and saved.json()["volume_ml"] == 95
+
+
+def test_the_edit_form_keeps_an_unrecorded_reaction_unless_someone_answers(clients):
+    client = clients["coordinator"]
+    created = client.post(
+        "/api/v1/subjects/S004/infusions",
+        json=infusion(1, label_subject_code="S004", reaction=None, vial_id="V-9"),
+    ).json()
+    page = client.get(f"/infusions/{created['id']}/edit").text
+    assert 'name="reaction_answer"' in page and 'name="reaction"' not in page
+    form = {
+        "csrf_token": re.search(r'name="csrf_token" value="([^"]+)"', page).group(1),
+        "version": str(created["version"]),
+        "lot_code": RELEASED,
+        "vial_id": "V-9",
+        "started_at": (NOW - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M"),
+        "cells_given": "3e7",
+        "completed": "on",
+        "volume_ml": "90",
+        "reason": "volume from the pump log",
+    }
+    url = f"/infusions/{created['id']}/edit"
+    saved = client.post(url, data=form | {"reaction_answer": ""}, follow_redirects=False)
+    assert saved.status_code == 303, saved.text
+    after = client.get(f"/api/v1/infusions/{created['id']}").json()
+    assert after["reaction"] is None and after["volume_ml"] == 90
+    answered = form | {"version": str(after["version"]), "reason": "asked the ward"}
+    saved = client.post(url, data=answered | {"reaction_answer": "no"}, follow_redirects=False)
+    assert saved.status_code == 303, saved.text
+    assert client.get(f"/api/v1/infusions/{created['id']}").json()["reaction"] is False
+    # answered, the form shows the usual checkbox again
+    assert 'name="reaction"' in client.get(url).text

@@ -22,6 +22,8 @@ DATETIME_FIELDS = (
     "expires_at",
 )
 CHECKBOXES = {"infusion": ("completed", "reaction"), "adverse_event": ("serious",)}
+#: A checkbox whose saved value is unknown (imported) is a select instead: "" keeps it unknown.
+ANSWERS = {"reaction": "reaction_answer"}
 LISTS = ("serious_criteria",)
 #: Fields posted as one input per key (``marker_CD73``) and validated as a dict.
 DICTS = {"markers_pct": "marker_"}
@@ -82,7 +84,11 @@ def parse_form(
             data[key] = value
     for box in CHECKBOXES.get(kind, ()):
         if box in schema.model_fields:
-            data[box] = box in values
+            answer = values.get(ANSWERS.get(box, ""))
+            if answer is None:
+                data[box] = box in values
+            else:
+                data[box] = {"yes": True, "no": False}.get(answer)
     if problems:
         raise DataError("; ".join(problems))
     try:
