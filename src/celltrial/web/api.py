@@ -179,13 +179,8 @@ def update_infusion(
     active: Annotated[ActiveSession, api_write("edit_data")],
 ) -> InfusionOut:
     """Edit a saved infusion: the version you read and a reason are required."""
-    record = infusions.edit_infusion(
-        study_of(request),
-        infusion_id,
-        body.entry(),
-        version=body.version,
-        reason=body.reason,
-        user=active.account.username,
+    record = body.save(
+        infusions.edit_infusion, study_of(request), infusion_id, active.account.username
     )
     return InfusionOut.model_validate(record)
 
@@ -232,13 +227,8 @@ def update_event(
     request: Request,
     active: Annotated[ActiveSession, api_write("edit_data")],
 ) -> AdverseEventOut:
-    record = adverse_events.edit_event(
-        study_of(request),
-        event_id,
-        body.entry(),
-        version=body.version,
-        reason=body.reason,
-        user=active.account.username,
+    record = body.save(
+        adverse_events.edit_event, study_of(request), event_id, active.account.username
     )
     return AdverseEventOut.model_validate(record)
 
@@ -295,13 +285,8 @@ def update_vital_signs(
     active: Annotated[ActiveSession, api_write("edit_data")],
 ) -> VitalSignsOut:
     """Edit a round (a value left out is removed): the version you read and a reason."""
-    record = vital_signs.edit_vital_signs(
-        study_of(request),
-        round_id,
-        body.entry(),
-        version=body.version,
-        reason=body.reason,
-        user=active.account.username,
+    record = body.save(
+        vital_signs.edit_vital_signs, study_of(request), round_id, active.account.username
     )
     return VitalSignsOut.model_validate(record)
 
@@ -358,13 +343,8 @@ def update_clinical_status(
     active: Annotated[ActiveSession, api_write("edit_data")],
 ) -> ClinicalStatusOut:
     """Edit a saved status: the version you read and a reason."""
-    record = clinical_status.edit_clinical_status(
-        study_of(request),
-        status_id,
-        body.entry(),
-        version=body.version,
-        reason=body.reason,
-        user=active.account.username,
+    record = body.save(
+        clinical_status.edit_clinical_status, study_of(request), status_id, active.account.username
     )
     return ClinicalStatusOut.model_validate(record)
 
@@ -402,14 +382,7 @@ def update_lot(
     active: Annotated[ActiveSession, api_write("manage_lots")],
 ) -> LotOut:
     """Edit a lot's results or status: the version you read and a reason."""
-    record = lots.edit_lot(
-        study_of(request),
-        lot_id,
-        body.entry(),
-        version=body.version,
-        reason=body.reason,
-        user=active.account.username,
-    )
+    record = body.save(lots.edit_lot, study_of(request), lot_id, active.account.username)
     return LotOut.model_validate(record)
 
 

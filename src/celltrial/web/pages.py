@@ -313,14 +313,7 @@ async def edit_infusion(
 
     def save() -> str:
         body = parse_form(values, InfusionUpdate, kind="infusion", zone=study.protocol.study.zone)
-        infusions.edit_infusion(
-            study,
-            infusion_id,
-            body.entry(),
-            version=body.version,
-            reason=body.reason,
-            user=active.account.username,
-        )
+        body.save(infusions.edit_infusion, study, infusion_id, active.account.username)
         return f"/subjects/{record.subject_code}"
 
     show = partial(_infusion_form, request, active, record.subject_code, record=record)
@@ -413,16 +406,10 @@ async def edit_event(
     record = adverse_events.read_event(study, event_id)
 
     def save() -> str:
-        zone = study.protocol.study.zone
-        body = parse_form(values, AdverseEventUpdate, kind="adverse_event", zone=zone)
-        adverse_events.edit_event(
-            study,
-            event_id,
-            body.entry(),
-            version=body.version,
-            reason=body.reason,
-            user=active.account.username,
+        body = parse_form(
+            values, AdverseEventUpdate, kind="adverse_event", zone=study.protocol.study.zone
         )
+        body.save(adverse_events.edit_event, study, event_id, active.account.username)
         return f"/subjects/{record.subject_code}"
 
     show = partial(_event_form, request, active, record.subject_code, record=record)
@@ -520,16 +507,10 @@ async def edit_vital_signs(
     record = vital_signs.read_vital_signs(study, round_id)
 
     def save() -> str:
-        zone = study.protocol.study.zone
-        body = parse_form(values, VitalSignsUpdate, kind="vital_signs", zone=zone)
-        vital_signs.edit_vital_signs(
-            study,
-            round_id,
-            body.entry(),
-            version=body.version,
-            reason=body.reason,
-            user=active.account.username,
+        body = parse_form(
+            values, VitalSignsUpdate, kind="vital_signs", zone=study.protocol.study.zone
         )
+        body.save(vital_signs.edit_vital_signs, study, round_id, active.account.username)
         return f"/subjects/{record.subject_code}#vital-signs"
 
     show = partial(_vital_signs_form, request, active, record.subject_code, record=record)
@@ -614,16 +595,10 @@ async def edit_clinical_status(
     record = clinical_status.read_clinical_status(study, status_id)
 
     def save() -> str:
-        zone = study.protocol.study.zone
-        body = parse_form(values, ClinicalStatusUpdate, kind="clinical_status", zone=zone)
-        clinical_status.edit_clinical_status(
-            study,
-            status_id,
-            body.entry(),
-            version=body.version,
-            reason=body.reason,
-            user=active.account.username,
+        body = parse_form(
+            values, ClinicalStatusUpdate, kind="clinical_status", zone=study.protocol.study.zone
         )
+        body.save(clinical_status.edit_clinical_status, study, status_id, active.account.username)
         return f"/subjects/{record.subject_code}#clinical-status"
 
     show = partial(_status_form, request, active, record.subject_code, record=record)
@@ -712,14 +687,7 @@ async def edit_lot(
 
     def save() -> str:
         body = parse_form(values, LotUpdate, kind="lot", zone=study.protocol.study.zone)
-        lots.edit_lot(
-            study,
-            lot_id,
-            body.entry(),
-            version=body.version,
-            reason=body.reason,
-            user=active.account.username,
-        )
+        body.save(lots.edit_lot, study, lot_id, active.account.username)
         return "/lots"
 
     return _saved(save, partial(_lot_form, request, active, record=record), values)

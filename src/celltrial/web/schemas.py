@@ -6,8 +6,9 @@ Requests are validated here (types, lengths, ranges); the services check the stu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -19,6 +20,9 @@ from celltrial.services.casebook import (
     STERILITY_RESULTS,
     NewLot,
 )
+from celltrial.study import StudyHandle
+
+T = TypeVar("T")
 
 _vocabulary = load_ae_vocabulary()
 Relatedness = Literal[tuple(_vocabulary["relatedness"])]  # type: ignore[valid-type]
@@ -28,10 +32,28 @@ SeriousCriterion = Literal[tuple(_vocabulary["serious_criteria"])]  # type: igno
 
 ShortText = Field(max_length=64)
 LongText = Field(default=None, max_length=2000)
+Version = Annotated[int, Field(ge=1, description="The version you read (optimistic locking).")]
+Reason = Annotated[str, Field(min_length=1, max_length=2000, description="Why saved data change.")]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class _Edit:
+    """An edit schema: the record's fields (``entry()``) plus ``version`` (the version read) and
+    ``reason``, declared by each subclass (a mixin, so that pydantic keeps the field order)."""
+
+    def save(self, edit: Callable[..., T], study: StudyHandle, row_id: int, user: str) -> T:
+        """Save through the service's ``edit`` function (it checks version and reason)."""
+        return edit(
+            study,
+            row_id,
+            self.entry(),  # type: ignore[attr-defined]
+            version=self.version,  # type: ignore[attr-defined]
+            reason=self.reason,  # type: ignore[attr-defined]
+            user=user,
+        )
 
 
 class SignInRequest(_Strict):
@@ -77,9 +99,9 @@ class InfusionCreate(InfusionFields):
     )
 
 
-class InfusionUpdate(InfusionFields):
-    version: int = Field(ge=1, description="The version you read (optimistic locking).")
-    reason: str = Field(min_length=1, max_length=2000, description="Why saved data change.")
+class InfusionUpdate(InfusionFields, _Edit):
+    version: Version
+    reason: Reason
 
 
 class InfusionOut(BaseModel):
@@ -126,9 +148,9 @@ class AdverseEventCreate(AdverseEventFields):
     pass
 
 
-class AdverseEventUpdate(AdverseEventFields):
-    version: int = Field(ge=1)
-    reason: str = Field(min_length=1, max_length=2000)
+class AdverseEventUpdate(AdverseEventFields, _Edit):
+    version: Version
+    reason: Reason
 
 
 class AdverseEventOut(BaseModel):
@@ -230,12 +252,12 @@ class VitalSignsCreate(VitalSignsFields):
     pass
 
 
-class VitalSignsUpdate(VitalSignsFields):
+class VitalSignsUpdate(VitalSignsFields, _Edit):
     version: str = Field(
         pattern=r"^\d{1,12}\.\d{1,9}(-\d{1,12}\.\d{1,9}){0,20}$",
         description="The version of the round you read (optimistic locking).",
     )
-    reason: str = Field(min_length=1, max_length=2000, description="Why saved data change.")
+    reason: Reason
 
 
 class VitalValueOut(BaseModel):
@@ -294,9 +316,9 @@ class ClinicalStatusCreate(ClinicalStatusFields):
     pass
 
 
-class ClinicalStatusUpdate(ClinicalStatusFields):
-    version: int = Field(ge=1, description="The version you read (optimistic locking).")
-    reason: str = Field(min_length=1, max_length=2000, description="Why saved data change.")
+class ClinicalStatusUpdate(ClinicalStatusFields, _Edit):
+    version: Version
+    reason: Reason
 
 
 class ClinicalStatusOut(BaseModel):
@@ -344,9 +366,9 @@ class LotCreate(LotFields):
     pass
 
 
-class LotUpdate(LotFields):
-    version: int = Field(ge=1, description="The version you read (optimistic locking).")
-    reason: str = Field(min_length=1, max_length=2000, description="Why saved data change.")
+class LotUpdate(LotFields, _Edit):
+    version: Version
+    reason: Reason
 
 
 class LotOut(BaseModel):
