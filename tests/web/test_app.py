@@ -407,3 +407,16 @@ def test_the_edit_form_keeps_an_unrecorded_reaction_unless_someone_answers(clien
     assert client.get(f"/api/v1/infusions/{created['id']}").json()["reaction"] is False
     # answered, the form shows the usual checkbox again
     assert 'name="reaction"' in client.get(url).text
+
+
+def test_a_lost_update_at_the_flush_is_an_edit_conflict_naming_the_record():
+    from sqlalchemy.orm.exc import StaleDataError
+
+    from celltrial.services.editing import refusing_lost_updates
+    from celltrial.services.errors import EditConflict
+
+    expected = r"^the lot was changed by someone else while you saved; your changes were not"
+    with pytest.raises(EditConflict, match=expected), refusing_lost_updates("the lot was"):
+        raise StaleDataError("UPDATE statement on table 'product_lot' expected 1 row")
+    with pytest.raises(ValueError), refusing_lost_updates("the lot was"):
+        raise ValueError("other errors pass through")

@@ -8,7 +8,6 @@ from datetime import datetime
 import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.exc import StaleDataError
 
 from celltrial.safety.events import check_adverse_events, split_criteria
 from celltrial.safety.recording import record_adverse_event
@@ -17,8 +16,8 @@ from celltrial.services.editing import (
     check_reason,
     check_version,
     find_study_record,
+    refusing_lost_updates,
 )
-from celltrial.services.errors import EditConflict
 from celltrial.services.infusions import find_subject
 from celltrial.store.database import study_session
 from celltrial.store.models import AdverseEvent
@@ -122,36 +121,33 @@ def edit_event(
 ) -> AdverseEventRecord:
     """Change a saved AE: needs a reason, and the version the user saw (no silent overwrite)."""
     reason = check_reason(reason)
-    try:
-        with study_session(study.engine, user=user, reason=reason) as session:
-            row, code = _find(session, study, event_id)
-            check_version(session, row, version, f"adverse event {row.id} ({row.term})")
-            event = _event(entry, code)
-            check_adverse_events(pd.DataFrame([event]), source="adverse event")
-            apply_changes(
-                row,
-                {
-                    "term": event["term"],
-                    "description": event["description"],
-                    "onset_at": event["onset"],
-                    "resolved_at": event["resolved"],
-                    "grade": event["grade"],
-                    "serious": event["serious"],
-                    "serious_criteria": event["serious_criteria"],
-                    "relatedness": event["relatedness"],
-                    "expected": event["expected"],
-                    "action": event["action"],
-                    "outcome": event["outcome"],
-                },
-            )
-            session.flush()
-            session.refresh(row)
-            return _record(row, code)
-    except StaleDataError:
-        raise EditConflict(
-            "the adverse event was changed by someone else while you saved; your changes were "
-            "not saved: reload the page and enter them again"
-        ) from None
+    with (
+        refusing_lost_updates("the adverse event was"),
+        study_session(study.engine, user=user, reason=reason) as session,
+    ):
+        row, code = _find(session, study, event_id)
+        check_version(session, row, version, f"adverse event {row.id} ({row.term})")
+        event = _event(entry, code)
+        check_adverse_events(pd.DataFrame([event]), source="adverse event")
+        apply_changes(
+            row,
+            {
+                "term": event["term"],
+                "description": event["description"],
+                "onset_at": event["onset"],
+                "resolved_at": event["resolved"],
+                "grade": event["grade"],
+                "serious": event["serious"],
+                "serious_criteria": event["serious_criteria"],
+                "relatedness": event["relatedness"],
+                "expected": event["expected"],
+                "action": event["action"],
+                "outcome": event["outcome"],
+            },
+        )
+        session.flush()
+        session.refresh(row)
+        return _record(row, code)
 
 
 def _find(session: Session, study: StudyHandle, event_id: int) -> tuple[AdverseEvent, str]:

@@ -16,7 +16,6 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.exc import StaleDataError
 
 from celltrial.efficacy.clinical_status import WhoScaleRules, load_who_scale_rules
 from celltrial.errors import DataError
@@ -25,8 +24,8 @@ from celltrial.services.editing import (
     check_reason,
     check_version,
     find_study_record,
+    refusing_lost_updates,
 )
-from celltrial.services.errors import EditConflict
 from celltrial.services.infusions import find_subject
 from celltrial.services.vital_signs import CLOCK_SKEW, Number, parse_measurement
 from celltrial.store.database import study_session
@@ -203,29 +202,26 @@ def edit_clinical_status(
     """Change a saved status: needs a reason, and the version the user saw."""
     reason = check_reason(reason)
     support, fio2 = _check(entry)
-    try:
-        with study_session(study.engine, user=user, reason=reason) as session:
-            row, subject = _find(session, study, status_id)
-            zone = study.protocol.study.zone
-            what = f"the clinical status of {subject.code} on {row.time.astimezone(zone):%Y-%m-%d}"
-            check_version(session, row, version, what)
-            _check_day_free(session, study, subject, entry.assessed_at, row.id)
-            apply_changes(
-                row,
-                {
-                    "time": entry.assessed_at,
-                    "who_scale": entry.who_scale,
-                    "oxygen_support": support,
-                    "fio2": fio2,
-                },
-            )
-            session.flush()
-            return _record(row, subject.code)
-    except StaleDataError:
-        raise EditConflict(
-            "the clinical status was changed by someone else while you saved; your changes were "
-            "not saved: reload the page and enter them again"
-        ) from None
+    with (
+        refusing_lost_updates("the clinical status was"),
+        study_session(study.engine, user=user, reason=reason) as session,
+    ):
+        row, subject = _find(session, study, status_id)
+        zone = study.protocol.study.zone
+        what = f"the clinical status of {subject.code} on {row.time.astimezone(zone):%Y-%m-%d}"
+        check_version(session, row, version, what)
+        _check_day_free(session, study, subject, entry.assessed_at, row.id)
+        apply_changes(
+            row,
+            {
+                "time": entry.assessed_at,
+                "who_scale": entry.who_scale,
+                "oxygen_support": support,
+                "fio2": fio2,
+            },
+        )
+        session.flush()
+        return _record(row, subject.code)
 
 
 def read_clinical_status(study: StudyHandle, status_id: int) -> ClinicalStatusRecord:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from celltrial.errors import DataError
 from celltrial.services.errors import EditConflict, NotFound
@@ -71,3 +73,16 @@ def apply_changes(row: Base, values: Mapping[str, Any]) -> list[str]:
             setattr(row, key, value)
             changed.append(key)
     return changed
+
+
+@contextmanager
+def refusing_lost_updates(what: str) -> Iterator[None]:
+    """An edit whose row another user changed after this one read it (the version check at the
+    flush, :class:`StaleDataError`) becomes an :class:`EditConflict` saying ``what`` changed."""
+    try:
+        yield
+    except StaleDataError:
+        raise EditConflict(
+            f"{what} changed by someone else while you saved; your changes were not saved: "
+            "reload the page and enter them again"
+        ) from None

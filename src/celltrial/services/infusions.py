@@ -13,13 +13,17 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
-from sqlalchemy.orm.exc import StaleDataError
 
 from celltrial.errors import DataError
 from celltrial.protocol.release import check_lot_release
 from celltrial.services.casebook import release_results
-from celltrial.services.editing import apply_changes, check_reason, check_version
-from celltrial.services.errors import BedsideCheckFailed, EditConflict, NotFound
+from celltrial.services.editing import (
+    apply_changes,
+    check_reason,
+    check_version,
+    refusing_lost_updates,
+)
+from celltrial.services.errors import BedsideCheckFailed, NotFound
 from celltrial.store.database import study_session
 from celltrial.store.models import Infusion, ProductLot, Subject
 from celltrial.study import StudyHandle
@@ -223,20 +227,17 @@ def edit_infusion(
     reason = check_reason(reason)
     entry = replace(entry, number=None)
     _check_entry(entry, study)
-    try:
-        with study_session(study.engine, user=user, reason=reason) as session:
-            row = _find(session, study, infusion_id)
-            check_version(session, row, version, f"infusion {row.number} of {row.subject.code}")
-            lot = check_bedside(session, study, row.subject, entry, new=False)
-            apply_changes(row, _values(entry, lot))
-            session.flush()
-            session.refresh(row)
-            return _record(row, row.subject.code)
-    except StaleDataError:
-        raise EditConflict(
-            "the infusion was changed by someone else while you saved; your changes were not "
-            "saved: reload the page and enter them again"
-        ) from None
+    with (
+        refusing_lost_updates("the infusion was"),
+        study_session(study.engine, user=user, reason=reason) as session,
+    ):
+        row = _find(session, study, infusion_id)
+        check_version(session, row, version, f"infusion {row.number} of {row.subject.code}")
+        lot = check_bedside(session, study, row.subject, entry, new=False)
+        apply_changes(row, _values(entry, lot))
+        session.flush()
+        session.refresh(row)
+        return _record(row, row.subject.code)
 
 
 def _find(session: Session, study: StudyHandle, infusion_id: int) -> Infusion:

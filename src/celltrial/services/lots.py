@@ -13,13 +13,17 @@ from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.exc import StaleDataError
 
 from celltrial.errors import DataError
 from celltrial.protocol.release import check_lot_release
 from celltrial.services.casebook import NewLot, check_lot, record_lot, release_results
-from celltrial.services.editing import apply_changes, check_reason, check_version
-from celltrial.services.errors import EditConflict, NotFound
+from celltrial.services.editing import (
+    apply_changes,
+    check_reason,
+    check_version,
+    refusing_lost_updates,
+)
+from celltrial.services.errors import NotFound
 from celltrial.store.database import study_session
 from celltrial.store.models import Infusion, ProductLot
 from celltrial.study import StudyHandle
@@ -131,39 +135,36 @@ def edit_lot(
     reason = check_reason(reason)
     check_lot(lot, study.protocol.product.release)
     code = lot.code.strip()
-    try:
-        with study_session(study.engine, user=user, reason=reason) as session:
-            row = _find(session, study, lot_id)
-            check_version(session, row, version, f"lot {row.code}")
-            if code != row.code:
-                taken = session.scalar(
-                    select(ProductLot.id).where(
-                        ProductLot.study_id == study.study_id, ProductLot.code == code
-                    )
+    with (
+        refusing_lost_updates("the lot was"),
+        study_session(study.engine, user=user, reason=reason) as session,
+    ):
+        row = _find(session, study, lot_id)
+        check_version(session, row, version, f"lot {row.code}")
+        if code != row.code:
+            taken = session.scalar(
+                select(ProductLot.id).where(
+                    ProductLot.study_id == study.study_id, ProductLot.code == code
                 )
-                if taken is not None:
-                    raise DataError(f"lot code {code!r}: another lot has it")
-            apply_changes(
-                row,
-                {
-                    "code": code,
-                    "release_status": lot.release_status,
-                    "viability_pct": lot.viability_pct,
-                    "markers_pct": dict(lot.markers_pct or {}),
-                    "sterility": lot.sterility,
-                    "mycoplasma": lot.mycoplasma,
-                    "endotoxin_eu_per_ml": lot.endotoxin_eu_per_ml,
-                    "total_cells": lot.total_cells,
-                    "donor_id": _text(lot.donor_id),
-                    "tissue_source": _text(lot.tissue_source),
-                    "manufactured_at": lot.manufactured_at,
-                    "expires_at": lot.expires_at,
-                },
             )
-            session.flush()
-            return _record(study, row, _uses(session, [row.id]).get(row.id, 0))
-    except StaleDataError:
-        raise EditConflict(
-            "the lot was changed by someone else while you saved; your changes were not saved: "
-            "reload the page and enter them again"
-        ) from None
+            if taken is not None:
+                raise DataError(f"lot code {code!r}: another lot has it")
+        apply_changes(
+            row,
+            {
+                "code": code,
+                "release_status": lot.release_status,
+                "viability_pct": lot.viability_pct,
+                "markers_pct": dict(lot.markers_pct or {}),
+                "sterility": lot.sterility,
+                "mycoplasma": lot.mycoplasma,
+                "endotoxin_eu_per_ml": lot.endotoxin_eu_per_ml,
+                "total_cells": lot.total_cells,
+                "donor_id": _text(lot.donor_id),
+                "tissue_source": _text(lot.tissue_source),
+                "manufactured_at": lot.manufactured_at,
+                "expires_at": lot.expires_at,
+            },
+        )
+        session.flush()
+        return _record(study, row, _uses(session, [row.id]).get(row.id, 0))

@@ -23,12 +23,16 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.exc import StaleDataError
 
 from celltrial.catalogue import TestDefinition, load_catalogue
 from celltrial.errors import DataError, UnitError
 from celltrial.ingest import values as parsed_values
-from celltrial.services.editing import apply_changes, check_reason, find_study_record
+from celltrial.services.editing import (
+    apply_changes,
+    check_reason,
+    find_study_record,
+    refusing_lost_updates,
+)
 from celltrial.services.errors import EditConflict
 from celltrial.services.infusions import find_subject
 from celltrial.store.database import study_session
@@ -378,47 +382,44 @@ def edit_vital_signs(
     delete each), or its time; needs a reason and the version the user saw."""
     reason = check_reason(reason)
     measured = _measure(entry)
-    try:
-        with study_session(study.engine, user=user, reason=reason) as session:
-            anchor, subject = _find(session, study, round_id)
-            rows = _at(session, subject.id, anchor.time)
-            what = f"vital signs of {subject.code} at {_local(anchor.time, study)}"
-            current = _token(rows)
-            if current != version:
-                _conflict(session, {r.id for r in rows} | _ids_of(version), what)
-            if entry.time != anchor.time:
-                _check_free(session, study, subject, entry.time, {r.id for r in rows})
-            by_test = {r.test: r for r in rows}
-            kept: list[Observation] = []
-            for field, code in VITAL_FIELDS.items():
-                m, row = measured[field], by_test.get(code)
-                if m is None:
-                    if row is not None:
-                        session.delete(row)
-                    continue
-                if row is None:
-                    row = _new_row(subject.id, entry.time, code, m)
-                    session.add(row)
-                else:
-                    changes: dict[str, object] = {"time": entry.time}
-                    if row.value is None or not math.isclose(row.value, m.value, rel_tol=1e-9):
-                        changes |= {
-                            "raw_value": m.raw_value,
-                            "raw_unit": m.raw_unit,
-                            "value": m.value,
-                            "unit": m.unit,
-                            "qualifier": "",
-                            "flags": None,
-                        }
-                    apply_changes(row, changes)
-                kept.append(row)
-            session.flush()
-            return _record(kept, subject.code)
-    except StaleDataError:
-        raise EditConflict(
-            "the vital signs were changed by someone else while you saved; your changes were "
-            "not saved: reload the page and enter them again"
-        ) from None
+    with (
+        refusing_lost_updates("the vital signs were"),
+        study_session(study.engine, user=user, reason=reason) as session,
+    ):
+        anchor, subject = _find(session, study, round_id)
+        rows = _at(session, subject.id, anchor.time)
+        what = f"vital signs of {subject.code} at {_local(anchor.time, study)}"
+        current = _token(rows)
+        if current != version:
+            _conflict(session, {r.id for r in rows} | _ids_of(version), what)
+        if entry.time != anchor.time:
+            _check_free(session, study, subject, entry.time, {r.id for r in rows})
+        by_test = {r.test: r for r in rows}
+        kept: list[Observation] = []
+        for field, code in VITAL_FIELDS.items():
+            m, row = measured[field], by_test.get(code)
+            if m is None:
+                if row is not None:
+                    session.delete(row)
+                continue
+            if row is None:
+                row = _new_row(subject.id, entry.time, code, m)
+                session.add(row)
+            else:
+                changes: dict[str, object] = {"time": entry.time}
+                if row.value is None or not math.isclose(row.value, m.value, rel_tol=1e-9):
+                    changes |= {
+                        "raw_value": m.raw_value,
+                        "raw_unit": m.raw_unit,
+                        "value": m.value,
+                        "unit": m.unit,
+                        "qualifier": "",
+                        "flags": None,
+                    }
+                apply_changes(row, changes)
+            kept.append(row)
+        session.flush()
+        return _record(kept, subject.code)
 
 
 def read_vital_signs(study: StudyHandle, round_id: int) -> VitalSignsRecord:
