@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel
 
 from celltrial.catalogue import load_catalogue
 from celltrial.errors import DataError
@@ -43,6 +44,7 @@ from celltrial.services.errors import (
     SignatureRefused,
     SignInRefused,
 )
+from celltrial.study import StudyHandle
 from celltrial.web.forms import local_input, parse_form, record_values
 from celltrial.web.schemas import (
     AdverseEventCreate,
@@ -114,6 +116,29 @@ def _saved(
     except DataError as exc:
         return show(values=values, error=str(exc), status=422)
     return RedirectResponse(target, status_code=303)
+
+
+def _save_edit(
+    values: dict[str, Any],
+    study: StudyHandle,
+    active: ActiveSession,
+    row_id: int,
+    *,
+    schema: type[BaseModel],
+    kind: str,
+    edit: Callable[..., object],
+    then: str,
+    show: Callable[..., HTMLResponse],
+) -> Response:
+    """Save an edit posted from a form (version and reason included) through the service's
+    ``edit`` and go to ``then``, or show the form again with the message (:func:`_saved`)."""
+
+    def save() -> str:
+        body = parse_form(values, schema, kind=kind, zone=study.protocol.study.zone)
+        body.save(edit, study, row_id, active.account.username)
+        return then
+
+    return _saved(save, show, values)
 
 
 # --- sign-in -----------------------------------------------------------------------------------
@@ -310,14 +335,17 @@ async def edit_infusion(
     values = await checked_form(request, active)
     study = study_of(request)
     record = infusions.read_infusion(study, infusion_id)
-
-    def save() -> str:
-        body = parse_form(values, InfusionUpdate, kind="infusion", zone=study.protocol.study.zone)
-        body.save(infusions.edit_infusion, study, infusion_id, active.account.username)
-        return f"/subjects/{record.subject_code}"
-
-    show = partial(_infusion_form, request, active, record.subject_code, record=record)
-    return _saved(save, show, values)
+    return _save_edit(
+        values,
+        study,
+        active,
+        infusion_id,
+        schema=InfusionUpdate,
+        kind="infusion",
+        edit=infusions.edit_infusion,
+        then=f"/subjects/{record.subject_code}",
+        show=partial(_infusion_form, request, active, record.subject_code, record=record),
+    )
 
 
 # --- adverse events ----------------------------------------------------------------------------
@@ -404,16 +432,17 @@ async def edit_event(
     values = await checked_form(request, active)
     study = study_of(request)
     record = adverse_events.read_event(study, event_id)
-
-    def save() -> str:
-        body = parse_form(
-            values, AdverseEventUpdate, kind="adverse_event", zone=study.protocol.study.zone
-        )
-        body.save(adverse_events.edit_event, study, event_id, active.account.username)
-        return f"/subjects/{record.subject_code}"
-
-    show = partial(_event_form, request, active, record.subject_code, record=record)
-    return _saved(save, show, values)
+    return _save_edit(
+        values,
+        study,
+        active,
+        event_id,
+        schema=AdverseEventUpdate,
+        kind="adverse_event",
+        edit=adverse_events.edit_event,
+        then=f"/subjects/{record.subject_code}",
+        show=partial(_event_form, request, active, record.subject_code, record=record),
+    )
 
 
 # --- vital signs -------------------------------------------------------------------------------
@@ -505,16 +534,17 @@ async def edit_vital_signs(
     values = await checked_form(request, active)
     study = study_of(request)
     record = vital_signs.read_vital_signs(study, round_id)
-
-    def save() -> str:
-        body = parse_form(
-            values, VitalSignsUpdate, kind="vital_signs", zone=study.protocol.study.zone
-        )
-        body.save(vital_signs.edit_vital_signs, study, round_id, active.account.username)
-        return f"/subjects/{record.subject_code}#vital-signs"
-
-    show = partial(_vital_signs_form, request, active, record.subject_code, record=record)
-    return _saved(save, show, values)
+    return _save_edit(
+        values,
+        study,
+        active,
+        round_id,
+        schema=VitalSignsUpdate,
+        kind="vital_signs",
+        edit=vital_signs.edit_vital_signs,
+        then=f"/subjects/{record.subject_code}#vital-signs",
+        show=partial(_vital_signs_form, request, active, record.subject_code, record=record),
+    )
 
 
 # --- clinical status ---------------------------------------------------------------------------
@@ -593,16 +623,17 @@ async def edit_clinical_status(
     values = await checked_form(request, active)
     study = study_of(request)
     record = clinical_status.read_clinical_status(study, status_id)
-
-    def save() -> str:
-        body = parse_form(
-            values, ClinicalStatusUpdate, kind="clinical_status", zone=study.protocol.study.zone
-        )
-        body.save(clinical_status.edit_clinical_status, study, status_id, active.account.username)
-        return f"/subjects/{record.subject_code}#clinical-status"
-
-    show = partial(_status_form, request, active, record.subject_code, record=record)
-    return _saved(save, show, values)
+    return _save_edit(
+        values,
+        study,
+        active,
+        status_id,
+        schema=ClinicalStatusUpdate,
+        kind="clinical_status",
+        edit=clinical_status.edit_clinical_status,
+        then=f"/subjects/{record.subject_code}#clinical-status",
+        show=partial(_status_form, request, active, record.subject_code, record=record),
+    )
 
 
 # --- product lots ------------------------------------------------------------------------------
@@ -684,13 +715,17 @@ async def edit_lot(
     values = await checked_form(request, active)
     study = study_of(request)
     record = lots.read_lot(study, lot_id)
-
-    def save() -> str:
-        body = parse_form(values, LotUpdate, kind="lot", zone=study.protocol.study.zone)
-        body.save(lots.edit_lot, study, lot_id, active.account.username)
-        return "/lots"
-
-    return _saved(save, partial(_lot_form, request, active, record=record), values)
+    return _save_edit(
+        values,
+        study,
+        active,
+        lot_id,
+        schema=LotUpdate,
+        kind="lot",
+        edit=lots.edit_lot,
+        then="/lots",
+        show=partial(_lot_form, request, active, record=record),
+    )
 
 
 # --- accounts ----------------------------------------------------------------------------------
