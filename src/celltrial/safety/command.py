@@ -7,10 +7,9 @@ from typing import Annotated
 
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
+from celltrial.cli_support import DbOption, console
 
 
 def _print(frame: pd.DataFrame, title: str) -> None:
@@ -24,7 +23,7 @@ def _print(frame: pd.DataFrame, title: str) -> None:
 
 def safety_command(
     directory: Annotated[Path, typer.Argument(help="Study directory.")],
-    db: Annotated[str | None, typer.Option("--db", help="SQLAlchemy database URL.")] = None,
+    db: DbOption = None,
 ) -> None:
     """Print the safety tables: overview, AEs by term, SAEs, lab shifts, infusion signals."""
     from celltrial.safety.analysis import analyse_safety
@@ -80,7 +79,7 @@ ae_app = typer.Typer(help="Record and import adverse events.", no_args_is_help=T
 def ae_import(
     directory: Annotated[Path, typer.Argument(help="Study directory.")],
     file: Annotated[Path, typer.Argument(help="CSV file of adverse events.")],
-    db: Annotated[str | None, typer.Option("--db", help="SQLAlchemy database URL.")] = None,
+    db: DbOption = None,
 ) -> None:
     """Import adverse events from a CSV file (all or nothing; re-importing adds nothing)."""
     from celltrial.safety.recording import import_adverse_events
@@ -118,7 +117,7 @@ def ae_add(
     reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")] = (
         "reported by investigator"
     ),
-    db: Annotated[str | None, typer.Option("--db", help="SQLAlchemy database URL.")] = None,
+    db: DbOption = None,
 ) -> None:
     """Record one adverse event (audited)."""
     from celltrial.safety.recording import record_adverse_event
