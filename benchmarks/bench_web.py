@@ -232,6 +232,8 @@ class Recorder:
         self.errors: Counter[tuple[str, str]] = Counter()
         self.samples: dict[tuple[str, str], str] = {}
         self.measuring = False
+        #: (start s, seconds, category, route, status) of every measured request, for --trace
+        self.trace: list[tuple[float, float, str, str, int]] = []
 
     async def call(
         self,
@@ -254,6 +256,9 @@ class Recorder:
         if self.measuring or category == "sign-in":
             self.latencies[category].append(elapsed)
             self.by_route[(category, f"{method} {route}")].append(elapsed)
+            self.trace.append(
+                (started, elapsed, category, f"{method} {route}", response.status_code)
+            )
         if response.status_code not in expect:
             key = (str(response.status_code), f"{method} {route}")
             self.errors[key] += 1
@@ -586,6 +591,18 @@ async def run_load(base: str, plan: dict, args, pid: int) -> tuple[Recorder, flo
     return recorder, duration, len(active), cpu
 
 
+def write_trace(recorder: Recorder, path: Path) -> None:
+    import csv
+
+    first = min((row[0] for row in recorder.trace), default=0.0)
+    with path.open("w", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(["start_s", "seconds", "category", "route", "status"])
+        for start, elapsed, category, route, status in sorted(recorder.trace):
+            out.writerow([f"{start - first:.4f}", f"{elapsed:.4f}", category, route, status])
+    print(f"trace of {len(recorder.trace)} requests: {path}")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
@@ -668,6 +685,11 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument(
+        "--trace",
+        type=Path,
+        help="write every measured request (start, seconds, category, route, status) to this CSV",
+    )
+    parser.add_argument(
         "--no-warm-up",
         dest="warm_up",
         action="store_false",
@@ -715,6 +737,8 @@ def main() -> None:
             if active < args.users:
                 print(f"only {active} of {args.users} users could sign in")
             report(recorder, duration, cpu)
+            if args.trace:
+                write_trace(recorder, args.trace)
             tail = (folder / "server.log").read_text().strip()
             if tail:
                 print("server log (last lines):")

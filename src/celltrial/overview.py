@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 
 import pandas as pd
 
 from celltrial.protocol import Protocol
-from celltrial.protocol.deviations import derive_deviations
-from celltrial.protocol.schedule import derive_schedule
+from celltrial.protocol.deviations import DeviationRows, derive_deviation_rows, order_deviations
+from celltrial.protocol.schedule import Schedule, derive_schedule
 from celltrial.study import StudyFrames
 
 
@@ -33,13 +34,35 @@ class StudyOverview:
         "(day 0). Windows are inclusive. An assessment is matched to the visit whose window holds "
         "it, else to the nearest visit listing it (ties to the earlier visit)."
     )
+    #: the deviations by source, for an update (see :func:`summarize_study`)
+    deviation_rows: DeviationRows | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def schedule(self) -> Schedule:
+        return Schedule(self.infusions, self.visit_assessments, self.visits)
 
 
 def summarize_study(
-    protocol: Protocol, frames: StudyFrames, *, today: pd.Timestamp | None = None
+    protocol: Protocol,
+    frames: StudyFrames,
+    *,
+    today: pd.Timestamp | None = None,
+    previous: StudyOverview | None = None,
+    changed: Collection[str] = (),
 ) -> StudyOverview:
-    """Schedule status and deviations of every study subject as of ``today`` (default: now)."""
-    today = pd.Timestamp.now(tz="UTC") if today is None else today
+    """Schedule status and deviations of every study subject as of ``today`` (default: now).
+
+    ``previous``: an update — the overview of frames that differ from these only in those named
+    in ``changed`` (and give every subject the same day 0). It is brought up to date as of its own
+    ``today``: the parts derived from unchanged frames only are taken from it as they are.
+    """
+    if previous is not None:
+        if today is not None and today != previous.today:
+            raise ValueError("an update of an overview is as of that overview's today")
+        today = previous.today
+    elif today is None:
+        today = pd.Timestamp.now(tz="UTC")
+    reuse = previous is not None and previous.deviation_rows is not None
     schedule = derive_schedule(
         protocol,
         frames.subjects,
@@ -48,19 +71,23 @@ def summarize_study(
         frames.clinical_status,
         frames.imaging,
         today=today,
+        previous=previous.schedule if reuse else None,
+        changed=changed,
     )
     infusion_status, visits = schedule.infusions, schedule.visits
-    deviations = derive_deviations(
+    rows = derive_deviation_rows(
         protocol,
         subjects=frames.subjects,
         lots=frames.lots,
         infusions=frames.infusions,
         observations=frames.observations,
         clinical_status=frames.clinical_status,
-        imaging=frames.imaging,
         today=today,
         schedule=schedule,
+        previous=previous.deviation_rows if reuse else None,
+        changed=changed,
     )
+    deviations = order_deviations(rows)
     summary = frames.subjects[["subject_id", "sex", "age", "baseline_who_scale"]].copy()
     given = infusion_status[infusion_status["actual_day"].notna()].groupby("subject_id").size()
     summary["infusions"] = summary["subject_id"].map(given).fillna(0).astype(int)
@@ -82,4 +109,5 @@ def summarize_study(
         visit_assessments=schedule.visit_assessments,
         deviations=deviations,
         n=len(frames.subjects),
+        deviation_rows=rows,
     )

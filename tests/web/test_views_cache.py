@@ -37,7 +37,10 @@ def test_a_write_shows_at_once_and_only_its_table_is_read_again(app, clients, on
     assert after.frames.adverse_events is not before.frames.adverse_events
     assert after.frames.observations is before.frames.observations  # not read again
     assert after.frames.infusions is before.frames.infusions
-    assert after.overview is before.overview  # the schedule does not use AEs
+    # the schedule, the deviations and the lab grades do not use AEs: kept
+    assert after.overview.visit_assessments is before.overview.visit_assessments
+    assert after.overview.deviations.equals(before.overview.deviations)
+    assert after.safety_inputs[0] is before.safety_inputs[0]
     # what is kept and what is made again is what all of it made afresh would be
     frames = read_study_frames(study)
     pd.testing.assert_frame_equal(after.frames.adverse_events, frames.adverse_events)
@@ -70,6 +73,71 @@ def test_a_first_infusion_moves_day_0_so_everything_is_read_again(app, clients, 
     subject = client.get("/api/v1/subjects/S004").json()
     assert subject["details"]["first_infusion"] is not None
     assert any(i["actual_day"] == 0 for i in subject["infusions"])
+
+
+def test_analyses_updated_after_writes_of_each_kind_equal_those_made_afresh(
+    app, clients, one_minute
+):
+    from celltrial.overview import summarize_study
+    from celltrial.safety.analysis import derive_safety_inputs
+
+    study, client = app.state.study, clients["coordinator"]
+
+    def infusion(days: float, number: int) -> dict:
+        started = NOW - timedelta(days=days)
+        return {
+            "lot_code": RELEASED,
+            "vial_id": f"V-{number}",
+            "started_at": started.isoformat(),
+            "ended_at": (started + timedelta(minutes=40)).isoformat(),
+            "cells_given": 3.0e7,
+            "volume_ml": 100,
+            "label_subject_code": "S001",
+        }
+
+    def check(what: str) -> None:
+        state = monitoring.read_study_state(study)
+        frames = read_study_frames(study)
+        fresh = summarize_study(study.protocol, frames, today=state.overview.today)
+        for part in ("summary", "infusions", "visits", "visit_assessments", "deviations"):
+            got, expected = getattr(state.overview, part), getattr(fresh, part)
+            pd.testing.assert_frame_equal(got, expected, obj=f"{part} after {what}")
+        inputs = derive_safety_inputs(study.protocol, frames)
+        safety = analyse_safety(study.protocol, frames, inputs=inputs)
+        for got, expected in zip(state.safety_inputs, inputs, strict=True):
+            pd.testing.assert_frame_equal(got, expected, obj=f"safety inputs after {what}")
+        for part in ("summary", "by_term", "shifts", "lab_toxicities", "signals", "reported"):
+            got, expected = getattr(state.safety, part), getattr(safety, part)
+            pd.testing.assert_frame_equal(got, expected, obj=f"{part} after {what}")
+
+    ids = []
+    for number, days in ((1, 9), (2, 6), (3, 3)):
+        created = client.post("/api/v1/subjects/S001/infusions", json=infusion(days, number))
+        assert created.status_code == 201, created.text
+        ids.append(created.json())
+        check(f"infusion {number}")
+    second = ids[1]
+    moved = {k: v for k, v in infusion(4, 2).items() if k != "label_subject_code"}
+    edited = client.put(
+        f"/api/v1/infusions/{second['id']}",
+        json=moved | {"version": second["version"], "reason": "time from the chart"},
+    )
+    assert edited.status_code == 200, edited.text
+    check("the second infusion moved a day later")
+    vitals = {"heart_rate": 90, "systolic_bp": 120, "spo2": 95}
+    for hours, temperature in ((-2, 36.8), (1, 39.4)):  # before and after the second infusion
+        when = (NOW - timedelta(days=4) + timedelta(hours=hours)).isoformat()
+        body = {"time": when, "temperature": temperature} | vitals
+        recorded = client.post("/api/v1/subjects/S001/vital-signs", json=body)
+        assert recorded.status_code == 201, recorded.text
+        check(f"a temperature of {temperature}")
+    status = {"assessed_at": (NOW - timedelta(days=2)).isoformat(), "who_scale": 4}
+    assert client.post("/api/v1/subjects/S001/clinical-status", json=status).status_code == 201
+    check("a clinical status")
+    assert client.post("/api/v1/subjects/S001/adverse-events", json=event("Chills")).status_code
+    check("an adverse event")
+    state = monitoring.read_study_state(study)
+    assert len(state.safety.signals), "the fever is a vital-sign signal"
 
 
 def test_a_query_leaves_the_analyses_as_they_were(app, clients, one_minute):
@@ -183,6 +251,32 @@ def test_readers_do_not_wait_for_the_analyses_of_a_write_not_yet_acknowledged(ap
     reader.join(10)
     assert served[0] is before  # the previous analyses, at once
     assert waited[0].revision[0] > before.revision[0]  # the new ones, once the lock was free
+
+
+def test_a_reader_leaves_the_analyses_of_a_write_in_flight_to_that_write(app, one_minute):
+    import threading
+
+    from celltrial.services import adverse_events
+    from celltrial.web.schemas import AdverseEventCreate
+
+    study = app.state.study
+    before = monitoring.read_study_state(study)
+    entry = AdverseEventCreate(**event("In-flight cough")).entry()
+    with monitoring.write_in_flight():
+        adverse_events.record_event(study, "S004", entry, user="investigator")
+        # nobody is computing: a reader still does not, it is served the previous analyses
+        assert monitoring.read_study_state(study) is before
+        # the write's own refresh waits for a request that holds the lock, then computes
+        release = threading.Timer(0.3, monitoring._lock.release)
+        monitoring._lock.acquire()
+        release.start()
+        monitoring.refresh_after_write(study)
+        release.join()
+    after = monitoring.read_study_state(study)
+    assert after.revision[0] > before.revision[0]
+    assert "In-flight cough" in set(after.frames.adverse_events["term"])
+    assert monitoring.summarize_dashboard(study) is monitoring._dashboards[study.url][1]
+    assert monitoring._dashboards[study.url][0] is after  # the dashboard made by the refresh
 
 
 def test_figures_drawn_in_a_process_of_their_own_while_the_app_runs(

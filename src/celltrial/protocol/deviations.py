@@ -8,6 +8,9 @@ Kinds (``kind`` column): ``infusion_missed``, ``infusion_late``, ``infusion_earl
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -16,6 +19,26 @@ from celltrial.protocol.release import check_lot_release, compute_endotoxin_dose
 from celltrial.protocol.schedule import Schedule, derive_schedule, group_lists, subject_days
 
 DEVIATION_COLUMNS = ("subject_id", "study_day", "kind", "category", "what", "detail")
+
+
+#: The study frames (:class:`~celltrial.study.StudyFrames` names) each source of deviations is
+#: derived from, besides the protocol, today and the schedule (which is derived from the same).
+DEVIATION_INPUTS = {
+    "infusion": frozenset({"subjects", "lots", "infusions"}),
+    "visit": frozenset({"subjects", "observations", "clinical_status", "imaging"}),
+    "daily": frozenset({"subjects", "observations", "clinical_status"}),
+}
+
+
+@dataclass(frozen=True)
+class DeviationRows:
+    """The deviations of each source (infusions and their lots, visits, daily assessments)
+    before they are put in order: kept so that an update re-derives only the sources whose
+    frames changed."""
+
+    infusion: list[dict]
+    visit: list[dict]
+    daily: list[dict]
 
 
 def derive_deviations(
@@ -39,11 +62,57 @@ def derive_deviations(
         schedule = derive_schedule(
             protocol, subjects, infusions, observations, clinical_status, imaging, today=today
         )
-    rows: list[dict] = []
-    rows += _infusion_deviations(protocol, subjects, lots, infusions, schedule.infusions)
-    rows += _visit_deviations(schedule.visit_assessments, schedule.visits)
-    rows += _daily_deviations(protocol, subjects, observations, clinical_status, today)
-    frame = pd.DataFrame(rows, columns=list(DEVIATION_COLUMNS))
+    rows = derive_deviation_rows(
+        protocol,
+        subjects=subjects,
+        lots=lots,
+        infusions=infusions,
+        observations=observations,
+        clinical_status=clinical_status,
+        today=today,
+        schedule=schedule,
+    )
+    return order_deviations(rows)
+
+
+def derive_deviation_rows(
+    protocol: Protocol,
+    *,
+    subjects: pd.DataFrame,
+    lots: pd.DataFrame,
+    infusions: pd.DataFrame,
+    observations: pd.DataFrame,
+    clinical_status: pd.DataFrame,
+    today: pd.Timestamp,
+    schedule: Schedule,
+    previous: DeviationRows | None = None,
+    changed: Collection[str] = (),
+) -> DeviationRows:
+    """The deviations of each source (see :func:`derive_deviations`).
+
+    ``previous``: the rows, as of the same ``today``, of frames that differ from these only in
+    those named in ``changed``; a source derived from none of them is taken from it as it is.
+    """
+
+    def kept(source: str) -> bool:
+        return previous is not None and not DEVIATION_INPUTS[source] & set(changed)
+
+    return DeviationRows(
+        infusion=previous.infusion
+        if kept("infusion")
+        else _infusion_deviations(protocol, subjects, lots, infusions, schedule.infusions),
+        visit=previous.visit
+        if kept("visit")
+        else _visit_deviations(schedule.visit_assessments, schedule.visits),
+        daily=previous.daily
+        if kept("daily")
+        else _daily_deviations(protocol, subjects, observations, clinical_status, today),
+    )
+
+
+def order_deviations(rows: DeviationRows) -> pd.DataFrame:
+    """One frame of all deviations, by subject, study day and kind."""
+    frame = pd.DataFrame(rows.infusion + rows.visit + rows.daily, columns=list(DEVIATION_COLUMNS))
     frame["study_day"] = frame["study_day"].astype("Int64")
     return frame.sort_values(["subject_id", "study_day", "kind"], kind="stable").reset_index(
         drop=True

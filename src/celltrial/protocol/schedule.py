@@ -14,6 +14,7 @@ Statuses:
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -52,6 +53,14 @@ class Schedule:
     visits: pd.DataFrame
 
 
+#: The study frames (:class:`~celltrial.study.StudyFrames` names) each part of the schedule is
+#: derived from, besides the protocol and today.
+SCHEDULE_INPUTS = {
+    "infusions": frozenset({"subjects", "infusions"}),
+    "visits": frozenset({"subjects", "observations", "clinical_status", "imaging"}),
+}
+
+
 def derive_schedule(
     protocol: Protocol,
     subjects: pd.DataFrame,
@@ -61,21 +70,30 @@ def derive_schedule(
     imaging: pd.DataFrame,
     *,
     today: pd.Timestamp,
+    previous: Schedule | None = None,
+    changed: Collection[str] = (),
 ) -> Schedule:
-    """Infusion status, visit assessment status and the visit summary, each derived once."""
-    visit_status = derive_visit_status(
-        protocol, subjects, observations, clinical_status, imaging, today=today
-    )
-    visits = (
-        summarize_visits(visit_status)
-        if len(visit_status)
-        else pd.DataFrame(columns=list(VISIT_SUMMARY_COLUMNS))
-    )
-    return Schedule(
-        infusions=derive_infusion_status(protocol, subjects, infusions, today=today),
-        visit_assessments=visit_status,
-        visits=visits,
-    )
+    """Infusion status, visit assessment status and the visit summary, each derived once.
+
+    ``previous``: the schedule, as of the same ``today``, of frames that differ from these only
+    in those named in ``changed``; a part derived from none of them is taken from it as it is.
+    """
+    if previous is not None and not SCHEDULE_INPUTS["visits"] & set(changed):
+        visit_status, visits = previous.visit_assessments, previous.visits
+    else:
+        visit_status = derive_visit_status(
+            protocol, subjects, observations, clinical_status, imaging, today=today
+        )
+        visits = (
+            summarize_visits(visit_status)
+            if len(visit_status)
+            else pd.DataFrame(columns=list(VISIT_SUMMARY_COLUMNS))
+        )
+    if previous is not None and not SCHEDULE_INPUTS["infusions"] & set(changed):
+        infusion_status = previous.infusions
+    else:
+        infusion_status = derive_infusion_status(protocol, subjects, infusions, today=today)
+    return Schedule(infusions=infusion_status, visit_assessments=visit_status, visits=visits)
 
 
 def plan_visits(protocol: Protocol) -> pd.DataFrame:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import pandas as pd
 
 from celltrial.efficacy.baseline import select_baseline_rows
@@ -33,18 +35,41 @@ def grade_study_labs(protocol: Protocol, frames: StudyFrames) -> pd.DataFrame:
     return derive_first_infusion_flag(graded, first)
 
 
+#: The study frames (:class:`~celltrial.study.StudyFrames` names) the lab grades and the
+#: vital-sign signals are derived from (the grades use the infusions only for each day 0).
+SAFETY_INPUTS = {
+    "lab_grades": frozenset({"observations"}),
+    "signals": frozenset({"observations", "infusions"}),
+}
+
+
 def derive_safety_inputs(
-    protocol: Protocol, frames: StudyFrames
+    protocol: Protocol,
+    frames: StudyFrames,
+    *,
+    previous: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+    changed: Collection[str] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The lab grades and the infusion vital-sign signals: what the safety tables take from the
-    frames besides the adverse events (kept by the web app while only AEs change)."""
+    frames besides the adverse events (kept by the web app while only AEs change).
+
+    ``previous``: those of frames that differ from these only in those named in ``changed`` and
+    give every subject the same day 0; what is derived from none of them is taken as it is.
+    """
+    changed = set(changed)
+    if previous is not None and not SAFETY_INPUTS["lab_grades"] & changed:
+        lab_grades = previous[0]
+    else:
+        lab_grades = grade_study_labs(protocol, frames)
+    if previous is not None and not SAFETY_INPUTS["signals"] & changed:
+        return lab_grades, previous[1]
     window = protocol.safety.infusion_reaction_window_hours
     observations = frames.observations
     vitals = observations.loc[
         observations["test"].isin(VITAL_TESTS), ["subject_id", "time", "test", "value", "unit"]
     ]
     signals = derive_infusion_signals(vitals, frames.infusions, window_hours=window)
-    return grade_study_labs(protocol, frames), signals
+    return lab_grades, signals
 
 
 def analyse_safety(
@@ -52,9 +77,11 @@ def analyse_safety(
     frames: StudyFrames,
     *,
     inputs: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+    previous: SafetySummary | None = None,
 ) -> SafetySummary:
     """All safety tables of the study's own subjects (``inputs``: :func:`derive_safety_inputs` of
-    these frames, if already made)."""
+    these frames, if already made; ``previous``: a summary made from the same lab grades, whose
+    lab tables are taken as they are)."""
     window = protocol.safety.infusion_reaction_window_hours
     timed = derive_ae_timing(
         frames.adverse_events,
@@ -69,4 +96,5 @@ def analyse_safety(
         lab_grades=lab_grades,
         signals=signals,
         window_hours=window,
+        lab_tables=None if previous is None else (previous.shifts, previous.lab_toxicities),
     )

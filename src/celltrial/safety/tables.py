@@ -295,8 +295,10 @@ def summarize_safety(
     lab_grades: pd.DataFrame,
     signals: pd.DataFrame,
     window_hours: float,
+    lab_tables: tuple[pd.DataFrame, pd.DataFrame] | None = None,
 ) -> SafetySummary:
-    """All safety tables of a study (inputs already timed, graded and flagged)."""
+    """All safety tables of a study (inputs already timed, graded and flagged; ``lab_tables``:
+    the shift table and the grade ≥ 3 listing of these lab grades, if already made)."""
     n = len(subject_ids)
     own = adverse_events["subject_id"].isin(subject_ids)
     serious = adverse_events[adverse_events["serious"].astype(bool) & own]
@@ -328,8 +330,8 @@ def summarize_safety(
         ),
         by_term=summarize_ae_terms(subject_ids, adverse_events),
         serious=serious.reset_index(drop=True),
-        shifts=summarize_lab_shifts(lab_grades),
-        lab_toxicities=list_lab_toxicities(lab_grades),
+        shifts=summarize_lab_shifts(lab_grades) if lab_tables is None else lab_tables[0],
+        lab_toxicities=list_lab_toxicities(lab_grades) if lab_tables is None else lab_tables[1],
         signals=detected.reset_index(drop=True) if len(detected) else detected,
         reported=reported.reset_index(drop=True),
         listing=adverse_events[own].reset_index(drop=True),

@@ -4,7 +4,9 @@ The analyses behind them (schedule status, deviations, safety) are the ones the 
 report use. They are computed once per change of the study data: the audit log grows with every
 change, so its newest id (with the minute, since statuses such as *due* move with the clock) keys
 a small cache. Within a minute only the tables changed since are read again (a query or a
-signature changes nothing here); each minute everything is. The web app brings the cache up to
+signature changes nothing here), and only the analyses derived from them are made again (an
+infusion edited leaves the visit schedule and the lab grades as they were); each minute
+everything is. The web app brings the cache up to
 date after each write before acknowledging it, so reads after a write do not wait for the
 analyses; the dashboard, each subject's view and each subject's figure (kept while the subject's
 own data are unchanged) are made once per state. Figures are also kept as files in the study
@@ -56,7 +58,7 @@ class StudyState:
     overview: StudyOverview
     safety: SafetySummary | None
     safety_error: str | None = None
-    #: lab grades and vital-sign signals (:func:`derive_safety_inputs`): kept while only AEs change
+    #: lab grades and vital-sign signals (:func:`derive_safety_inputs`), for the next update
     safety_inputs: tuple[pd.DataFrame, pd.DataFrame] | None = None
 
 
@@ -116,9 +118,10 @@ def write_in_flight() -> Iterator[None]:
     """Mark a write of this process as not yet acknowledged (the web app: from the request
     until its analyses are brought up to date).
 
-    Meanwhile a reader that finds the analyses being recomputed gets the previous ones rather
-    than waiting: nobody has been told of the write yet, and every write this process has
-    acknowledged is in them (each write's analyses are made before its answer).
+    Meanwhile a reader that finds newer data gets the previous analyses rather than waiting or
+    computing them: nobody has been told of the write yet, and every write this process has
+    acknowledged is in them (each write's analyses are made before its answer). With several
+    worker processes, a write acknowledged by another one may show a moment later.
     """
     global _writes_in_flight
     with _writes_lock:
@@ -130,45 +133,60 @@ def write_in_flight() -> Iterator[None]:
             _writes_in_flight -= 1
 
 
-def read_study_state(study: StudyHandle) -> StudyState:
-    """The study's frames and analyses, recomputed only when the data (or the minute) changed."""
+def read_study_state(study: StudyHandle, *, wait: bool = False) -> StudyState:
+    """The study's frames and analyses, recomputed only when the data (or the minute) changed.
+
+    A reader is served the previous state rather than kept waiting when the new data are a
+    write not yet acknowledged (that write brings the state up to date itself, see
+    :func:`refresh_after_write`), or when only the minute moved and another request is already
+    bringing it up to date. ``wait``: bring it up to date regardless (a write's own refresh).
+    """
     revision = data_revision(study)
     cached = _cache.get(study.url)
-    if (
-        cached is not None
-        and _lock.locked()
-        and (cached.revision[0] >= revision[0] or _writes_in_flight)
-    ):
-        # another request is already bringing the state up to date: the previous one is served
-        # rather than waited for when only the minute moved (no new data), or when the new data
-        # are a write not yet acknowledged
-        return cached
+    if cached is not None and not wait:
+        new_data = cached.revision[0] < revision[0]
+        if (new_data and _writes_in_flight) or (not new_data and _lock.locked()):
+            return cached
     with _lock:
         cached = _cache.get(study.url)
         # a state computed while this request waited for the lock is as new or newer: use it
         fresh = cached is not None and cached.revision[0] >= revision[0]
         if fresh and cached.revision[1] >= revision[1]:
             return cached
-        frames = overview = inputs = None
+        frames, previous, changed_frames = None, None, set()
         if cached is not None and cached.revision[1] == revision[1]:
             # within the minute, read again only the tables changed since (each minute, all are)
+            # and derive again only what is derived from them
             changed = _changed_tables(study, cached.revision[0]) - _NOT_IN_STATE
             if not changed:
                 state = replace(cached, revision=revision)
                 _cache[study.url] = state
                 return state
             frames = _read_changed(study, cached.frames, changed)
-            if frames is not None and changed == {"adverse_event"}:
-                # the schedule, deviations, lab grades and vital-sign signals do not use AEs
-                overview, inputs = cached.overview, cached.safety_inputs
+            if frames is not None:
+                previous, changed_frames = cached, {_FRAME_OF[table] for table in changed}
         if frames is None:
             frames = read_study_frames(study)
-        if overview is None:
-            overview = summarize_study(study.protocol, frames)
+        overview = summarize_study(
+            study.protocol,
+            frames,
+            previous=None if previous is None else previous.overview,
+            changed=changed_frames,
+        )
         try:
-            if inputs is None:
-                inputs = derive_safety_inputs(study.protocol, frames)
-            safety, error = analyse_safety(study.protocol, frames, inputs=inputs), None
+            kept = None if previous is None else previous.safety_inputs
+            inputs = derive_safety_inputs(
+                study.protocol, frames, previous=kept, changed=changed_frames
+            )
+            # the lab tables of the previous summary, when made from these very lab grades
+            same_grades = kept is not None and inputs[0] is kept[0]
+            safety = analyse_safety(
+                study.protocol,
+                frames,
+                inputs=inputs,
+                previous=previous.safety if same_grades else None,
+            )
+            error = None
         except (KeyError, ValueError, TypeError) as exc:  # an analysis failing must not hide data
             safety, error, inputs = None, f"the safety analysis failed: {exc}", None
         state = StudyState(revision, frames, overview, safety, error, inputs)
@@ -291,6 +309,13 @@ AE_COLUMNS = [
     "outcome",
 ]
 DEVIATION_COLUMNS = ["subject_id", "study_day", "kind", "category", "what", "detail"]
+
+
+def refresh_after_write(study: StudyHandle) -> None:
+    """Bring the analyses and the dashboard up to date after a write, before it is acknowledged
+    (within :func:`write_in_flight`), so that the reads after it find them made."""
+    read_study_state(study, wait=True)
+    summarize_dashboard(study)
 
 
 def summarize_dashboard(study: StudyHandle) -> Dashboard:

@@ -19,9 +19,9 @@ from celltrial import __version__
 from celltrial.errors import CelltrialError, DataError
 from celltrial.services.errors import EditConflict, NotFound, NotPermitted, SignInRefused
 from celltrial.services.monitoring import (
+    refresh_after_write,
     start_figure_process,
     stop_figure_process,
-    summarize_dashboard,
     write_in_flight,
 )
 from celltrial.study import open_study
@@ -105,7 +105,7 @@ def create_app(
     app.state.css = files("celltrial.web").joinpath("static/style.css").read_bytes()
 
     @app.middleware("http")
-    async def refresh_after_write(request: Request, call_next):
+    async def bring_analyses_up_to_date(request: Request, call_next):
         # a write brings the analyses and the dashboard up to date before it is acknowledged, so
         # the reads after it (its own redirect, other users' pages) find them made, not make them
         # (while it runs, readers are not kept waiting for analyses of a write not acknowledged)
@@ -115,7 +115,7 @@ def create_app(
             response = await call_next(request)
             if response.status_code < 400:
                 try:
-                    await run_in_threadpool(summarize_dashboard, study)
+                    await run_in_threadpool(refresh_after_write, study)
                 except Exception:  # the write is saved; the next read computes the analyses
                     _log.exception("refreshing the study's analyses after a write failed")
         return response
