@@ -140,6 +140,27 @@ def test_analyses_updated_after_writes_of_each_kind_equal_those_made_afresh(
     assert len(state.safety.signals), "the fever is a vital-sign signal"
 
 
+def test_a_new_minute_derives_everything_again_a_new_hour_reads_everything_again(
+    app, clients, monkeypatch
+):
+    study = app.state.study
+    clock = ["2026-11-25T08:58"]
+    revision = monitoring.data_revision
+    monkeypatch.setattr(monitoring, "data_revision", lambda s: (revision(s)[0], clock[0]))
+    clients["coordinator"].post("/api/v1/subjects/S003/adverse-events", json=event("Clock rash"))
+    before = monitoring.read_study_state(study)
+    clock[0] = "2026-11-25T08:59"
+    minute = monitoring.read_study_state(study)
+    assert minute.frames is before.frames  # nothing changed: nothing read again
+    assert minute.overview.today > before.overview.today  # but "today" moved: derived again
+    assert minute.overview.visit_assessments is not before.overview.visit_assessments
+    clients["coordinator"].post("/api/v1/subjects/S003/adverse-events", json=event("Clock cough"))
+    clock[0] = "2026-11-25T09:00"
+    hour = monitoring.read_study_state(study)
+    assert hour.frames.observations is not minute.frames.observations  # a new hour: all read
+    assert "Clock cough" in set(hour.frames.adverse_events["term"])
+
+
 def test_a_query_leaves_the_analyses_as_they_were(app, clients, one_minute):
     study = app.state.study
     created = clients["coordinator"].post(

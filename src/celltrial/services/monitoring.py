@@ -1,17 +1,16 @@
 """What the study team watches: the dashboard and a subject's casebook view, as plain values.
 
-The analyses behind them (schedule status, deviations, safety) are the ones the CLI and the
-report use. They are computed once per change of the study data: the audit log grows with every
-change, so its newest id (with the minute, since statuses such as *due* move with the clock) keys
-a small cache. Within a minute only the tables changed since are read again (a query or a
-signature changes nothing here), and only the analyses derived from them are made again (an
-infusion edited leaves the visit schedule and the lab grades as they were); each minute
-everything is. The web app brings the cache up to
-date after each write before acknowledging it, so reads after a write do not wait for the
-analyses; the dashboard, each subject's view and each subject's figure (kept while the subject's
-own data are unchanged) are made once per state. Figures are also kept as files in the study
-directory (``cache/figures/``), so the web app's worker processes draw each one once between
-them.
+The analyses behind them (schedule status, deviations, safety) are the ones the CLI and the report
+use. They are computed once per change of the study data: the audit log grows with every change, so
+its newest id (with the minute, since statuses such as *due* move with the clock) keys a small
+cache. Only the tables changed since are read again (a query or a signature changes nothing here;
+each hour, and when a subject's day 0 moves, all are). Within a minute only the analyses derived
+from the changed tables are made again (an infusion edited leaves the visit schedule and the lab
+grades as they were); each minute all of them are. The web app brings the cache up to date after
+each write before acknowledging it, so reads after a write do not wait for the analyses; the
+dashboard, each subject's view and each subject's figure (kept while the subject's own data are
+unchanged) are made once per state. Figures are also kept as files in the study directory
+(``cache/figures/``), so the web app's worker processes draw each one once between them.
 """
 
 from __future__ import annotations
@@ -154,16 +153,18 @@ def read_study_state(study: StudyHandle, *, wait: bool = False) -> StudyState:
         if fresh and cached.revision[1] >= revision[1]:
             return cached
         frames, previous, changed_frames = None, None, set()
-        if cached is not None and cached.revision[1] == revision[1]:
-            # within the minute, read again only the tables changed since (each minute, all are)
-            # and derive again only what is derived from them
+        # within the hour, read again only the tables changed since (each hour, all are)
+        if cached is not None and cached.revision[1][:13] == revision[1][:13]:
             changed = _changed_tables(study, cached.revision[0]) - _NOT_IN_STATE
-            if not changed:
+            same_minute = cached.revision[1] == revision[1]
+            if not changed and same_minute:
                 state = replace(cached, revision=revision)
                 _cache[study.url] = state
                 return state
-            frames = _read_changed(study, cached.frames, changed)
-            if frames is not None:
+            frames = _read_changed(study, cached.frames, changed) if changed else cached.frames
+            if frames is not None and same_minute:
+                # and within the minute derive again only what is derived from them (a new
+                # minute moves "today": then everything is derived again)
                 previous, changed_frames = cached, {_FRAME_OF[table] for table in changed}
         if frames is None:
             frames = read_study_frames(study)
