@@ -161,6 +161,21 @@ def test_a_new_minute_derives_everything_again_a_new_hour_reads_everything_again
     assert "Clock cough" in set(hour.frames.adverse_events["term"])
 
 
+def test_views_kept_do_not_keep_old_analyses_alive(app, clients, one_minute):
+    import gc
+    import weakref
+
+    study, client = app.state.study, clients["coordinator"]
+    for path in ("/api/v1/dashboard", "/api/v1/subjects/S001", "/subjects/S001/profile.png"):
+        assert client.get(path).status_code == 200
+    old = weakref.ref(monitoring.read_study_state(study))
+    assert client.post("/api/v1/subjects/S002/adverse-events", json=event("Old cough")).is_success
+    assert old() is not monitoring.read_study_state(study)
+    gc.collect()
+    assert old() is None  # S001's view and figure, not looked at since, do not hold it
+    assert client.get("/subjects/S001/profile.png").status_code == 200
+
+
 def test_a_query_leaves_the_analyses_as_they_were(app, clients, one_minute):
     study = app.state.study
     created = clients["coordinator"].post(
@@ -297,7 +312,7 @@ def test_a_reader_leaves_the_analyses_of_a_write_in_flight_to_that_write(app, on
     assert after.revision[0] > before.revision[0]
     assert "In-flight cough" in set(after.frames.adverse_events["term"])
     assert monitoring.summarize_dashboard(study) is monitoring._dashboards[study.url][1]
-    assert monitoring._dashboards[study.url][0] is after  # the dashboard made by the refresh
+    assert monitoring._dashboards[study.url][0]() is after  # the dashboard made by the refresh
 
 
 def test_figures_drawn_in_a_process_of_their_own_while_the_app_runs(

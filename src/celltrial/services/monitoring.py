@@ -21,6 +21,7 @@ import math
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -93,12 +94,14 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _cache: dict[str, StudyState] = {}
 _lock = threading.Lock()
 #: Views built from a state, kept while that state is current: study URL (and subject code) ->
-#: (the state they were built from, the view).
-_dashboards: dict[str, tuple[StudyState, Dashboard]] = {}
-_subject_views: dict[tuple[str, str], tuple[StudyState, SubjectView]] = {}
-#: Profile figures by study URL and subject code: (state, digest of the subject's data, PNG). A
-#: change to another subject's data leaves a figure's digest, and so the figure, as it was.
-_figures: dict[tuple[str, str], tuple[StudyState, str, bytes]] = {}
+#: (a weak reference to the state they were built from, the view). Weak, so that views of
+#: subjects not looked at since do not keep old states (their frames) alive.
+_dashboards: dict[str, tuple[weakref.ref[StudyState], Dashboard]] = {}
+_subject_views: dict[tuple[str, str], tuple[weakref.ref[StudyState], SubjectView]] = {}
+#: Profile figures by study URL and subject code: (weak reference to the state, digest of the
+#: subject's data, PNG). A change to another subject's data leaves a figure's digest, and so the
+#: figure, as it was.
+_figures: dict[tuple[str, str], tuple[weakref.ref[StudyState], str, bytes]] = {}
 
 
 def data_revision(study: StudyHandle) -> tuple[int, str]:
@@ -323,10 +326,10 @@ def summarize_dashboard(study: StudyHandle) -> Dashboard:
     """Enrolment, each subject's schedule, deviations and the safety panel (worst first)."""
     state = read_study_state(study)
     cached = _dashboards.get(study.url)
-    if cached is not None and cached[0] is state:
+    if cached is not None and cached[0]() is state:
         return cached[1]
     dashboard = _dashboard(study, state)
-    _dashboards[study.url] = (state, dashboard)
+    _dashboards[study.url] = (weakref.ref(state), dashboard)
     return dashboard
 
 
@@ -457,10 +460,10 @@ def summarize_subject(study: StudyHandle, code: str) -> SubjectView:
     vital signs (a day an item) and clinical status."""
     state = read_study_state(study)
     cached = _subject_views.get((study.url, code))
-    if cached is not None and cached[0] is state:
+    if cached is not None and cached[0]() is state:
         return cached[1]
     view = _subject_view(study, state, code)
-    _subject_views[(study.url, code)] = (state, view)
+    _subject_views[(study.url, code)] = (weakref.ref(state), view)
     return view
 
 
@@ -547,7 +550,7 @@ def render_subject_figure(study: StudyHandle, code: str) -> bytes:
     if code not in set(frames.subjects["subject_id"]):
         raise NotFound(f"no subject {code!r} in study {study.study_id}")
     cached = _figures.get((study.url, code))
-    if cached is not None and cached[0] is state:
+    if cached is not None and cached[0]() is state:
         return cached[2]
 
     def own(frame: pd.DataFrame) -> pd.DataFrame:
@@ -562,14 +565,14 @@ def render_subject_figure(study: StudyHandle, code: str) -> bytes:
     follow_up = study.protocol.safety.ae_follow_up_days
     digest = _digest(*data, follow_up, __version__)  # a new release draws figures anew
     if cached is not None and cached[1] == digest:
-        _figures[(study.url, code)] = (state, digest, cached[2])
+        _figures[(study.url, code)] = (weakref.ref(state), digest, cached[2])
         return cached[2]
     kept = _kept_figure(study, code, digest)
     png = kept.read_bytes() if kept.exists() else None
     if png is None:
         png = _draw_profile(code, data, follow_up)
         _keep_figure(kept, png)
-    _figures[(study.url, code)] = (state, digest, png)
+    _figures[(study.url, code)] = (weakref.ref(state), digest, png)
     return png
 
 
