@@ -26,6 +26,9 @@ AIR_HU = -400.0
 AIRWAY_HU = -950.0
 OUTSIDE_AIR_HU = -975.0
 MIN_LUNG_ML = 20.0
+#: In a stack too thin to hold MIN_LUNG_ML (a single slice, a few slices), a lung has at least
+#: this area (mm²) in each slice instead.
+MIN_LUNG_MM2 = 800.0
 #: Main bronchi: small air regions up to this far (mm) below and beside the trachea's end.
 BRONCHI_MM = 50.0
 RIGHT, LEFT = 1, 2
@@ -58,25 +61,41 @@ def segment_lungs(volume: CtVolume, *, target_mm: float = 1.4) -> LungMasks:
     smooth = _downsample(hu, factor, sigma=0.7)
     spacing = (volume.spacing[0], volume.spacing[1] * factor, volume.spacing[2] * factor)
     voxel_ml = float(np.prod(spacing)) / 1000.0
+    min_ml = min(MIN_LUNG_ML, MIN_LUNG_MM2 * hu.shape[0] * spacing[0] / 1000.0)
     notes: list[str] = []
     labels, n = ndi.label(smooth < AIR_HU)
     if n == 0:
         raise ImagingError(f"{volume.source}: no air-filled region found; is this a chest CT?")
-    counts, dark = _count_components(labels, n, smooth, OUTSIDE_AIR_HU)
+    # display images (approximate HU): how dark air is says nothing (the window saturates)
+    dark_hu = -np.inf if volume.approximate else OUTSIDE_AIR_HU
+    counts, dark = _count_components(labels, n, smooth, dark_hu)
     sizes = counts.astype(float) * voxel_ml
     edge = np.zeros(n + 1, dtype=bool)
     for sl in (np.s_[:, 0, :], np.s_[:, -1, :], np.s_[:, :, 0], np.s_[:, :, -1]):
         edge[np.unique(labels[sl])] = True
-    # outside air is mostly as dark as air gets; lung (even emphysematous) mostly is not
+    # outside air is mostly as dark as air gets; lung (even emphysematous) mostly is not; on a
+    # display image, outside air is what surrounds the body: it holds three of the image's
+    # corners or four (a lung of a scan cropped to the thorax may reach edges, rarely corners)
     outside = dark > 0.3 * np.maximum(sizes / voxel_ml, 1)
-    keep = (sizes >= MIN_LUNG_ML * 0.25) & ~(edge & outside)
+    if volume.approximate:
+        corners = np.zeros(n + 1, dtype=np.int8)
+        for row, column in ((0, 0), (0, -1), (-1, 0), (-1, -1)):
+            corners[np.unique(labels[:, row, column])] += 1
+        outside = corners >= 3
+    keep = (sizes >= min_ml * 0.25) & ~(edge & outside)
     keep[0] = False
     if edge[keep].any():
         notes.append("lungs reach the image edge (cropped scan): volumes may be partial")
     candidates = _lookup(keep, labels)
     del labels
     region = compute_bounding_box(candidates)  # air inside the body: all that follows lies within
-    airway = _grow_airway(smooth, candidates, region, spacing, notes)
+    if volume.approximate:
+        # grown by its darkness, the airway would take the lungs of a display image with it
+        # (the window saturates); small dark regions such as the trachea are left out by size
+        airway = np.zeros_like(candidates)
+        notes.append("display image: airways not grown and removed")
+    else:
+        airway = _grow_airway(smooth, candidates, region, spacing, notes)
     airway_ml = float(np.count_nonzero(airway)) * voxel_ml
     carina = None
     if airway_ml > 0:
@@ -86,7 +105,16 @@ def segment_lungs(volume: CtVolume, *, target_mm: float = 1.4) -> LungMasks:
         carina = (low, float(np.nonzero(airway[low])[1].mean()))
     del airway
     lungs = _two_lungs(
-        candidates, smooth, spacing, voxel_ml, notes, volume.source, carina, region=region
+        candidates,
+        smooth,
+        spacing,
+        voxel_ml,
+        notes,
+        volume.source,
+        carina,
+        region=region,
+        min_ml=min_ml,
+        gas_hu=dark_hu,
     )
     del candidates
     filled = _fill_lungs(lungs, smooth, spacing, _midline(lungs > 0))
@@ -236,7 +264,17 @@ def _midline(candidates: np.ndarray) -> float:
 
 
 def _two_lungs(
-    candidates, smooth, spacing, voxel_ml, notes, source, carina=None, *, region=None
+    candidates,
+    smooth,
+    spacing,
+    voxel_ml,
+    notes,
+    source,
+    carina=None,
+    *,
+    region=None,
+    min_ml: float = MIN_LUNG_ML,
+    gas_hu: float = OUTSIDE_AIR_HU,
 ) -> np.ndarray:
     """Right and left lungs: per slice, air regions go to the side of the mediastinum they lie
     on; a region reaching across (lungs touching at the anterior or posterior junction, or through
@@ -255,9 +293,9 @@ def _two_lungs(
         blobs, m = ndi.label(candidates[k])
         sizes = np.bincount(blobs.ravel(), minlength=m + 1)
         right_px = np.bincount(blobs[:, :n_right].ravel(), minlength=m + 1)
-        gas = np.bincount(
-            blobs[smooth[k] < OUTSIDE_AIR_HU], minlength=m + 1
-        ) > GAS_SHARE * np.maximum(sizes, 1)
+        gas = np.bincount(blobs[smooth[k] < gas_hu], minlength=m + 1) > GAS_SHARE * np.maximum(
+            sizes, 1
+        )
         skip = (sizes < min_px) | gas
         skip[0] = True
         near_carina = carina is not None and (
@@ -292,9 +330,9 @@ def _two_lungs(
             continue
         sizes = _count_components(labels, n)[0][1:] * voxel_ml
         biggest = sizes.max()
-        if biggest < MIN_LUNG_ML:
+        if biggest < min_ml:
             continue
-        keep = np.concatenate([[False], sizes >= max(0.1 * biggest, MIN_LUNG_ML * 0.25)])
+        keep = np.concatenate([[False], sizes >= max(0.1 * biggest, min_ml * 0.25)])
         out[box][_lookup(keep, labels)] = value
         found.append(value)
     if not found:
