@@ -107,7 +107,12 @@ def _write_slice(folder, z, pixels, *, series, instance, x_shift=0.0, orientatio
     meta.MediaStorageSOPInstanceUID = generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = FileDataset(
-        str(folder / f"{generate_uid()}.dcm"), {}, file_meta=meta, preamble=b"\0" * 128
+        # named in the order written (a random name alone would put a series written unsorted
+        # in slice order one time in 24)
+        str(folder / f"{instance:04d}-{generate_uid()}.dcm"),
+        {},
+        file_meta=meta,
+        preamble=b"\0" * 128,
     )
     ds.Modality = extra.pop("Modality", "CT")
     ds.SeriesInstanceUID = series
