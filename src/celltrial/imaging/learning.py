@@ -1,4 +1,6 @@
-"""Training and cross-validation of the learned lesion model on labelled 2-D slices.
+"""Labelled 2-D slices, the rule that turns learned class probabilities into labels, Dice, and
+the gradient-boosted pixel model (the lesion network's predecessor, kept as the benchmark's
+comparison; see :mod:`celltrial.imaging.network` for the model in use).
 
 Run-time code needs only numpy/SciPy; :func:`train_lesion_model` imports scikit-learn (a
 training-only dependency) when called.
@@ -140,19 +142,32 @@ def compute_folds(n: int, *, k: int = 5, seed: int = 0) -> np.ndarray:
     return folds
 
 
-def cross_validate(
-    slices: list[LabelledSlice], *, k: int = 5, seed: int = 0, **train_options
-) -> pd.DataFrame:
-    """Per-slice Dice of a model trained on the other folds (k-fold, split by slice)."""
-    folds = compute_folds(len(slices), k=k, seed=seed)
-    rows = []
-    for fold in range(k):
+def cross_validate_probabilities(
+    slices: list[LabelledSlice], folds: np.ndarray, *, seed: int = 0, **train_options
+) -> dict[str, np.ndarray]:
+    """Class probabilities of each slice from a pixel model trained on the other folds."""
+    out = {}
+    for fold in np.unique(folds):
         train = [s for s, f in zip(slices, folds, strict=True) if f != fold]
-        model = train_lesion_model(train, seed=seed + fold, **train_options)
+        model = train_lesion_model(train, seed=seed + int(fold), **train_options)
         for s, f in zip(slices, folds, strict=True):
             if f == fold:
-                found = compute_slice_labels(compute_slice_probabilities(model, s.hu, s.pixel_mm))
-                rows.append({**summarize_dice(s.name, s.labels, found), "fold": fold})
+                out[s.name] = compute_slice_probabilities(model, s.hu, s.pixel_mm)
+    return out
+
+
+def summarize_fold_dice(
+    slices: list[LabelledSlice],
+    folds: np.ndarray,
+    probabilities: dict[str, np.ndarray],
+    *,
+    lesion_threshold: float = 0.5,
+) -> pd.DataFrame:
+    """Per-slice Dice (and fold) of the labels that ``probabilities`` give each slice."""
+    rows = []
+    for s, fold in zip(slices, folds, strict=True):
+        found = compute_slice_labels(probabilities[s.name], lesion_threshold=lesion_threshold)
+        rows.append({**summarize_dice(s.name, s.labels, found), "fold": int(fold)})
     return pd.DataFrame(rows)
 
 
@@ -165,9 +180,10 @@ __all__ = [
     "compute_folds",
     "compute_slice_labels",
     "compute_slice_probabilities",
-    "cross_validate",
+    "cross_validate_probabilities",
     "read_medseg_slices",
     "sample_pixels",
     "summarize_dice",
+    "summarize_fold_dice",
     "train_lesion_model",
 ]

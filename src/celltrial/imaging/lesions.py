@@ -7,8 +7,10 @@ Two methods:
   consolidation, darker than the consolidation–lung midpoint, is neither ground-glass nor
   consolidation; brighter, it is consolidation). Processed in slabs (which may run in threads)
   within the lungs' bounding box, to bound memory.
-- ``"learned"`` (display images, approximate HU): the shipped gradient-boosted pixel model
-  (``models/lesions.npz``, trained by ``scripts/train_ct_lesions.py``) slice by slice.
+- ``"learned"`` (display images, approximate HU): slice by slice, the shipped lesion network
+  (a small U-Net, ``models/lesions_unet.onnx``, trained by ``scripts/train_ct_unet.py``, run
+  with onnxruntime). The gradient-boosted pixel model before it (``models/lesions.npz``,
+  ``scripts/train_ct_lesions.py``) is kept as the accuracy benchmark's comparison.
 """
 
 from __future__ import annotations
@@ -172,22 +174,28 @@ def compute_learned_lesions(
     lungs: np.ndarray | None,
     spacing: tuple[float, float, float],
     *,
-    model: BoostedTrees | None = None,
+    network=None,
 ) -> np.ndarray:
-    """Lesion labels from the learned pixel model, slice by slice, kept inside ``lungs``."""
-    from celltrial.imaging.learning import compute_slice_labels, compute_slice_probabilities
+    """Lesion labels from the lesion network (:mod:`celltrial.imaging.network`), slice by slice,
+    kept inside ``lungs``."""
+    from celltrial.imaging.learning import compute_slice_labels
+    from celltrial.imaging.network import compute_network_probabilities
 
-    model = model or load_lesion_model()
     out = np.zeros(hu.shape, dtype=np.uint8)
-    for k in range(hu.shape[0]):
-        if lungs is not None and not lungs[k].any():
-            continue
-        probs = compute_slice_probabilities(model, hu[k].astype(np.float32), spacing[1])
-        labels = compute_slice_labels(probs)
-        if lungs is not None:
-            labels[lungs[k] == 0] = 0
-        out[k] = labels
+    todo = [k for k in range(hu.shape[0]) if lungs is None or lungs[k].any()]
+    for start in range(0, len(todo), _NETWORK_CHUNK):
+        chunk = todo[start : start + _NETWORK_CHUNK]
+        learned = compute_network_probabilities(hu[chunk], network=network)
+        for k, probabilities in zip(chunk, learned, strict=True):
+            labels = compute_slice_labels(probabilities)
+            if lungs is not None:
+                labels[lungs[k] == 0] = 0
+            out[k] = labels
     return out
+
+
+#: Slices handed to the lesion network at a time (bounds the probabilities held at once).
+_NETWORK_CHUNK = 16
 
 
 def _drop_thin(mask: np.ndarray, min_depth: float) -> np.ndarray:
