@@ -362,6 +362,13 @@ def _split_slice(piece: np.ndarray, mid: float, spacing) -> np.ndarray:
             markers = np.zeros(piece.shape, np.uint8)
             big_r = index[cx < mid][np.argmax(sizes[cx < mid])]
             big_l = index[cx >= mid][np.argmax(sizes[cx >= mid])]
+            on_right = np.bincount(blobs[:, : int(np.ceil(mid))].ravel(), minlength=m + 1)[1:]
+            straddles = (
+                on_right[big_r - 1] < 0.9 * sizes[big_r - 1]
+                or on_right[big_l - 1] > 0.1 * sizes[big_l - 1]
+            )
+            if straddles:  # a lung's part still joined to the other lung: erode further
+                continue
             markers[blobs == big_r] = RIGHT
             markers[blobs == big_l] = LEFT
             _, (iy, ix) = ndi.distance_transform_edt(markers == 0, return_indices=True)
