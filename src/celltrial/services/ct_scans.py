@@ -52,6 +52,8 @@ def _scans(study: StudyHandle, code: str) -> pd.DataFrame:
     if code not in set(state.frames.subjects["subject_id"]):
         raise NotFound(f"no subject {code!r} in study {study.study_id}")
     results = read_ct_results(study.engine, study.study_id, subject=code)
+    if results.empty:  # most subjects: no study days and trajectory to derive
+        return results
     results = derive_study_day(
         results, first_infusions(state.frames.infusions), study.protocol.study.zone
     )
@@ -68,6 +70,8 @@ def _scans(study: StudyHandle, code: str) -> pd.DataFrame:
 def list_ct_scans(study: StudyHandle, subject_code: str) -> list[CtScanRecord]:
     """The subject's quantified CT scans, oldest first."""
     scans = _scans(study, subject_code)
+    if scans.empty:
+        return []
     columns = [f.name for f in fields(CtScanRecord) if f.name not in {"subject_code", "time"}]
     rows = scans[["time", *columns]].astype(object)
     rows = rows.where(rows.notna(), None)

@@ -239,9 +239,26 @@ def _token(rows: list[Observation]) -> str:
     return "-".join(f"{r.id}.{r.version}" for r in sorted(rows, key=lambda r: r.id))
 
 
+#: What :func:`_record` reads of each observation.
+_RECORD_COLUMNS = (
+    "id",
+    "time",
+    "test",
+    "value",
+    "unit",
+    "raw_value",
+    "raw_unit",
+    "version",
+    "source",
+)
+_FIELD_OF = {code: field for field, code in VITAL_FIELDS.items()}
+_ORDER = {code: i for i, code in enumerate(VITAL_FIELDS.values())}
+
+
 def _record(rows: list[Observation], subject_code: str) -> VitalSignsRecord:
+    """A round from its observations (ORM objects or rows of :data:`_RECORD_COLUMNS`)."""
     rows = sorted(rows, key=lambda r: r.id)
-    field_of = {code: field for field, code in VITAL_FIELDS.items()}
+    field_of = _FIELD_OF
     values = tuple(
         VitalValue(
             id=r.id,
@@ -253,7 +270,7 @@ def _record(rows: list[Observation], subject_code: str) -> VitalSignsRecord:
             raw_unit=r.raw_unit,
             version=r.version,
         )
-        for r in sorted(rows, key=lambda r: list(VITAL_FIELDS.values()).index(r.test))
+        for r in sorted(rows, key=lambda r: _ORDER[r.test])
     )
     canonical = {v.field: v.value for v in values}
     return VitalSignsRecord(
@@ -433,8 +450,10 @@ def list_vital_signs(study: StudyHandle, subject_code: str) -> list[VitalSignsRe
     """Every round of the subject (bedside entries and imported values), oldest first."""
     with study_session(study.engine, user="read") as session:
         subject = find_subject(session, study, subject_code)
-        rows = session.scalars(
-            select(Observation)
+        # the columns a record shows, as plain rows (loading ORM objects costs more than all
+        # the rest of the listing)
+        rows = session.execute(
+            select(*(getattr(Observation, c) for c in _RECORD_COLUMNS))
             .where(
                 Observation.subject_id == subject.id,
                 Observation.test.in_(VITAL_FIELDS.values()),
