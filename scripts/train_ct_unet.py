@@ -1,6 +1,7 @@
 """Train the CT lesion network (a small U-Net) and write it into the package as ONNX.
 
-    pip install -e ".[train]"   # PyTorch (CPU build), training only
+    pip install torch --index-url https://download.pytorch.org/whl/cpu   # the CPU build
+    pip install -e ".[train]"   # training only: torch, onnx, scikit-learn
     python scripts/train_ct_unet.py [--data ../shared/data/ct/medseg2d] [--seed 0]
 
 Trains on all labelled medseg2d slices and writes ``src/celltrial/imaging/models/lesions_unet.onnx``
