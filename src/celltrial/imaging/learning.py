@@ -142,20 +142,6 @@ def compute_folds(n: int, *, k: int = 5, seed: int = 0) -> np.ndarray:
     return folds
 
 
-def cross_validate_probabilities(
-    slices: list[LabelledSlice], folds: np.ndarray, *, seed: int = 0, **train_options
-) -> dict[str, np.ndarray]:
-    """Class probabilities of each slice from a pixel model trained on the other folds."""
-    out = {}
-    for fold in np.unique(folds):
-        train = [s for s, f in zip(slices, folds, strict=True) if f != fold]
-        model = train_lesion_model(train, seed=seed + int(fold), **train_options)
-        for s, f in zip(slices, folds, strict=True):
-            if f == fold:
-                out[s.name] = compute_slice_probabilities(model, s.hu, s.pixel_mm)
-    return out
-
-
 def summarize_fold_dice(
     slices: list[LabelledSlice],
     folds: np.ndarray,
@@ -180,7 +166,6 @@ __all__ = [
     "compute_folds",
     "compute_slice_labels",
     "compute_slice_probabilities",
-    "cross_validate_probabilities",
     "read_medseg_slices",
     "sample_pixels",
     "summarize_dice",

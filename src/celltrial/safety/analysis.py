@@ -51,7 +51,7 @@ def derive_safety_inputs(
     changed: Collection[str] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The lab grades and the infusion vital-sign signals: what the safety tables take from the
-    frames besides the adverse events (kept by the web app while only AEs change).
+    frames besides the adverse events.
 
     ``previous``: those of frames that differ from these only in those named in ``changed`` and
     give every subject the same day 0; what is derived from none of them is taken as it is.

@@ -318,13 +318,16 @@ DEVIATION_COLUMNS = ["subject_id", "study_day", "kind", "category", "what", "det
 def refresh_after_write(study: StudyHandle) -> None:
     """Bring the analyses and the dashboard up to date after a write, before it is acknowledged
     (within :func:`write_in_flight`), so that the reads after it find them made."""
-    read_study_state(study, wait=True)
-    summarize_dashboard(study)
+    _dashboard_of(study, read_study_state(study, wait=True))
 
 
 def summarize_dashboard(study: StudyHandle) -> Dashboard:
     """Enrolment, each subject's schedule, deviations and the safety panel (worst first)."""
-    state = read_study_state(study)
+    return _dashboard_of(study, read_study_state(study))
+
+
+def _dashboard_of(study: StudyHandle, state: StudyState) -> Dashboard:
+    """The dashboard of ``state``, made once per state."""
     cached = _dashboards.get(study.url)
     if cached is not None and cached[0]() is state:
         return cached[1]

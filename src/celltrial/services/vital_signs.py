@@ -258,11 +258,10 @@ _ORDER = {code: i for i, code in enumerate(VITAL_FIELDS.values())}
 def _record(rows: list[Observation], subject_code: str) -> VitalSignsRecord:
     """A round from its observations (ORM objects or rows of :data:`_RECORD_COLUMNS`)."""
     rows = sorted(rows, key=lambda r: r.id)
-    field_of = _FIELD_OF
     values = tuple(
         VitalValue(
             id=r.id,
-            field=field_of[r.test],
+            field=_FIELD_OF[r.test],
             test=r.test,
             value=r.value,
             unit=r.unit,
