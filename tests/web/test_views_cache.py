@@ -379,3 +379,77 @@ def test_the_figure_process_ends_when_the_web_process_is_killed(tmp_path):
         raise AssertionError("the figure process outlived the web process")
     finally:
         web.kill()
+
+
+def test_a_subject_view_is_kept_until_the_subjects_own_rows_change(app, clients, one_minute):
+    study, client = app.state.study, clients["coordinator"]
+    assert client.post("/api/v1/subjects/S002/adverse-events", json=event("Own rash")).is_success
+    view = monitoring.summarize_subject(study, "S002")
+    # S001's rows come before S002's in the frame: S002's rows move down, unchanged
+    assert client.post("/api/v1/subjects/S001/adverse-events", json=event("Other rash")).is_success
+    state = monitoring.read_study_state(study)
+    assert monitoring.summarize_subject(study, "S002") is view
+    assert monitoring._subject_views[(study.url, "S002")][0]() is state
+    assert client.post("/api/v1/subjects/S002/adverse-events", json=event("Own cough")).is_success
+    changed = monitoring.summarize_subject(study, "S002")
+    assert changed is not view
+    assert any("Own cough" in item["text"] for item in changed.timeline)
+    # what is kept or made again is what a view made afresh from the whole state would be
+    for code in ("S001", "S002"):
+        fresh = monitoring._subject_view(
+            monitoring._subject_rows_of(monitoring.read_study_state(study), code),
+            code,
+            zone=study.protocol.study.zone,
+        )
+        assert monitoring.summarize_subject(study, code) == fresh
+
+
+def test_a_subjects_rows_are_those_a_comparison_of_every_code_finds():
+    frame = pd.DataFrame(
+        {
+            "subject_id": pd.Series(["S2", "S1", "S2", "S3", "S1"], dtype="str"),
+            "value": [1.0, 2.0, None, 4.0, 5.0],
+        }
+    )
+    for code in ("S1", "S2", "S3", "S9"):
+        expected = frame[frame["subject_id"] == code].reset_index(drop=True)
+        pd.testing.assert_frame_equal(monitoring.rows_of_subject(frame, code), expected)
+    assert monitoring.rows_of_subject(frame, "S1") is monitoring.rows_of_subject(frame, "S1")
+    empty = frame.iloc[:0]
+    assert monitoring.rows_of_subject(empty, "S1").empty
+
+
+def test_a_subject_page_lists_what_each_listing_gives(app, clients):
+    from celltrial.services import (
+        adverse_events,
+        clinical_status,
+        infusions,
+        queries,
+        signatures,
+        vital_signs,
+    )
+    from celltrial.services.errors import NotFound
+    from celltrial.services.subject_records import read_subject_records
+
+    study = app.state.study
+    client = clients["coordinator"]
+    created = client.post("/api/v1/subjects/S001/adverse-events", json=event("Listed rash"))
+    query = {
+        "table": "adverse_event",
+        "row_id": created.json()["id"],
+        "field": "grade",
+        "question": "Grade as in the source?",
+    }
+    assert clients["data_manager"].post("/api/v1/queries", json=query).status_code == 201
+    records = read_subject_records(study, "S001", with_review=True)
+    assert records.infusions == infusions.list_infusions(study, "S001")
+    assert records.adverse_events == adverse_events.list_events(study, "S001")
+    assert records.vital_signs == vital_signs.list_vital_signs(study, "S001")
+    assert records.clinical_status == clinical_status.list_clinical_status(study, "S001")
+    assert records.queries == queries.list_queries(study, subject_code="S001")
+    assert records.signatures == signatures.list_signatures(study, "S001")
+    assert [e.term for e in records.adverse_events][-1:] == ["Listed rash"]
+    assert len(records.queries) == 1
+    assert read_subject_records(study, "S001").queries == []  # review only when asked for
+    with pytest.raises(NotFound):
+        read_subject_records(study, "S999")

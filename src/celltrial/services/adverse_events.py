@@ -20,7 +20,7 @@ from celltrial.services.editing import (
 )
 from celltrial.services.infusions import find_subject
 from celltrial.store.database import study_session
-from celltrial.store.models import AdverseEvent
+from celltrial.store.models import AdverseEvent, Subject
 from celltrial.study import StudyHandle
 
 
@@ -163,10 +163,14 @@ def read_event(study: StudyHandle, event_id: int) -> AdverseEventRecord:
 
 def list_events(study: StudyHandle, subject_code: str) -> list[AdverseEventRecord]:
     with study_session(study.engine, user="read") as session:
-        subject = find_subject(session, study, subject_code)
-        rows = session.scalars(
-            select(AdverseEvent)
-            .where(AdverseEvent.subject_id == subject.id)
-            .order_by(AdverseEvent.onset_at, AdverseEvent.id)
-        )
-        return [_record(r, subject.code) for r in rows]
+        return subject_events(session, find_subject(session, study, subject_code))
+
+
+def subject_events(session: Session, subject: Subject) -> list[AdverseEventRecord]:
+    """The subject's adverse events by onset (within a session of the caller's)."""
+    rows = session.scalars(
+        select(AdverseEvent)
+        .where(AdverseEvent.subject_id == subject.id)
+        .order_by(AdverseEvent.onset_at, AdverseEvent.id)
+    )
+    return [_record(r, subject.code) for r in rows]

@@ -233,13 +233,17 @@ def read_clinical_status(study: StudyHandle, status_id: int) -> ClinicalStatusRe
 def list_clinical_status(study: StudyHandle, subject_code: str) -> list[ClinicalStatusRecord]:
     """The subject's daily statuses, oldest first."""
     with study_session(study.engine, user="read") as session:
-        subject = find_subject(session, study, subject_code)
-        rows = session.scalars(
-            select(ClinicalStatus)
-            .where(ClinicalStatus.subject_id == subject.id)
-            .order_by(ClinicalStatus.time, ClinicalStatus.id)
-        )
-        return [_record(r, subject.code) for r in rows]
+        return subject_clinical_status(session, find_subject(session, study, subject_code))
+
+
+def subject_clinical_status(session: Session, subject: Subject) -> list[ClinicalStatusRecord]:
+    """The subject's daily statuses, oldest first (within a session of the caller's)."""
+    rows = session.scalars(
+        select(ClinicalStatus)
+        .where(ClinicalStatus.subject_id == subject.id)
+        .order_by(ClinicalStatus.time, ClinicalStatus.id)
+    )
+    return [_record(r, subject.code) for r in rows]
 
 
 def summarize_status_days(clinical_status: pd.DataFrame) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from celltrial.services.errors import NotFound
-from celltrial.services.monitoring import read_study_state
+from celltrial.services.monitoring import read_study_state, rows_of_subject
 from celltrial.store.frames import first_infusions, read_ct_results
 from celltrial.study import StudyHandle
 from celltrial.timeline import derive_study_day
@@ -49,8 +49,10 @@ def _scans(study: StudyHandle, code: str) -> pd.DataFrame:
     from celltrial.imaging.progression import derive_ct_trajectory
 
     state = read_study_state(study)
-    if code not in set(state.frames.subjects["subject_id"]):
+    if not len(rows_of_subject(state.frames.subjects, code)):
         raise NotFound(f"no subject {code!r} in study {study.study_id}")
+    if not len(rows_of_subject(state.frames.imaging, code)):
+        return pd.DataFrame()  # no imaging study, so no CT result (most subjects)
     results = read_ct_results(study.engine, study.study_id, subject=code)
     if results.empty:  # most subjects: no study days and trajectory to derive
         return results

@@ -259,14 +259,18 @@ def read_infusion(study: StudyHandle, infusion_id: int) -> InfusionRecord:
 
 def list_infusions(study: StudyHandle, subject_code: str) -> list[InfusionRecord]:
     with study_session(study.engine, user="read") as session:
-        subject = find_subject(session, study, subject_code)
-        rows = session.scalars(
-            select(Infusion)
-            .where(Infusion.subject_id == subject.id)
-            .options(joinedload(Infusion.lot))  # the lot code of each, in the same query
-            .order_by(Infusion.number)
-        )
-        return [_record(r, subject.code) for r in rows]
+        return subject_infusions(session, find_subject(session, study, subject_code))
+
+
+def subject_infusions(session: Session, subject: Subject) -> list[InfusionRecord]:
+    """The subject's infusions by number (within a session of the caller's)."""
+    rows = session.scalars(
+        select(Infusion)
+        .where(Infusion.subject_id == subject.id)
+        .options(joinedload(Infusion.lot))  # the lot code of each, in the same query
+        .order_by(Infusion.number)
+    )
+    return [_record(r, subject.code) for r in rows]
 
 
 def entry_of(record: InfusionRecord) -> dict:

@@ -26,12 +26,13 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import func, select
 
@@ -97,7 +98,7 @@ _lock = threading.Lock()
 #: (a weak reference to the state they were built from, the view). Weak, so that views of
 #: subjects not looked at since do not keep old states (their frames) alive.
 _dashboards: dict[str, tuple[weakref.ref[StudyState], Dashboard]] = {}
-_subject_views: dict[tuple[str, str], tuple[weakref.ref[StudyState], SubjectView]] = {}
+_subject_views: dict[tuple[str, str], tuple[weakref.ref[StudyState], SubjectView, _Rows]] = {}
 #: Profile figures by study URL and subject code: (weak reference to the state, digest of the
 #: subject's data, PNG). A change to another subject's data leaves a figure's digest, and so the
 #: figure, as it was.
@@ -277,6 +278,42 @@ def _by_subject(codes: pd.Series, items: list[Any]) -> dict[Any, list[Any]]:
     for code, item in zip(codes, items, strict=True):
         groups.setdefault(code, []).append(item)
     return groups
+
+
+#: Each frame's row positions by subject code, grouped once per frame object (frames are not
+#: changed in place; a state that changes a table holds a new frame), and the subjects' rows
+#: taken so far: id(frame) -> (a weak reference to the frame, code -> positions, code -> rows).
+_positions: dict[
+    int, tuple[weakref.ref[pd.DataFrame], dict[Any, np.ndarray], dict[str, pd.DataFrame]]
+] = {}
+
+
+def rows_of_subject(frame: pd.DataFrame, code: str) -> pd.DataFrame:
+    """The rows of ``frame`` (with a ``subject_id`` column) of subject ``code``, in frame order
+    and numbered from 0.
+
+    One look-up instead of comparing every row's code on each view; the same frame gives the
+    same rows object, so views can tell unchanged rows by identity.
+    """
+    key = id(frame)
+    kept = _positions.get(key)
+    if kept is None or kept[0]() is not frame:
+
+        def forget(ref: weakref.ref[pd.DataFrame], key: int = key) -> None:
+            if _positions.get(key, (None,))[0] is ref:
+                _positions.pop(key, None)
+
+        groups = frame.groupby("subject_id", sort=False).indices if len(frame) else {}
+        kept = (weakref.ref(frame, forget), groups, {})
+        _positions[key] = kept
+    rows = kept[2].get(code)
+    if rows is None:
+        positions = kept[1].get(code)
+        if positions is None:  # not kept: any code may be asked for
+            return frame.iloc[:0].reset_index(drop=True)
+        # numbered from 0: the same rows compare equal whatever other subjects' rows precede
+        rows = kept[2][code] = frame.take(positions).reset_index(drop=True)
+    return rows
 
 
 SERIOUS_COLUMNS = [
@@ -460,28 +497,67 @@ def _sae(row: dict[str, Any]) -> str:
 
 def summarize_subject(study: StudyHandle, code: str) -> SubjectView:
     """One subject's details, schedule, deviations and a timeline of infusions, visits, AEs,
-    vital signs (a day an item) and clinical status."""
+    vital signs (a day an item) and clinical status.
+
+    Made once per state, and kept across states while the subject's own rows (of the frames and
+    analyses the view shows) are the same: a write about another subject leaves it as it was.
+    """
     state = read_study_state(study)
-    cached = _subject_views.get((study.url, code))
+    key = (study.url, code)
+    cached = _subject_views.get(key)
     if cached is not None and cached[0]() is state:
         return cached[1]
-    view = _subject_view(study, state, code)
-    _subject_views[(study.url, code)] = (weakref.ref(state), view)
+    rows = _subject_rows_of(state, code)
+    if cached is not None and _same_rows(cached[2], rows):
+        view = cached[1]
+    else:
+        if not len(rows.subject):
+            raise NotFound(f"no subject {code!r} in study {study.study_id}")
+        view = _subject_view(rows, code, zone=study.protocol.study.zone)
+    _subject_views[key] = (weakref.ref(state), view, rows)
     return view
 
 
-def _subject_view(study: StudyHandle, state: StudyState, code: str) -> SubjectView:
+@dataclass(frozen=True)
+class _Rows:
+    """One subject's rows of each frame a subject view is made from."""
+
+    subject: pd.DataFrame
+    infusions: pd.DataFrame  # the analysed schedule (status, windows)
+    given: pd.DataFrame  # the infusions recorded
+    visits: pd.DataFrame
+    events: pd.DataFrame
+    observations: pd.DataFrame
+    clinical_status: pd.DataFrame
+    deviations: pd.DataFrame
+
+
+def _subject_rows_of(state: StudyState, code: str) -> _Rows:
     frames, overview = state.frames, state.overview
-    subjects = frames.subjects
-    if code not in set(subjects["subject_id"]):
-        raise NotFound(f"no subject {code!r} in study {study.study_id}")
-    details = {k: _plain(v) for k, v in subjects.set_index("subject_id").loc[code].items()}
-    infusions = overview.infusions[overview.infusions["subject_id"] == code]
-    given = frames.infusions[frames.infusions["subject_id"] == code]
-    visits = overview.visits[overview.visits["subject_id"] == code]
-    events = frames.adverse_events[frames.adverse_events["subject_id"] == code]
+    return _Rows(
+        subject=rows_of_subject(frames.subjects, code),
+        infusions=rows_of_subject(overview.infusions, code),
+        given=rows_of_subject(frames.infusions, code),
+        visits=rows_of_subject(overview.visits, code),
+        events=rows_of_subject(frames.adverse_events, code),
+        observations=rows_of_subject(frames.observations, code),
+        clinical_status=rows_of_subject(frames.clinical_status, code),
+        deviations=rows_of_subject(overview.deviations, code),
+    )
+
+
+def _same_rows(before: _Rows, after: _Rows) -> bool:
+    """Whether two states hold the same rows of a subject (column names, types and values)."""
+    return all(
+        b is a or b.equals(a)
+        for b, a in ((getattr(before, f.name), getattr(after, f.name)) for f in fields(_Rows))
+    )
+
+
+def _subject_view(rows: _Rows, code: str, *, zone: str) -> SubjectView:
+    details = {k: _plain(v) for k, v in rows.subject.iloc[0].items() if k != "subject_id"}
     timeline: list[dict[str, Any]] = []
-    for r in given.itertuples():
+    for r in rows.given.itertuples():
         timeline.append(
             {
                 "time": _plain(r.start_time),
@@ -491,7 +567,7 @@ def _subject_view(study: StudyHandle, state: StudyState, code: str) -> SubjectVi
                 + ("" if r.completed else f" — stopped: {r.stop_reason}"),
             }
         )
-    for r in events.itertuples():
+    for r in rows.events.itertuples():
         timeline.append(
             {
                 "time": _plain(r.onset),
@@ -502,7 +578,7 @@ def _subject_view(study: StudyHandle, state: StudyState, code: str) -> SubjectVi
                 + (f", {r.outcome}" if isinstance(r.outcome, str) else ""),
             }
         )
-    for r in visits.itertuples():
+    for r in rows.visits.itertuples():
         timeline.append(
             {
                 "time": None,
@@ -512,13 +588,8 @@ def _subject_view(study: StudyHandle, state: StudyState, code: str) -> SubjectVi
                 + (f" (not done: {r.not_done})" if r.not_done else ""),
             }
         )
-    zone = study.protocol.study.zone
-    timeline += summarize_vital_days(
-        frames.observations[frames.observations["subject_id"] == code], zone=zone
-    )
-    timeline += summarize_status_days(
-        frames.clinical_status[frames.clinical_status["subject_id"] == code]
-    )
+    timeline += summarize_vital_days(rows.observations, zone=zone)
+    timeline += summarize_status_days(rows.clinical_status)
     # by day, the day's visits first, then by time
     timeline.sort(
         key=lambda e: (
@@ -528,17 +599,17 @@ def _subject_view(study: StudyHandle, state: StudyState, code: str) -> SubjectVi
             e["time"] or _EPOCH,
         )
     )
-    deviations = overview.deviations[overview.deviations["subject_id"] == code]
     return SubjectView(
         code=code,
         details=details,
         infusions=_rows(
-            infusions, ["number", "planned_day", "first_day", "last_day", "actual_day", "status"]
+            rows.infusions,
+            ["number", "planned_day", "first_day", "last_day", "actual_day", "status"],
         ),
-        visits=_rows(visits, ["visit", "day", "status", "not_done"]),
+        visits=_rows(rows.visits, ["visit", "day", "status", "not_done"]),
         timeline=timeline,
-        deviations=_rows(deviations, DEVIATION_COLUMNS),
-        has_observations=bool((frames.observations["subject_id"] == code).any()),
+        deviations=_rows(rows.deviations, DEVIATION_COLUMNS),
+        has_observations=bool(len(rows.observations)),
     )
 
 
@@ -550,20 +621,17 @@ def render_subject_figure(study: StudyHandle, code: str) -> bytes:
     """PNG of the subject's WHO scale, SpO2/FiO2 and marker trajectories (the report's profile)."""
     state = read_study_state(study)
     frames = state.frames
-    if code not in set(frames.subjects["subject_id"]):
+    if not len(rows_of_subject(frames.subjects, code)):
         raise NotFound(f"no subject {code!r} in study {study.study_id}")
     cached = _figures.get((study.url, code))
     if cached is not None and cached[0]() is state:
         return cached[2]
 
-    def own(frame: pd.DataFrame) -> pd.DataFrame:
-        return frame[frame["subject_id"] == code]
-
     data = (
-        own(frames.observations),
-        own(frames.clinical_status),
-        own(frames.infusions),
-        own(frames.adverse_events),
+        rows_of_subject(frames.observations, code),
+        rows_of_subject(frames.clinical_status, code),
+        rows_of_subject(frames.infusions, code),
+        rows_of_subject(frames.adverse_events, code),
     )
     follow_up = study.protocol.safety.ae_follow_up_days
     digest = _digest(*data, follow_up, __version__)  # a new release draws figures anew

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -268,12 +268,7 @@ def list_queries(
     if status is not None and status not in STATUSES:
         raise DataError(f"status {status!r}: expected one of {', '.join(STATUSES)}")
     with study_session(study.engine, user="read") as session:
-        statement = (
-            select(DataQuery, Subject.code)
-            .join(Subject, DataQuery.subject_id == Subject.id)
-            .where(Subject.study_id == study.study_id)
-            .order_by(DataQuery.raised_at, DataQuery.id)
-        )
+        statement = _listing(study.study_id)
         if subject_code is not None:
             subject = find_subject(session, study, subject_code)
             statement = statement.where(DataQuery.subject_id == subject.id)
@@ -282,3 +277,19 @@ def list_queries(
         if status is not None:
             statement = statement.where(DataQuery.status == status)
         return [_record(q, code) for q, code in session.execute(statement)]
+
+
+def subject_queries(session: Session, subject: Subject) -> list[QueryRecord]:
+    """The subject's queries, oldest first (within a session of the caller's)."""
+    statement = _listing(subject.study_id).where(DataQuery.subject_id == subject.id)
+    return [_record(q, code) for q, code in session.execute(statement)]
+
+
+def _listing(study_id: str) -> Select:
+    """Queries of the study with their subject's code, oldest first."""
+    return (
+        select(DataQuery, Subject.code)
+        .join(Subject, DataQuery.subject_id == Subject.id)
+        .where(Subject.study_id == study_id)
+        .order_by(DataQuery.raised_at, DataQuery.id)
+    )

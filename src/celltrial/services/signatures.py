@@ -211,18 +211,23 @@ def sign_casebook(
 def list_signatures(study: StudyHandle, subject_code: str) -> list[SignatureRecord]:
     """Every signature of the subject's casebook, newest first, each valid or not."""
     with study_session(study.engine, user="read") as session:
-        subject = find_subject(session, study, subject_code)
-        signatures = list(
-            session.scalars(
-                select(CasebookSignature)
-                .where(CasebookSignature.subject_id == subject.id)
-                .order_by(CasebookSignature.id.desc())
-            )
+        return subject_signatures(session, find_subject(session, study, subject_code))
+
+
+def subject_signatures(session: Session, subject: Subject) -> list[SignatureRecord]:
+    """Every signature of the subject's casebook, newest first (within a session of the
+    caller's)."""
+    signatures = list(
+        session.scalars(
+            select(CasebookSignature)
+            .where(CasebookSignature.subject_id == subject.id)
+            .order_by(CasebookSignature.id.desc())
         )
-        if not signatures:  # no casebook to check against: skip reading all of it
-            return []
-        rows = _signed_rows(session, subject)
-        return [_record(session, s, subject, rows) for s in signatures]
+    )
+    if not signatures:  # no casebook to check against: skip reading all of it
+        return []
+    rows = _signed_rows(session, subject)
+    return [_record(session, s, subject, rows) for s in signatures]
 
 
 def current_signature(study: StudyHandle, subject_code: str) -> SignatureRecord | None:

@@ -448,21 +448,25 @@ def read_vital_signs(study: StudyHandle, round_id: int) -> VitalSignsRecord:
 def list_vital_signs(study: StudyHandle, subject_code: str) -> list[VitalSignsRecord]:
     """Every round of the subject (bedside entries and imported values), oldest first."""
     with study_session(study.engine, user="read") as session:
-        subject = find_subject(session, study, subject_code)
-        # the columns a record shows, as plain rows (loading ORM objects costs more than all
-        # the rest of the listing)
-        rows = session.execute(
-            select(*(getattr(Observation, c) for c in _RECORD_COLUMNS))
-            .where(
-                Observation.subject_id == subject.id,
-                Observation.test.in_(VITAL_FIELDS.values()),
-            )
-            .order_by(Observation.time, Observation.id)
+        return subject_vital_signs(session, find_subject(session, study, subject_code))
+
+
+def subject_vital_signs(session: Session, subject: Subject) -> list[VitalSignsRecord]:
+    """Every round of the subject, oldest first (within a session of the caller's)."""
+    # the columns a record shows, as plain rows (loading ORM objects costs more than all the
+    # rest of the listing)
+    rows = session.execute(
+        select(*(getattr(Observation, c) for c in _RECORD_COLUMNS))
+        .where(
+            Observation.subject_id == subject.id,
+            Observation.test.in_(VITAL_FIELDS.values()),
         )
-        rounds: dict[datetime, list[Observation]] = {}
-        for row in rows:
-            rounds.setdefault(row.time, []).append(row)
-        return [_record(group, subject.code) for group in rounds.values()]
+        .order_by(Observation.time, Observation.id)
+    )
+    rounds: dict[datetime, list[Observation]] = {}
+    for row in rows:
+        rounds.setdefault(row.time, []).append(row)
+    return [_record(group, subject.code) for group in rounds.values()]
 
 
 def form_values(record: VitalSignsRecord) -> dict[str, str]:

@@ -22,6 +22,7 @@ from celltrial.services import (
 )
 from celltrial.services.accounts import SESSION_LIFETIME, ActiveSession, sign_in, sign_out
 from celltrial.services.audit_trail import read_audit_trail
+from celltrial.services.subject_records import read_subject_records
 from celltrial.web.schemas import (
     AdverseEventCreate,
     AdverseEventOut,
@@ -117,22 +118,14 @@ def dashboard(request: Request, _active: Reader) -> DashboardOut:
 def subject(code: str, request: Request, _active: Reader) -> SubjectOut:
     study = study_of(request)
     view = monitoring.summarize_subject(study, code)
+    records = read_subject_records(study, code)
     return SubjectOut(
         **{k: v for k, v in asdict(view).items() if k != "has_observations"},
-        recorded_infusions=[
-            InfusionOut.model_validate(r) for r in infusions.list_infusions(study, code)
-        ],
-        adverse_events=[
-            AdverseEventOut.model_validate(r) for r in adverse_events.list_events(study, code)
-        ],
-        vital_signs=[
-            VitalSignsOut.model_validate(r) for r in vital_signs.list_vital_signs(study, code)
-        ],
-        clinical_status=[
-            ClinicalStatusOut.model_validate(r)
-            for r in clinical_status.list_clinical_status(study, code)
-        ],
-        ct_scans=[CtScanOut.model_validate(r) for r in ct_scans.list_ct_scans(study, code)],
+        recorded_infusions=[InfusionOut.model_validate(r) for r in records.infusions],
+        adverse_events=[AdverseEventOut.model_validate(r) for r in records.adverse_events],
+        vital_signs=[VitalSignsOut.model_validate(r) for r in records.vital_signs],
+        clinical_status=[ClinicalStatusOut.model_validate(r) for r in records.clinical_status],
+        ct_scans=[CtScanOut.model_validate(r) for r in records.ct_scans],
     )
 
 

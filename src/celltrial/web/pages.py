@@ -44,6 +44,7 @@ from celltrial.services.errors import (
     SignatureRefused,
     SignInRefused,
 )
+from celltrial.services.subject_records import read_subject_records
 from celltrial.study import StudyHandle
 from celltrial.web.forms import local_input, parse_form, record_values
 from celltrial.web.schemas import (
@@ -223,18 +224,19 @@ def dashboard(request: Request, active: Reader) -> HTMLResponse:
 def subject(code: str, request: Request, active: Reader) -> HTMLResponse:
     study = study_of(request)
     view = monitoring.summarize_subject(study, code)
+    records = read_subject_records(study, code, with_review=True)
     return render(
         request,
         "subject.html.j2",
         active,
         view=view,
-        recorded=infusions.list_infusions(study, code),
-        events=adverse_events.list_events(study, code),
-        queries=queries.list_queries(study, subject_code=code),
-        signatures=signatures.list_signatures(study, code),
-        rounds=vital_signs.list_vital_signs(study, code),
-        statuses=clinical_status.list_clinical_status(study, code),
-        scans=ct_scans.list_ct_scans(study, code),
+        recorded=records.infusions,
+        events=records.adverse_events,
+        queries=records.queries,
+        signatures=records.signatures,
+        rounds=records.vital_signs,
+        statuses=records.clinical_status,
+        scans=records.ct_scans,
         labels=vital_signs.FIELD_LABELS,
     )
 
