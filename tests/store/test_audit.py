@@ -18,7 +18,16 @@ from celltrial.store.database import (
     study_session,
     upgrade_database,
 )
-from celltrial.store.models import AuditEvent, Base, ImportBatch, Observation, Study, Subject
+from celltrial.store.models import (
+    AdverseEvent,
+    AuditEvent,
+    Base,
+    ImportBatch,
+    Observation,
+    ProductLot,
+    Study,
+    Subject,
+)
 
 T0 = datetime(2020, 2, 10, 2, 0, tzinfo=UTC)
 
@@ -163,3 +172,57 @@ def test_naive_time_refused(engine):
         s.flush()
     assert isinstance(caught.value.orig, DataError)
     assert "no time zone" in str(caught.value.orig)
+
+
+def test_audit_events_are_numbered_in_the_order_their_changes_are_committed(engine):
+    """Readers tell what changed since they last looked by the newest audit event id
+    (``id > seen``): an event numbered before one already committed, but committed after it,
+    would never be seen. So a change waits for the audited changes begun before it to end."""
+    import threading
+
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite runs one write transaction at a time: commit order is id order")
+    first = study_session(engine, user="alice", reason="slow entry")
+    session = first.__enter__()
+    session.add(Subject(study_id="S", code="S010", sex="F", age=50.0, weight_kg=60.0))
+    session.flush()  # its audit event is written (and numbered), not yet committed
+    done = threading.Event()
+
+    def second_change() -> None:
+        with study_session(engine, user="bob", reason="quick entry") as other:
+            other.add(Subject(study_id="S", code="S011", sex="M", age=40.0, weight_kg=70.0))
+        done.set()
+
+    writer = threading.Thread(target=second_change)
+    writer.start()
+    assert not done.wait(1.0), "the second change was committed while the first was open"
+    first.__exit__(None, None, None)
+    writer.join(10)
+    assert done.is_set()
+    rows = audit_rows(engine)
+    assert [r.user for r in rows] == ["alice", "bob"]
+
+
+def test_audit_events_name_the_subject_whose_data_they_change(engine):
+    with study_session(engine, user="alice") as session:
+        subject = Subject(study_id="S", code="S020", sex="F", age=50.0, weight_kg=60.0)
+        session.add(subject)
+        session.flush()
+        event = AdverseEvent(subject_id=subject.id, term="Rash", onset_at=T0, grade=1)
+        session.add(event)
+        session.add(ProductLot(study_id="S", code="L-20", release_status="released"))
+        subject_id = subject.id
+    with study_session(engine, user="bob", reason="grade from source") as session:
+        session.scalar(select(AdverseEvent).where(AdverseEvent.term == "Rash")).grade = 2
+    with study_session(engine, user="carol", reason="entered twice") as session:
+        session.delete(session.scalar(select(AdverseEvent).where(AdverseEvent.term == "Rash")))
+    with engine.connect() as connection:
+        events = connection.execute(
+            select(AuditEvent.table_name, AuditEvent.action, AuditEvent.subject_id).order_by(
+                AuditEvent.id
+            )
+        ).all()
+    assert ("subject", "insert", subject_id) in events
+    for action in ("insert", "update", "delete"):  # an update that leaves subject_id as it was
+        assert ("adverse_event", action, subject_id) in events
+    assert ("product_lot", "insert", None) in events  # not one subject's data

@@ -412,6 +412,7 @@ def test_subject_page_shows_ct_scans_and_the_baseline_beside_follow_up(clients, 
         },
     )
     assert infused.status_code == 201, infused.text
+    assert coordinator.get("/api/v1/subjects/S002").json()["ct_scans"] == []  # kept: none yet
     folder = study_dir / "ct"
     folder.mkdir(exist_ok=True)
     records = [
@@ -439,7 +440,8 @@ def test_subject_page_shows_ct_scans_and_the_baseline_beside_follow_up(clients, 
     assert image.status_code == 200 and image.headers["content-type"] == "image/png"
     assert image.content.startswith(b"\x89PNG\r\n\x1a\n") and len(image.content) > 5000
     assert coordinator.get("/subjects/S003/ct.png").status_code == 404
-    assert len(coordinator.get("/api/v1/subjects/S002").json()["ct_scans"]) == 2
+    # the subject's whole record lists the same scans, study days and changes
+    assert coordinator.get("/api/v1/subjects/S002").json()["ct_scans"] == scans
 
 
 def test_openapi_lists_the_new_reads_and_writes(clients):

@@ -453,3 +453,43 @@ def test_a_subject_page_lists_what_each_listing_gives(app, clients):
     assert read_subject_records(study, "S001").queries == []  # review only when asked for
     with pytest.raises(NotFound):
         read_subject_records(study, "S999")
+
+
+def test_a_subjects_records_are_kept_until_its_own_data_change(app, clients):
+    from celltrial.services import adverse_events
+    from celltrial.services.subject_records import read_subject_records
+
+    study, client = app.state.study, clients["coordinator"]
+    first = read_subject_records(study, "S003", with_review=True)
+    assert read_subject_records(study, "S003", with_review=True).infusions is first.infusions
+    # another subject's change leaves them as they were
+    assert client.post("/api/v1/subjects/S004/adverse-events", json=event("Not S003")).is_success
+    kept = read_subject_records(study, "S003", with_review=True)
+    assert kept.adverse_events is first.adverse_events
+    # the subject's own change, a query about it and a lot (shown with each infusion): read again
+    created = client.post("/api/v1/subjects/S003/adverse-events", json=event("S003 rash"))
+    assert created.is_success
+    changed = read_subject_records(study, "S003", with_review=True)
+    assert changed.adverse_events is not first.adverse_events
+    assert changed.adverse_events == adverse_events.list_events(study, "S003")
+    assert "S003 rash" in [e.term for e in changed.adverse_events]
+    query = {
+        "table": "adverse_event",
+        "row_id": created.json()["id"],
+        "field": "grade",
+        "question": "Grade as in the source?",
+    }
+    assert clients["data_manager"].post("/api/v1/queries", json=query).status_code == 201
+    queried = read_subject_records(study, "S003", with_review=True)
+    assert [q.question for q in queried.queries][-1:] == ["Grade as in the source?"]
+    lot = {
+        "code": "LOT-CACHE",
+        "release_status": "quarantine",
+        "viability_pct": 90.0,
+    }
+    assert clients["admin"].post("/api/v1/lots", json=lot).status_code == 201
+    assert read_subject_records(study, "S003", with_review=True).queries is not queried.queries
+    # the page and the API show the subject's records as they are now
+    assert "S003 rash" in client.get("/subjects/S003").text
+    terms = [e["term"] for e in client.get("/api/v1/subjects/S003").json()["adverse_events"]]
+    assert "S003 rash" in terms

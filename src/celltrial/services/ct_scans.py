@@ -11,12 +11,15 @@ import tempfile
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pandas as pd
+from sqlalchemy.orm import Session
 
 from celltrial.services.errors import NotFound
 from celltrial.services.monitoring import read_study_state, rows_of_subject
 from celltrial.store.frames import first_infusions, read_ct_results
+from celltrial.store.models import Subject
 from celltrial.study import StudyHandle
 from celltrial.timeline import derive_study_day
 
@@ -46,19 +49,27 @@ class CtScanRecord:
 
 def _scans(study: StudyHandle, code: str) -> pd.DataFrame:
     """The subject's CT results with study days and the change from baseline, by time."""
-    from celltrial.imaging.progression import derive_ct_trajectory
-
     state = read_study_state(study)
     if not len(rows_of_subject(state.frames.subjects, code)):
         raise NotFound(f"no subject {code!r} in study {study.study_id}")
     if not len(rows_of_subject(state.frames.imaging, code)):
         return pd.DataFrame()  # no imaging study, so no CT result (most subjects)
     results = read_ct_results(study.engine, study.study_id, subject=code)
-    if results.empty:  # most subjects: no study days and trajectory to derive
-        return results
-    results = derive_study_day(
+    return _with_progression(
         results, first_infusions(state.frames.infusions), study.protocol.study.zone
     )
+
+
+def _with_progression(
+    results: pd.DataFrame, first_infusion: pd.Series, zone: ZoneInfo | str
+) -> pd.DataFrame:
+    """CT results (:func:`read_ct_results`) with study days (``first_infusion``: subject code
+    -> day 0) and the change from baseline, by time."""
+    from celltrial.imaging.progression import derive_ct_trajectory
+
+    if results.empty:  # most subjects: no study days and trajectory to derive
+        return results
+    results = derive_study_day(results, first_infusion, zone)
     results["status"] = None
     results["lesion_change_ml"] = float("nan")
     known = results.dropna(subset=["study_day"])
@@ -71,7 +82,24 @@ def _scans(study: StudyHandle, code: str) -> pd.DataFrame:
 
 def list_ct_scans(study: StudyHandle, subject_code: str) -> list[CtScanRecord]:
     """The subject's quantified CT scans, oldest first."""
-    scans = _scans(study, subject_code)
+    return _records(_scans(study, subject_code), subject_code)
+
+
+def subject_ct_scans(
+    session: Session, subject: Subject, first_infusion: datetime | None, zone: ZoneInfo | str
+) -> list[CtScanRecord]:
+    """The subject's quantified CT scans, oldest first, read within a session of the caller's;
+    ``first_infusion``: the start of the subject's first infusion (day 0), if any."""
+    results = read_ct_results(session.connection(), subject.study_id, subject=subject.code)
+    day_0 = pd.Series(
+        [] if first_infusion is None else [pd.Timestamp(first_infusion).tz_convert("UTC")],
+        index=[] if first_infusion is None else [subject.code],
+        dtype="datetime64[ns, UTC]",
+    )
+    return _records(_with_progression(results, day_0, zone), subject.code)
+
+
+def _records(scans: pd.DataFrame, subject_code: str) -> list[CtScanRecord]:
     if scans.empty:
         return []
     columns = [f.name for f in fields(CtScanRecord) if f.name not in {"subject_code", "time"}]

@@ -1,21 +1,30 @@
-"""Everything recorded about one subject, read in one database session.
+"""Everything recorded about one subject, read in one database session and kept until the
+subject's data change.
 
-The subject page and its API read show all of a subject's records at once; one session (one
-connection, one subject look-up) for all of them instead of one per kind of record.
+The subject page and its API read show all of a subject's records at once: one session (one
+connection, one subject look-up) for all of them instead of one per kind of record. They are
+kept between requests: each audit event names the subject whose data it changed, so one look at
+the events since the records were read tells whether they still hold (events of other subjects
+leave them as they were; a change that is not one subject's, such as a lot or an import, makes
+them be read again). Audit event ids ascend in commit order (:mod:`celltrial.store.audit`), so
+no change is missed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import func, select
+
 from celltrial.services.adverse_events import AdverseEventRecord, subject_events
 from celltrial.services.clinical_status import ClinicalStatusRecord, subject_clinical_status
-from celltrial.services.ct_scans import CtScanRecord, list_ct_scans
+from celltrial.services.ct_scans import CtScanRecord, subject_ct_scans
 from celltrial.services.infusions import InfusionRecord, find_subject, subject_infusions
 from celltrial.services.queries import QueryRecord, subject_queries
 from celltrial.services.signatures import SignatureRecord, subject_signatures
 from celltrial.services.vital_signs import VitalSignsRecord, subject_vital_signs
 from celltrial.store.database import study_session
+from celltrial.store.models import AuditEvent
 from celltrial.study import StudyHandle
 
 
@@ -33,26 +42,46 @@ class SubjectRecords:
     signatures: list[SignatureRecord]
 
 
+#: Records read: (study URL, subject code, with review) -> (the newest audit event they
+#: include, the subject's id, the records). At most one entry per subject and kind.
+_kept: dict[tuple[str, str, bool], tuple[int, int, SubjectRecords]] = {}
+
+
 def read_subject_records(
     study: StudyHandle, code: str, *, with_review: bool = False
 ) -> SubjectRecords:
     """The subject's infusions, adverse events, vital-sign rounds, clinical statuses and CT
     scans; ``with_review``: also its data queries and casebook signatures.
     :class:`~celltrial.services.errors.NotFound` for an unknown subject."""
+    key = (study.url, code, with_review)
     with study_session(study.engine, user="read") as session:
+        kept = _kept.get(key)
+        if kept is not None:
+            seen, subject_id, records = kept
+            since = session.execute(
+                select(AuditEvent.id, AuditEvent.subject_id).where(AuditEvent.id > seen)
+            ).all()
+            if all(e.subject_id is not None and e.subject_id != subject_id for e in since):
+                if since:  # other subjects' changes: look only after them next time
+                    _kept[key] = (max(e.id for e in since), subject_id, records)
+                return records
+        # the newest event first: the records read after it hold it (or newer)
+        newest = session.scalar(select(func.max(AuditEvent.id))) or 0
         subject = find_subject(session, study, code)
+        subject_id = subject.id
         infusions = subject_infusions(session, subject)
-        events = subject_events(session, subject)
-        rounds = subject_vital_signs(session, subject)
-        statuses = subject_clinical_status(session, subject)
-        queries = subject_queries(session, subject) if with_review else []
-        signatures = subject_signatures(session, subject) if with_review else []
-    return SubjectRecords(
-        infusions=infusions,
-        adverse_events=events,
-        vital_signs=rounds,
-        clinical_status=statuses,
-        ct_scans=list_ct_scans(study, code),  # from the analysed state (most subjects: none)
-        queries=queries,
-        signatures=signatures,
-    )
+        started = [i.started_at for i in infusions if i.started_at is not None]
+        records = SubjectRecords(
+            infusions=infusions,
+            adverse_events=subject_events(session, subject),
+            vital_signs=subject_vital_signs(session, subject),
+            clinical_status=subject_clinical_status(session, subject),
+            # study days from the subject's own first infusion (day 0), read here as well
+            ct_scans=subject_ct_scans(
+                session, subject, min(started, default=None), study.protocol.study.zone
+            ),
+            queries=subject_queries(session, subject) if with_review else [],
+            signatures=subject_signatures(session, subject) if with_review else [],
+        )
+    _kept[key] = (newest, subject_id, records)
+    return records

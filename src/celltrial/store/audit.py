@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import String, event, insert, inspect
+from sqlalchemy import String, event, func, insert, inspect, select
 from sqlalchemy.orm import Mapper, Session
 
 from celltrial.errors import DataError, StudyError
@@ -58,6 +58,14 @@ def _changed_values(obj: Base) -> tuple[dict[str, Any], dict[str, Any]]:
     return before, after
 
 
+def _subject_of(obj: Base, table: str) -> int | None:
+    """The ``subject.id`` whose data ``obj`` is: a subject's own row, or a row with a
+    ``subject_id`` (read as held, never loaded: None when not at hand)."""
+    values = inspect(obj).dict
+    value = values.get("id") if table == "subject" else values.get("subject_id")
+    return value if isinstance(value, int) else None
+
+
 def _who_and_why(session: Session) -> tuple[str, str | None]:
     user = session.info.get("user")
     if not user:
@@ -87,6 +95,25 @@ def _check_lengths(session: Session, _context: Any, _instances: Any) -> None:
                     f"{state.mapper.local_table.name}.{key}: {shown!r} is longer than {length} "
                     f"character{'s' if length > 1 else ''}"
                 )
+
+
+#: PostgreSQL advisory lock that orders audited transactions (its key: "celltria" in ASCII).
+AUDIT_ORDER_LOCK = 0x63656C6C74726961
+
+
+@event.listens_for(StudySession, "before_flush")
+def _number_in_commit_order(session: Session, _context: Any, _instances: Any) -> None:
+    """Make audit event ids ascend in commit order on PostgreSQL.
+
+    Readers find what changed since they last looked by ``audit_event.id > seen``. Ids come from
+    a sequence when a row is inserted, so two concurrent transactions could commit in the other
+    order (an id below one already seen, committed later: never seen). A transaction-level lock
+    taken before its first change is written makes an audited change wait until those begun
+    before it have ended. SQLite already runs one write transaction at a time.
+    """
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(select(func.pg_advisory_xact_lock(AUDIT_ORDER_LOCK)))
 
 
 @event.listens_for(StudySession, "after_flush")
@@ -125,6 +152,7 @@ def _audit_flush(session: Session, _context: Any) -> None:
                     "reason": reason,
                     "import_batch_id": None,
                     "source_sha256": None,
+                    "subject_id": _subject_of(obj, table),
                 }
             )
     if rows:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo
 
 import pandas as pd
-from sqlalchemy import Engine, Select, select
+from sqlalchemy import Connection, Engine, Select, select
 
 from celltrial.frames import (
     ADVERSE_EVENT_COLUMNS,
@@ -33,10 +33,17 @@ from celltrial.store.models import (
 from celltrial.timeline import derive_study_day
 
 
-def _frame(engine: Engine, statement: Select, time_columns: tuple[str, ...] = ()) -> pd.DataFrame:
-    with engine.connect() as connection:
-        result = connection.execute(statement)
+def _frame(
+    engine: Engine | Connection, statement: Select, time_columns: tuple[str, ...] = ()
+) -> pd.DataFrame:
+    """The rows of ``statement`` (through a connection of ``engine``, or the caller's own)."""
+    if isinstance(engine, Connection):
+        result = engine.execute(statement)
         frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    else:
+        with engine.connect() as connection:
+            result = connection.execute(statement)
+            frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
     for column in time_columns:
         frame[column] = pd.to_datetime(frame[column], utc=True)
     return frame
@@ -259,9 +266,11 @@ def read_import_batches(engine: Engine) -> pd.DataFrame:
     return _frame(engine, statement, ("time",))
 
 
-def read_ct_results(engine: Engine, study_id: str, *, subject: str | None = None) -> pd.DataFrame:
+def read_ct_results(
+    engine: Engine | Connection, study_id: str, *, subject: str | None = None
+) -> pd.DataFrame:
     """One row per stored CT result of the study's own subjects (time in UTC); only those of
-    subject code ``subject`` when given.
+    subject code ``subject`` when given (``engine``: or a connection of the caller's).
 
     Columns: subject_id, time, path, checksum, method, lung_ml, ggo_ml, consolidation_ml,
     lesion_ml, involvement_pct, score, zones.

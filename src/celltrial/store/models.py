@@ -260,6 +260,9 @@ class AuditEvent(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     import_batch_id: Mapped[int | None] = mapped_column(ForeignKey("import_batch.id"))
     source_sha256: Mapped[str | None] = mapped_column(String(64))
+    #: the subject whose data the change is (``subject.id``); None when it is not one subject's
+    #: (lots, accounts, imports) or was not recorded (events before schema revision 0008)
+    subject_id: Mapped[int | None]
 
 
 class DataQuery(_Versioned, Base):
