@@ -54,11 +54,21 @@ def test_a_write_shows_at_once_and_only_its_table_is_read_again(app, clients, on
     assert "Cache rash" in client.get("/subjects/S003").text
 
 
-def test_a_first_infusion_moves_day_0_so_everything_is_read_again(app, clients, one_minute):
+def test_a_first_infusion_moves_day_0_so_every_study_day_is_derived_again(app, clients, one_minute):
+    from dataclasses import fields
+
+    from celltrial.overview import summarize_study
+
     study, client = app.state.study, clients["coordinator"]
+    started = NOW - timedelta(days=3)
+    # S004's data before its first infusion: days unknown until day 0 is
+    assert client.post("/api/v1/subjects/S004/adverse-events", json=event("Day rash", 2)).is_success
+    vitals = {"time": (started - timedelta(hours=2)).isoformat(), "temperature": 37.1}
+    assert client.post("/api/v1/subjects/S004/vital-signs", json=vitals).is_success
+    status = {"assessed_at": (NOW - timedelta(days=1)).isoformat(), "who_scale": 5}
+    assert client.post("/api/v1/subjects/S004/clinical-status", json=status).is_success
     client.get("/api/v1/subjects/S004")
     before = monitoring.read_study_state(study)
-    started = NOW - timedelta(days=3)
     body = {
         "lot_code": RELEASED,
         "vial_id": "V-9",
@@ -70,6 +80,20 @@ def test_a_first_infusion_moves_day_0_so_everything_is_read_again(app, clients, 
     assert client.post("/api/v1/subjects/S004/infusions", json=body).status_code == 201
     after = monitoring.read_study_state(study)
     assert after.frames.observations is not before.frames.observations
+    # every frame (study days, first infusion) as read afresh, and the analyses made from them
+    frames = read_study_frames(study)
+    for frame in fields(frames):
+        pd.testing.assert_frame_equal(
+            getattr(after.frames, frame.name), getattr(frames, frame.name), obj=frame.name
+        )
+    fresh = summarize_study(study.protocol, frames, today=after.overview.today)
+    for part in ("summary", "infusions", "visits", "visit_assessments", "deviations"):
+        pd.testing.assert_frame_equal(getattr(after.overview, part), getattr(fresh, part))
+    full = analyse_safety(study.protocol, frames)
+    for table in ("listing", "lab_toxicities", "signals"):
+        pd.testing.assert_frame_equal(getattr(after.safety, table), getattr(full, table))
+    own = after.frames.adverse_events[after.frames.adverse_events["subject_id"] == "S004"]
+    assert own["onset_day"].tolist() == [1]  # 2 days ago, day 0 three days ago
     subject = client.get("/api/v1/subjects/S004").json()
     assert subject["details"]["first_infusion"] is not None
     assert any(i["actual_day"] == 0 for i in subject["infusions"])

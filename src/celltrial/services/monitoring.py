@@ -4,7 +4,9 @@ The analyses behind them (schedule status, deviations, safety) are the ones the 
 use. They are computed once per change of the study data: the audit log grows with every change, so
 its newest id (with the minute, since statuses such as *due* move with the clock) keys a small
 cache. Only the tables changed since are read again (a query or a signature changes nothing here;
-each hour, and when a subject's day 0 moves, all are). Within a minute only the analyses derived
+each hour all are; when a subject's day 0 moves, every frame's study days are derived again).
+Audit event ids ascend in commit order (:mod:`celltrial.store.audit`), so no change is missed.
+Within a minute only the analyses derived
 from the changed tables are made again (an infusion edited leaves the visit schedule and the lab
 grades as they were); each minute all of them are. The web app brings the cache up to date after
 each write before acknowledging it, so reads after a write do not wait for the analyses; the
@@ -46,6 +48,7 @@ from celltrial.services.vital_signs import summarize_vital_days
 from celltrial.store import frames as store_frames
 from celltrial.store.models import AuditEvent
 from celltrial.study import StudyFrames, StudyHandle, read_study_frames
+from celltrial.timeline import derive_study_day
 
 _log = logging.getLogger(__name__)
 
@@ -166,9 +169,11 @@ def read_study_state(study: StudyHandle, *, wait: bool = False) -> StudyState:
                 _cache[study.url] = state
                 return state
             frames = _read_changed(study, cached.frames, changed) if changed else cached.frames
-            if frames is not None and same_minute:
+            moved_day_0 = frames is not None and frames.subjects is not cached.frames.subjects
+            if frames is not None and same_minute and not moved_day_0:
                 # and within the minute derive again only what is derived from them (a new
-                # minute moves "today": then everything is derived again)
+                # minute moves "today", a new day 0 every study day: then everything is
+                # derived again)
                 previous, changed_frames = cached, {_FRAME_OF[table] for table in changed}
         if frames is None:
             frames = read_study_frames(study)
@@ -222,8 +227,8 @@ def _changed_tables(study: StudyHandle, since: int) -> set[str]:
 
 
 def _read_changed(study: StudyHandle, frames: StudyFrames, changed: set[str]) -> StudyFrames | None:
-    """``frames`` with the ``changed`` tables read again; None when all must be (subjects, day 0
-    of a subject, or a table not known here changed)."""
+    """``frames`` with the ``changed`` tables read again; None when all must be (subjects or a
+    table not known here changed)."""
     if not changed <= set(_FRAME_OF):
         return None
     zone = study.protocol.study.zone
@@ -239,9 +244,38 @@ def _read_changed(study: StudyHandle, frames: StudyFrames, changed: set[str]) ->
         "imaging": lambda: store_frames.read_imaging(engine, study_id, **kwargs),
     }
     fresh = {_FRAME_OF[table]: readers[_FRAME_OF[table]]() for table in changed}
-    if "infusions" in fresh and not store_frames.first_infusions(fresh["infusions"]).equals(first):
-        return None  # study days of every frame move with day 0
+    if "infusions" in fresh:
+        moved = store_frames.first_infusions(fresh["infusions"])
+        if not moved.equals(first):
+            # a subject's day 0 moved: the study days of every frame (those just read too)
+            # move with it, derived again here as the readers derive them
+            return _with_day_0(replace(frames, **fresh), moved, zone)
     return replace(frames, **fresh)
+
+
+#: Frames with study days (besides infusions, whose days come from their own starts): frame ->
+#: (time column, study-day column), as :mod:`celltrial.store.frames` derives them.
+_STUDY_DAYS = {
+    "observations": ("time", "study_day"),
+    "adverse_events": ("onset", "onset_day"),
+    "clinical_status": ("time", "study_day"),
+    "imaging": ("time", "study_day"),
+}
+
+
+def _with_day_0(frames: StudyFrames, first: pd.Series, zone: Any) -> StudyFrames:
+    """``frames`` with day 0 of each subject from ``first`` (subject code -> first infusion's
+    start): the subjects' first infusion and the study days of every frame."""
+    subjects = frames.subjects.assign(
+        first_infusion=pd.to_datetime(
+            first.reindex(frames.subjects["subject_id"]).to_numpy(), utc=True
+        )
+    )
+    moved = {
+        name: derive_study_day(getattr(frames, name), first, zone, time_column=time, day_column=day)
+        for name, (time, day) in _STUDY_DAYS.items()
+    }
+    return replace(frames, subjects=subjects, **moved)
 
 
 def _plain(value: Any) -> Any:
