@@ -67,8 +67,25 @@ def test_the_rule_marks_lesion_where_lesion_is_likelier_and_types_it_by_the_larg
     probs = np.array(
         [[[0.6, 0.3, 0.1], [0.5, 0.2, 0.3], [0.2, 0.5, 0.3], [0.1, 0.3, 0.6]]], dtype=np.float32
     )
-    np.testing.assert_array_equal(compute_slice_labels(probs), [[0, 2, 1, 2]])  # 0.5: lesion
-    np.testing.assert_array_equal(compute_slice_labels(probs, lesion_threshold=0.6), [[0, 0, 1, 2]])
+    even = {"consolidation_weight": 1.0}
+    np.testing.assert_array_equal(
+        compute_slice_labels(probs, **even), [[0, 2, 1, 2]]
+    )  # 0.5: lesion
+    np.testing.assert_array_equal(
+        compute_slice_labels(probs, lesion_threshold=0.6, **even), [[0, 0, 1, 2]]
+    )
+
+
+def test_consolidation_needs_twice_the_ground_glass_probability_by_default():
+    from celltrial.imaging.learning import LabelRule, load_label_rule
+
+    assert load_label_rule() == LabelRule(lesion_threshold=0.5, consolidation_weight=0.5)
+    # (none, ground-glass, consolidation): 0.3 vs 0.6 is the boundary (not above: ground-glass)
+    probs = np.array(
+        [[[0.1, 0.3, 0.6], [0.1, 0.29, 0.61], [0.5, 0.2, 0.3], [0.2, 0.1, 0.7], [0.6, 0.1, 0.3]]],
+        dtype=np.float32,
+    )
+    np.testing.assert_array_equal(compute_slice_labels(probs), [[1, 2, 1, 2, 0]])
 
 
 @needs_medseg

@@ -8,11 +8,14 @@ training-only dependency) when called.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 from scipy import ndimage as ndi
 
 from celltrial.errors import CelltrialError
@@ -110,10 +113,35 @@ def compute_slice_probabilities(model: BoostedTrees, hu: np.ndarray, pixel_mm: f
     return np.stack([ndi.gaussian_filter(probs[..., c], sigma) for c in range(3)], axis=-1)
 
 
-def compute_slice_labels(probs: np.ndarray, *, lesion_threshold: float = 0.5) -> np.ndarray:
-    """Labels from probabilities: lesion where P(lesion) ≥ threshold, typed by the larger one."""
-    lesion = probs[..., 1] + probs[..., 2] >= lesion_threshold
-    kind = np.where(probs[..., 2] > probs[..., 1], 2, 1)
+@dataclass(frozen=True)
+class LabelRule:
+    """How probabilities of (none, ground-glass, consolidation) become labels."""
+
+    lesion_threshold: float = 0.5
+    consolidation_weight: float = 1.0
+
+
+@functools.cache
+def load_label_rule() -> LabelRule:
+    """The shipped rule (``models/labels.yaml``, chosen by cross-validation; see there)."""
+    text = (resources.files("celltrial.imaging") / "models" / "labels.yaml").read_text()
+    return LabelRule(**yaml.safe_load(text))
+
+
+def compute_slice_labels(
+    probs: np.ndarray,
+    *,
+    lesion_threshold: float | None = None,
+    consolidation_weight: float | None = None,
+) -> np.ndarray:
+    """Labels from probabilities: lesion where P(lesion) ≥ ``lesion_threshold``; consolidation
+    where ``consolidation_weight`` × P(consolidation) > P(ground-glass), else ground-glass.
+    Unset: the shipped rule (:func:`load_label_rule`)."""
+    rule = load_label_rule()
+    threshold = rule.lesion_threshold if lesion_threshold is None else lesion_threshold
+    weight = rule.consolidation_weight if consolidation_weight is None else consolidation_weight
+    lesion = probs[..., 1] + probs[..., 2] >= threshold
+    kind = np.where(weight * probs[..., 2] > probs[..., 1], 2, 1)
     return np.where(lesion, kind, 0).astype(np.uint8)
 
 
@@ -147,12 +175,18 @@ def summarize_fold_dice(
     folds: np.ndarray,
     probabilities: dict[str, np.ndarray],
     *,
-    lesion_threshold: float = 0.5,
+    lesion_threshold: float | None = None,
+    consolidation_weight: float | None = None,
 ) -> pd.DataFrame:
-    """Per-slice Dice (and fold) of the labels that ``probabilities`` give each slice."""
+    """Per-slice Dice (and fold) of the labels that ``probabilities`` give each slice (the
+    shipped rule unless given)."""
     rows = []
     for s, fold in zip(slices, folds, strict=True):
-        found = compute_slice_labels(probabilities[s.name], lesion_threshold=lesion_threshold)
+        found = compute_slice_labels(
+            probabilities[s.name],
+            lesion_threshold=lesion_threshold,
+            consolidation_weight=consolidation_weight,
+        )
         rows.append({**summarize_dice(s.name, s.labels, found), "fold": int(fold)})
     return pd.DataFrame(rows)
 
@@ -160,12 +194,14 @@ def summarize_fold_dice(
 __all__ = [
     "CLASSES",
     "DEFAULT_WINDOW",
+    "LabelRule",
     "LabelledSlice",
     "compute_dice",
     "compute_display_to_hu",
     "compute_folds",
     "compute_slice_labels",
     "compute_slice_probabilities",
+    "load_label_rule",
     "read_medseg_slices",
     "sample_pixels",
     "summarize_dice",
