@@ -25,6 +25,16 @@ def event(term: str, days: float = 1) -> dict:
     return {"term": term, "onset_at": (NOW - timedelta(days=days)).isoformat(), "grade": 2}
 
 
+def grade_query(event_id: int) -> dict:
+    """A data manager's query about the grade of adverse event ``event_id``."""
+    return {
+        "table": "adverse_event",
+        "row_id": event_id,
+        "field": "grade",
+        "question": "Grade as in the source?",
+    }
+
+
 def test_a_write_shows_at_once_and_only_its_table_is_read_again(app, clients, one_minute):
     study, client = app.state.study, clients["coordinator"]
     client.get("/api/v1/dashboard")
@@ -206,12 +216,7 @@ def test_a_query_leaves_the_analyses_as_they_were(app, clients, one_minute):
         "/api/v1/subjects/S002/adverse-events", json=event("Cache cough")
     )
     before = monitoring.read_study_state(study)
-    query = {
-        "table": "adverse_event",
-        "row_id": created.json()["id"],
-        "field": "grade",
-        "question": "Grade as in the source?",
-    }
+    query = grade_query(created.json()["id"])
     assert clients["data_manager"].post("/api/v1/queries", json=query).status_code == 201
     after = monitoring.read_study_state(study)
     assert after.revision > before.revision
@@ -458,12 +463,7 @@ def test_a_subject_page_lists_what_each_listing_gives(app, clients):
     study = app.state.study
     client = clients["coordinator"]
     created = client.post("/api/v1/subjects/S001/adverse-events", json=event("Listed rash"))
-    query = {
-        "table": "adverse_event",
-        "row_id": created.json()["id"],
-        "field": "grade",
-        "question": "Grade as in the source?",
-    }
+    query = grade_query(created.json()["id"])
     assert clients["data_manager"].post("/api/v1/queries", json=query).status_code == 201
     records = read_subject_records(study, "S001", with_review=True)
     assert records.infusions == infusions.list_infusions(study, "S001")
@@ -497,12 +497,7 @@ def test_a_subjects_records_are_kept_until_its_own_data_change(app, clients):
     assert changed.adverse_events is not first.adverse_events
     assert changed.adverse_events == adverse_events.list_events(study, "S003")
     assert "S003 rash" in [e.term for e in changed.adverse_events]
-    query = {
-        "table": "adverse_event",
-        "row_id": created.json()["id"],
-        "field": "grade",
-        "question": "Grade as in the source?",
-    }
+    query = grade_query(created.json()["id"])
     assert clients["data_manager"].post("/api/v1/queries", json=query).status_code == 201
     queried = read_subject_records(study, "S003", with_review=True)
     assert [q.question for q in queried.queries][-1:] == ["Grade as in the source?"]
