@@ -175,9 +175,10 @@ def compute_learned_lesions(
     spacing: tuple[float, float, float],
     *,
     network=None,
+    keep_outside: bool = False,
 ) -> np.ndarray:
-    """Lesion labels from the lesion network (:mod:`celltrial.imaging.network`), slice by slice,
-    kept inside ``lungs``."""
+    """Lesion labels from the lesion network (:mod:`celltrial.imaging.network`), slice by slice
+    (those holding lung), kept inside ``lungs`` unless ``keep_outside``."""
     from celltrial.imaging.learning import compute_slice_labels
     from celltrial.imaging.network import compute_network_probabilities
 
@@ -188,7 +189,7 @@ def compute_learned_lesions(
         learned = compute_network_probabilities(hu[chunk], network=network)
         for k, probabilities in zip(chunk, learned, strict=True):
             labels = compute_slice_labels(probabilities)
-            if lungs is not None:
+            if lungs is not None and not keep_outside:
                 labels[lungs[k] == 0] = 0
             out[k] = labels
     return out

@@ -669,6 +669,40 @@ def _hull_image(mask: np.ndarray) -> np.ndarray:
     return out
 
 
+#: Lesions (found by the lesion network) reaching within this distance (mm) of a lung are lung.
+ADJACENT_LESION_MM = 3.0
+
+
+def add_adjacent_lesions(
+    lungs: np.ndarray,
+    lesions: np.ndarray,
+    spacing: tuple[float, float, float],
+    *,
+    reach_mm: float = ADJACENT_LESION_MM,
+) -> np.ndarray:
+    """``lungs`` (labels) with each in-slice lesion region that reaches within ``reach_mm`` of a
+    lung added to it, each added pixel given the side of its nearest lung pixel.
+
+    For display images, whose density says little: dense consolidation against the pleura looks
+    like the chest wall, so the lung found from air stops short of it, while the lesion network,
+    which looks at shape and texture, finds it. Lesion regions away from both lungs stay out.
+    """
+    out = lungs.copy()
+    reach = max(1, round(reach_mm / max(spacing[1], 1e-6)))
+    for k in range(lungs.shape[0]):
+        lung, found = lungs[k], lesions[k] > 0
+        if not lung.any() or not (found & (lung == 0)).any():
+            continue
+        regions, _ = ndi.label(found)
+        near = ndi.binary_dilation(lung > 0, iterations=reach)
+        touching = np.unique(regions[near & found])
+        added = np.isin(regions, touching[touching > 0]) & (lung == 0)
+        if added.any():
+            _, (rows, cols) = ndi.distance_transform_edt(lung == 0, return_indices=True)
+            out[k][added] = lung[rows[added], cols[added]]
+    return out
+
+
 def compute_zone_bounds(present: np.ndarray) -> list[tuple[int, int]]:
     """Slice ranges ``[lo, hi)`` of the upper, middle and lower zone of one lung.
 
@@ -695,10 +729,12 @@ def compute_zones(lungs: np.ndarray) -> np.ndarray:
 
 
 __all__ = [
+    "ADJACENT_LESION_MM",
     "LEFT",
     "RIGHT",
     "ZONES",
     "LungMasks",
+    "add_adjacent_lesions",
     "compute_bounding_box",
     "compute_zone_bounds",
     "compute_zones",

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from celltrial.imaging.io import CtVolume, read_ct, write_mask
-from celltrial.imaging.lesions import segment_lesions
-from celltrial.imaging.lungs import segment_lungs
+from celltrial.imaging.lesions import compute_learned_lesions, segment_lesions
+from celltrial.imaging.lungs import add_adjacent_lesions, segment_lungs
 from celltrial.imaging.quantify import CtQuantification, summarize_ct
 
 
@@ -38,13 +38,27 @@ def measure_scan(
     else:
         volume = read_ct(source)
     lungs = segment_lungs(volume)
+    labels, notes = lungs.labels, list(lungs.notes)
     used = method if method != "auto" else ("learned" if volume.approximate else "density")
-    lesions = segment_lesions(volume, lungs.labels, method=used)
-    caveats = list(volume.notes) + list(lungs.notes)
+    if used == "learned" and volume.approximate:
+        # on display images the network's lesions against a lung are lung (dense consolidation
+        # looks like chest wall there), then the lesions are kept inside the lungs
+        found = compute_learned_lesions(volume.hu, labels, volume.spacing, keep_outside=True)
+        labels = add_adjacent_lesions(labels, found, volume.spacing)
+        lesions = np.where(labels > 0, found, 0).astype(np.uint8)
+        added_ml = np.count_nonzero(labels != lungs.labels) * np.prod(volume.spacing) / 1000.0
+        if added_ml > 0:
+            notes.append(
+                f"display image: {added_ml:.1f} mL of lesion against the lungs' border counted "
+                "as lung"
+            )
+    else:
+        lesions = segment_lesions(volume, labels, method=used)
+    caveats = list(volume.notes) + notes
     quantification = summarize_ct(
-        volume.hu, lungs.labels, lesions, spacing=volume.spacing, method=used, caveats=caveats
+        volume.hu, labels, lesions, spacing=volume.spacing, method=used, caveats=caveats
     )
-    return ScanResult(volume, lungs.labels, lesions, quantification)
+    return ScanResult(volume, labels, lesions, quantification)
 
 
 def input_stem(path: Path | str) -> str:
