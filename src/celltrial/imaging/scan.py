@@ -48,9 +48,9 @@ def measure_scan(
         lesions = np.where(labels > 0, found, 0).astype(np.uint8)
         added_ml = np.count_nonzero(labels != lungs.labels) * np.prod(volume.spacing) / 1000.0
         if added_ml > 0:
+            amount = f"{added_ml:.1f} mL" if added_ml >= 0.1 else "less than 0.1 mL"
             notes.append(
-                f"display image: {added_ml:.1f} mL of lesion against the lungs' border counted "
-                "as lung"
+                f"display image: {amount} of lesion against the lungs' border counted as lung"
             )
     else:
         lesions = segment_lesions(volume, labels, method=used)
