@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from celltrial.services.adverse_events import AdverseEventRecord, subject_events
 from celltrial.services.clinical_status import ClinicalStatusRecord, subject_clinical_status
@@ -58,12 +58,16 @@ def read_subject_records(
         kept = _kept.get(key)
         if kept is not None:
             seen, subject_id, records = kept
-            since = session.execute(
-                select(AuditEvent.id, AuditEvent.subject_id).where(AuditEvent.id > seen)
-            ).all()
-            if all(e.subject_id is not None and e.subject_id != subject_id for e in since):
-                if since:  # other subjects' changes: look only after them next time
-                    _kept[key] = (max(e.id for e in since), subject_id, records)
+            # the events since: the newest, and how many may be this subject's
+            own = or_(AuditEvent.subject_id.is_(None), AuditEvent.subject_id == subject_id)
+            newest, touching = session.execute(
+                select(func.max(AuditEvent.id), func.count().filter(own)).where(
+                    AuditEvent.id > seen
+                )
+            ).one()
+            if not touching:
+                if newest is not None:  # other subjects' changes: look only after them next
+                    _kept[key] = (newest, subject_id, records)
                 return records
         # the newest event first: the records read after it hold it (or newer)
         newest = session.scalar(select(func.max(AuditEvent.id))) or 0
