@@ -6,6 +6,7 @@ a cohort label; external-cohort patients are read only when their cohort is aske
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -37,13 +38,10 @@ def _frame(
     engine: Engine | Connection, statement: Select, time_columns: tuple[str, ...] = ()
 ) -> pd.DataFrame:
     """The rows of ``statement`` (through a connection of ``engine``, or the caller's own)."""
-    if isinstance(engine, Connection):
-        result = engine.execute(statement)
+    given = isinstance(engine, Connection)  # the caller keeps it open
+    with nullcontext(engine) if given else engine.connect() as connection:
+        result = connection.execute(statement)
         frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
-    else:
-        with engine.connect() as connection:
-            result = connection.execute(statement)
-            frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
     for column in time_columns:
         frame[column] = pd.to_datetime(frame[column], utc=True)
     return frame
