@@ -56,10 +56,17 @@ def _digest(*parts: object) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:10]
 
 
+#: Parts of a training module that do not change how one model is trained: which members the
+#: shipped network averages, and the command line.
+NOT_TRAINING = ("MEMBERS", "main")
+
+
 def _code(source: Path) -> str:
-    """What a training module does, without its docstrings (and comments): the part of the cache
-    key that an edit of its documentation leaves as it was."""
+    """What a training module does, without its docstrings (and comments), its list of members
+    and its command line: the part of the cache key that an edit of its documentation, or a
+    member added, leaves as it was."""
     tree = ast.parse(source.read_text())
+    tree.body = [node for node in tree.body if _defined_name(node) not in NOT_TRAINING]
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if (
@@ -71,6 +78,16 @@ def _code(source: Path) -> str:
         ):
             node.body = body[1:] or [ast.Pass()]
     return ast.dump(tree)
+
+
+def _defined_name(node: ast.stmt) -> str | None:
+    """The name a top-level function, class or (annotated) assignment defines."""
+    if isinstance(node, ast.FunctionDef | ast.ClassDef):
+        return node.name
+    target = node.target if isinstance(node, ast.AnnAssign) else None
+    if isinstance(node, ast.Assign) and len(node.targets) == 1:
+        target = node.targets[0]
+    return target.id if isinstance(target, ast.Name) else None
 
 
 def fold_probabilities(
@@ -108,14 +125,17 @@ def pixel_trainer(seed: int) -> Callable:
     return train
 
 
-def network_trainer(seed: int, cache: Path) -> Callable:
-    from train_ct_unet import Settings, export_onnx, train_unet
+def network_trainer(seed: int, cache: Path, member) -> Callable:
+    from dataclasses import replace
+
+    from train_ct_unet import export_onnx, train_unet
 
     from celltrial.imaging.network import compute_network_probabilities, load_network
 
     def train(training, fold):
-        model = train_unet(training, Settings(seed=seed + fold), log=lambda m: print(" ", m))
-        path = cache / f"network-fold{fold}-seed{seed}.onnx"
+        settings = replace(member, seed=member.seed + seed + fold)
+        model = train_unet(training, settings, log=lambda m: print(" ", m))
+        path = cache / f"network-s{member.seed}-fold{fold}-seed{seed}.onnx"
         export_onnx(model, path)
         session = load_network(path)
         return lambda s: compute_network_probabilities(s.hu[None], network=session)[0]
@@ -216,18 +236,26 @@ def main() -> None:
         try:
             import train_ct_unet
 
-            network = fold_probabilities(
-                slices,
-                folds,
-                name="network",
-                settings=train_ct_unet.Settings(),
-                source=ROOT / "scripts" / "train_ct_unet.py",
-                train=network_trainer(args.seed, args.cache),
-                **common,
-            )
+            members = [
+                fold_probabilities(
+                    slices,
+                    folds,
+                    name=f"network-s{member.seed}",
+                    settings=member,
+                    source=ROOT / "scripts" / "train_ct_unet.py",
+                    train=network_trainer(args.seed, args.cache, member),
+                    **common,
+                )
+                for member in train_ct_unet.MEMBERS
+            ]
+            network = {n: np.mean([m[n] for m in members], axis=0) for n in members[0]}
         except ImportError as exc:
             print(f"the lesion network is left out: {exc} (pip install -e '.[train]')")
     if network is not None:
+        for member, probs in zip(train_ct_unet.MEMBERS, members, strict=True):
+            results[f"network member (seed {member.seed}) alone"] = summarize_fold_dice(
+                slices, folds, probs
+            )
         results["network (shipped)"] = summarize_fold_dice(slices, folds, network)
         results["network, consolidation weight 1"] = summarize_fold_dice(
             slices, folds, network, consolidation_weight=1.0

@@ -1,25 +1,27 @@
-"""Train the CT lesion network (a small U-Net) and write it into the package as ONNX.
+"""Train the CT lesion network (a small U-Net ensemble) and write it into the package as ONNX.
 
     pip install torch --index-url https://download.pytorch.org/whl/cpu   # the CPU build
     pip install -e ".[train]"   # training only: torch, onnx, scikit-learn
     python scripts/train_ct_unet.py [--data ../shared/data/ct/medseg2d] [--seed 0]
+        [--members-dir DIR]
 
-Trains on all labelled medseg2d slices and writes ``src/celltrial/imaging/models/lesions_unet.onnx``
-(run time needs onnxruntime only, see :mod:`celltrial.imaging.network`). The network sees each slice
-resized to ``SIZE`` x ``SIZE`` with :func:`celltrial.imaging.network.resize_image` (as at run time),
-takes approximate HU (clipping and scaling are part of the exported graph) and returns softmax
-probabilities of (none, ground-glass, consolidation), averaged with those of the mirrored slice.
-Training: heavy augmentation (flips, rotation, scaling, a smooth elastic warp, contrast, gamma,
-noise, blur), weighted cross-entropy plus soft Dice, AdamW with warm-up and cosine decay. About
-40 min on one CPU core. Seeded; cross-validated accuracy: benchmarks/bench_ct_accuracy.py.
-"""
+Trains each member of :data:`MEMBERS` on all labelled medseg2d slices and writes their average as
+one ``src/celltrial/imaging/models/lesions_unet.onnx`` (run time needs onnxruntime only, see
+:mod:`celltrial.imaging.network`). The network sees each slice resized to ``SIZE`` x ``SIZE``
+with :func:`celltrial.imaging.network.resize_image` (as at run time), takes approximate HU
+(clipping and scaling are part of the exported graph) and returns softmax probabilities of (none,
+ground-glass, consolidation), each member's averaged with those of the mirrored slice, then the
+members' averaged. Training: heavy augmentation (flips, rotation, scaling, a smooth elastic warp,
+contrast, gamma, noise, blur), weighted cross-entropy plus soft Dice, AdamW with warm-up and
+cosine decay. About 15 min a member on one CPU core. Seeded; cross-validated accuracy:
+benchmarks/bench_ct_accuracy.py."""
 
 from __future__ import annotations
 
 import argparse
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from itertools import pairwise
 from pathlib import Path
 
@@ -47,6 +49,7 @@ class Settings:
     warmup: int = 50  # linear warm-up steps before the cosine decay
     class_weights: tuple[float, float, float] = (1.0, 2.0, 2.0)  # cross-entropy weights
     dice_weight: float = 1.0  # weight of the soft-Dice term (GGO, consolidation, lesion)
+    image_dice: float = 0.0  # share of the soft Dice taken per slice (the rest over the batch)
     rotate_deg: float = 15.0
     scale: tuple[float, float] = (0.85, 1.15)
     elastic: float = 0.03  # amplitude of the smooth random displacement (normalised units)
@@ -111,25 +114,29 @@ def normalize_hu(hu):
 
 
 class _Exported:
-    """Factory for the export wrapper: HU in, softmax probabilities out, horizontal-flip TTA."""
+    """Factory for the export wrapper: HU in, softmax probabilities out, horizontal-flip TTA,
+    averaged over the members of an ensemble."""
 
     @staticmethod
-    def wrap(model, tta: bool = True):
+    def wrap(models, tta: bool = True):
         import torch
         from torch import nn
 
         class Wrapper(nn.Module):
             def __init__(self):
                 super().__init__()
-                self.model = model
+                self.members = nn.ModuleList(models if isinstance(models, list) else [models])
 
             def forward(self, hu):
                 x = normalize_hu(hu)
-                p = torch.softmax(self.model(x), dim=1)
-                if tta:
-                    q = torch.softmax(self.model(torch.flip(x, dims=[3])), dim=1)
-                    p = 0.5 * (p + torch.flip(q, dims=[3]))
-                return p
+                total = 0
+                for member in self.members:
+                    p = torch.softmax(member(x), dim=1)
+                    if tta:
+                        q = torch.softmax(member(torch.flip(x, dims=[3])), dim=1)
+                        p = 0.5 * (p + torch.flip(q, dims=[3]))
+                    total = total + p
+                return total / len(self.members)
 
         return Wrapper().eval()
 
@@ -195,7 +202,11 @@ def augment(x, y, settings: Settings, gen):
 
 
 def compute_loss(logits, y, settings: Settings):
-    """Weighted cross-entropy + soft Dice of GGO, consolidation and any lesion (batch-wise)."""
+    """Weighted cross-entropy + soft Dice of GGO, consolidation and any lesion.
+
+    The Dice is taken over the whole batch, per slice (as the benchmark scores: a slice without
+    consolidation that gets some loses its whole score), or a mix of both (``image_dice``).
+    """
     import torch
     import torch.nn.functional as F
 
@@ -208,7 +219,12 @@ def compute_loss(logits, y, settings: Settings):
         (p[:, 2], onehot[:, 2]),
         (p[:, 1] + p[:, 2], onehot[:, 1] + onehot[:, 2]),
     ):
-        terms.append(1 - (2 * (pp * tt).sum() + 1) / (pp.sum() + tt.sum() + 1))
+        dice = 1 - (2 * (pp * tt).sum() + 1) / (pp.sum() + tt.sum() + 1)
+        if settings.image_dice:
+            overlap, total = (pp * tt).sum(dim=(1, 2)), pp.sum(dim=(1, 2)) + tt.sum(dim=(1, 2))
+            per_slice = (1 - (2 * overlap + 1) / (total + 1)).mean()
+            dice = (1 - settings.image_dice) * dice + settings.image_dice * per_slice
+        terms.append(dice)
     return ce + settings.dice_weight * sum(terms) / len(terms)
 
 
@@ -267,11 +283,12 @@ def predict_probabilities(model, hu: np.ndarray, *, tta: bool = True) -> np.ndar
     return resize_image(np.ascontiguousarray(p), hu.shape)
 
 
-def export_onnx(model, path: Path, *, tta: bool = True, opset: int = 17) -> None:
-    """Write the model (HU in ``(N, 1, SIZE, SIZE)``, probabilities out) as ONNX."""
+def export_onnx(models, path: Path, *, tta: bool = True, opset: int = 17) -> None:
+    """Write the model, or the average of a list of members (HU in ``(N, 1, SIZE, SIZE)``,
+    probabilities out), as ONNX."""
     import torch
 
-    wrapped = _Exported.wrap(model, tta=tta)
+    wrapped = _Exported.wrap(models, tta=tta)
     dummy = torch.zeros(1, 1, SIZE, SIZE)
     torch.onnx.export(
         wrapped,
@@ -285,6 +302,38 @@ def export_onnx(model, path: Path, *, tta: bool = True, opset: int = 17) -> None
     )
 
 
+#: The shipped network averages the probabilities of these members: the same U-Net trained with
+#: another seed and with its soft Dice per slice. Chosen by cross-validation
+#: (benchmarks/bench_ct_accuracy.py prints each member alone and their average).
+MEMBERS: tuple[Settings, ...] = (Settings(seed=0), Settings(seed=200, image_dice=1.0))
+
+
+def _member_key(settings: Settings) -> str:
+    """A name for a trained member: its settings, except the CPU threads it was trained with."""
+    import hashlib
+
+    kept = {k: v for k, v in asdict(settings).items() if k != "threads"}
+    return hashlib.sha256(repr(sorted(kept.items())).encode()).hexdigest()[:12]
+
+
+def train_member(slices, settings: Settings, *, members_dir: Path | None, log=print):
+    """Train one member, or load it from ``members_dir`` when it was trained there with the same
+    settings (so that a change of one member does not retrain the others)."""
+    import torch
+
+    kept = members_dir / f"member-{_member_key(settings)}.pt" if members_dir else None
+    if kept is not None and kept.exists():
+        log(f"member seed {settings.seed}: loaded from {kept}")
+        model = build_model(settings.base)
+        model.load_state_dict(torch.load(kept, weights_only=True)["state_dict"])
+        return model.eval()
+    model = train_unet(slices, settings, log=log)
+    if kept is not None:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"state_dict": model.state_dict(), "settings": asdict(settings)}, kept)
+    return model
+
+
 def main(argv=None) -> None:
     from celltrial.imaging.learning import read_medseg_slices
 
@@ -293,25 +342,36 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=OUTPUT)
     parser.add_argument("--iterations", type=int, default=Settings.iterations)
     parser.add_argument("--base", type=int, default=Settings.base)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="added to each member's seed")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--no-tta", action="store_true", help="export without flip averaging")
-    parser.add_argument("--save-torch", type=Path, help="also save the torch state_dict here")
-    args = parser.parse_args(argv)
-    settings = Settings(
-        iterations=args.iterations, base=args.base, seed=args.seed, threads=args.threads
+    parser.add_argument(
+        "--members-dir",
+        type=Path,
+        help="keep each trained member here, and reuse those trained with the same settings",
     )
+    args = parser.parse_args(argv)
     slices = read_medseg_slices(args.data)
-    print(f"{len(slices)} slices; settings {asdict(settings)}", flush=True)
-    model = train_unet(slices, settings, log=lambda m: print(m, flush=True))
-    if args.save_torch:
-        import torch
-
-        torch.save(
-            {"state_dict": model.state_dict(), "settings": asdict(settings)}, args.save_torch
+    models = []
+    for member in MEMBERS:
+        settings = replace(
+            member,
+            iterations=args.iterations,
+            base=args.base,
+            seed=member.seed + args.seed,
+            threads=args.threads,
         )
-    export_onnx(model, args.out, tta=not args.no_tta)
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
+        print(f"{len(slices)} slices; settings {asdict(settings)}", flush=True)
+        models.append(
+            train_member(
+                slices,
+                settings,
+                members_dir=args.members_dir,
+                log=lambda m: print(m, flush=True),
+            )
+        )
+    export_onnx(models, args.out, tta=not args.no_tta)
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB, {len(models)} members)")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
-"""The learned lesion network: a small U-Net run on the CPU with onnxruntime.
+"""The learned lesion network: a small U-Net ensemble run on the CPU with onnxruntime.
 
 Trained by ``scripts/train_ct_unet.py`` (PyTorch, a training-only dependency) on the labelled
-medseg2d slices and shipped as ``models/lesions_unet.onnx``. The network works on slices resized
+medseg2d slices and shipped as ``models/lesions_unet.onnx``: one graph that averages its members
+(the same U-Net trained with different seeds and losses). The network works on slices resized
 to :data:`SIZE` × :data:`SIZE`; it takes approximate HU (its first operation clips and scales
-them) and returns the probabilities of none, ground-glass and consolidation per pixel, averaged
-with those of the left–right mirrored slice. Resizing (here, and in training) is
+them) and returns the probabilities of none, ground-glass and consolidation per pixel, each
+member's averaged with those of the left–right mirrored slice. Resizing (here, and in training) is
 :func:`resize_image`, so that training and run time see the same pixels.
 """
 
