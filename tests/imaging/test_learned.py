@@ -82,7 +82,15 @@ def test_consolidation_needs_its_probability_times_0_7_above_ground_glass_by_def
     assert load_label_rule() == LabelRule(lesion_threshold=0.5, consolidation_weight=0.7)
     # (none, ground-glass, consolidation): 0.35 vs 0.5 is the boundary (not above: ground-glass)
     probs = np.array(
-        [[[0.15, 0.35, 0.5], [0.15, 0.34, 0.51], [0.5, 0.3, 0.2], [0.2, 0.1, 0.7], [0.6, 0.1, 0.3]]],
+        [
+            [
+                [0.15, 0.35, 0.5],
+                [0.15, 0.34, 0.51],
+                [0.5, 0.3, 0.2],
+                [0.2, 0.1, 0.7],
+                [0.6, 0.1, 0.3],
+            ]
+        ],
         dtype=np.float32,
     )
     np.testing.assert_array_equal(compute_slice_labels(probs), [[1, 2, 1, 2, 0]])
