@@ -318,7 +318,8 @@ def _member_key(settings: Settings) -> str:
 
 def train_member(slices, settings: Settings, *, members_dir: Path | None, log=print):
     """Train one member, or load it from ``members_dir`` when it was trained there with the same
-    settings (so that a change of one member does not retrain the others)."""
+    settings (so that a change of one member does not retrain the others). The training code and
+    data are not part of that match: empty the folder after changing either."""
     import torch
 
     kept = members_dir / f"member-{_member_key(settings)}.pt" if members_dir else None
@@ -348,7 +349,8 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--members-dir",
         type=Path,
-        help="keep each trained member here, and reuse those trained with the same settings",
+        help="keep each trained member here, and reuse those trained there with the same "
+        "settings (empty it after changing the training code or data)",
     )
     args = parser.parse_args(argv)
     slices = read_medseg_slices(args.data)
