@@ -8,7 +8,7 @@ Two methods:
   consolidation; brighter, it is consolidation). Processed in slabs (which may run in threads)
   within the lungs' bounding box, to bound memory.
 - ``"learned"`` (display images, approximate HU): slice by slice, the shipped lesion network
-  (two small U-Nets averaged, ``models/lesions_unet.onnx``, trained by
+  (three small U-Nets averaged, ``models/lesions_unet.onnx``, trained by
   ``scripts/train_ct_unet.py``, run with onnxruntime). The gradient-boosted pixel model before it
   (``models/lesions.npz``, ``scripts/train_ct_lesions.py``) is kept as the accuracy benchmark's
   comparison.
