@@ -59,6 +59,8 @@ def _digest(*parts: object) -> str:
 #: Parts of a training module that do not change how one model is trained: which members the
 #: shipped network averages, and the command line.
 NOT_TRAINING = ("MEMBERS", "main")
+#: Nodes that may open with a docstring.
+DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
 
 
 def _code(source: Path) -> str:
@@ -68,15 +70,8 @@ def _code(source: Path) -> str:
     tree = ast.parse(source.read_text())
     tree.body = [node for node in tree.body if _defined_name(node) not in NOT_TRAINING]
     for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if (
-            isinstance(body, list)
-            and body
-            and isinstance(body[0], ast.Expr)
-            and isinstance(body[0].value, ast.Constant)
-            and isinstance(body[0].value.value, str)
-        ):
-            node.body = body[1:] or [ast.Pass()]
+        if isinstance(node, DOCUMENTED) and ast.get_docstring(node, clean=False) is not None:
+            node.body = node.body[1:] or [ast.Pass()]
     return ast.dump(tree)
 
 

@@ -272,17 +272,6 @@ def train_unet(slices, settings: Settings, *, log=print):
     return model.eval()
 
 
-def predict_probabilities(model, hu: np.ndarray, *, tta: bool = True) -> np.ndarray:
-    """(rows, cols, 3) float32 probabilities of one slice (resize, network, resize back)."""
-    import torch
-
-    wrapped = _Exported.wrap(model, tta=tta)
-    small = resize_image(hu.astype(np.float32), (SIZE, SIZE))
-    with torch.no_grad():
-        p = wrapped(torch.from_numpy(small)[None, None])[0].permute(1, 2, 0).numpy()
-    return resize_image(np.ascontiguousarray(p), hu.shape)
-
-
 def export_onnx(
     models, path: Path, *, tta: bool = True, half: bool = False, opset: int = 17
 ) -> None:
