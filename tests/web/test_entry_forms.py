@@ -22,6 +22,15 @@ def local(client, days: float, hours: float = 0) -> str:
     return local_input(NOW - timedelta(days=days, hours=hours), zone_of(client))
 
 
+def another_time_that_day(client, days: float) -> str:
+    """A ``datetime-local`` value 30 minutes from ``local(client, days)`` on the same local date
+    (earlier, unless that is within the first 30 minutes of the day), whatever the time the
+    tests run at."""
+    moment = (NOW - timedelta(days=days)).astimezone(zone_of(client))
+    hours = 0.5 if moment.hour * 60 + moment.minute >= 30 else -0.5
+    return local(client, days, hours)
+
+
 def iso(days: float, hours: float = 0) -> str:
     return (NOW - timedelta(days=days, hours=hours)).isoformat()
 
@@ -201,7 +210,8 @@ def test_clinical_status_form_edit_with_reason_and_audit_trail(clients):
     [status] = client.get("/api/v1/subjects/S001/clinical-status").json()
     assert (status["who_scale"], status["fio2"]) == (5, pytest.approx(0.3))
     same_day = client.post(
-        "/subjects/S001/clinical-status", data=form | {"assessed_at": local(client, 2, 0.5)}
+        "/subjects/S001/clinical-status",
+        data=form | {"assessed_at": another_time_that_day(client, 2)},
     )
     assert same_day.status_code == 422 and "already has a status on" in same_day.text
     misfit = client.post(
