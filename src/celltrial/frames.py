@@ -101,3 +101,15 @@ def check_columns(frame: pd.DataFrame, required: Iterable[str], *, what: str) ->
             f"{what} frame is missing column(s) {', '.join(missing)}; "
             f"it has {', '.join(map(str, frame.columns)) or 'no columns'}"
         )
+
+
+def lookup(keys: pd.Series, table: pd.Series) -> pd.Series:
+    """``keys.map(table)``, also when ``table`` is empty.
+
+    pandas 3 cannot map through an empty datetime Series (it casts the mapper to float and fails),
+    which is the everyday case of a new study with no infusions or no subjects yet; the missing
+    values then keep ``table``'s dtype (NaT for times).
+    """
+    if len(table):
+        return keys.map(table)
+    return pd.Series(table.reindex(keys.to_numpy()).array, index=keys.index, name=keys.name)

@@ -37,6 +37,7 @@ from celltrial.efficacy.responders import (
 )
 from celltrial.efficacy.visits import derive_nominal_visits
 from celltrial.errors import CelltrialError
+from celltrial.frames import lookup
 from celltrial.protocol import Protocol
 from celltrial.study import StudyFrames
 
@@ -137,7 +138,7 @@ def summarize_efficacy(
     subjects = frames.subjects.copy()
     subjects["subject_id"] = subjects["subject_id"].astype(str)
     if "first_infusion" not in subjects:
-        subjects["first_infusion"] = subjects["subject_id"].map(first_infusion)
+        subjects["first_infusion"] = lookup(subjects["subject_id"], first_infusion)
     status = derive_who_scale(frames.clinical_status, subjects=subjects, oxygenation=oxygenation)
     clinical = (
         summarize_clinical_status(

@@ -23,7 +23,7 @@ import yaml
 
 from celltrial.efficacy.survival import KaplanMeierResult, summarize_time_to_event
 from celltrial.errors import CelltrialError
-from celltrial.frames import check_columns
+from celltrial.frames import check_columns, lookup
 from celltrial.timeline import compute_study_days
 
 #: Flags a rule may test (besides ``support``); optional boolean columns of the status frame.
@@ -148,11 +148,11 @@ def derive_who_scale(
         by_subject = subjects.set_index(subjects["subject_id"].astype(str))
         sid = out["subject_id"].astype(str)
         if "died" in subjects:
-            died = pd.to_datetime(sid.map(by_subject["died"]), utc=True)
+            died = pd.to_datetime(lookup(sid, by_subject["died"]), utc=True)
             dead = (out["time"] >= died).fillna(False).to_numpy(bool)
             category = category.where(~dead, "dead")
         if "discharged" in subjects:
-            discharged = pd.to_datetime(sid.map(by_subject["discharged"]), utc=True)
+            discharged = pd.to_datetime(lookup(sid, by_subject["discharged"]), utc=True)
             inside = (discharged.isna() | (out["time"] <= discharged)).to_numpy(bool)
             flags["hospitalised"] = flags["hospitalised"].where(
                 flags["hospitalised"].notna(), pd.Series(inside, index=out.index, dtype=object)

@@ -57,6 +57,12 @@ def efficacy(
         frames = read_study_frames(study)
         analysis = summarize_efficacy(frames, study.protocol, tests=[t.upper() for t in test or []])
         console.print(f"[bold]{study.study_id}[/] — efficacy, {analysis.n} subjects")
+        if analysis.n == 0:
+            console.print(
+                "No treated subjects yet: the efficacy analysis starts once subjects have "
+                "an infusion (celltrial import, or the web app)."
+            )
+            return
         if figures is not None:
             written = write_marker_figures(
                 analysis.observations, frames.infusions, analysis.tests, figures

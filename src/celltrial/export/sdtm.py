@@ -19,6 +19,7 @@ import pandas as pd
 
 from celltrial import __version__
 from celltrial.catalogue import load_catalogue
+from celltrial.errors import CelltrialError
 
 DOMAINS = {"LB": "Laboratory Test Results", "VS": "Vital Signs"}
 #: (suffix, label, data type) of each variable after STUDYID, DOMAIN, USUBJID.
@@ -48,7 +49,7 @@ def derive_sdtm(observations: pd.DataFrame, *, study_id: str, domain: str) -> pd
     if domain not in DOMAINS:
         raise ValueError(f"domain must be one of {', '.join(DOMAINS)}, not {domain!r}")
     catalogue = {t.code: t for t in load_catalogue().tests}
-    vital = observations["test"].map(lambda c: c in catalogue and catalogue[c].category == "vital")
+    vital = observations["test"].isin([c for c, t in catalogue.items() if t.category == "vital"])
     frame = observations[vital if domain == "VS" else ~vital]
     frame = frame.sort_values(["subject_id", "time", "test"], kind="stable")
     definition = frame["test"].map(catalogue)
@@ -160,9 +161,11 @@ def export_observations(
     from celltrial.store import frames as store_frames
 
     if fmt not in ("csv", "dataset-json"):
-        from celltrial.errors import CelltrialError
-
         raise CelltrialError(f"unknown export format {fmt!r}; expected csv or dataset-json")
+    if cohort is not None:
+        from celltrial.external.cohorts import choose_cohort
+
+        choose_cohort(study, cohort)  # an unknown cohort is named as such
     zone = study.protocol.study.zone
     infusions = store_frames.read_infusions(study.engine, study.study_id, zone=zone)
     observations = store_frames.read_observations(
@@ -172,6 +175,12 @@ def export_observations(
         first_infusion=store_frames.first_infusions(infusions),
         cohort=cohort,
     )
+    if observations.empty:
+        whose = f"external cohort {cohort!r}" if cohort else f"study {study.study_id}"
+        raise CelltrialError(
+            f"nothing to export: {whose} holds no lab results or vital signs yet "
+            "(import them with `celltrial import`)"
+        )
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     written = []

@@ -40,6 +40,7 @@ from celltrial.external.sensitivity import (
     summarize_sensitivity,
 )
 from celltrial.external.spec import TargetTrialSpec
+from celltrial.frames import lookup
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,7 +74,7 @@ def _records_end(subjects: pd.DataFrame, observations: pd.DataFrame) -> pd.Serie
         .groupby(observations["subject_id"].astype(str))
         .max()
     )
-    return subjects["subject_id"].astype(str).map(last)
+    return lookup(subjects["subject_id"].astype(str), last)
 
 
 def _key_day(spec: TargetTrialSpec) -> int:
@@ -147,6 +148,15 @@ def summarize_external(
     sensitivity: bool = True,
 ) -> ExternalComparison:
     """Emulate the target trial of ``spec``: the study's treated subjects vs matched controls."""
+    if "first_infusion" not in treated_subjects or treated_subjects["first_infusion"].isna().all():
+        raise CelltrialError(
+            "the study has no treated subject yet (no subject has an infusion): there is nothing "
+            f"to compare the external cohort {cohort!r} with"
+        )
+    if external_subjects.empty:
+        raise CelltrialError(
+            f"the external cohort {cohort!r} holds no patients: nothing to compare"
+        )
     treated = derive_treated_eligibility(treated_subjects, treated_observations, spec=spec)
     controls = derive_control_landmarks(external_subjects, external_observations, spec=spec)
     elig_t = summarize_eligibility(treated, spec=spec)

@@ -23,7 +23,7 @@ from scipy import stats
 from celltrial.efficacy.survival import compute_kaplan_meier
 from celltrial.external.balance import compute_weighted_median
 from celltrial.external.spec import TargetTrialSpec
-from celltrial.frames import check_columns
+from celltrial.frames import check_columns, lookup
 
 DAY = pd.Timedelta(days=1)
 
@@ -57,7 +57,7 @@ def derive_aligned_observations(
             & observations["subject_id"].isin(zero.index)
             & observations["value"].notna()
         ]
-        t0 = pd.to_datetime(rows["subject_id"].map(zero), utc=True)
+        t0 = pd.to_datetime(lookup(rows["subject_id"], zero), utc=True)
         hours = (pd.to_datetime(rows["time"], utc=True) - t0) / pd.Timedelta(hours=1)
         keep = (hours > 0) & (hours <= (last_day + 0.5) * 24)
         post = pd.DataFrame(

@@ -20,7 +20,7 @@ import pandas as pd
 
 from celltrial.errors import DataError
 from celltrial.external.spec import OPERATORS, TargetTrialSpec
-from celltrial.frames import check_columns
+from celltrial.frames import check_columns, lookup
 
 DAY = pd.Timedelta(days=1)
 
@@ -105,7 +105,7 @@ def _covariates(frame: pd.DataFrame, subjects: pd.DataFrame, spec: TargetTrialSp
     )
     frame["age_band"] = _age_band(frame["age"], spec.matching.age_bands).to_numpy()
     if "admitted" in info.columns:
-        admitted = pd.to_datetime(ids.map(info["admitted"]), utc=True)
+        admitted = pd.to_datetime(lookup(ids, info["admitted"]), utc=True)
         admitted.index = frame.index
         elapsed = pd.to_datetime(frame["time_zero"], utc=True) - admitted
         frame["days_since_admission"] = (elapsed / DAY).to_numpy(float)
@@ -212,7 +212,7 @@ def derive_control_landmarks(
             .groupby(observations["subject_id"].astype(str))
             .max()
         )
-        end = end.fillna(subjects["subject_id"].map(last))
+        end = end.fillna(lookup(subjects["subject_id"], last))
     n, k = len(subjects), tz.max_landmarks + 1
     step = pd.Timedelta(hours=tz.landmark_step_hours)
     grid = pd.DataFrame(

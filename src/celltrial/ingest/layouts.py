@@ -15,6 +15,7 @@ from celltrial.ingest.frame import empty_subjects
 from celltrial.ingest.long import LONG_ROLES, REQUIRED, read_long_chunks
 from celltrial.ingest.mapping import Mapping
 from celltrial.ingest.report import ValidationReport
+from celltrial.ingest.tables import read_table
 
 TABLE_SUFFIXES = (".csv", ".txt", ".tsv", ".xlsx", ".xlsm", ".xls")
 
@@ -29,12 +30,8 @@ class Source:
 
 
 def _header(path: Path, mapping: Mapping) -> list[str]:
-    if path.suffix.lower() in (".xlsx", ".xlsm", ".xls"):
-        try:
-            return [str(c) for c in pd.read_excel(path, sheet_name=mapping.sheet or 0, nrows=0)]
-        except ImportError as exc:
-            raise DataError(f"reading {path} needs openpyxl ({exc})") from None
-    return [str(c) for c in pd.read_csv(path, nrows=0, encoding="utf-8-sig").columns]
+    table = read_table(path, sheet=mapping.sheet, what="lab file", nrows=0)
+    return [str(c) for c in table.columns]
 
 
 def detect_layout(path: Path, mapping: Mapping) -> str:

@@ -11,6 +11,7 @@ from celltrial.errors import DataError
 from celltrial.ingest.columns import find_roles, resolve_tests
 from celltrial.ingest.frame import complete_raw, strip_text
 from celltrial.ingest.mapping import Mapping
+from celltrial.ingest.tables import is_workbook, read_csv_chunks, read_workbook_sheet
 
 LONG_ROLES = (
     "subject",
@@ -44,33 +45,25 @@ def read_long_chunks(
     path: Path, mapping: Mapping, *, chunk_rows: int = CHUNK_ROWS
 ) -> Iterator[pd.DataFrame]:
     """Raw frames (see :mod:`celltrial.ingest.frame`) of a long CSV or XLSX, chunk by chunk."""
-    if path.suffix.lower() in (".xlsx", ".xlsm", ".xls"):
+    if is_workbook(path):
         sheet = read_sheet(path, mapping)
         yield to_raw(sheet, long_roles(list(sheet.columns), mapping, path), mapping, first_row=2)
         return
-    try:
-        reader = pd.read_csv(
-            path, dtype=str, keep_default_na=False, chunksize=chunk_rows, encoding="utf-8-sig"
-        )
-        first_row = 2
-        roles: dict[str, str] | None = None
-        for chunk in reader:
-            if roles is None:
-                roles = long_roles(list(chunk.columns), mapping, path)
-            yield to_raw(chunk, roles, mapping, first_row=first_row)
-            first_row += len(chunk)
-    except (UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise DataError(f"cannot read {path} as CSV: {exc}") from None
+    chunks = read_csv_chunks(
+        path, chunk_rows=chunk_rows, what="lab file", dtype=str, keep_default_na=False
+    )
+    first_row = 2
+    roles: dict[str, str] | None = None
+    for chunk in chunks:
+        if roles is None:
+            roles = long_roles(list(chunk.columns), mapping, path)
+        yield to_raw(chunk, roles, mapping, first_row=first_row)
+        first_row += len(chunk)
 
 
 def read_sheet(path: Path, mapping: Mapping) -> pd.DataFrame:
-    """One sheet of a workbook as text and numbers (needs openpyxl)."""
-    try:
-        return pd.read_excel(path, sheet_name=mapping.sheet or 0)
-    except ImportError as exc:
-        raise DataError(f"reading {path} needs openpyxl: pip install openpyxl ({exc})") from None
-    except (ValueError, OSError) as exc:
-        raise DataError(f"cannot read {path} as a workbook: {exc}") from None
+    """The mapping's sheet of a workbook (the first by default) as text and numbers."""
+    return read_workbook_sheet(path, sheet=mapping.sheet, what="lab workbook")
 
 
 def to_raw(

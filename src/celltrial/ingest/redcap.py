@@ -33,6 +33,7 @@ from celltrial.ingest.frame import complete_raw
 from celltrial.ingest.mapping import Mapping
 from celltrial.ingest.names import match_test
 from celltrial.ingest.report import ValidationReport
+from celltrial.ingest.tables import read_csv_table
 from celltrial.ingest.times import parse_times
 
 #: Dictionary headers as exported by the web interface and by the API.
@@ -97,10 +98,7 @@ def parse_choices(text: object) -> dict[str, str]:
 def read_redcap_dictionary(path: str | Path) -> pd.DataFrame:
     """The data dictionary with normalised column names; :class:`DataError` when it is not one."""
     path = Path(path)
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise DataError(f"cannot read REDCap data dictionary {path}: {exc}") from None
+    table = read_csv_table(path, what="REDCap data dictionary", dtype=str, keep_default_na=False)
     renamed = {
         c: DICTIONARY_HEADERS[c.strip().casefold()]
         for c in table.columns
@@ -154,10 +152,9 @@ def read_redcap_project(path: str | Path, mapping: Mapping | None = None) -> Red
     """Dictionary and records (as text) of a REDCap export."""
     dictionary_path, records_path = find_redcap_files(Path(path), mapping or Mapping())
     dictionary = read_redcap_dictionary(dictionary_path)
-    try:
-        records = pd.read_csv(records_path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise DataError(f"cannot read REDCap records {records_path}: {exc}") from None
+    records = read_csv_table(
+        records_path, what="REDCap records export", dtype=str, keep_default_na=False
+    )
     records = records.replace("", None)
     return RedcapProject(dictionary, records, records_path)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import yaml
 
 from celltrial.catalogue import load_catalogue
@@ -13,16 +12,17 @@ from celltrial.ingest.columns import find_roles
 from celltrial.ingest.long import LONG_ROLES, REQUIRED, read_sheet
 from celltrial.ingest.mapping import ROLES, Mapping
 from celltrial.ingest.names import match_test
+from celltrial.ingest.tables import is_workbook, read_csv_table
 from celltrial.ingest.wide import SUBJECT_ROLES
 
 
 def suggest_mapping(path: str | Path, *, sample_rows: int = 5000) -> tuple[dict, list[str]]:
     """(proposed mapping as a dict, columns or test names not recognised) for ``path``."""
     path = Path(path)
-    if path.suffix.lower() in (".xlsx", ".xlsm", ".xls"):
+    if is_workbook(path):
         table = read_sheet(path, Mapping())
     else:
-        table = pd.read_csv(path, dtype=str, nrows=sample_rows, encoding="utf-8-sig")
+        table = read_csv_table(path, what="lab file", dtype=str, nrows=sample_rows)
     table.columns = [str(c) for c in table.columns]
     long_roles = find_roles(table.columns, Mapping(), LONG_ROLES)
     is_long = all(r in long_roles for r in REQUIRED)

@@ -56,3 +56,29 @@ def _to_naive(text: pd.Series) -> pd.Series:
     if isinstance(parsed.dtype, pd.DatetimeTZDtype):  # pragma: no cover - guarded by _OFFSET
         parsed = parsed.dt.tz_localize(None)
     return parsed.astype("datetime64[us]")
+
+
+TIME_EXAMPLE = "2020-02-10 14:30 or 2020-02-10T14:30+08:00"
+
+
+def parse_time(text: str, zone: ZoneInfo | str) -> pd.Timestamp:
+    """One date-time typed by a person, as an aware UTC instant (naive = local to ``zone``).
+
+    Raises ``ValueError`` with a plain message when ``text`` is not a date and time or names a
+    local time that does not exist or is ambiguous (a daylight-saving change); callers add where.
+    """
+    try:
+        stamp = pd.Timestamp(text.strip())
+    except (ValueError, TypeError, OverflowError):
+        stamp = None
+    if stamp is None or pd.isna(stamp):
+        raise ValueError(f"{text!r} is not a date and time; expected one such as {TIME_EXAMPLE}")
+    if stamp.tzinfo is None:
+        try:
+            stamp = stamp.tz_localize(str(zone), ambiguous="raise", nonexistent="raise")
+        except Exception:  # pandas' NonExistentTimeError / AmbiguousTimeError
+            raise ValueError(
+                f"{text!r} does not name one local time in {zone} (a daylight-saving change); "
+                "give the UTC offset, e.g. +01:00"
+            ) from None
+    return stamp.tz_convert("UTC")

@@ -20,6 +20,7 @@ from celltrial.ingest.frame import complete_raw
 from celltrial.ingest.long import read_sheet
 from celltrial.ingest.mapping import Mapping
 from celltrial.ingest.report import ValidationReport
+from celltrial.ingest.tables import is_workbook, read_csv_table
 from celltrial.ingest.times import parse_times
 
 SUBJECT_ROLES = ("subject", "time", "sex", "age", "admitted", "discharged", "died", "outcome")
@@ -44,12 +45,9 @@ _DIED_WORDS = {"1", "1.0", "died", "dead", "death", "deceased", "yes", "死亡"}
 
 def read_wide_table(path: Path, mapping: Mapping) -> pd.DataFrame:
     """The sheet of a wide file (CSV or XLSX) as read."""
-    if path.suffix.lower() in (".xlsx", ".xlsm", ".xls"):
+    if is_workbook(path):
         return read_sheet(path, mapping)
-    try:
-        return pd.read_csv(path, encoding="utf-8-sig")
-    except (UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise DataError(f"cannot read {path} as CSV: {exc}") from None
+    return read_csv_table(path, what="lab file")
 
 
 def read_wide(

@@ -120,6 +120,8 @@ def ae_add(
     db: DbOption = None,
 ) -> None:
     """Record one adverse event (audited)."""
+    from celltrial.errors import DataError
+    from celltrial.ingest.times import parse_time
     from celltrial.safety.recording import record_adverse_event
     from celltrial.store.database import current_user, study_session
     from celltrial.study import open_study
@@ -127,17 +129,19 @@ def ae_add(
     study = open_study(directory, db_url=db)
     zone = study.protocol.study.timezone
 
-    def when(text: str | None) -> pd.Timestamp | None:
+    def when(text: str | None, option: str) -> pd.Timestamp | None:
         if not text:
             return None
-        stamp = pd.Timestamp(text)
-        return (stamp if stamp.tzinfo else stamp.tz_localize(zone)).tz_convert("UTC")
+        try:
+            return parse_time(text, zone)
+        except ValueError as exc:
+            raise DataError(f"{option}: {exc}") from None
 
     event = {
         "subject_id": subject,
         "term": term,
-        "onset": when(onset),
-        "resolved": when(resolved),
+        "onset": when(onset, "--onset"),
+        "resolved": when(resolved, "--resolved"),
         "grade": grade,
         "serious": bool(serious),
         "serious_criteria": serious,

@@ -10,6 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from celltrial.errors import DataError
+from celltrial.ingest.tables import read_csv_table
+from celltrial.ingest.times import parse_time
 from celltrial.safety.events import check_adverse_events
 from celltrial.store.audit import add_batch_rows, begin_batch, file_sha256, finish_batch
 from celltrial.store.models import AdverseEvent, ImportBatch, Subject
@@ -78,10 +80,7 @@ def record_adverse_event(session: Session, study_id: str, event: dict[str, Any])
 def read_adverse_events_csv(path: str | Path, *, zone: str) -> pd.DataFrame:
     """Read an AE file; times without an offset are taken as local times in ``zone``."""
     path = Path(path)
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise DataError(f"{path}: cannot read adverse-event file ({exc})") from None
+    raw = read_csv_table(path, what="adverse-event file", dtype=str, keep_default_na=False)
     raw.columns = [c.strip().lower() for c in raw.columns]
     missing = [c for c in REQUIRED if c not in raw.columns]
     if missing:
@@ -167,16 +166,10 @@ def _parse_time(
             problems.append(f"row {row}, onset: empty — expected a date and time")
         return None
     try:
-        stamp = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        problems.append(
-            f"row {row}, {column}: {value!r} — expected a date and time such as "
-            "2020-02-10 14:30 or 2020-02-10T14:30+08:00"
-        )
+        return parse_time(value, zone)
+    except ValueError as exc:
+        problems.append(f"row {row}, {column}: {exc}")
         return None
-    if stamp.tzinfo is None:
-        stamp = stamp.tz_localize(zone)
-    return stamp.tz_convert("UTC")
 
 
 def _parse_int(value: str, problems: list[str], row: int) -> int | None:
