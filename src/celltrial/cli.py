@@ -9,10 +9,9 @@ from typing import Annotated, Any
 import pandas as pd
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from celltrial import __version__
-from celltrial.cli_support import DbOption, console, user_errors
+from celltrial.cli_support import DbOption, FormatOption, Output, console, say, user_errors
 from celltrial.efficacy.command import efficacy as efficacy_command
 from celltrial.errors import CelltrialError
 from celltrial.export.command import export_command
@@ -28,6 +27,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: no type hints such as <bool> beside the options
 )
 STATUS_STYLE = {
     "done": "green",
@@ -64,23 +64,24 @@ def protocols() -> None:
     """List the built-in protocols."""
     from celltrial.protocol import DEFAULT_PROTOCOL, builtin_protocols
 
-    table = Table("name", "study title", title="Built-in protocols")
-    for name, title in builtin_protocols().items():
-        table.add_row(name + (" (default)" if name == DEFAULT_PROTOCOL else ""), title)
-    console.print(table)
+    rows = [
+        {"name": name + (" (default)" if name == DEFAULT_PROTOCOL else ""), "study title": title}
+        for name, title in builtin_protocols().items()
+    ]
+    Output("text").table(pd.DataFrame(rows), "Built-in protocols")
 
 
 @app.command("check-protocol")
 @user_errors
 def check_protocol(
-    file: Annotated[Path, typer.Argument(help="Protocol YAML file to validate.")],
+    file: Annotated[Path, typer.Argument(help="Protocol YAML file to validate.", metavar="FILE")],
 ) -> None:
     """Validate a protocol file and summarise it (errors give line and field)."""
     from celltrial.protocol import read_protocol
     from celltrial.report.build import regimen_text
 
     protocol = read_protocol(file)
-    console.print(f"[green]valid[/]: {file} — study {protocol.study.id}: {protocol.study.title}")
+    say(("valid", "green"), f": {file} — study {protocol.study.id}: {protocol.study.title}")
     console.print(regimen_text(protocol))
     console.print(
         f"{len(protocol.visits)} visits: "
@@ -91,11 +92,13 @@ def check_protocol(
 @app.command()
 @user_errors
 def init(
-    directory: Annotated[Path, typer.Argument(help="Study directory to create.")],
+    directory: Annotated[Path, typer.Argument(help="Study directory to create.", metavar="DIR")],
     protocol: Annotated[
         str | None,
         typer.Option(
-            "--protocol", help="Protocol YAML file or built-in name (default: reference)."
+            "--protocol",
+            help="Protocol YAML file or built-in name (default: reference).",
+            metavar="FILE|NAME",
         ),
     ] = None,
     db: DbOption = None,
@@ -104,20 +107,41 @@ def init(
     from celltrial.study import init_study
 
     study = init_study(directory, protocol=protocol, db_url=db)
-    console.print(
-        f"[green]created[/] study {study.study_id} in {directory} "
-        f"(database {study.engine.url.render_as_string(hide_password=True)})"
+    say(
+        ("created", "green"),
+        f" study {study.study_id} in {directory} "
+        f"(database {study.engine.url.render_as_string(hide_password=True)})",
     )
 
 
 @app.command()
 @user_errors
+def migrate(
+    directory: Annotated[Path, typer.Argument(help="Study directory.", metavar="DIR")],
+    db: DbOption = None,
+) -> None:
+    """Upgrade a study's database to this version of celltrial (back it up first)."""
+    from celltrial.study import migrate_study
+
+    before, after = migrate_study(directory, db_url=db)
+    if before == after:
+        say(f"the database of {directory} is up to date (schema revision {after})")
+    else:
+        say(("migrated", "green"), f" the database of {directory}: revision {before} → {after}")
+
+
+@app.command()
+@user_errors
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Directory for the demo study.")] = Path(
-        "celltrial-demo"
-    ),
-    subjects: Annotated[int, typer.Option("--subjects", help="Number of subjects.")] = 5,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed of the simulation.")] = 2020,
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory for the demo study.", metavar="PATH")
+    ] = Path("celltrial-demo"),
+    subjects: Annotated[
+        int, typer.Option("--subjects", help="Number of subjects.", metavar="N")
+    ] = 5,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Random seed of the simulation.", metavar="N")
+    ] = 2020,
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing demo study in --out.")
     ] = False,
@@ -142,10 +166,11 @@ def demo(
         result = run_demo(out, n_subjects=subjects, seed=seed, db_url=db, force=force, on_step=step)
         progress.update(task, completed=len(DEMO_STEPS), description="done")
     overview = result.overview
-    console.print(
-        f"[green]demo study[/] {result.study.study_id} in {out}: {overview.n} subjects, "
+    say(
+        ("demo study", "green"),
+        f" {result.study.study_id} in {out}: {overview.n} subjects, "
         f"{int(overview.infusions['actual_day'].notna().sum())} infusions, "
-        f"{len(overview.deviations)} protocol deviations"
+        f"{len(overview.deviations)} protocol deviations",
     )
     console.print(f"report: {result.report}")
 
@@ -153,17 +178,19 @@ def demo(
 @app.command()
 @user_errors
 def status(
-    directory: Annotated[Path, typer.Argument(help="Study directory.")],
+    directory: Annotated[Path, typer.Argument(help="Study directory.", metavar="DIR")],
     subject: Annotated[
-        str | None, typer.Option("--subject", help="Show only this subject.")
+        str | None, typer.Option("--subject", help="Show only this subject.", metavar="ID")
     ] = None,
+    output_format: FormatOption = "text",
     db: DbOption = None,
 ) -> None:
     """Print each subject's schedule (done, due, missed, out of window) and the deviations."""
     from celltrial.overview import summarize_study
     from celltrial.study import open_study, read_study_frames
 
-    study = open_study(directory, db_url=db)
+    output = Output(output_format)
+    study = open_study(directory, db_url=db, read_only=True)
     overview = summarize_study(study.protocol, read_study_frames(study))
     subjects = overview.summary["subject_id"].tolist()
     if subject is not None:
@@ -172,23 +199,30 @@ def status(
                 f"no subject {subject!r} in {directory}; subjects: {', '.join(subjects) or 'none'}"
             )
         subjects = [subject]
-    console.print(
-        f"[bold]{study.study_id}[/] — {overview.n} subjects, status as of "
-        f"{overview.today:%Y-%m-%d %H:%M} UTC"
+    zone = study.protocol.study.zone
+    today = pd.Timestamp(overview.today).tz_convert(zone)
+    output.title(
+        f"{study.study_id} — {overview.n} subjects, status as of "
+        f"{today:%Y-%m-%d %H:%M} ({study.protocol.study.timezone})"
     )
     for code in subjects:
-        _print_subject(overview, code)
-    _print_deviations(overview.deviations, subjects)
+        _print_subject(output, overview, code)
+    _print_deviations(output, overview.deviations, subjects)
+    output.close()
 
 
 @app.command()
 @user_errors
 def report(
-    directory: Annotated[Path, typer.Argument(help="Study directory.")],
-    report_format: Annotated[str, typer.Option("--format", help="html, pdf or both.")] = "html",
+    directory: Annotated[Path, typer.Argument(help="Study directory.", metavar="DIR")],
+    report_format: Annotated[
+        str, typer.Option("--format", help="html, pdf or both.", metavar="FORMAT")
+    ] = "html",
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="File or directory to write (default: DIR/report.html)."),
+        typer.Option(
+            "--out", help="File or directory to write (default: DIR/report.html).", metavar="PATH"
+        ),
     ] = None,
     db: DbOption = None,
 ) -> None:
@@ -196,78 +230,71 @@ def report(
     from celltrial.report import write_report
     from celltrial.study import open_study
 
-    study = open_study(directory, db_url=db)
+    study = open_study(directory, db_url=db, read_only=True)
     with console.status("analysing and writing the report…"):
         paths = write_report(study, out=out, report_format=report_format)
     for path in paths:
         console.print(f"report: {path}")
 
 
-def _badge(status: str) -> str:
-    return f"[{STATUS_STYLE.get(status, 'white')}]{status.replace('_', ' ')}[/]"
+def _status_style(status: object) -> str | None:
+    return STATUS_STYLE.get(str(status))
 
 
-def _print_subject(overview: Any, code: str) -> None:
+def _print_subject(output: Output, overview: Any, code: str) -> None:
     row = overview.summary.set_index("subject_id").loc[code]
-    table = Table(
-        "item",
-        "planned day",
-        "window",
-        "actual day(s)",
-        "status",
-        "not done",
-        title=f"{code} — {row['outcome']}, {row['infusions']} infusion(s), "
-        f"{row['deviations']} deviation(s)",
-        title_justify="left",
-    )
+    rows = []
     for item in overview.infusions[overview.infusions["subject_id"] == code].itertuples():
-        actual = "" if pd.isna(item.actual_day) else str(int(item.actual_day))
-        table.add_row(
-            f"infusion {item.number}",
-            str(item.planned_day),
-            f"{item.first_day}..{item.last_day}",
-            actual,
-            _badge(item.status),
-            "",
+        rows.append(
+            {
+                "item": f"infusion {item.number}",
+                "planned day": item.planned_day,
+                "window": f"{item.first_day}..{item.last_day}",
+                "actual day(s)": "" if pd.isna(item.actual_day) else str(int(item.actual_day)),
+                "status": item.status,
+                "not done": "",
+            }
         )
     assessments = overview.visit_assessments
     for visit in overview.visits[overview.visits["subject_id"] == code].itertuples():
-        rows = assessments[
+        found = assessments[
             (assessments["subject_id"] == code) & (assessments["visit_index"] == visit.visit_index)
         ]
-        first = rows.iloc[0]
-        days = sorted({d for ds in rows["actual_days"] for d in ds})
+        first = found.iloc[0]
+        days = sorted({d for ds in found["actual_days"] for d in ds})
         in_window = [d for d in days if first["first_day"] <= d <= first["last_day"]]
         days = in_window or days  # the days that count; else the out-of-window ones
-        table.add_row(
-            visit.visit,
-            str(visit.day),
-            f"{first['first_day']}..{first['last_day']}",
-            ", ".join(map(str, days)),
-            _badge(visit.status),
-            visit.not_done,
+        rows.append(
+            {
+                "item": visit.visit,
+                "planned day": visit.day,
+                "window": f"{first['first_day']}..{first['last_day']}",
+                "actual day(s)": ", ".join(map(str, days)),
+                "status": visit.status,
+                "not done": visit.not_done,
+            }
         )
-    console.print(table)
+    output.table(
+        pd.DataFrame(
+            rows, columns=["item", "planned day", "window", "actual day(s)", "status", "not done"]
+        ),
+        f"{code} — {row['outcome']}, {row['infusions']} infusion(s), "
+        f"{row['deviations']} deviation(s)",
+        styles={"status": _status_style},
+    )
 
 
-def _print_deviations(deviations: pd.DataFrame, subjects: list[str]) -> None:
+def _print_deviations(output: Output, deviations: pd.DataFrame, subjects: list[str]) -> None:
     shown = deviations[deviations["subject_id"].isin(subjects)]
     if shown.empty:
-        console.print("[green]No protocol deviations.[/]")
+        output.line(("No protocol deviations.", "green"))
         return
-    table = Table(
-        "subject",
-        "day",
-        "kind",
-        "what",
-        "detail",
-        title=f"Protocol deviations ({len(shown)})",
-        title_justify="left",
+    day = pd.to_numeric(shown["study_day"], errors="coerce").astype("Int64")
+    output.table(
+        shown.assign(study_day=day)[["subject_id", "study_day", "kind", "what", "detail"]],
+        f"Protocol deviations ({len(shown)})",
+        labels={"study_day": "Day"},
     )
-    for item in shown.itertuples():
-        day = "" if pd.isna(item.study_day) else str(int(item.study_day))
-        table.add_row(item.subject_id, day, item.kind, item.what, item.detail)
-    console.print(table)
 
 
 # Commands of the analysis packages: each package keeps its own command functions.

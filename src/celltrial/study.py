@@ -19,9 +19,12 @@ from celltrial.errors import StudyError
 from celltrial.protocol import Protocol, read_protocol, resolve_protocol
 from celltrial.store import frames as store_frames
 from celltrial.store.database import (
+    check_database_exists,
+    check_schema_current,
     current_user,
     database_url,
     open_engine,
+    schema_revision,
     study_session,
     upgrade_database,
 )
@@ -102,12 +105,18 @@ def init_study(
 
 
 def open_study(
-    directory: str | Path, *, db_url: str | None = None, user: str | None = None
+    directory: str | Path,
+    *,
+    db_url: str | None = None,
+    user: str | None = None,
+    read_only: bool = False,
 ) -> StudyHandle:
     """Open an existing study; the database schema is upgraded if an older celltrial made it.
 
     If the protocol file was edited since it was last recorded, the stored copy is updated
     through the audited write path, so the audit log shows every protocol version.
+    ``read_only`` (the commands that only read): the database must exist at the current schema
+    (else a message names the command that migrates it) and nothing is written to it.
     """
     directory = Path(directory)
     protocol_path = directory / PROTOCOL_FILE
@@ -119,6 +128,12 @@ def open_study(
     protocol = read_protocol(protocol_path)
     text = protocol_path.read_text(encoding="utf-8")
     url = database_url(directory, db_url)
+    if read_only:
+        check_database_exists(url)
+        engine = open_engine(url)
+        check_schema_current(engine, directory=directory)
+        _check_holds_study(engine, url, protocol.study.id)
+        return StudyHandle(directory=directory, protocol=protocol, engine=engine, url=url)
     engine = open_engine(url)
     upgrade_database(engine)
     try:
@@ -139,6 +154,32 @@ def open_study(
     except OperationalError as exc:
         raise StudyError(f"cannot read database {url}: {exc.orig}") from None
     return StudyHandle(directory=directory, protocol=protocol, engine=engine, url=url)
+
+
+def migrate_study(directory: str | Path, *, db_url: str | None = None) -> tuple[str, str]:
+    """Bring a study's database to this celltrial's schema; (revision before, revision after)."""
+    directory = Path(directory)
+    if not (directory / PROTOCOL_FILE).exists():
+        raise StudyError(f"{directory} is not a study directory (no {PROTOCOL_FILE})")
+    url = database_url(directory, db_url)
+    check_database_exists(url)
+    engine = open_engine(url)
+    before = schema_revision(engine)
+    upgrade_database(engine)
+    return before or "none", schema_revision(engine) or "none"
+
+
+def _check_holds_study(engine: Engine, url: str, study_id: str) -> None:
+    try:
+        with engine.connect() as connection:
+            known = list(connection.scalars(select(Study.id)))
+    except OperationalError as exc:
+        raise StudyError(f"cannot read database {url}: {exc.orig}") from None
+    if study_id not in known:
+        raise StudyError(
+            f"database {url} holds no study {study_id!r} "
+            f"(it holds: {', '.join(known) or 'none'}); is --db right?"
+        )
 
 
 def read_study_frames(study: StudyHandle) -> StudyFrames:

@@ -77,7 +77,7 @@ def test_demo_refuses_to_overwrite_without_force(demo_dir, tmp_path):
 def test_status_lists_schedule_and_deviations(demo_dir):
     result = runner.invoke(app, ["status", str(demo_dir)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    for text in ("S001", "S005", "infusion 3", "Day 28", "Protocol deviations", "infusion_late"):
+    for text in ("S001", "S005", "infusion 3", "Day 28", "Protocol deviations", "infusion late"):
         assert text in result.output
     one = runner.invoke(app, ["status", str(demo_dir), "--subject", "S002"], env={"COLUMNS": "200"})
     assert one.exit_code == 0 and "S001 —" not in one.output and "S002 —" in one.output

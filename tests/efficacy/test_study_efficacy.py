@@ -111,7 +111,13 @@ def test_cli_prints_the_tables(study) -> None:
     handle, _ = study
     result = CliRunner().invoke(app, ["efficacy", str(handle.directory), "--test", "CRP"])
     assert result.exit_code == 0, result.output
-    for text in ("Per-visit summaries", "Mixed model CRP", "Responders", "Findings"):
+    for text in (
+        "C-reactive protein (mg/L): per-visit summaries",
+        "Mixed model, C-reactive protein (mg/L)",
+        "Responders",
+        "Findings",
+    ):
         assert text in result.output
+    assert "_" not in result.output.split("Findings")[0]  # column labels, not column names
     bad = CliRunner().invoke(app, ["efficacy", str(handle.directory), "--test", "NOPE"])
     assert bad.exit_code == 1 and "no observations of NOPE" in bad.output

@@ -22,7 +22,6 @@ from celltrial.efficacy.clinical_status import (
     derive_who_scale,
     summarize_clinical_status,
 )
-from celltrial.efficacy.figures import marker_label
 from celltrial.efficacy.findings import Finding, compute_direction_counts, summarize_findings
 from celltrial.efficacy.mixed import MixedModelResult, summarize_mixed_model
 from celltrial.efficacy.oxygenation import (
@@ -38,6 +37,7 @@ from celltrial.efficacy.responders import (
 from celltrial.efficacy.visits import derive_nominal_visits
 from celltrial.errors import CelltrialError
 from celltrial.frames import lookup
+from celltrial.labels import marker_label
 from celltrial.protocol import Protocol
 from celltrial.study import StudyFrames
 

@@ -6,91 +6,82 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import pandas as pd
 import typer
-from rich.table import Table
 
-from celltrial.cli_support import DbOption, console, user_errors
-
-
-def _num(value: object) -> str:
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return "—" if value is None else str(value)
-    from celltrial.efficacy.findings import format_number
-
-    return format_number(number) if np.isfinite(number) else "—"
-
-
-def _print(frame: pd.DataFrame, title: str) -> None:
-    table = Table(*map(str, frame.columns), title=title, title_justify="left")
-    for row in frame.itertuples(index=False):
-        table.add_row(*(_num(v) if not isinstance(v, str) else v for v in row))
-    console.print(table)
+from celltrial.cli_support import DbOption, FormatOption, Output, say, user_errors
 
 
 def efficacy(
-    directory: Annotated[Path, typer.Argument(help="Study directory.")],
+    directory: Annotated[Path, typer.Argument(help="Study directory.", metavar="DIR")],
     test: Annotated[
         list[str] | None,
-        typer.Option("--test", help="Marker code (repeatable); default: the efficacy markers."),
+        typer.Option(
+            "--test",
+            help="Marker code (repeatable); default: the efficacy markers.",
+            metavar="CODE",
+        ),
     ] = None,
     figures: Annotated[
         Path | None,
         typer.Option(
-            "--figures", help="Also write each marker's panel and the overview (PNG and SVG) here."
+            "--figures",
+            help="Also write each marker's panel and the overview (PNG and SVG) here.",
+            metavar="FOLDER",
         ),
     ] = None,
+    output_format: FormatOption = "text",
     db: DbOption = None,
 ) -> None:
     """Print the efficacy analysis: per-visit summaries, exact paired tests, mixed models,
     clinical status, responders and findings; optionally write the figures."""
     from celltrial.efficacy.analysis import summarize_efficacy
-    from celltrial.efficacy.findings import format_level
+    from celltrial.efficacy.findings import format_level, format_number
+    from celltrial.labels import test_label
     from celltrial.study import open_study, read_study_frames
+
+    def number(value: object) -> str:
+        return format_number(float(value)) if pd.notna(value) else "—"  # type: ignore[arg-type]
 
     @user_errors
     def run() -> None:
-        study = open_study(directory, db_url=db)
+        output = Output(output_format)
+        study = open_study(directory, db_url=db, read_only=True)
         frames = read_study_frames(study)
         analysis = summarize_efficacy(frames, study.protocol, tests=[t.upper() for t in test or []])
-        console.print(f"[bold]{study.study_id}[/] — efficacy, {analysis.n} subjects")
+        output.title(f"{study.study_id} — efficacy, {analysis.n} subjects")
         if analysis.n == 0:
-            console.print(
+            output.line(
                 "No treated subjects yet: the efficacy analysis starts once subjects have "
                 "an infusion (celltrial import, or the web app)."
             )
+            output.close()
             return
         if figures is not None:
             written = write_marker_figures(
                 analysis.observations, frames.infusions, analysis.tests, figures
             )
             for path in written:
-                console.print(f"figure: {path}")
+                say(f"figure: {path}")
         visits = analysis.visits.summary
-        if len(visits):
-            _print(
-                visits[
-                    ["test", "visit", "n", "median", "q1", "q3", "min", "max", "geometric_mean"]
-                ],
-                "Per-visit summaries",
+        for code, rows in visits.groupby("test", sort=False):
+            output.table(
+                rows[["visit", "n", "median", "q1", "q3", "min", "max", "geometric_mean"]],
+                f"{test_label(str(code))}: per-visit summaries",
             )
         paired = analysis.paired.summary
-        if len(paired):
-            shown = paired.assign(
+        for code, rows in paired.groupby("test", sort=False):
+            shown = rows.assign(
                 ci=[
-                    f"{_num(a)} to {_num(b)} ({format_level(c)})"
+                    f"{number(a)} to {number(b)} ({format_level(c)})"
                     for a, b, c in zip(
-                        paired["ci_low"], paired["ci_high"], paired["ci_level"], strict=True
+                        rows["ci_low"], rows["ci_high"], rows["ci_level"], strict=True
                     )
-                ]
+                ],
             )
-            _print(
+            output.table(
                 shown[
                     [
-                        "test",
                         "visit",
                         "n",
                         "scale",
@@ -101,24 +92,26 @@ def efficacy(
                         "p_holm",
                     ]
                 ],
-                "Baseline vs visit: Wilcoxon signed-rank, Hodges–Lehmann (exact)",
+                f"{test_label(str(code))}: baseline vs visit, Wilcoxon signed-rank test and "
+                "Hodges–Lehmann estimate (exact)",
             )
         for code, model in analysis.mixed.items():
             if model.fitted:
-                _print(
+                output.table(
                     model.summary[
                         ["visit", "n", "effect", "ci_low", "ci_high", "p_value", "p_holm"]
                     ],
-                    f"Mixed model {code} ({'fold change' if model.log else 'difference'} "
-                    "vs baseline)",
+                    f"Mixed model, {test_label(code)} "
+                    f"({'fold change' if model.log else 'difference'} vs baseline)",
                 )
             else:
-                console.print(
-                    f"[yellow]Mixed model {code} not fitted:[/] {'; '.join(model.caveats)}"
+                output.line(
+                    ("Mixed model not fitted", "yellow"),
+                    f" for {test_label(code)}: {'; '.join(model.caveats)}",
                 )
         if analysis.clinical is not None:
             clinical = analysis.clinical
-            _print(
+            output.table(
                 clinical.summary[
                     [
                         "subject_id",
@@ -146,14 +139,11 @@ def efficacy(
                     for r in clinical.time_to_event.values()
                 ]
             )
-            _print(km, "Time to event (Kaplan–Meier; — = not reached)")
-        _print(analysis.responders.wide, "Responders")
-        console.print("[bold]Findings[/]")
-        for finding in analysis.findings:
-            console.print(f"• {finding.text}", highlight=False)
-        console.print("[bold]Caveats[/]")
-        for caveat in analysis.caveats:
-            console.print(f"• {caveat}", highlight=False)
+            output.table(km, "Time to event (Kaplan–Meier; — = not reached)")
+        output.table(analysis.responders.wide, "Responders")
+        output.notes("Findings", [finding.text for finding in analysis.findings])
+        output.notes("Caveats", analysis.caveats)
+        output.close()
 
     run()
 

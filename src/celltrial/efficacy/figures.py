@@ -25,9 +25,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import LogFormatter
 
-from celltrial.catalogue import load_catalogue
 from celltrial.efficacy.observations import is_log_normal, reference_range
 from celltrial.errors import CelltrialError
+from celltrial.labels import marker_label
 
 #: Okabe–Ito without yellow (too pale on white) first; yellow last.
 SUBJECT_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000")
@@ -54,28 +54,12 @@ WHO_COLOURS = (
     "#000000",
 )
 
-_UNITS = {"10^9/L": "10⁹/L", "cells/uL": "cells/µL", "ug/L": "µg/L", "umol/L": "µmol/L"}
-
 
 class _PlainLogFormatter(LogFormatter):
     """Log-axis labels as plain numbers (0.6, 2, 300), never 6e-01 or 3 × 10⁰."""
 
     def _num_to_string(self, x: float, vmin: float, vmax: float) -> str:
         return f"{x:g}"
-
-
-def display_unit(unit: str) -> str:
-    """A catalogue unit as printed on an axis: 10^9/L → 10⁹/L, cells/uL → cells/µL."""
-    return _UNITS.get(unit, unit)
-
-
-def marker_label(test: str) -> tuple[str, str]:
-    """(name, display unit) of a catalogued test; the code itself and "" when unknown."""
-    catalogue = load_catalogue()
-    if test in catalogue:
-        item = catalogue.get(test)
-        return item.name, display_unit(item.unit)
-    return test, ""
 
 
 def infusion_days_of(infusions: pd.DataFrame) -> list[float]:

@@ -7,18 +7,24 @@ from typing import Annotated
 
 import typer
 
-from celltrial.cli_support import DbOption, console, user_errors
+from celltrial.cli_support import DbOption, say, user_errors
 
 
 @user_errors
 def export_command(
-    directory: Annotated[Path, typer.Argument(help="Study directory.")],
-    out: Annotated[Path, typer.Option("--out", help="Folder for the LB and VS datasets.")],
+    directory: Annotated[Path, typer.Argument(help="Study directory.", metavar="DIR")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for the LB and VS datasets.", metavar="PATH")
+    ],
     fmt: Annotated[
-        str, typer.Option("--format", help="csv or dataset-json (CDISC Dataset-JSON v1.1).")
+        str,
+        typer.Option(
+            "--format", help="csv or dataset-json (CDISC Dataset-JSON v1.1).", metavar="FORMAT"
+        ),
     ] = "csv",
     cohort: Annotated[
-        str | None, typer.Option("--cohort", help="Export this external cohort instead.")
+        str | None,
+        typer.Option("--cohort", help="Export this external cohort instead.", metavar="NAME"),
     ] = None,
     db: DbOption = None,
 ) -> None:
@@ -26,6 +32,6 @@ def export_command(
     from celltrial.export.sdtm import export_observations
     from celltrial.study import open_study
 
-    study = open_study(directory, db_url=db)
+    study = open_study(directory, db_url=db, read_only=True)
     for path in export_observations(study, out, fmt=fmt, cohort=cohort):
-        console.print(f"[green]wrote[/] {path}")
+        say(("wrote", "green"), f" {path}")

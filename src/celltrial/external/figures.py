@@ -11,9 +11,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from celltrial.efficacy.figures import display_unit
 from celltrial.external.compare import MortalityResult
 from celltrial.external.spec import TargetTrialSpec
+from celltrial.labels import display_unit
 from celltrial.report.figures import PALETTE
 
 TREATED, CONTROL = PALETTE[0], PALETTE[1]

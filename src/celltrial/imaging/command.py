@@ -28,6 +28,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     cls=_ScansByDefault,
+    rich_markup_mode=None,
 )
 
 
@@ -49,13 +50,24 @@ def _parse_window(text: str | None) -> tuple[float, float] | None:
 @app.command("segment")
 @user_errors
 def segment(
-    images: Annotated[list[Path], typer.Argument(help="CT inputs: DICOM folders, NIfTI, NRRD…")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder (one sub-folder per input).")],
+    images: Annotated[
+        list[Path], typer.Argument(help="CT inputs: DICOM folders, NIfTI, NRRD…", metavar="IMAGE")
+    ],
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Output folder (one sub-folder per input).", metavar="PATH"),
+    ],
     window: Annotated[
         str | None,
-        typer.Option("--window", help="WIDTH,LEVEL of 8-bit display images (default 1500,-600)."),
+        typer.Option(
+            "--window",
+            help="WIDTH,LEVEL of 8-bit display images (default 1500,-600).",
+            metavar="W,L",
+        ),
     ] = None,
-    method: Annotated[str, typer.Option(help="auto, density or learned.")] = "auto",
+    method: Annotated[
+        str, typer.Option(help="auto, density or learned.", metavar="METHOD")
+    ] = "auto",
     overlay: Annotated[bool, typer.Option(help="Also write overlay.png.")] = True,
 ) -> None:
     """Segment lungs and lesions; write lungs.nii.gz, lesions.nii.gz and result.json per input."""
@@ -81,28 +93,48 @@ def segment(
 @app.command("quantify")
 @user_errors
 def quantify(
-    directory: Annotated[Path, typer.Argument(help="Study directory.")],
-    scans: Annotated[list[Path], typer.Argument(help="CT scans: DICOM folders, NIfTI, NRRD…")],
+    directory: Annotated[Path, typer.Argument(help="Study directory.", metavar="DIR")],
+    scans: Annotated[
+        list[Path], typer.Argument(help="CT scans: DICOM folders, NIfTI, NRRD…", metavar="SCAN")
+    ],
     subject: Annotated[
         str | None,
-        typer.Option("--subject", help="Subject of every scan (else from <SUBJECT>_<DATE> names)."),
+        typer.Option(
+            "--subject",
+            help="Subject of every scan (else from <SUBJECT>_<DATE> names).",
+            metavar="ID",
+        ),
     ] = None,
     when: Annotated[
         str | None,
-        typer.Option("--date", help="Scan date YYYY-MM-DD[THH:MM] (else from the file name)."),
+        typer.Option(
+            "--date", help="Scan date YYYY-MM-DD[THH:MM] (else from the file name).", metavar="DATE"
+        ),
     ] = None,
     scheduler: Annotated[
-        str | None, typer.Option("--scheduler", help="Dask scheduler address (default: local).")
+        str | None,
+        typer.Option(
+            "--scheduler", help="Dask scheduler address (default: local).", metavar="ADDRESS"
+        ),
     ] = None,
     workers: Annotated[
-        int | None, typer.Option("--workers", help="Local processes (default: all cores).")
+        int | None,
+        typer.Option("--workers", help="Local processes (default: all cores).", metavar="N"),
     ] = None,
     window: Annotated[
         str | None,
-        typer.Option("--window", help="WIDTH,LEVEL of 8-bit display images (default 1500,-600)."),
+        typer.Option(
+            "--window",
+            help="WIDTH,LEVEL of 8-bit display images (default 1500,-600).",
+            metavar="W,L",
+        ),
     ] = None,
-    method: Annotated[str, typer.Option(help="auto, density or learned.")] = "auto",
-    reason: Annotated[str | None, typer.Option(help="Why (recorded in the audit log).")] = None,
+    method: Annotated[
+        str, typer.Option(help="auto, density or learned.", metavar="METHOD")
+    ] = "auto",
+    reason: Annotated[
+        str | None, typer.Option(help="Why (recorded in the audit log).", metavar="TEXT")
+    ] = None,
 ) -> None:
     """Quantify scans and store them in the study (imaging study + CT result, audited)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn

@@ -7,35 +7,29 @@ from typing import Annotated
 
 import pandas as pd
 import typer
-from rich.table import Table
 
-from celltrial.cli_support import DbOption, console
-
-
-def _print(frame: pd.DataFrame, title: str) -> None:
-    table = Table(*map(str, frame.columns), title=title, title_justify="left")
-    for row in frame.itertuples(index=False):
-        table.add_row(
-            *("—" if pd.isna(v) else f"{v:.3g}" if isinstance(v, float) else str(v) for v in row)
-        )
-    console.print(table)
+from celltrial.cli_support import DbOption, FormatOption, Output, say
 
 
 def safety_command(
-    directory: Annotated[Path, typer.Argument(help="Study directory.")],
+    directory: Annotated[Path, typer.Argument(help="Study directory.", metavar="DIR")],
+    output_format: FormatOption = "text",
     db: DbOption = None,
 ) -> None:
     """Print the safety tables: overview, AEs by term, SAEs, lab shifts, infusion signals."""
+    from celltrial.labels import test_label
     from celltrial.safety.analysis import analyse_safety
     from celltrial.study import open_study, read_study_frames
 
-    study = open_study(directory, db_url=db)
+    output = Output(output_format)
+    study = open_study(directory, db_url=db, read_only=True)
     summary = analyse_safety(study.protocol, read_study_frames(study))
-    _print(summary.summary, f"Safety overview (N = {summary.n})")
+    output.title(f"{study.study_id} — safety, {summary.n} subjects")
+    output.table(summary.summary, f"Safety overview (N = {summary.n})")
     if len(summary.by_term):
-        _print(summary.by_term, "Adverse events by term (subjects by worst grade)")
+        output.table(summary.by_term, "Adverse events by term (subjects by worst grade)")
     if len(summary.serious):
-        _print(
+        output.table(
             summary.serious[
                 [
                     "subject_id",
@@ -50,11 +44,14 @@ def safety_command(
             "Serious adverse events",
         )
     if len(summary.lab_toxicities):
-        _print(summary.lab_toxicities.drop(columns=["time"]), "Lab values of grade ≥ 3")
+        toxicities = summary.lab_toxicities.drop(columns=["time", "unit"])  # in the test's label
+        output.table(
+            toxicities.assign(test=toxicities["test"].map(test_label)), "Lab values of grade ≥ 3"
+        )
     if len(summary.shifts):
-        _print(summary.shifts, "Lab shifts (baseline grade → worst post-baseline grade)")
+        output.table(summary.shifts, "Lab shifts (baseline grade → worst post-baseline grade)")
     if len(summary.signals):
-        _print(
+        output.table(
             summary.signals[
                 [
                     "subject_id",
@@ -68,17 +65,19 @@ def safety_command(
             ],
             "Vital-sign signals after infusions",
         )
-    for caveat in summary.caveats:
-        console.print(f"[yellow]note:[/] {caveat}")
+    output.notes("Notes", summary.caveats)
+    output.close()
 
 
-ae_app = typer.Typer(help="Record and import adverse events.", no_args_is_help=True)
+ae_app = typer.Typer(
+    help="Record and import adverse events.", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 @ae_app.command("import")
 def ae_import(
-    directory: Annotated[Path, typer.Argument(help="Study directory.")],
-    file: Annotated[Path, typer.Argument(help="CSV file of adverse events.")],
+    directory: Annotated[Path, typer.Argument(help="Study directory.", metavar="DIR")],
+    file: Annotated[Path, typer.Argument(help="CSV file of adverse events.", metavar="FILE")],
     db: DbOption = None,
 ) -> None:
     """Import adverse events from a CSV file (all or nothing; re-importing adds nothing)."""
@@ -91,32 +90,42 @@ def ae_import(
         batch = import_adverse_events(s, study.study_id, file, zone=study.protocol.study.timezone)
         counts = dict(batch.report) if batch is not None else None
     if counts is None:
-        console.print(f"nothing new in {file}: every event is already stored")
+        say(f"nothing new in {file}: every event is already stored")
     else:
-        console.print(
-            f"[green]imported[/] {counts['new']} adverse event(s) from {file} "
-            f"({counts['already stored']} already stored)"
+        say(
+            ("imported", "green"),
+            f" {counts['new']} adverse event(s) from {file} "
+            f"({counts['already stored']} already stored)",
         )
 
 
 @ae_app.command("add")
 def ae_add(
-    directory: Annotated[Path, typer.Argument(help="Study directory.")],
-    subject: Annotated[str, typer.Option("--subject", help="Subject ID.")],
-    term: Annotated[str, typer.Option("--term", help="Adverse-event term.")],
-    onset: Annotated[str, typer.Option("--onset", help="Onset time (local to the study).")],
-    grade: Annotated[int | None, typer.Option("--grade", help="CTCAE grade 1–5.")] = None,
+    directory: Annotated[Path, typer.Argument(help="Study directory.", metavar="DIR")],
+    subject: Annotated[str, typer.Option("--subject", help="Subject ID.", metavar="ID")],
+    term: Annotated[str, typer.Option("--term", help="Adverse-event term.", metavar="TERM")],
+    onset: Annotated[
+        str, typer.Option("--onset", help="Onset time (local to the study).", metavar="TIME")
+    ],
+    grade: Annotated[
+        int | None, typer.Option("--grade", help="CTCAE grade 1–5.", metavar="GRADE")
+    ] = None,
     serious: Annotated[
-        str | None, typer.Option("--serious", help="ICH E2A criteria, ';'-separated.")
+        str | None,
+        typer.Option("--serious", help="ICH E2A criteria, ';'-separated.", metavar="CRITERIA"),
     ] = None,
     relatedness: Annotated[
-        str | None, typer.Option("--relatedness", help="e.g. 'possibly related'.")
+        str | None, typer.Option("--relatedness", help="e.g. 'possibly related'.", metavar="TEXT")
     ] = None,
-    resolved: Annotated[str | None, typer.Option("--resolved", help="Resolution time.")] = None,
-    outcome: Annotated[str | None, typer.Option("--outcome", help="e.g. recovered.")] = None,
-    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")] = (
-        "reported by investigator"
-    ),
+    resolved: Annotated[
+        str | None, typer.Option("--resolved", help="Resolution time.", metavar="TIME")
+    ] = None,
+    outcome: Annotated[
+        str | None, typer.Option("--outcome", help="e.g. recovered.", metavar="TEXT")
+    ] = None,
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why (kept in the audit log).", metavar="TEXT")
+    ] = ("reported by investigator"),
     db: DbOption = None,
 ) -> None:
     """Record one adverse event (audited)."""
@@ -150,4 +159,4 @@ def ae_add(
     }
     with study_session(study.engine, user=current_user(), reason=reason) as session:
         record_adverse_event(session, study.study_id, event)
-    console.print(f"[green]recorded[/] {term} for {subject}")
+    say(("recorded", "green"), f" {term} for {subject}")

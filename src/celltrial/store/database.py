@@ -6,6 +6,7 @@ SQLite file inside the study directory by default; any SQLAlchemy URL through ``
 
 from __future__ import annotations
 
+import getpass
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -71,11 +72,59 @@ def upgrade_database(engine: Engine) -> None:
         raise StudyError(f"cannot create or upgrade the database: {exc.orig}") from None
 
 
+def check_database_exists(url: str) -> None:
+    """Raise :class:`StudyError` when a SQLite ``url`` names no file, so that opening a study to
+    read it never leaves a new, empty database behind (a mistyped ``--db``)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StudyError(f"cannot use database URL {url!r}: {exc}") from None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    path = Path(parsed.database.removeprefix("file:").split("?")[0])
+    if not path.is_file():
+        raise StudyError(
+            f"no database at {path}: is --db (or $CELLTRIAL_DATABASE_URL) right? "
+            "A new study is created with `celltrial init DIR`"
+        )
+
+
+def check_schema_current(engine: Engine, *, directory: str | Path) -> None:
+    """Raise :class:`StudyError` unless the database's schema is the one this celltrial writes,
+    naming the command that migrates it; read-only commands never migrate a database."""
+    script = ScriptDirectory.from_config(_alembic_config(engine))
+    head = script.get_current_head()
+    current = schema_revision(engine)
+    if current == head:
+        return
+    url = engine.url.render_as_string(hide_password=True)
+    if current is None:
+        raise StudyError(f"database {url} holds no celltrial study; is --db right?")
+    known = {revision.revision for revision in script.walk_revisions()}
+    if current not in known:
+        raise StudyError(
+            f"database {url} was written by a newer celltrial (schema revision {current}); "
+            "install that version to read it"
+        )
+    raise StudyError(
+        f"database {url} was made by an older celltrial (schema revision {current}, this one "
+        f"reads {head}): back it up, then upgrade it with `celltrial migrate {directory}`"
+    )
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The database's schema revision (None: no celltrial schema)."""
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    except OperationalError as exc:
+        raise StudyError(f"cannot read the database: {exc.orig}") from None
+
+
 def schema_is_current(engine: Engine) -> bool:
     """Whether the database is at the newest schema revision."""
     head = ScriptDirectory.from_config(_alembic_config(engine)).get_current_head()
-    with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision() == head
+    return schema_revision(engine) == head
 
 
 @contextmanager
@@ -96,4 +145,11 @@ def study_session(
 
 def current_user() -> str:
     """Who is writing: ``$CELLTRIAL_USER``, else the login name."""
-    return os.environ.get("CELLTRIAL_USER") or os.environ.get("USER") or "unknown"
+    return os.environ.get("CELLTRIAL_USER") or _login_name()
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no $LOGNAME/$USER/$USERNAME and no password-database entry (a container)
+        return f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"

@@ -6,6 +6,8 @@ users_app (a Typer group): registered as ``celltrial users``
 
 from __future__ import annotations
 
+import errno
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -17,10 +19,12 @@ from celltrial.errors import CelltrialError
 
 
 def serve_command(
-    directory: Annotated[Path, typer.Argument(help="Study directory.")],
+    directory: Annotated[Path, typer.Argument(help="Study directory.", metavar="DIR")],
     db: DbOption = None,
-    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    host: Annotated[
+        str, typer.Option("--host", help="Interface to listen on.", metavar="HOST")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.", metavar="PORT")] = 8000,
     max_upload_mb: Annotated[
         float | None,
         typer.Option(
@@ -28,6 +32,7 @@ def serve_command(
             min=0.001,
             help="Largest upload (a file with its mapping and dictionary) the import page "
             "accepts, in MiB (default: 64).",
+            metavar="MB",
         ),
     ] = None,
 ) -> None:
@@ -45,11 +50,40 @@ def serve_command(
             f"no user can sign in to {directory} yet; create the first admin with "
             f"`celltrial users add {directory} --username NAME --role admin`"
         )
-    typer.echo(f"celltrial web app for study {app.state.study.study_id}: http://{host}:{port}/")
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True)
+    listening = bind_port(host, port)  # before the URL is printed: it must lead to this app
+    shown = f"[{host}]" if ":" in host else host
+    typer.echo(f"celltrial web app for study {app.state.study.study_id}: http://{shown}:{port}/")
+    config = uvicorn.Config(app, log_level="info", proxy_headers=True)
+    uvicorn.Server(config).run(sockets=[listening])
 
 
-users_app = typer.Typer(help="Web app accounts.", no_args_is_help=True)
+def bind_port(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host``:``port``; :class:`CelltrialError` when it is taken."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise CelltrialError(f"--host {host!r}: not an address of this machine ({exc})") from None
+    listening = socket.socket(family, kind, proto)
+    try:
+        if sys.platform != "win32":
+            listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.bind(address)
+        listening.listen(2048)
+    except OSError as exc:
+        listening.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise CelltrialError(
+                f"port {port} on {host} is already in use by another program; "
+                "choose another with --port"
+            ) from None
+        raise CelltrialError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    listening.set_inheritable(True)
+    return listening
+
+
+users_app = typer.Typer(help="Web app accounts.", no_args_is_help=True, rich_markup_mode=None)
 
 
 @users_app.callback()
@@ -59,16 +93,19 @@ def users() -> None:
 
 @users_app.command("add")
 def users_add(
-    directory: Annotated[Path, typer.Argument(help="Study directory.")],
-    username: Annotated[str, typer.Option("--username", help="User name (lower case).")],
+    directory: Annotated[Path, typer.Argument(help="Study directory.", metavar="DIR")],
+    username: Annotated[
+        str, typer.Option("--username", help="User name (lower case).", metavar="NAME")
+    ],
     role: Annotated[
         str,
         typer.Option(
             "--role",
             help="investigator, coordinator, data_manager, monitor, statistician or admin.",
+            metavar="ROLE",
         ),
     ],
-    full_name: Annotated[str, typer.Option("--name", help="Full name.")] = "",
+    full_name: Annotated[str, typer.Option("--name", help="Full name.", metavar="NAME")] = "",
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from standard input.")
     ] = False,
