@@ -156,6 +156,17 @@ def test_release_check_lists_every_failure(make_protocol):
     assert any(f.startswith("mycoplasma not tested") for f in failures)
 
 
+def test_release_check_of_a_lot_without_qc_results_yet(make_protocol):
+    # a lot read from the database has NaN (not None) where no result was entered yet
+    criteria = make_protocol().product.release
+    pending = GOOD_LOT | {"sterility": float("nan"), "mycoplasma": "  ", "viability_pct": None}
+    failures = check_lot_release(pending, criteria)
+    assert "sterility not tested (need no growth)" in failures
+    assert "mycoplasma not tested (need negative)" in failures
+    assert "viability not tested" in failures
+    assert check_lot_release(GOOD_LOT | {"sterility": " No Growth "}, criteria) == []
+
+
 def test_visit_and_assessment_deviations(make_protocol):
     protocol = make_protocol()
     everything = [

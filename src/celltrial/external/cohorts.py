@@ -36,6 +36,11 @@ def choose_cohort(study: StudyHandle, cohort: str | None) -> str:
                 "--register-subjects --cohort NAME`"
             )
         return cohort
+    if not known:
+        raise StudyError(
+            f"study {study.study_id} holds no external cohort yet; import one with "
+            "`celltrial import DIR FILE --register-subjects --cohort NAME`"
+        )
     if len(known) != 1:
         raise StudyError(
             f"study {study.study_id} has {len(known)} external cohorts "

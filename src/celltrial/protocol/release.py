@@ -35,14 +35,10 @@ def check_lot_release(lot: Mapping[str, Any], criteria: ReleaseCriteria) -> list
             failures.append(f"{marker} not tested")
         elif value > maximum:
             failures.append(f"{marker} {value:g} % > {maximum:g} %")
-    if (lot.get("sterility") or "").strip().lower() != criteria.sterility:
-        failures.append(
-            f"sterility {lot.get('sterility') or 'not tested'!s} (need {criteria.sterility})"
-        )
-    if (lot.get("mycoplasma") or "").strip().lower() != criteria.mycoplasma:
-        failures.append(
-            f"mycoplasma {lot.get('mycoplasma') or 'not tested'!s} (need {criteria.mycoplasma})"
-        )
+    for test, needed in (("sterility", criteria.sterility), ("mycoplasma", criteria.mycoplasma)):
+        result = _text(lot.get(test))
+        if result.lower() != needed:
+            failures.append(f"{test} {result or 'not tested'} (need {needed})")
     return failures
 
 
@@ -55,3 +51,8 @@ def compute_endotoxin_dose(
 
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and pd.isna(value))
+
+
+def _text(value: Any) -> str:
+    """A text result as written, "" when missing (None, NaN or blank)."""
+    return "" if _missing(value) else str(value).strip()

@@ -110,7 +110,9 @@ def render_report_html(study: StudyHandle, frames: StudyFrames, overview: StudyO
     tables["batches"] = render_table(
         batches.assign(
             counts=batches["counts"].map(_counts_text),
-            source_sha256=batches["source_sha256"].map(lambda h: f"{h[:12]}…" if h else "—"),
+            source_sha256=batches["source_sha256"].map(
+                lambda h: f"{h[:12]}…" if isinstance(h, str) and h else "—"  # none for a folder
+            ),
         )[["id", "time", "user", "kind", "source", "source_sha256", "counts"]],
         caption="Data loads (import batches) recorded in the audit log.",
         counter=counter,
