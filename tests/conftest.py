@@ -16,6 +16,8 @@ from celltrial.protocol.loader import DEFAULT_PROTOCOL, builtin_protocol_text
 from tests.store import backends
 
 ZONE = "Asia/Shanghai"
+# an unexpected error in a command is raised with its traceback (not turned into a message)
+os.environ.setdefault("CELLTRIAL_DEBUG", "1")
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,13 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
+import sys
+import tempfile
+import traceback
 from collections.abc import Callable, Iterable
 from datetime import date, datetime
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -29,6 +34,10 @@ console = Console(markup=False, highlight=False)
 errors = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
 F = TypeVar("F", bound=Callable[..., Any])
 FORMATS = ("text", "csv", "json")
+#: Exit status of a command stopped by a defect of celltrial (EX_SOFTWARE of sysexits.h).
+INTERNAL_ERROR_STATUS = 70
+#: Set to anything: unexpected errors are raised with their traceback (developers, tests).
+DEBUG_ENV = "CELLTRIAL_DEBUG"
 #: A word longer than this may be folded across lines of a table cell.
 MAX_WORD_WIDTH = 18
 #: A cell this short is never wrapped.
@@ -70,7 +79,12 @@ def say(*parts: str | tuple[str, str]) -> None:
 
 
 def user_errors(function: F) -> F:
-    """Print a :class:`CelltrialError` as a one-paragraph message and exit 1 (no traceback)."""
+    """Print a :class:`CelltrialError` as a one-paragraph message and exit 1 (no traceback).
+
+    Any other exception is a defect of celltrial: the user sees one message naming a file that
+    holds the details, and the command exits with :data:`INTERNAL_ERROR_STATUS`
+    (``$CELLTRIAL_DEBUG`` set: the exception is raised as it is, for developers and tests).
+    """
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -79,8 +93,47 @@ def user_errors(function: F) -> F:
         except CelltrialError as exc:
             errors.print(Text.assemble(("error:", "bold red"), " ", str(exc)))
             raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            errors.print(Text("interrupted", style="bold red"))
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            if type(exc).__module__.split(".")[0] in ("typer", "click") or os.environ.get(
+                DEBUG_ENV
+            ):
+                raise  # the command line's own exits and usage errors; or a developer asked
+            saved = _save_details(exc)
+            errors.print(
+                Text.assemble(
+                    ("internal error:", "bold red"),
+                    f" celltrial could not finish this command ({type(exc).__name__}: "
+                    f"{_plain_text(exc)}). This is a defect in celltrial; the details are in "
+                    f"{saved}: please send that file to its maintainers.",
+                )
+            )
+            raise typer.Exit(INTERNAL_ERROR_STATUS) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _plain_text(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:200] + ("…" if len(text) > 200 else "")
+
+
+def _save_details(exc: BaseException) -> Path:
+    """Write the traceback of an unexpected error to a file of its own; its path."""
+    stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
+    handle, name = tempfile.mkstemp(prefix=f"celltrial-error-{stamp}-", suffix=".txt")
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        out.write(f"celltrial {_version()} — {' '.join(sys.argv)}\n\n")
+        out.write("".join(traceback.format_exception(exc)))
+    return Path(name)
+
+
+def _version() -> str:
+    from celltrial import __version__
+
+    return __version__
 
 
 def cell_text(value: Any) -> str:

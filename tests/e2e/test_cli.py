@@ -170,3 +170,27 @@ def test_analysis_commands_on_the_demo(demo_dir, tmp_path):
     assert (tmp_path / "r.html").stat().st_size > 100_000
     bad = runner.invoke(app, ["report", str(demo_dir), "--format", "docx"])
     assert bad.exit_code == 1 and "unknown report format 'docx'" in bad.output
+
+
+def test_a_defect_is_one_message_and_a_file_of_details(demo_dir, tmp_path, monkeypatch):
+    import tempfile
+
+    import celltrial.overview
+    from celltrial.cli_support import DEBUG_ENV, INTERNAL_ERROR_STATUS
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom [/] in the overview")
+
+    monkeypatch.setattr(celltrial.overview, "summarize_study", broken)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.delenv(DEBUG_ENV, raising=False)
+    result = runner.invoke(app, ["status", str(demo_dir)], env={"COLUMNS": "300"})
+    assert result.exit_code == INTERNAL_ERROR_STATUS
+    assert "Traceback" not in result.output
+    assert "internal error: celltrial could not finish this command (RuntimeError: boom [/]" in (
+        result.output
+    )
+    (saved,) = tmp_path.glob("celltrial-error-*.txt")
+    assert str(saved) in result.output.replace("\n", "")
+    details = saved.read_text(encoding="utf-8")
+    assert "Traceback" in details and "boom [/] in the overview" in details
