@@ -194,3 +194,21 @@ def test_a_defect_is_one_message_and_a_file_of_details(demo_dir, tmp_path, monke
     assert str(saved) in result.output.replace("\n", "")
     details = saved.read_text(encoding="utf-8")
     assert "Traceback" in details and "boom [/] in the overview" in details
+
+
+def test_a_real_process_prints_one_message_and_exits_1(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "CELLTRIAL_DEBUG"}
+    done = subprocess.run(
+        [sys.executable, "-m", "celltrial.cli", "status", str(tmp_path / "nowhere")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert done.stdout == "" and done.stderr.startswith("error:") and "not a study" in done.stderr
+    assert "Traceback" not in done.stderr
