@@ -297,6 +297,34 @@ def _print_deviations(output: Output, deviations: pd.DataFrame, subjects: list[s
     )
 
 
+audit_app = typer.Typer(
+    help="The audit trail: check that no entry was changed.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    directory: Annotated[Path, typer.Argument(help="Study directory.", metavar="DIR")],
+    db: DbOption = None,
+) -> None:
+    """Check the audit trail link by link: each entry's hash covers the one before it, so an
+    entry changed, removed or inserted outside celltrial is found (exit 1 naming the first)."""
+    from celltrial.store.audit import check_audit_chain
+    from celltrial.study import open_study
+
+    study = open_study(directory, db_url=db, read_only=True)
+    check = check_audit_chain(study.engine)
+    if not check.intact:
+        raise CelltrialError(f"the audit trail of {directory} is not intact: {check.problem}")
+    say(
+        ("audit trail intact", "green"),
+        f": {check.events} entries, each linked to the one before; newest link {check.head}"
+        " (write it down to show later that nothing before it changed)",
+    )
+
+
 # Commands of the analysis packages: each package keeps its own command functions.
 app.command("import")(user_errors(import_command))
 app.command("export")(user_errors(export_command))
@@ -316,6 +344,7 @@ def _add_group(group: typer.Typer, name: str) -> None:
 _add_group(ae_app, "ae")
 _add_group(ct_app, "ct")
 _add_group(users_app, "users")
+_add_group(audit_app, "audit")
 
 if __name__ == "__main__":  # pragma: no cover
     app()

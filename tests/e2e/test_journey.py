@@ -60,6 +60,8 @@ def read_commands(study: Path, out: Path, *, cohort: str | None = None) -> dict[
     outputs["export"] = run("export", study, "--out", out / "export")
     if cohort:
         outputs["export-cohort"] = run("export", study, "--out", out / "ext", "--cohort", cohort)
+    outputs["audit"] = run("audit", "verify", study, expect="ok")
+    assert "audit trail intact" in outputs["audit"]
     return outputs
 
 

@@ -23,8 +23,9 @@ from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
 
 from celltrial.services.errors import AccountError, SignInRefused
+from celltrial.store.audit import append_audit_events
 from celltrial.store.database import study_session
-from celltrial.store.models import AppUser, AuditEvent, WebSession
+from celltrial.store.models import AppUser, WebSession
 
 #: The roles of a study team, with what each may do (:data:`PERMISSIONS`).
 ROLES: dict[str, str] = {
@@ -167,17 +168,20 @@ def add_user(
         )
         session.add(user)
         session.flush()
-        session.add(
-            AuditEvent(
-                time=user.created_at,
-                user=by,
-                action="insert",
-                table_name="app_user",
-                row_id=str(user.id),
-                before=None,
-                after={"username": username, "full_name": user.full_name, "role": role},
-                reason="account created",
-            )
+        append_audit_events(
+            session,
+            [
+                {
+                    "time": user.created_at,
+                    "user": by,
+                    "action": "insert",
+                    "table_name": "app_user",
+                    "row_id": str(user.id),
+                    "before": None,
+                    "after": {"username": username, "full_name": user.full_name, "role": role},
+                    "reason": "account created",
+                }
+            ],
         )
         return _account(user)
 
@@ -266,17 +270,20 @@ def _count_failure(session: Session, user: AppUser, now: datetime, *, what: str)
     if user.failed_logins >= MAX_FAILED_SIGN_INS:
         user.locked_until = now + LOCKOUT
         user.failed_logins = 0
-        session.add(
-            AuditEvent(
-                time=now,
-                user=user.username,
-                action="lock",
-                table_name="app_user",
-                row_id=str(user.id),
-                before=None,
-                after={"locked_until": user.locked_until.isoformat()},
-                reason=f"{MAX_FAILED_SIGN_INS} failed {what}",
-            )
+        append_audit_events(
+            session,
+            [
+                {
+                    "time": now,
+                    "user": user.username,
+                    "action": "lock",
+                    "table_name": "app_user",
+                    "row_id": str(user.id),
+                    "before": None,
+                    "after": {"locked_until": user.locked_until.isoformat()},
+                    "reason": f"{MAX_FAILED_SIGN_INS} failed {what}",
+                }
+            ],
         )
     session.commit()
 

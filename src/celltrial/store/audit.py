@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import String, event, func, insert, inspect, select
+from sqlalchemy import Engine, String, event, func, insert, inspect, select
 from sqlalchemy.orm import Mapper, Session
 
 from celltrial.errors import DataError, StudyError
 from celltrial.store.models import AUDITED_TABLES, AuditEvent, Base, ImportBatch
+from celltrial.store.types import finite_json
 
 
 class StudySession(Session):
@@ -156,7 +159,110 @@ def _audit_flush(session: Session, _context: Any) -> None:
                 }
             )
     if rows:
-        session.connection().execute(insert(AuditEvent), rows)
+        append_audit_events(session, rows)
+
+
+#: The fields of an audit event its chain hash covers (its id is not: the chain fixes the order).
+CHAINED_FIELDS = (
+    "time",
+    "user",
+    "action",
+    "table_name",
+    "row_id",
+    "before",
+    "after",
+    "reason",
+    "import_batch_id",
+    "source_sha256",
+    "subject_id",
+)
+
+
+def compute_chain_hash(previous: str | None, event: Mapping[str, Any]) -> str:
+    """SHA-256 over the previous event's hash and this event's content (canonical JSON).
+
+    Each event's hash covers the one before it, so changing, removing or inserting any event
+    breaks every link after it (:func:`check_audit_chain`). Never change this function: the
+    hashes of every stored event depend on it.
+    """
+    content = {field: event.get(field) for field in CHAINED_FIELDS}
+    time = content["time"]
+    if isinstance(time, datetime):
+        content["time"] = time.astimezone(UTC).isoformat(timespec="microseconds")
+    text = json.dumps(
+        finite_json(content), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256(f"{previous or ''}\n{text}".encode()).hexdigest()
+
+
+def append_audit_events(session: Session, events: Iterable[Mapping[str, Any]]) -> None:
+    """Write audit events at the end of the log, each chained to the one before it.
+
+    The only way audit events are written. The previous hash is read inside the writing
+    transaction, which holds the database's write lock (SQLite) or the audit-order lock
+    (PostgreSQL), so no other transaction can append in between.
+    """
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(select(func.pg_advisory_xact_lock(AUDIT_ORDER_LOCK)))
+    previous = connection.execute(
+        select(AuditEvent.chain_hash).order_by(AuditEvent.id.desc()).limit(1)
+    ).scalar()
+    rows = []
+    for event_values in events:
+        row = {field: None for field in CHAINED_FIELDS} | dict(event_values)
+        row["chain_hash"] = previous = compute_chain_hash(previous, row)
+        rows.append(row)
+    if rows:
+        connection.execute(insert(AuditEvent), rows)
+
+
+@dataclass(frozen=True)
+class AuditChainCheck:
+    """The result of checking a database's audit log link by link."""
+
+    events: int
+    head: str | None  # the newest event's hash: written down elsewhere, it anchors the log
+    broken_at: int | None  # id of the first event whose link does not hold
+    problem: str | None
+
+    @property
+    def intact(self) -> bool:
+        return self.broken_at is None
+
+
+def check_audit_chain(engine: Engine) -> AuditChainCheck:
+    """Recompute every event's chain hash in order; the first event where it differs."""
+    columns = [
+        AuditEvent.id,
+        AuditEvent.chain_hash,
+        *(getattr(AuditEvent, f) for f in CHAINED_FIELDS),
+    ]
+    previous: str | None = None
+    count = 0
+    with engine.connect() as connection:
+        result = connection.execution_options(yield_per=2000).execute(
+            select(*columns).order_by(AuditEvent.id)
+        )
+        for row in result:
+            values = row._mapping
+            count += 1
+            expected = compute_chain_hash(previous, values)
+            if values["chain_hash"] != expected:
+                what = (
+                    f"audit event {values['id']} ({values['action']} {values['table_name']}"
+                    f"{' ' + values['row_id'] if values['row_id'] else ''} by {values['user']} "
+                    f"at {values['time']:%Y-%m-%d %H:%M:%S} UTC)"
+                )
+                problem = (
+                    f"{what} has no chain hash: it was written outside celltrial"
+                    if values["chain_hash"] is None
+                    else f"the chain breaks at {what}: this event was changed, or an event "
+                    "before it was removed or inserted, after it was written"
+                )
+                return AuditChainCheck(count, None, values["id"], problem)
+            previous = values["chain_hash"]
+    return AuditChainCheck(count, previous, None, None)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -215,23 +321,24 @@ def add_batch_rows(
 def finish_batch(session: Session, batch: ImportBatch) -> None:
     """Record one ``import`` audit row for the whole batch (source, hash, counts per table)."""
     user, reason = _who_and_why(session)
-    session.add(
-        AuditEvent(
-            time=batch.time,
-            user=user,
-            action="import",
-            table_name=",".join(batch.counts) or "-",
-            row_id=None,
-            before=None,
-            after={
-                "batch": batch.id,
-                "kind": batch.kind,
-                "source": batch.source,
-                "counts": batch.counts,
-            },
-            reason=reason,
-            import_batch_id=batch.id,
-            source_sha256=batch.source_sha256,
-        )
+    session.flush()  # the batch's own counts first
+    append_audit_events(
+        session,
+        [
+            {
+                "time": batch.time,
+                "user": user,
+                "action": "import",
+                "table_name": ",".join(batch.counts) or "-",
+                "after": {
+                    "batch": batch.id,
+                    "kind": batch.kind,
+                    "source": batch.source,
+                    "counts": batch.counts,
+                },
+                "reason": reason,
+                "import_batch_id": batch.id,
+                "source_sha256": batch.source_sha256,
+            }
+        ],
     )
-    session.flush()

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     Boolean,
+    Double,
     Float,
     ForeignKey,
     Index,
@@ -28,7 +29,9 @@ from celltrial.store.types import FiniteJSON, UTCDateTime
 class Base(DeclarativeBase):
     """Base of every celltrial table."""
 
+    # float is named: SQLAlchemy 2.1 maps it to Double (as the migrations do), 2.0 to Float
     type_annotation_map: ClassVar[dict[Any, Any]] = {
+        float: Double(),
         datetime: UTCDateTime(),
         dict[str, Any]: FiniteJSON(),
     }
@@ -263,6 +266,9 @@ class AuditEvent(Base):
     #: the subject whose data the change is (``subject.id``); None when it is not one subject's
     #: (lots, accounts, imports) or was not recorded (events before schema revision 0008)
     subject_id: Mapped[int | None]
+    #: SHA-256 over the previous event's chain hash and this event's content
+    #: (store.audit.compute_chain_hash): an edit, removal or insertion breaks the chain
+    chain_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class DataQuery(_Versioned, Base):

@@ -51,16 +51,17 @@ class FiniteJSON(TypeDecorator[Any]):
     hashable = False
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
-        return _finite(value)
+        return finite_json(value)
 
 
-def _finite(value: Any) -> Any:
+def finite_json(value: Any) -> Any:
+    """``value`` as JSON stores it: non-finite numbers as None, tuples as lists."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
+        return {key: finite_json(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
+        return [finite_json(item) for item in value]
     return value
 
 
