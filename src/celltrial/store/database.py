@@ -24,6 +24,8 @@ from celltrial.store.audit import StudySession
 
 DATABASE_ENV = "CELLTRIAL_DATABASE_URL"
 DATABASE_FILE = "celltrial.db"
+#: How long a write to a SQLite study waits for another writer to finish.
+SQLITE_BUSY_SECONDS = 60
 
 
 def database_url(study_dir: str | Path, override: str | None = None) -> str:
@@ -40,6 +42,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # a writer waits for another one (an import, the web app) instead of failing at once
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
     cursor.close()
 
 
@@ -136,11 +140,31 @@ def study_session(
     try:
         yield session
         session.commit()
+    except OperationalError as exc:
+        session.rollback()
+        raise check_database_error(exc, engine) from None
     except BaseException:
         session.rollback()
         raise
     finally:
         session.close()
+
+
+def check_database_error(exc: OperationalError, engine: Engine) -> Exception:
+    """A database error a user can act on as a :class:`StudyError` (busy, disk full,
+    read-only); any other as it is. Nothing of the failed transaction was stored."""
+    text = str(exc.orig).lower()
+    where = engine.url.render_as_string(hide_password=True)
+    if "locked" in text or "busy" in text:
+        return StudyError(
+            f"the study database {where} stayed busy (another import or the web app was "
+            f"writing) for {SQLITE_BUSY_SECONDS} s; nothing was stored: try again when it is done"
+        )
+    if "disk is full" in text or "no space left" in text or "disk full" in text:
+        return StudyError(f"no space left on the disk of {where}; nothing was stored")
+    if "readonly" in text or "read-only" in text:
+        return StudyError(f"the study database {where} is read-only here; nothing was stored")
+    return exc
 
 
 def current_user() -> str:
