@@ -43,3 +43,17 @@ def test_parse_numbers_keeps_index():
     parsed = parse_values(pd.Series([1.5, None, float("inf")], index=[7, 8, 9]))
     assert list(parsed.index) == [7, 8, 9]
     assert list(parsed["status"]) == [OK, EMPTY, LIMIT_ONLY]
+
+
+@pytest.mark.parametrize("raw", ["1e400", "-1e400", "<1e400", "1" + "0" * 400])
+def test_a_number_beyond_what_is_stored_is_text_not_infinity(raw):
+    # "1e400" was stored as infinity, a value no analysis can use
+    parsed = parse_values(pd.Series([raw, "12"], dtype=object))
+    assert parsed["status"].tolist() == [TEXT, OK]
+    assert math.isnan(parsed["value"].iloc[0])
+
+
+def test_whole_numbers_too_large_for_a_float_raise_nothing():
+    # pandas reads a 400-digit number in a CSV as a Python int; to_numeric overflowed on it
+    parsed = parse_values(pd.Series([-(3**900), 12], dtype=object))
+    assert parsed["status"].tolist() == [TEXT, OK]

@@ -11,7 +11,9 @@ anterior at the top) — plus what is needed to put masks back into the input's 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,10 @@ DEFAULT_WINDOW = (1500.0, -600.0)
 CANONICAL_CODES = ("L", "P", "S")
 DISPLAY_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+#: The largest volume read (voxels; 2 GB as int16), e.g. 1024 slices of 1024 × 1024.
+MAX_VOXELS = 2**30
+#: The largest display image read (pixels), e.g. 8192 × 8192; a CT slice has 512 × 512.
+MAX_PIXELS = 2**26
 
 
 class ImagingError(CelltrialError):
@@ -108,7 +114,8 @@ def compute_canonical(
         data = np.asarray(data[..., 0])
     if data.ndim != 3:
         raise ImagingError(f"{source}: a 3-D volume or 2-D slice is expected, got {data.shape}")
-    ornt = nib.orientations.io_orientation(affine)
+    _check_array(data, source)
+    ornt = _orientation(np.asarray(affine, dtype=float), source)
     notes = list(notes)
     # the slice axis must be the superior–inferior one (axial acquisition)
     codes = nib.orientations.ornt2axcodes(ornt)
@@ -141,6 +148,51 @@ def compute_canonical(
         checksum=checksum,
         meta=dict(meta or {}),
     )
+
+
+def _check_array(data: Any, source: str) -> None:
+    """An array (or a lazily read one) of a size and voxel type a CT can have."""
+    shape = tuple(int(n) for n in data.shape)
+    if min(shape) < 1:
+        raise ImagingError(f"{source}: the volume is empty ({' × '.join(map(str, shape))} voxels)")
+    voxels = int(np.prod(np.asarray(shape, dtype=object)))
+    if voxels > MAX_VOXELS:
+        raise ImagingError(
+            f"{source}: the header describes {' × '.join(map(str, shape))} voxels, more than "
+            f"a CT volume has ({MAX_VOXELS:,} at most); the header is damaged or this is not CT"
+        )
+    kind = np.dtype(data.dtype)
+    if kind.kind not in "iuf":
+        raise ImagingError(
+            f"{source}: voxels of type {kind.name}; expected whole or real numbers (HU)"
+        )
+
+
+def _orientation(affine: np.ndarray, source: str) -> np.ndarray:
+    """The nibabel orientation of ``affine``; a damaged geometry is an :class:`ImagingError`."""
+    import nibabel as nib
+
+    if affine.shape != (4, 4) or not np.isfinite(affine).all():
+        raise ImagingError(
+            f"{source}: the image geometry (voxel size, position, direction) holds values that "
+            "are not numbers; the header is damaged"
+        )
+    zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    if not np.isfinite(zooms).all() or (zooms <= 0).any():
+        raise ImagingError(
+            f"{source}: voxel size {' × '.join(f'{z:g}' for z in zooms)} mm; expected sizes "
+            "above 0 (the header is damaged)"
+        )
+    try:
+        ornt = nib.orientations.io_orientation(affine)
+    except (ValueError, np.linalg.LinAlgError):
+        ornt = np.full((3, 2), np.nan)
+    if np.isnan(ornt).any() or len(set(ornt[:, 0].tolist())) < 3:
+        raise ImagingError(
+            f"{source}: the image axes do not point in three different directions; the "
+            "header's geometry is damaged"
+        )
+    return ornt
 
 
 #: Slices converted at a time from the input's type and orientation to the internal int16.
@@ -196,6 +248,12 @@ def _convert_block(block: np.ndarray, target: np.ndarray, source: str) -> None:
             raise ImagingError(f"{source}: values outside the int16 range; not CT in HU")
         target[...] = block
     else:
+        finite = np.isfinite(block)
+        if not finite.all():
+            raise ImagingError(
+                f"{source}: {int(block.size - finite.sum()):,} voxel(s) hold no number (NaN or "
+                "infinite); expected HU values"
+            )
         target[...] = np.clip(np.rint(block), -32768, 32767)
 
 
@@ -259,6 +317,7 @@ def read_volume(path: Path | str, *, window: tuple[float, float] = DEFAULT_WINDO
             # read lazily (slab by slab in compute_canonical); the file stays open meanwhile
             image = nib.load(str(path), keep_file_open=True)
             raw = image.dataobj
+            _check_array(raw, str(path))
             affine = image.affine
             scaled = image.dataobj.slope not in (None, 1.0) or image.dataobj.inter not in (
                 None,
@@ -272,7 +331,7 @@ def read_volume(path: Path | str, *, window: tuple[float, float] = DEFAULT_WINDO
     except ImagingError:
         raise
     except Exception as exc:  # corrupt or truncated file
-        raise ImagingError(f"{path}: cannot read the volume ({exc})") from exc
+        raise _damaged(path, exc) from None
     checksum = compute_checksum(path)
     if raw.dtype == np.uint8 and not scaled:
         hu = _display_to_hu(raw, window)
@@ -287,7 +346,31 @@ def read_volume(path: Path | str, *, window: tuple[float, float] = DEFAULT_WINDO
     except ImagingError:
         raise
     except Exception as exc:  # truncated data found while reading the slabs
-        raise ImagingError(f"{path}: cannot read the volume ({exc})") from exc
+        raise _damaged(path, exc) from None
+
+
+def _damaged(path: Path, exc: Exception) -> ImagingError:
+    """A plain message for a volume file a library could not read."""
+    import gzip
+    import zlib
+
+    text = str(exc).replace(str(path), "the file")
+    if (
+        isinstance(exc, EOFError)
+        or "not enough data" in text
+        or "ended before" in text
+        or re.search(r"Expected \d+ bytes, got \d+ bytes", text)
+    ):
+        reason = "the file ends before its image data does (cut short while copying?)"
+    elif isinstance(exc, zlib.error | gzip.BadGzipFile) or "CRC check failed" in text:
+        reason = "its compressed data are damaged"
+    elif isinstance(exc, MemoryError):
+        reason = "the volume it describes does not fit in memory"
+    elif "Cannot work out file type" in text:
+        reason = "not a NIfTI file, or its header is damaged (no NIfTI signature in it)"
+    else:
+        reason = f"its header is damaged or it is not a volume of this kind ({_plain(exc)})"
+    return ImagingError(f"{path}: cannot read the volume: {reason}")
 
 
 def _read_sitk(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -346,10 +429,26 @@ def read_display_image(
     path = Path(path)
     try:
         with Image.open(path) as image:
-            grey = np.asarray(image.convert("L"))
+            width, height = image.size
+            if width * height > MAX_PIXELS or min(width, height) < 1:
+                raise ImagingError(
+                    f"{path}: the image is {width} × {height} pixels; expected a CT slice "
+                    f"(at most {MAX_PIXELS:,} pixels)"
+                )
             mode = image.mode
-    except Exception as exc:
-        raise ImagingError(f"{path}: cannot read the image ({exc})") from exc
+            grey = np.asarray(image.convert("L"))
+    except ImagingError:
+        raise
+    except Image.DecompressionBombError:
+        raise ImagingError(
+            f"{path}: the image holds more pixels than a CT slice can have (more than "
+            f"{MAX_PIXELS:,}); expected a CT slice"
+        ) from None
+    except Exception as exc:  # Pillow raises many kinds of error on a damaged image
+        raise ImagingError(
+            f"{path}: cannot read the image: the file is damaged or not an image "
+            f"({str(exc) or type(exc).__name__})"
+        ) from None
     if mode not in ("L", "P", "RGB", "RGBA", "LA"):
         raise ImagingError(f"{path}: image mode {mode}; an 8-bit greyscale display image expected")
     size = pixel_mm or 320.0 / max(grey.shape)
@@ -376,27 +475,44 @@ def read_dicom_series(path: Path | str, *, series_uid: str | None = None) -> CtV
     Reported in ``notes``: several series in the folder (the largest is read unless
     ``series_uid`` says which), duplicate slices dropped, unsorted files, missing slices (gaps),
     gantry tilt, uneven spacing. Raises :class:`ImagingError` for non-CT, non-axial or unreadable
-    input.
+    input, a damaged DICOM file (one with the DICOM signature that cannot be read) and header
+    values that are not what DICOM defines (a position that is not three numbers…), naming the
+    file and the attribute. Files without the signature that are not DICOM are passed over.
     """
     import pydicom
 
     path = Path(path)
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    headers = []
+    headers: list[_Slice] = []
+    left_out: list[str] = []  # DICOM files without an image (a DICOMDIR, a report, damage)
     for file in files:
         try:
             ds = pydicom.dcmread(str(file), force=True)
-        except Exception:
-            continue
-        if "PixelData" not in ds or "ImagePositionPatient" not in ds:
-            continue
-        headers.append((file, ds))
+            if "PixelData" not in ds or "ImagePositionPatient" not in ds:
+                if _has_dicom_signature(file):
+                    left_out.append(file.name)
+                continue
+            headers.append(_slice_header(file, ds))
+        except ImagingError:
+            raise
+        except Exception as exc:  # pydicom raises many kinds of error on a damaged file
+            if _has_dicom_signature(file):
+                raise ImagingError(
+                    f"{file}: cannot read this DICOM file: it is damaged ({_plain(exc)})"
+                ) from None
+            continue  # not DICOM (a README, a spreadsheet of labels…)
     if not headers:
         raise ImagingError(f"{path}: no DICOM images with pixel data and position found")
     notes: list[str] = []
-    by_series: dict[str, list] = defaultdict(list)
-    for file, ds in headers:
-        by_series[str(ds.get("SeriesInstanceUID", "unknown"))].append((file, ds))
+    if left_out:
+        shown = ", ".join(left_out[:5]) + (" …" if len(left_out) > 5 else "")
+        notes.append(
+            f"{len(left_out)} DICOM file(s) without an image (pixel data and position) left "
+            f"out: {shown}"
+        )
+    by_series: dict[str, list[_Slice]] = defaultdict(list)
+    for item in headers:
+        by_series[item.series].append(item)
     if series_uid is not None:
         if series_uid not in by_series:
             raise ImagingError(
@@ -409,11 +525,10 @@ def read_dicom_series(path: Path | str, *, series_uid: str | None = None) -> CtV
         listing = ", ".join(f"{uid} ({len(v)} images)" for uid, v in by_series.items())
         notes.append(f"{len(by_series)} series in the folder: {listing}; read {chosen}")
     items = by_series[chosen]
-    first = items[0][1]
-    modality = first.get("Modality")
-    if modality not in (None, "", "CT"):
-        raise ImagingError(f"{path}: modality {modality}; a CT series is expected")
-    orientation = np.asarray(first.get("ImageOrientationPatient", [1, 0, 0, 0, 1, 0]), float)
+    first = items[0]
+    if first.modality not in ("", "CT"):
+        raise ImagingError(f"{path}: modality {first.modality}; a CT series is expected")
+    orientation = first.orientation
     row_dir, col_dir = orientation[:3], orientation[3:]
     normal = np.cross(row_dir, col_dir)
     if abs(normal[2]) < 0.8:
@@ -421,17 +536,16 @@ def read_dicom_series(path: Path | str, *, series_uid: str | None = None) -> CtV
             f"{path}: image orientation {orientation.tolist()} is not axial "
             "(the slice normal does not run head–feet)"
         )
-    for file, ds in items:
-        other = np.asarray(ds.get("ImageOrientationPatient", orientation), float)
-        if not np.allclose(other, orientation, atol=1e-3):
-            raise ImagingError(f"{file}: image orientation differs from the rest of the series")
-    positions = np.array([np.asarray(ds.ImagePositionPatient, float) for _, ds in items])
+    for item in items:
+        if not np.allclose(item.orientation, orientation, atol=1e-3):
+            raise ImagingError(
+                f"{item.file}: image orientation differs from the rest of the series"
+            )
+    positions = np.array([item.position for item in items])
     along = positions @ normal
     order = np.argsort(along, kind="stable")
-    if not np.array_equal(order, np.arange(len(order))):
-        instance = [ds.get("InstanceNumber") for _, ds in items]
-        if any(i is not None for i in instance):
-            notes.append("files were not in slice order; sorted by position along the normal")
+    if not np.array_equal(order, np.arange(len(order))) and any(i.numbered for i in items):
+        notes.append("files were not in slice order; sorted by position along the normal")
     items = [items[i] for i in order]
     positions, along = positions[order], along[order]
     keep = [0]
@@ -445,7 +559,7 @@ def read_dicom_series(path: Path | str, *, series_uid: str | None = None) -> CtV
         notes.append(f"{dropped} duplicate slice(s) at the same position dropped")
     items = [items[i] for i in keep]
     positions, along = positions[keep], along[keep]
-    spacing_rc = [float(v) for v in first.get("PixelSpacing", [1.0, 1.0])]
+    spacing_rc = first.spacing
     if len(items) > 1:
         gaps = np.diff(along)
         step = float(np.median(gaps))
@@ -467,20 +581,22 @@ def read_dicom_series(path: Path | str, *, series_uid: str | None = None) -> CtV
                 "the tilted grid (not resampled)"
             )
     else:
-        step = float(first.get("SpacingBetweenSlices", first.get("SliceThickness", 1.0)) or 1.0)
+        if isinstance(first.thickness, str):
+            raise ImagingError(first.thickness)
+        step = first.thickness
     stack = None  # slices, rows, cols: int16 HU, filled slice by slice
-    for i, (file, ds) in enumerate(items):
-        try:
-            pixels = ds.pixel_array
-        except Exception as exc:
-            pixels = _read_pixels_sitk(file, exc)
-        slope = float(ds.get("RescaleSlope", 1) or 1)
-        intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    for i, item in enumerate(items):
+        pixels = _slice_pixels(item)
         if stack is None:
+            if len(items) * pixels.size > MAX_VOXELS:
+                raise ImagingError(
+                    f"{path}: {len(items)} slices of {pixels.shape[0]} × {pixels.shape[1]} "
+                    f"pixels, more than a CT volume has ({MAX_VOXELS:,} voxels at most)"
+                )
             stack = np.empty((len(items), *pixels.shape), dtype=np.int16)
         elif pixels.shape != stack.shape[1:]:
-            raise ImagingError(f"{file}: image size {pixels.shape} differs from the series")
-        values = np.rint(pixels.astype(np.float32) * slope + intercept)
+            raise ImagingError(f"{item.file}: image size {pixels.shape} differs from the series")
+        values = np.rint(pixels.astype(np.float32) * item.slope + item.intercept)
         if values.min(initial=0) < -32768 or values.max(initial=0) > 32767:
             raise ImagingError(f"{path}: values outside the int16 range; not CT in HU")
         stack[i] = values
@@ -502,25 +618,170 @@ def read_dicom_series(path: Path | str, *, series_uid: str | None = None) -> CtV
     )
 
 
-def _read_pixels_sitk(file: Path, original: Exception) -> np.ndarray:
+@dataclass(frozen=True)
+class _Slice:
+    """One DICOM image's header values, checked (pixels are decoded later)."""
+
+    file: Path
+    ds: Any
+    series: str
+    modality: str
+    position: np.ndarray  # (3,) mm
+    orientation: np.ndarray  # (6,) row and column direction cosines
+    spacing: tuple[float, float]  # row, column spacing in mm
+    thickness: float | str  # mm, used for a single slice; or why it cannot be
+    slope: float
+    intercept: float
+    numbered: bool  # has an InstanceNumber
+    compressed: bool
+
+
+#: Attributes read from each DICOM image: keyword → (name as DICOM says it, how many numbers).
+_ATTRIBUTES = {
+    "ImagePositionPatient": ("Image Position (Patient)", 3),
+    "ImageOrientationPatient": ("Image Orientation (Patient)", 6),
+    "PixelSpacing": ("Pixel Spacing", 2),
+    "SliceThickness": ("Slice Thickness", 1),
+    "SpacingBetweenSlices": ("Spacing Between Slices", 1),
+    "RescaleSlope": ("Rescale Slope", 1),
+    "RescaleIntercept": ("Rescale Intercept", 1),
+}
+
+
+def _slice_header(file: Path, ds: Any) -> _Slice:
+    """The header values of one image; :class:`ImagingError` naming the attribute otherwise."""
+
+    def numbers(keyword: str) -> np.ndarray | None:
+        value = ds.get(keyword)
+        if value is None or value == "":
+            return None
+        name, count = _ATTRIBUTES[keyword]
+        several = isinstance(value, Sequence) and not isinstance(value, str | bytes)
+        items = list(value) if several else [value]
+        try:
+            out = np.array([float(v) for v in items], dtype=float)
+        except (TypeError, ValueError):
+            out = np.array([], dtype=float)
+        if len(out) != count or not np.isfinite(out).all():
+            shown = repr(value if len(str(value)) <= 60 else str(value)[:60] + "…")
+            raise ImagingError(
+                f"{file}: {name} ({_tag(keyword)}) is {shown}; expected {count} number"
+                f"{'s' if count > 1 else ''}"
+            )
+        return out
+
+    def thickness() -> float | str:
+        """The slice thickness in mm, or why it cannot be used (needed for one slice only)."""
+        for keyword in ("SpacingBetweenSlices", "SliceThickness"):
+            try:
+                value = numbers(keyword)
+            except ImagingError as exc:
+                return str(exc)
+            if value is not None:
+                if value[0] > 0:
+                    return float(value[0])
+                name = _ATTRIBUTES[keyword][0]
+                return f"{file}: {name} ({_tag(keyword)}) is {value[0]:g}; expected above 0 mm"
+        return 1.0
+
+    position = numbers("ImagePositionPatient")
+    if position is None:
+        raise ImagingError(
+            f"{file}: Image Position (Patient) (0020,0032) is empty; expected 3 numbers (mm)"
+        )
+    orientation = numbers("ImageOrientationPatient")
+    if orientation is None:
+        orientation = np.array([1.0, 0, 0, 0, 1, 0])
+    if np.linalg.norm(orientation[:3]) < 1e-6 or np.linalg.norm(orientation[3:]) < 1e-6:
+        raise ImagingError(
+            f"{file}: Image Orientation (Patient) (0020,0037) is {orientation.tolist()}; "
+            "expected two direction vectors of length 1"
+        )
+    spacing = numbers("PixelSpacing")
+    if spacing is not None and (spacing <= 0).any():
+        raise ImagingError(
+            f"{file}: Pixel Spacing (0028,0030) is {spacing.tolist()}; expected sizes above 0 mm"
+        )
+    slope = numbers("RescaleSlope")
+    if slope is not None and slope[0] == 0:
+        raise ImagingError(
+            f"{file}: Rescale Slope (0028,1053) is 0; expected the factor from stored values to "
+            "HU (usually 1)"
+        )
+    intercept = numbers("RescaleIntercept")
+    meta = getattr(ds, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    return _Slice(
+        file=file,
+        ds=ds,
+        series=str(ds.get("SeriesInstanceUID", "unknown") or "unknown"),
+        modality=str(ds.get("Modality") or ""),
+        position=position,
+        orientation=orientation,
+        spacing=(1.0, 1.0) if spacing is None else (float(spacing[0]), float(spacing[1])),
+        thickness=thickness(),
+        slope=1.0 if slope is None else float(slope[0]),
+        intercept=0.0 if intercept is None else float(intercept[0]),
+        numbered=ds.get("InstanceNumber") is not None,
+        compressed=bool(syntax is not None and getattr(syntax, "is_compressed", False)),
+    )
+
+
+def _tag(keyword: str) -> str:
+    from pydicom.datadict import tag_for_keyword
+
+    tag = tag_for_keyword(keyword) or 0
+    return f"{tag >> 16:04X},{tag & 0xFFFF:04X}"
+
+
+def _slice_pixels(item: _Slice) -> np.ndarray:
+    """The stored values of one image (a 2-D array), through SimpleITK for compressed data
+    pydicom cannot decode here (JPEG 2000, JPEG lossless without a plugin)."""
+    try:
+        pixels = item.ds.pixel_array
+    except Exception as exc:  # pydicom: no decoder, or pixel data that do not fit the header
+        if not item.compressed:
+            raise ImagingError(f"{item.file}: cannot read the pixel data: {_plain(exc)}") from None
+        pixels = _read_pixels_sitk(item, exc)
+    if pixels.ndim != 2:
+        raise ImagingError(
+            f"{item.file}: pixel data of shape {' × '.join(map(str, pixels.shape))}; expected "
+            "one greyscale slice per file"
+        )
+    return pixels
+
+
+def _read_pixels_sitk(item: _Slice, original: Exception) -> np.ndarray:
     """Pixels of a DICOM file pydicom cannot decode (JPEG 2000 …), through SimpleITK, unscaled."""
     try:
         import SimpleITK as sitk
 
         reader = sitk.ImageFileReader()
-        reader.SetFileName(str(file))
+        reader.SetFileName(str(item.file))
         reader.SetOutputPixelType(sitk.sitkFloat32)
         image = reader.Execute()
         pixels = sitk.GetArrayFromImage(image)[0]
     except Exception as exc:
-        raise ImagingError(f"{file}: cannot decode the pixel data ({original}; {exc})") from exc
+        raise ImagingError(
+            f"{item.file}: cannot decode the pixel data ({_plain(original)}; {_plain(exc)})"
+        ) from None
     # SimpleITK already applied rescale slope/intercept; undo so the caller's rescale holds
-    import pydicom
+    return (pixels - item.intercept) / item.slope
 
-    ds = pydicom.dcmread(str(file), stop_before_pixels=True, force=True)
-    slope = float(ds.get("RescaleSlope", 1) or 1)
-    intercept = float(ds.get("RescaleIntercept", 0) or 0)
-    return (pixels - intercept) / slope
+
+def _has_dicom_signature(file: Path) -> bool:
+    """Whether ``file`` starts as a DICOM file does (128 bytes, then "DICM")."""
+    try:
+        with file.open("rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def _plain(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    return (text[:200] + "…" if len(text) > 200 else text) or type(exc).__name__
 
 
 def write_mask(volume: CtVolume, mask: np.ndarray, path: Path | str) -> Path:

@@ -62,8 +62,9 @@ def read_long_chunks(
 
 
 def read_sheet(path: Path, mapping: Mapping) -> pd.DataFrame:
-    """The mapping's sheet of a workbook (the first by default) as text and numbers."""
-    return read_workbook_sheet(path, sheet=mapping.sheet, what="lab workbook")
+    """The mapping's sheet of a workbook (the first by default): each cell as the workbook holds
+    it (text stays text: an ID typed as ``007`` is not made the number 7)."""
+    return read_workbook_sheet(path, sheet=mapping.sheet, what="lab workbook", dtype=object)
 
 
 def to_raw(

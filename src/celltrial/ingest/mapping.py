@@ -85,12 +85,41 @@ def read_mapping(path: str | Path | None) -> Mapping:
     """Read and validate a mapping file; an empty mapping when ``path`` is ``None``."""
     if path is None:
         return Mapping()
+    from celltrial.protocol.loader import MAX_DEPTH, flow_depth
+
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_bytes().decode("utf-8-sig")
+        if flow_depth(text) > MAX_DEPTH:
+            raise RecursionError
+        data = yaml.safe_load(text) or {}
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"cannot read mapping file {path}: not UTF-8 text (byte {exc.start + 1} cannot be "
+            "read); save it as UTF-8"
+        ) from None
     except (OSError, yaml.YAMLError) as exc:
         raise DataError(f"cannot read mapping file {path}: {exc}") from None
-    unknown = set(data.get("columns", {}) or {}) - set(ROLES)
+    except (RecursionError, ValueError) as exc:  # nested too deeply; 2020-02-31; 10**5000
+        why = (
+            "nested too deeply"
+            if isinstance(exc, RecursionError)
+            else "a number with thousands of digits"
+            if "digits" in str(exc)
+            else str(exc)[:80]
+        )
+        raise DataError(
+            f"cannot read mapping file {path}: a value cannot be read ({why})"
+        ) from None
+    if not isinstance(data, dict):
+        raise DataError(
+            f"mapping file {path}: expected sections such as layout:, columns:, tests: (a "
+            f"mapping), got {type(data).__name__}"
+        )
+    columns = data.get("columns", {}) or {}
+    if not isinstance(columns, dict):
+        raise DataError(f"mapping file {path}: columns: expected role: column name pairs")
+    unknown = {str(role) for role in columns} - set(ROLES)
     if unknown:
         raise DataError(
             f"mapping file {path}: unknown column role(s) {', '.join(sorted(unknown))}; "

@@ -34,7 +34,7 @@ from celltrial.ingest.mapping import Mapping
 from celltrial.ingest.names import match_test
 from celltrial.ingest.report import ValidationReport
 from celltrial.ingest.tables import read_csv_table
-from celltrial.ingest.times import parse_times
+from celltrial.ingest.times import RANGE_TEXT, parse_times
 
 #: Dictionary headers as exported by the web interface and by the API.
 DICTIONARY_HEADERS = {
@@ -114,9 +114,32 @@ def read_redcap_dictionary(path: str | Path) -> pd.DataFrame:
     for column in ("choices", "validation", "identifier", "units"):
         if column not in table.columns:
             table[column] = ""
+    table = table.fillna("")
+    # a row with nothing in it (Excel saves trailing ones as ",,,,") defines no field
+    table = table[(table.apply(lambda column: column.str.strip()) != "").any(axis=1)]
     table["type"] = table["type"].str.strip().str.casefold()
     table["validation"] = table["validation"].str.strip().str.casefold()
     table["field"] = table["field"].str.strip()
+    rows = pd.Series(table.index + 2, index=table.index)  # the file's rows, header row 1
+    unnamed = table["field"] == ""
+    if unnamed.any():
+        raise DataError(
+            f"{path}: row {rows[unnamed].iloc[0]}: a field without a variable name; expected "
+            "every row of the data dictionary to name its field"
+        )
+    repeated = table["field"].duplicated()
+    if repeated.any():
+        name = table.loc[repeated, "field"].iloc[0]
+        first, again = rows[table["field"] == name].iloc[:2]
+        raise DataError(
+            f"{path}: rows {first} and {again} both define field {name!r}; expected each field "
+            "once in the data dictionary"
+        )
+    if table.empty:
+        raise DataError(
+            f"{path}: the data dictionary lists no fields; expected one row per field, the "
+            "record ID first"
+        )
     return table[
         ["field", "form", "type", "validation", "label", "choices", "identifier", "units"]
     ].reset_index(drop=True)
@@ -213,7 +236,16 @@ def cast_records(
         elif is_number_field(field) or field["type"] == "slider":
             out[name] = pd.to_numeric(records[name].str.strip(), errors="coerce")
         elif is_date_field(field):
-            out[name] = parse_times(records[name], zone)[0]
+            out[name], unreadable = parse_times(records[name], zone)
+            if unreadable.any() and report is not None:
+                report.add(
+                    "error",
+                    "bad_time",
+                    row=(records.index[unreadable.to_numpy()] + 2).tolist(),
+                    column=name,
+                    value=records.loc[unreadable.to_numpy(), name].tolist(),
+                    expected=f"a date ({field['validation']}) in the years {RANGE_TEXT}",
+                )
         else:
             out[name] = records[name]
     return out

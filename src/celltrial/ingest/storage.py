@@ -342,10 +342,12 @@ def _update(session: Session, batch: ImportBatch, changed: pd.DataFrame, source:
         obs = session.get(Observation, int(row.id_old))
         obs.value = None if pd.isna(row.value) else float(row.value)
         obs.qualifier = row.qualifier or ""
-        obs.raw_value = None if pd.isna(row.raw_value) else str(row.raw_value)
-        obs.raw_unit = None if pd.isna(row.raw_unit) else str(row.raw_unit)
-        obs.unit = None if pd.isna(row.unit) else str(row.unit)
-        obs.flags = None if pd.isna(row.flags) else str(row.flags)
+        # text cut to its column's length, as the generic insert path does (a longer text
+        # refused here would refuse the file in a message that names no row)
+        obs.raw_value = None if pd.isna(row.raw_value) else str(row.raw_value)[:64]
+        obs.raw_unit = None if pd.isna(row.raw_unit) else str(row.raw_unit)[:32]
+        obs.unit = None if pd.isna(row.unit) else str(row.unit)[:32]
+        obs.flags = None if pd.isna(row.flags) else str(row.flags)[:64]
         obs.source = source
         obs.import_batch_id = batch.id
         obs.source_row = int(row.source_row)

@@ -3,7 +3,8 @@
 "<0.5" → 0.5 with qualifier "<"; "≥1000" → 1000 with ">="; "0,8" (decimal comma) → 0.8;
 "NA", "—", "" → no result; "pending", "see comment" → text, kept and reported, never a number;
 "inf"/"-inf" → a detection limit without its number; "1,234" → ambiguous (thousands separator or
-decimal comma?), reported, never guessed.
+decimal comma?), reported, never guessed; "1e400" (beyond the largest number a computer stores,
+about 1.8e308) → text, reported, never stored as infinity.
 """
 
 from __future__ import annotations
@@ -53,7 +54,10 @@ def parse_values(raw: pd.Series) -> pd.DataFrame:
             {"value": out_values, "qualifier": qualifier, "status": status}, index=raw.index
         )
     if raw.dtype == object or pd.api.types.is_string_dtype(raw.dtype):
-        quick = pd.to_numeric(raw, errors="coerce")  # plain numbers at C speed
+        try:
+            quick = pd.to_numeric(raw, errors="coerce")  # plain numbers at C speed
+        except OverflowError:  # a whole number beyond what a float holds (read as a Python int)
+            return _parse_text(raw.map(_text, na_action="ignore"))
         plain = np.isfinite(quick.to_numpy(dtype=float))
         if plain.all():
             return pd.DataFrame(
@@ -71,6 +75,15 @@ def parse_values(raw: pd.Series) -> pd.DataFrame:
     return _parse_text(raw)
 
 
+def _text(value: object) -> str:
+    """A cell as text; a whole number too long for Python to print (4,300 digits) as a marker
+    that parses as a number too large to store."""
+    try:
+        return str(value)
+    except ValueError:
+        return "1e99999"
+
+
 def _parse_text(raw: pd.Series) -> pd.DataFrame:
     """The regular-expression path for cells that are not plain numbers."""
     text = raw.astype("string").str.strip()
@@ -86,9 +99,16 @@ def _parse_text(raw: pd.Series) -> pd.DataFrame:
     is_inf |= text.isin(["<", ">"])
     qualifier = qualifier.where(~is_inf, np.where(inf["sign"].fillna("") == "-", "<", ">"))
     qualifier = qualifier.where(~text.isin(["<"]), "<")
+    too_large = value.notna() & ~np.isfinite(value.to_numpy(dtype=float))
     status = np.select(
-        [missing.to_numpy(), is_inf.to_numpy(), ambiguous.to_numpy(), value.notna().to_numpy()],
-        [EMPTY, LIMIT_ONLY, AMBIGUOUS, OK],
+        [
+            missing.to_numpy(),
+            is_inf.to_numpy(),
+            ambiguous.to_numpy(),
+            too_large.to_numpy(),
+            value.notna().to_numpy(),
+        ],
+        [EMPTY, LIMIT_ONLY, AMBIGUOUS, TEXT, OK],
         default=TEXT,
     )
     value = value.where(status == OK)

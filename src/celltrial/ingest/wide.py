@@ -8,6 +8,7 @@ repeated on every row, columns in local spellings or other languages, and urinal
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -16,12 +17,12 @@ import pandas as pd
 
 from celltrial.errors import DataError
 from celltrial.ingest.columns import find_roles, resolve_tests
-from celltrial.ingest.frame import complete_raw
+from celltrial.ingest.frame import complete_raw, map_unique
 from celltrial.ingest.long import read_sheet
 from celltrial.ingest.mapping import Mapping
 from celltrial.ingest.report import ValidationReport
 from celltrial.ingest.tables import is_workbook, read_csv_table
-from celltrial.ingest.times import parse_times
+from celltrial.ingest.times import RANGE_TEXT, parse_times
 
 SUBJECT_ROLES = ("subject", "time", "sex", "age", "admitted", "discharged", "died", "outcome")
 #: Urine dipstick pH is read in steps of 0.5 (5.0, 5.5, …); blood gas pH has 2–3 decimals.
@@ -41,13 +42,18 @@ _SEX_WORDS = {
     "女": "F",
 }
 _DIED_WORDS = {"1", "1.0", "died", "dead", "death", "deceased", "yes", "死亡"}
+#: Ages a subject can have (years); others are reported, never stored.
+AGE_RANGE = (0.0, 130.0)
+#: Whole numbers read from a sheet become IDs without ".0" up to here (exact in a float).
+_EXACT_WHOLE = 2**53
 
 
 def read_wide_table(path: Path, mapping: Mapping) -> pd.DataFrame:
-    """The sheet of a wide file (CSV or XLSX) as read."""
+    """The sheet of a wide file (CSV or XLSX) as read; a CSV's cells as text, exactly as written
+    (subject ``007`` stays ``007``, result ``12.50`` stays ``12.50``; numbers are parsed later)."""
     if is_workbook(path):
         return read_sheet(path, mapping)
-    return read_csv_table(path, what="lab file")
+    return read_csv_table(path, what="lab file", dtype=str, keep_default_na=False)
 
 
 def read_wide(
@@ -64,8 +70,12 @@ def read_wide(
                 "name it in a mapping file (--mapping, see --suggest-mapping)"
             )
     table["__row"] = np.arange(2, len(table) + 2)
-    _carry_subject_down(table, roles, report)
-    info = _subject_info(table, roles, mapping, report, zone)
+    # a row with nothing in it (Excel saves trailing ones as ",,,,") is no draw: not carried
+    cells = table.drop(columns="__row")
+    table = table[np.column_stack([_filled(cells[c]) for c in cells.columns]).any(axis=1)]
+    table = table.reset_index(drop=True)
+    _carry_subject_down(table, roles, report, path)
+    info = _subject_info(table, roles, mapping, report, zone, path)
     test_columns = [c for c in table.columns if c not in roles.values() and c != "__row"]
     resolved = resolve_tests(test_columns, mapping)
     specimen = _urinalysis(table, resolved, report)
@@ -73,22 +83,28 @@ def read_wide(
     return raw, info
 
 
-def _carry_subject_down(table: pd.DataFrame, roles: dict[str, str], report: ValidationReport):
+def _carry_subject_down(
+    table: pd.DataFrame, roles: dict[str, str], report: ValidationReport, path: Path
+):
     column = roles["subject"]
-    blank = table[column].isna() | (table[column].astype("string").str.strip() == "")
+    ids = _ids(table[column])
+    blank = ids.isna()
     if not blank.any():
-        table[column] = _ids(table[column])
+        table[column] = ids
         return
     if blank.iloc[0]:
-        raise DataError(f"{column}: the first row has no subject ID; expected one to carry down")
-    table[column] = _ids(table[column].where(~blank).ffill())
+        raise DataError(
+            f"{path}: row 2, column {column}: no subject ID; expected one on the first row (the "
+            "rows below without one continue its patient)"
+        )
+    table[column] = ids.ffill()
     fixed = [roles[r] for r in ("admitted", "discharged", "outcome", "age", "sex") if r in roles]
     if fixed:
         varying = table.groupby(column, sort=False)[fixed].nunique(dropna=False).max(axis=1) > 1
         if varying.any():
             bad = varying[varying].index.tolist()
             raise DataError(
-                f"{column}: IDs carried down to blank rows give subject(s) "
+                f"{path}: column {column}: IDs carried down to blank rows give subject(s) "
                 f"{', '.join(map(str, bad[:5]))} rows with different {', '.join(fixed)}; "
                 "expected each blank ID to continue the patient above"
             )
@@ -104,11 +120,24 @@ def _carry_subject_down(table: pd.DataFrame, roles: dict[str, str], report: Vali
 
 
 def _ids(series: pd.Series) -> pd.Series:
-    """IDs as text; 1.0 (a number read from a sheet) becomes "1"."""
-    numeric = pd.to_numeric(series, errors="coerce")
-    whole = numeric.notna() & (numeric == numeric.round())
-    text = series.astype("string").str.strip()
-    return text.where(~whole, numeric.astype("Int64").astype("string"))
+    """IDs as text, missing where blank; a whole number read from a sheet (1.0) becomes "1",
+    text stays as written (``007``, ``1e5``)."""
+    return map_unique(series, lambda values: values.map(_id_text)).astype("string")
+
+
+def _id_text(value: object) -> str | None:
+    if isinstance(value, bool | np.bool_):
+        return str(value)
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        if math.isnan(value):
+            return None
+        if math.isfinite(value) and value.is_integer() and abs(value) < _EXACT_WHOLE:
+            return str(int(value))
+        return repr(float(value))
+    text = str(value).strip()
+    return text or None
 
 
 def _subject_info(
@@ -117,16 +146,31 @@ def _subject_info(
     mapping: Mapping,
     report: ValidationReport,
     zone: ZoneInfo | str,
+    path: Path,
 ) -> pd.DataFrame:
     first = table.drop_duplicates(roles["subject"]).set_index(roles["subject"], drop=False)
     info = pd.DataFrame({"subject": first[roles["subject"]].astype(str)}, index=first.index)
     info["source_row"] = first["__row"]
-    info["age"] = pd.to_numeric(first[roles["age"]], errors="coerce") if "age" in roles else np.nan
+    info["age"] = _ages(first, roles["age"], path) if "age" in roles else np.nan
     info["sex"] = (
         _sex(first[roles["sex"]], mapping, report, roles["sex"]) if "sex" in roles else None
     )
     for role in ("admitted", "discharged", "died"):
-        info[role] = parse_times(first[roles[role]], zone)[0] if role in roles else pd.NaT
+        if role not in roles:
+            info[role] = pd.NaT
+            continue
+        times, unreadable = parse_times(first[roles[role]], zone)
+        info[role] = times
+        if unreadable.any():
+            report.add(
+                "error",
+                "bad_time",
+                row=first.loc[unreadable.to_numpy(), "__row"].tolist(),
+                column=roles[role],
+                value=[_cell_text(v) for v in first.loc[unreadable.to_numpy(), roles[role]]],
+                expected=f"the subject's {role} date and time in the years {RANGE_TEXT}, e.g. "
+                "2020-02-10 08:30",
+            )
     if "outcome" in roles and "died" not in roles:
         outcome = first[roles["outcome"]].astype("string").str.strip().str.casefold()
         died_codes = {c.casefold() for c in mapping.died_codes} or _DIED_WORDS
@@ -142,6 +186,38 @@ def _subject_info(
             expected=f"outcome {sorted(died_codes)} = died at the discharge time, else discharged",
         )
     return info.reset_index(drop=True)
+
+
+def _ages(first: pd.DataFrame, column: str, path: Path) -> pd.Series:
+    """Ages in years; a cell that is not an age refuses the file (never stored as missing)."""
+    cells = first[column]
+    ages = pd.to_numeric(cells, errors="coerce").astype(float)
+    given = cells.notna() & (cells.astype("string").str.strip() != "").fillna(False)
+    low, high = AGE_RANGE
+    bad = given & ~ages.between(low, high)
+    if bad.any():
+        shown = ", ".join(
+            f"row {row}: {_cell_text(value)!r}"
+            for row, value in zip(first.loc[bad, "__row"][:5], cells[bad][:5], strict=True)
+        )
+        raise DataError(
+            f"{path}: column {column}: {shown}{' …' if bad.sum() > 5 else ''} — expected an "
+            f"age in years, {low:g}–{high:g}"
+        )
+    return ages
+
+
+def _cell_text(value: object) -> str:
+    """A cell as a person reads it in a message (a 300-digit number as 1e+300)."""
+    if isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_):
+        if abs(int(value)) >= 10**15:  # Python refuses to print 4,300 digits and more
+            return f"a number of {int(math.log10(abs(int(value)))) + 1} digits"
+    elif isinstance(value, float | np.floating) and (
+        not math.isfinite(value) or abs(value) >= 1e15
+    ):
+        return f"{float(value):.6g}"
+    text = str(value)
+    return text if len(text) <= 40 else text[:40] + "…"
 
 
 def _sex(values: pd.Series, mapping: Mapping, report: ValidationReport, column: str) -> pd.Series:
@@ -181,7 +257,7 @@ def _urinalysis(
         return specimens
     specimens[ph_column] = pd.Series(np.where(urine, "urine", None), index=table.index)
     blood_count = (
-        table[by_test[BLOOD_COUNT_MARKER]].notna()
+        _filled(table[by_test[BLOOD_COUNT_MARKER]])
         if BLOOD_COUNT_MARKER in by_test
         else pd.Series(False, index=table.index)
     )
@@ -204,6 +280,14 @@ def _urinalysis(
     return specimens
 
 
+def _filled(cells: pd.Series) -> pd.Series:
+    """Cells holding something (not missing, not blank text)."""
+    present = cells.notna()
+    if cells.dtype == object or pd.api.types.is_string_dtype(cells.dtype):
+        present &= (cells.astype("string").str.strip() != "").fillna(False)
+    return present.astype(bool)
+
+
 def _stack(
     table: pd.DataFrame,
     roles: dict[str, str],
@@ -214,9 +298,7 @@ def _stack(
     parts = []
     for column in test_columns:
         cells = table[column]
-        present = cells.notna()
-        if cells.dtype == object or pd.api.types.is_string_dtype(cells.dtype):
-            present &= cells.astype("string").str.strip() != ""
+        present = _filled(cells)
         if not present.any():
             continue
         code, unit, specimen = resolved[column]

@@ -47,13 +47,24 @@ def load_builtin_protocol(name: str = DEFAULT_PROTOCOL) -> Protocol:
 def read_protocol(path: str | Path) -> Protocol:
     """Read and validate a protocol file."""
     path = Path(path)
+    return parse_protocol(read_protocol_text(path), source=str(path))
+
+
+def read_protocol_text(path: Path) -> str:
+    """The text of a protocol file (UTF-8, with or without a byte-order mark)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_bytes().decode("utf-8-sig")
     except FileNotFoundError:
         raise ProtocolError(f"{path}: protocol file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"{path}: cannot read protocol file ({exc})") from None
-    return parse_protocol(text, source=str(path))
+    except IsADirectoryError:
+        raise ProtocolError(f"{path}: a folder, not a protocol file") from None
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(
+            f"{path}: cannot read protocol file: not UTF-8 text (byte {exc.start + 1} cannot be "
+            "read); save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ProtocolError(f"{path}: cannot read protocol file ({exc.strerror or exc})") from None
 
 
 def resolve_protocol(spec: str | Path | None) -> tuple[Protocol, str]:
@@ -65,22 +76,79 @@ def resolve_protocol(spec: str | Path | None) -> tuple[Protocol, str]:
         spec = DEFAULT_PROTOCOL
     path = Path(spec)
     if path.suffix in {".yaml", ".yml"} or path.exists():
-        protocol = read_protocol(path)
-        return protocol, path.read_text(encoding="utf-8")
+        text = read_protocol_text(path)
+        return parse_protocol(text, source=str(path)), text
     text = builtin_protocol_text(str(spec))
     return parse_protocol(text, source=f"built-in protocol {spec!r}"), text
 
 
+#: Values a protocol may expand to through YAML aliases (``*name``); a real one has hundreds.
+MAX_VALUES = 100_000
+#: Lists or mappings written inside one another in brackets ([[…]], {a: {b: …}}); YAML's parser
+#: takes seconds to give up on thousands.
+MAX_DEPTH = 100
+
+
+def flow_depth(text: str) -> int:
+    """How deep brackets ([ ], { }) nest in YAML text, outside quotes and comments."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return 0
+    depth = deepest = 0
+    quote = ""
+    comment = False
+    previous = "\n"
+    for char in text:
+        if comment:
+            comment = char != "\n"
+        elif quote:
+            if char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and previous in " \t\n":
+            comment = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth = max(0, depth - 1)
+        previous = char
+    return deepest
+
+
 def parse_protocol(text: str, *, source: str = "<protocol>") -> Protocol:
     """Validate protocol YAML text; a :class:`ProtocolError` lists each problem with its line."""
+    if flow_depth(text) > MAX_DEPTH:
+        raise ProtocolError(
+            f"{source}: lists or sections nested more than {MAX_DEPTH} levels deep; expected a "
+            "protocol's sections (study, product…)"
+        )
     try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if _expanded_size(root) > MAX_VALUES:
+            raise ProtocolError(
+                f"{source}: the protocol expands to more than {MAX_VALUES:,} values through "
+                "YAML aliases (*name); expected a protocol's sections, written out"
+            )
         data = yaml.safe_load(text)
-        root = yaml.compose(text)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (NUL, …)
+        line = text.count("\n", 0, exc.position) + 1
+        raise ProtocolError(
+            f"{source}, line {line}: not valid YAML: the character #x{exc.character:04x} is not "
+            "allowed in YAML text; expected printable text"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}, line {mark.line + 1}, column {mark.column + 1}" if mark else source
         problem = getattr(exc, "problem", None) or str(exc)
         raise ProtocolError(f"{where}: not valid YAML: {problem}") from None
+    except RecursionError:
+        raise ProtocolError(
+            f"{source}: lists or sections nested hundreds of levels deep; expected a protocol's "
+            "sections (study, product…)"
+        ) from None
+    except ValueError as exc:  # a value YAML recognises but cannot build (2020-02-31, 10**5000)
+        raise ProtocolError(_unbuildable(root, source, exc)) from None
     if not isinstance(data, dict):
         raise ProtocolError(f"{source}: a protocol must be a mapping of sections (study, product…)")
     duplicates = list(_duplicate_keys(root))
@@ -99,19 +167,77 @@ def parse_protocol(text: str, *, source: str = "<protocol>") -> Protocol:
         ) from None
 
 
-def _duplicate_keys(node: yaml.Node | None) -> list[tuple[int, str]]:
-    """(line, key) of every mapping key that repeats an earlier key of the same mapping."""
+def _expanded_size(root: yaml.Node | None) -> int:
+    """How many values the document holds once its aliases are expanded (each node once)."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        sizes[id(node)] = 1  # a node that contains itself counts once
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(size(item) for item in node.value)
+        sizes[id(node)] = min(total, MAX_VALUES + 1)
+        return sizes[id(node)]
+
+    return size(root) if root is not None else 0
+
+
+def _unbuildable(root: yaml.Node | None, source: str, exc: ValueError) -> str:
+    """A message naming the line of the first value YAML cannot build, and why."""
+    loader = yaml.SafeLoader("")
+    for node in _scalars(root, set()):
+        try:
+            loader.construct_object(node)
+        except (ValueError, yaml.YAMLError) as problem:
+            shown = node.value if len(node.value) <= 40 else node.value[:40] + "…"
+            digits = sum(c.isdigit() for c in node.value)
+            why = f"a number of {digits} digits" if "digits" in str(problem) else str(problem)
+            return (
+                f"{source}, line {node.start_mark.line + 1}: the value {shown!r} cannot be read "
+                f"({why}); expected a date that exists or a number of a sensible size"
+            )
+    return f"{source}: a value cannot be read ({exc})"
+
+
+def _scalars(node: yaml.Node | None, seen: set[int]) -> list[yaml.ScalarNode]:
+    """The scalar nodes of a document, each once, in order."""
+    if node is None or id(node) in seen:
+        return []
+    seen.add(id(node))
+    if isinstance(node, yaml.ScalarNode):
+        return [node]
+    children = (
+        [n for pair in node.value for n in pair]
+        if isinstance(node, yaml.MappingNode)
+        else list(node.value)
+    )
+    return [scalar for child in children for scalar in _scalars(child, seen)]
+
+
+def _duplicate_keys(node: yaml.Node | None, seen: set[int] | None = None) -> list[tuple[int, str]]:
+    """(line, key) of every mapping key that repeats an earlier key of the same mapping (each
+    node once: an alias repeats a node, not its keys)."""
+    seen = set() if seen is None else seen
+    if node is None or id(node) in seen:
+        return []
+    seen.add(id(node))
     found: list[tuple[int, str]] = []
     if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
+        keys: set[object] = set()
         for key, value in node.value:
-            if key.value in seen:
-                found.append((key.start_mark.line + 1, key.value))
-            seen.add(key.value)
-            found.extend(_duplicate_keys(value))
+            name = key.value if isinstance(key, yaml.ScalarNode) else id(key)
+            if name in keys:
+                found.append((key.start_mark.line + 1, str(name)))
+            keys.add(name)
+            found.extend(_duplicate_keys(value, seen))
     elif isinstance(node, yaml.SequenceNode):
         for item in node.value:
-            found.extend(_duplicate_keys(item))
+            found.extend(_duplicate_keys(item, seen))
     return found
 
 
@@ -126,10 +252,11 @@ def _describe(error: dict[str, Any], root: yaml.Node | None, source: str) -> str
         message = "unknown field (check its spelling)"
     where = f"line {line}" if line else "top level"
     got = error.get("input")
+    text = repr(got)
     shown = (
         ""
         if error["type"] in {"missing", "extra_forbidden"} or isinstance(got, dict | list)
-        else f" (got {got!r})"
+        else f" (got {text if len(text) <= 60 else text[:60] + '…'})"
     )
     return f"{where}: {field or '<protocol>'}: {message}{shown}"
 
