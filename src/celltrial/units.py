@@ -25,7 +25,7 @@ import yaml
 
 from celltrial.errors import UnitError
 
-__all__ = ["convert", "is_convertible", "normalize_unit"]
+__all__ = ["convert", "describe_unit", "explain_unconvertible", "is_convertible", "normalize_unit"]
 
 _SUPERSCRIPTS = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")
 _SUPERSCRIPT_RUN = re.compile("([⁰¹²³⁴⁵⁶⁷⁸⁹]+)")
@@ -35,6 +35,29 @@ _POWER_OF_TEN = re.compile(
 )
 _VOLUME_TOKENS = {"l": "L", "dl": "dL", "ml": "mL", "ul": "uL", "nl": "nL", "pl": "pL", "fl": "fL"}
 _CUBED_LENGTH = re.compile(r"^(mm|cm|dm|um|m)(\d)$")
+#: What a unit measures, in words a data manager uses, by its dimensions (pint's notation).
+_QUANTITY_KINDS = (
+    ("", "a ratio or percentage"),
+    ("[mass] / [length] ** 3", "a concentration by mass"),
+    ("[substance] / [length] ** 3", "a concentration by amount of substance (moles)"),
+    ("[equivalent] / [length] ** 3", "a concentration in equivalents"),
+    ("1 / [length] ** 3", "a count per volume"),
+    ("[substance] / [time] / [length] ** 3", "an enzyme activity per volume"),
+    ("[substance] / [time]", "an enzyme activity"),
+    ("[mass] / [length] / [time] ** 2", "a pressure"),
+    ("[temperature]", "a temperature"),
+    ("[time]", "a duration"),
+    ("1 / [time]", "a rate per unit of time"),
+    ("[length] ** 3 / [time]", "a flow (volume per time)"),
+    ("[length] ** 3", "a volume"),
+    ("[length]", "a length"),
+    ("[mass]", "a mass"),
+    ("[substance]", "an amount of substance"),
+    ("[substance] / [mass]", "an amount of substance per mass"),
+    ("[mass] / [length] ** 2", "a mass per area"),
+)
+#: Spellings shown when a unit is not known (the commonest of lab exports).
+UNIT_EXAMPLES = "mg/L, mg/dL, umol/L, 10^9/L, cells/uL, U/L, pg/mL, mmHg or %"
 
 
 @cache
@@ -76,7 +99,7 @@ def normalize_unit(text: str) -> str:
     Raises :class:`UnitError` when the result is still not a unit pint knows.
     """
     if not isinstance(text, str):
-        raise UnitError(f"unit must be text, got {text!r}")
+        raise UnitError(f"unknown unit {text!r}: a unit is text, e.g. {UNIT_EXAMPLES}")
     aliases = _aliases()
     folded = _fold(text)
     if folded in aliases:
@@ -106,10 +129,19 @@ def _parse(unit: str, *, original: str | None = None) -> tuple[float, Any]:
         parsed = ureg.parse_expression(unit)
     except Exception as exc:  # pint raises several unrelated types for bad input
         shown = original if original is not None else unit
-        raise UnitError(f"unknown unit {shown!r}: pint cannot parse {unit!r} ({exc})") from exc
-    if not isinstance(parsed, pint.Quantity):
-        return float(parsed), ureg.dimensionless
-    return float(parsed.magnitude), parsed.units
+        raise UnitError(
+            f"unknown unit {shown!r}: not a unit celltrial knows; expected a unit such as "
+            f"{UNIT_EXAMPLES}"
+        ) from exc
+    try:  # a "unit" that is a number beyond what a float holds (a 400-digit cell)
+        factor = float(parsed.magnitude if isinstance(parsed, pint.Quantity) else parsed)
+    except (OverflowError, TypeError, ValueError):
+        shown = original if original is not None else unit
+        raise UnitError(
+            f"unknown unit {shown[:40]!r}: not a unit celltrial knows; expected a unit such as "
+            f"{UNIT_EXAMPLES}"
+        ) from None
+    return factor, parsed.units if isinstance(parsed, pint.Quantity) else ureg.dimensionless
 
 
 def _is_temperature(unit: Any) -> bool:
@@ -117,23 +149,78 @@ def _is_temperature(unit: Any) -> bool:
     return str(_registry().Quantity(1.0, unit).dimensionality) == "[temperature]"
 
 
-def _why_not(src: Any, dst: Any, molar_mass: float | None, valence: int | None) -> str:
-    """Why ``src`` cannot be converted to ``dst``: a missing fact, or different dimensions."""
+@cache
+def _kinds() -> dict[Any, str]:
+    ureg = _registry()
+    return {ureg.get_dimensionality(dims): words for dims, words in _QUANTITY_KINDS}
+
+
+def _kind(unit: Any) -> str:
+    """What ``unit`` (parsed) measures, in plain words."""
+    dimensionality = _registry().Quantity(1.0, unit).dimensionality
+    return _kinds().get(dimensionality, "a quantity of another kind")
+
+
+def describe_unit(text: str) -> str:
+    """What a unit measures, in plain words ("mmol/L" → "a concentration by amount of
+    substance (moles)"); "a unit celltrial does not know" when it cannot be read."""
+    try:
+        return _kind(_parse(normalize_unit(text))[1])
+    except UnitError:
+        return "a unit celltrial does not know"
+
+
+def _why_not(
+    src: Any,
+    dst: Any,
+    molar_mass: float | None,
+    valence: int | None,
+    names: tuple[str, str],
+    analyte: str | None,
+) -> str:
+    """Why ``src`` cannot be converted to ``dst``, in plain words: what each measures and the
+    missing fact (molar mass, valence), if that is all that is missing."""
     ureg = _registry()
     a, b = (ureg.Quantity(1.0, u).dimensionality for u in (src, dst))
     ratio = a / b
+    what = f"{names[0]!r} is {_kind(src)} and {names[1]!r} {_kind(dst)}"
+    whose = f"{analyte}'s" if analyte else "the analyte's"
 
     def differ_by(dims: str) -> bool:
         target = ureg.get_dimensionality(dims)
         return ratio in (target, 1 / target)
 
     if differ_by("[mass]/[substance]") and molar_mass is None:
-        return "mass ↔ amount of substance needs the analyte's molar_mass (g/mol)"
+        return f"{what}; converting them needs {whose} molar mass, which is not known"
     if differ_by("[equivalent]/[substance]") and valence is None:
-        return "equivalents ↔ moles needs the ion's valence; it is never guessed"
+        return f"{what}; converting them needs the ion's valence (charge), which is never guessed"
     if differ_by("[mass]/[equivalent]") and (molar_mass is None or valence is None):
-        return "mass ↔ equivalents needs both the molar_mass and the valence"
-    return f"their dimensions differ ({a} vs {b})"
+        return f"{what}; converting them needs both {whose} molar mass and its valence"
+    if _kind(src) == _kind(dst):  # e.g. two "quantities of another kind"
+        return f"{what}, but of different dimensions"
+    return f"{what}: different kinds of quantity"
+
+
+def explain_unconvertible(
+    from_unit: str,
+    to_unit: str,
+    *,
+    molar_mass: float | None = None,
+    valence: int | None = None,
+    analyte: str | None = None,
+) -> str | None:
+    """Why ``from_unit`` cannot be converted to ``to_unit``, in plain words, or None when it can
+    ("'mmol/L' is a concentration by amount of substance (moles) and 'mg/L' a concentration by
+    mass; converting them needs CRP's molar mass, which is not known"). ``analyte`` names the
+    test in that sentence."""
+    try:
+        _affine(from_unit, to_unit, None if molar_mass is None else float(molar_mass), valence)
+    except UnitError as exc:
+        if str(exc).startswith("unknown unit"):
+            return str(exc)
+        (_, src), (_, dst) = (_parse(normalize_unit(u)) for u in (from_unit, to_unit))
+        return _why_not(src, dst, molar_mass, valence, (from_unit, to_unit), analyte)
+    return None
 
 
 @lru_cache(maxsize=4096)
@@ -152,7 +239,7 @@ def _affine(
         except pint.DimensionalityError as exc:
             raise UnitError(
                 f"cannot convert {from_unit!r} to {to_unit!r}: "
-                f"{_why_not(src, dst, molar_mass, valence)}"
+                f"{_why_not(src, dst, molar_mass, valence, (from_unit, to_unit), None)}"
             ) from exc
         return float(at1 - at0), float(at0)
     mass_bridges = [Q(1.0, ureg.dimensionless)]
@@ -172,7 +259,8 @@ def _affine(
         if quantity.dimensionality == target:
             return float(quantity.to(dst).magnitude) / dst_mag, 0.0
     raise UnitError(
-        f"cannot convert {from_unit!r} to {to_unit!r}: {_why_not(src, dst, molar_mass, valence)}"
+        f"cannot convert {from_unit!r} to {to_unit!r}: "
+        f"{_why_not(src, dst, molar_mass, valence, (from_unit, to_unit), None)}"
     )
 
 

@@ -79,7 +79,7 @@ MESSY = (
             'S001,2020-02-12 08:00,LDH,"1,234",U/L',  # 7 ambiguous
             "S001,2020-02-12 08:00,Platelet count,-1,10^9/L",  # 8 sentinel
             "S001,2020-02-12 08:00,hemoglobin,2000,g/L",  # 9 implausible (flagged, stored)
-            "S001,2020-02-12 08:00,Favourite colour,3,",  # 10 unknown test: column ignored
+            "S001,2020-02-12 08:00,Favourite colour,3,",  # 10 unknown test: not stored
             "S001,2020-02-12 08:00,CRP,NA,mg/L",  # 11 not a result
             "S002,2020-03-05 08:00,CRP,7,mg/L",  # 12 after discharge (flagged)
             "S001,2020-01-05 08:00,CRP,7,mg/L",  # 13 before enrolment (flagged)
@@ -99,7 +99,8 @@ def test_each_warning_names_row_column_value(study, write):
     assert messages.loc["ambiguous_number", "value"] == "1,234"
     assert messages.loc["sentinel", "row"] == 8
     assert messages.loc["implausible", "row"] == 9
-    assert "Favourite colour" in messages.loc["column_ignored", "value"]
+    assert messages.loc["unknown_test", "value"] == "Favourite colour"
+    assert messages.loc["unknown_test", "row"] == 10
     assert messages.loc["after_discharge", "row"] == 12
     assert messages.loc["before_enrolment", "row"] == 13
     assert messages.loc["no_time", "row"] == 14

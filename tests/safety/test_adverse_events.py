@@ -58,7 +58,7 @@ def test_valid_events_pass():
         ({"grade": 6}, "grade", "CTCAE grade 1–5"),
         ({"relatedness": "maybe"}, "relatedness", "possibly related"),
         ({"serious": True}, "serious_criteria", "at least one criterion"),
-        ({"serious_criteria": "life-threatening"}, "serious", "True when seriousness"),
+        ({"serious_criteria": "life-threatening"}, "serious", "yes when seriousness"),
         ({"serious": True, "serious_criteria": "scary"}, "serious_criteria", "ICH E2A"),
         ({"resolved": T0}, "resolved", "at or after onset"),
         ({"outcome": "fatal", "grade": 4}, "grade", "grade 5 for a fatal outcome"),

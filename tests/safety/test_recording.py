@@ -64,7 +64,7 @@ def test_import_then_reimport_adds_nothing(study, tmp_path):
 def test_one_bad_row_stores_nothing(study, tmp_path):
     path = write(tmp_path, GOOD + "S001,Fever,2020-02-14 10:00,9,no,,possibly related,recovered\n")
     with (
-        pytest.raises(DataError, match=r"row 3, grade: 9"),
+        pytest.raises(DataError, match=r"row 4, grade: 9 — expected a CTCAE grade 1–5"),
         study_session(study.engine, user="dm") as session,
     ):
         import_adverse_events(session, study.study_id, path, zone=ZONE)
@@ -74,7 +74,7 @@ def test_one_bad_row_stores_nothing(study, tmp_path):
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("S009,Fever,2020-02-14 10:00,1,no,,,", "unknown subject(s) S009"),
+        ("S009,Fever,2020-02-14 10:00,1,no,,,", "row 4, subject_id: unknown subject 'S009'"),
         ("S001,Fever,not a date,1,no,,,", "row 4, onset: 'not a date' — expected a date"),
         ("S001,Fever,2020-02-14 10:00,1,maybe,,,", "row 4, serious: 'maybe' — expected yes or no"),
         ("S001,Fever,2020-02-14 10:00,one,no,,,", "row 4, grade: 'one'"),

@@ -184,6 +184,21 @@ def test_serious_ae_goes_to_the_top_of_the_safety_panel(clients):
     assert bad.status_code == 422 and "at least one criterion" in bad.json()["detail"]
 
 
+def test_an_edited_ae_meets_the_rules_of_a_new_one(clients):
+    client = clients["investigator"]
+    body = {"term": "Fever", "onset_at": iso(2, -1), "grade": 1, "serious": False}
+    created = client.post("/api/v1/subjects/S001/adverse-events", json=body)
+    assert created.status_code == 201, created.text
+    record = created.json()
+    future = body | {"onset_at": "2099-01-01T10:00:00+08:00"}
+    edit = future | {"version": record["version"], "reason": "wrong date"}
+    refused = client.put(f"/api/v1/adverse-events/{record['id']}", json=edit)
+    assert refused.status_code == 422 and "a time that has passed" in refused.json()["detail"]
+    new = client.post("/api/v1/subjects/S001/adverse-events", json=future)
+    assert new.status_code == 422 and "a time that has passed" in new.json()["detail"]
+    assert "2099-01-01 10:00" in new.json()["detail"]  # shown in the study's time zone
+
+
 def test_edit_needs_a_reason_and_the_audit_trail_shows_it(clients):
     client = clients["coordinator"]
     record = client.post(

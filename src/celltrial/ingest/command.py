@@ -10,8 +10,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from celltrial.cli_support import DbOption, console, user_errors
+from celltrial.cli_support import DbOption, console, errors, say, user_errors
+from celltrial.labels import value_label
 
 if TYPE_CHECKING:  # the ingest package is imported when a command runs, not at start-up
     from celltrial.ingest.report import ValidationReport
@@ -21,12 +23,16 @@ SEVERITY_STYLE = {"error": "bold red", "warning": "dark_orange", "info": "dim"}
 
 @user_errors
 def import_command(
-    directory: Annotated[Path, typer.Argument(help="Study directory.")],
-    file: Annotated[Path, typer.Argument(help="File to import (CSV, XLSX, FHIR JSON, REDCap).")],
+    directory: Annotated[Path, typer.Argument(help="Study directory.", metavar="DIR")],
+    file: Annotated[
+        Path, typer.Argument(help="File to import (CSV, XLSX, FHIR JSON, REDCap).", metavar="FILE")
+    ],
     mapping: Annotated[
         Path | None,
         typer.Option(
-            "--mapping", help="Column-mapping YAML file (with --suggest-mapping: where to write)."
+            "--mapping",
+            help="Column-mapping YAML file (with --suggest-mapping: where to write).",
+            metavar="FILE",
         ),
     ] = None,
     dry_run: Annotated[
@@ -44,6 +50,7 @@ def import_command(
             "--cohort",
             help="External cohort of registered subjects (default: the file name); "
             "--cohort '' registers them as the study's own subjects.",
+            metavar="NAME",
         ),
     ] = None,
     suggest_mapping: Annotated[
@@ -64,11 +71,11 @@ def import_command(
         out = mapping or directory / f"{file.stem}-mapping.yaml"
         write_mapping_proposal(proposal, unrecognised, out)
         known = len(proposal["tests"]) - len(unrecognised)
-        console.print(f"[green]proposed mapping[/] {out}: {known} tests recognised")
+        say(("proposed mapping", "green"), f" {out}: {known} tests recognised")
         if unrecognised:
-            console.print(
-                f"[dark_orange]not recognised ({len(unrecognised)}):[/] "
-                + ", ".join(map(str, unrecognised))
+            say(
+                (f"not recognised ({len(unrecognised)}):", "dark_orange"),
+                " " + ", ".join(map(str, unrecognised)),
             )
         return
     study = open_study(directory, db_url=db)
@@ -97,23 +104,28 @@ def import_command(
                 on_progress=advance,
             )
         except ImportRefused as refused:
-            print_report(refused.report, console=Console(stderr=True))
+            print_report(refused.report, console=errors)
             raise
     print_report(result.report)
     verb = "would import" if dry_run else "imported"
     c = result.counts
     label = cohort if cohort is not None else file.stem
     where = f"in external cohort '{label}'" if label else "as study subjects"
-    console.print(
-        f"[green]{verb}[/] {file} ({result.layout}): {c['inserted']} new, {c['updated']} updated "
-        f"(audited), {c['unchanged']} unchanged results; {c['subjects']} subjects registered "
-        f"{where}" + ("" if result.batch_id is None else f"; batch {result.batch_id}")
+    registered = "subjects to register" if dry_run else "subjects registered"
+    say(
+        (verb, "green"),
+        f" {file} ({result.layout}): {c['inserted']} new, {c['updated']} updated "
+        f"(audited), {c['unchanged']} unchanged results; {c['subjects']} {registered} "
+        f"{where}"
+        + ("; nothing was stored (dry run)" if dry_run else f"; batch {result.batch_id}"),
     )
     console.print(f"report: {result.report_csv}")
 
 
 def print_report(report: ValidationReport, *, console: Console = console) -> None:
     """The report as a Rich table grouped by kind, with the accounting of the file's results."""
+    from celltrial.ingest.report import describe_place
+
     kinds = report.by_kind()
     c = report.counts
     title = (
@@ -127,9 +139,13 @@ def print_report(report: ValidationReport, *, console: Console = console) -> Non
     for item in kinds.itertuples():
         same = messages[(messages["kind"] == item.kind) & (messages["severity"] == item.severity)]
         first = same.iloc[0]
-        example = f"row {first['row']}, {first['column']}: {first['value']!s}"
+        example = describe_place(first.to_dict())
         style = SEVERITY_STYLE.get(item.severity, "")
         table.add_row(
-            f"[{style}]{item.severity}[/]", item.kind, str(item.count), item.meaning, example[:80]
+            Text(item.severity, style=style),
+            Text(value_label(item.kind)),
+            str(item.count),
+            Text(item.meaning),
+            Text(example[:80]),
         )
     console.print(table)

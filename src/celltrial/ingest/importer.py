@@ -4,6 +4,10 @@ The service behind ``celltrial import``. One transaction: any error refuses the 
 stores nothing. Re-importing the same file adds nothing; a changed value becomes an audited update
 whose reason names the import. Every import is an ``import_batch`` with the file's hash, the counts
 and the validation report.
+
+A dry run does all of that inside the transaction, then rolls it back: its counts (new, updated,
+unchanged results, subjects registered) are those the real import would report, and nothing is
+stored (the validation report's CSV is still written).
 """
 
 from __future__ import annotations
@@ -18,11 +22,14 @@ from pathlib import Path
 import pandas as pd
 
 from celltrial.errors import DataError
+from celltrial.ingest.columns import find_roles
 from celltrial.ingest.frame import SUBJECT_FIELDS
 from celltrial.ingest.layouts import detect_layout, read_source
-from celltrial.ingest.mapping import read_mapping
-from celltrial.ingest.report import ValidationReport
+from celltrial.ingest.long import LONG_ROLES
+from celltrial.ingest.mapping import Mapping, read_mapping
+from celltrial.ingest.report import ValidationReport, describe_message
 from celltrial.ingest.storage import ObservationWriter, known_subjects, register_subjects
+from celltrial.ingest.tables import read_table
 from celltrial.ingest.validate import check_results
 from celltrial.store.audit import begin_batch, file_sha256, finish_batch
 from celltrial.store.database import current_user, study_session
@@ -42,7 +49,7 @@ class ImportRefused(DataError):
 
 @dataclass
 class ImportResult:
-    """What an import did (or, with ``dry_run``, would do)."""
+    """What an import did (or, with ``dry_run``, would do: the same counts, no batch)."""
 
     path: Path
     layout: str
@@ -79,37 +86,33 @@ def import_file(
     result = ImportResult(path=path, layout=layout, report=report, dry_run=dry_run)
     reason = f"import of {path.name} (sha256 {(digest or '')[:12]})"
     size = path.stat().st_size if path.is_file() else 0
+    columns = _column_roles(path, spec, layout)
     with study_session(study.engine, user=user or current_user(), reason=reason) as session:
-        batch = None
+        # a dry run goes the same way as the import, then rolls it back: the same counts
+        batch = begin_batch(
+            session, kind=f"import:{layout}", source=str(path.resolve()), source_sha256=digest
+        )
         if not dry_run:
-            batch = begin_batch(
-                session, kind=f"import:{layout}", source=str(path.resolve()), source_sha256=digest
-            )
             result.batch_id = batch.id
         known = known_subjects(session, study.study_id)
         source = read_source(path, spec, report, layout=layout, zone=zone)
         info = source.subjects
         label = cohort if cohort is not None else path.stem
         if register and len(info):
-            if batch is not None:
-                result.counts["subjects"] = register_subjects(
-                    session, batch, study.study_id, _complete(info), cohort=label or None
-                )
-                known = known_subjects(session, study.study_id)
-            else:
-                known = _with_new(known, _complete(info))
-        writer = None
+            result.counts["subjects"] = register_subjects(
+                session, batch, study.study_id, _complete(info), cohort=label or None
+            )
+            known = known_subjects(session, study.study_id)
         # the writer reports into a report of its own: validation of the next chunk runs in a
         # thread meanwhile and fills ``report``; the two are merged once the file is through
         stored = ValidationReport(file=str(path), counts=dict.fromkeys(report.counts, 0))
-        if batch is not None:
-            writer = ObservationWriter(
-                session,
-                batch,
-                stored,
-                source=path.name,
-                on_progress=(lambda n: on_progress(n, size)) if on_progress else None,
-            )
+        writer = ObservationWriter(
+            session,
+            batch,
+            stored,
+            source=path.name,
+            on_progress=(lambda n: on_progress(n, size)) if on_progress else None,
+        )
 
         def register_new(new: pd.DataFrame) -> pd.DataFrame:
             """Register subjects first seen in this chunk (database: this thread only)."""
@@ -124,14 +127,14 @@ def import_file(
             known=known,
             zone=zone,
             register=register and not source.subjects_complete,
-            register_new=register_new if batch is not None else None,
+            register_new=register_new,
+            columns=columns,
         )
         for rows, known in chunks:
-            if report.ok and writer is not None and len(rows):
+            if report.ok and len(rows):
                 writer.write(rows, known["id"])
         report.merge(stored)
-        if writer is not None:
-            result.counts.update(writer.counts)
+        result.counts.update(writer.counts)
         result.report_csv = _write_report(study, path, report, report_dir)
         if not report.ok:
             session.rollback()
@@ -139,16 +142,34 @@ def import_file(
             raise ImportRefused(
                 _refusal(path, errors, result.report_csv), report, result.report_csv
             )
-        if batch is not None:
-            writer.finish()
-            batch.report = report.summary() | {"report_csv": str(result.report_csv)}
-            batch.counts = (
-                dict(batch.counts)
-                | {f"results_{k}": v for k, v in report.counts.items()}
-                | {k: v for k, v in result.counts.items()}
-            )
-            finish_batch(session, batch)
+        if dry_run:
+            session.rollback()  # nothing stored; the counts are those of the real import
+            return result
+        writer.finish()
+        batch.report = report.summary() | {"report_csv": str(result.report_csv)}
+        batch.counts = (
+            dict(batch.counts)
+            | {f"results_{k}": v for k, v in report.counts.items()}
+            | {k: v for k, v in result.counts.items()}
+        )
+        finish_batch(session, batch)
     return result
+
+
+def _column_roles(path: Path, mapping: Mapping, layout: str) -> dict[str, str]:
+    """The file's column, as written in it, of the roles a problem may point at: subject,
+    time, test and unit in a long file; subject and time in a wide one (its tests and units are
+    in the result columns' headers); none for REDCap and FHIR (each result's own column)."""
+    if layout not in ("long", "wide") or not path.is_file():
+        return {}
+    header = [str(c) for c in read_table(path, sheet=mapping.sheet, what="lab file", nrows=0)]
+    if layout == "long":
+        roles = find_roles(header, mapping, LONG_ROLES)
+        wanted: tuple[str, ...] = ("subject", "time", "test", "unit")
+    else:
+        roles = find_roles(header, mapping, ("subject", "time"))
+        wanted = ("subject", "time")
+    return {role: roles[role] for role in wanted if role in roles}
 
 
 def _chunks(raw: pd.DataFrame | Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
@@ -169,34 +190,35 @@ def _validated_chunks(
     known: pd.DataFrame,
     zone: object,
     register: bool,
-    register_new: Callable[[pd.DataFrame], pd.DataFrame] | None,
+    register_new: Callable[[pd.DataFrame], pd.DataFrame],
+    columns: dict[str, str] | None = None,
 ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     """(validated rows, known subjects) per chunk; the next chunk is read and validated in a
     thread while the caller stores this one (SQLite spends its time outside the GIL).
 
-    New subjects of a chunk (``register``) are registered before it is validated: through
-    ``register_new`` on the caller's thread, which owns the database session, or, in a dry run
-    (no ``register_new``), only in the subjects the checks see.
+    New subjects of a chunk (``register``) are registered before it is validated, through
+    ``register_new`` on the caller's thread, which owns the database session.
     """
 
-    def with_chunk(
-        subjects: pd.DataFrame, chunk: pd.DataFrame, ask: Callable | None
-    ) -> pd.DataFrame | None:
-        """The known subjects once the chunk's new ones are registered (``ask``) or, in a dry
-        run, added for the checks; None when registering failed on the caller's thread."""
+    def with_chunk(subjects: pd.DataFrame, chunk: pd.DataFrame, ask: Callable) -> pd.DataFrame:
+        """The known subjects once the chunk's new ones are registered (``ask``); None when
+        registering failed on the caller's thread."""
         if not register:
             return subjects
         codes = chunk["subject"].dropna().astype(str).unique()
         new = pd.DataFrame({"subject": codes[~pd.Index(codes).isin(subjects.index)]})
         if not len(new):
             return subjects
-        return ask(new) if ask is not None else _with_new(subjects, _complete(new))
+        return ask(new)
+
+    def check(chunk: pd.DataFrame, subjects: pd.DataFrame) -> pd.DataFrame:
+        return check_results(chunk, report, subjects=subjects, zone=zone, columns=columns)
 
     if isinstance(raw, pd.DataFrame) or not VALIDATE_AHEAD:  # one chunk: nothing to overlap
         subjects = known
         for chunk in _chunks(raw):
             subjects = with_chunk(subjects, chunk, register_new)
-            yield check_results(chunk, report, subjects=subjects, zone=zone), subjects
+            yield check(chunk, subjects), subjects
         return
     results: queue.Queue = queue.Queue(maxsize=1)
     requests: queue.Queue = queue.Queue(maxsize=1)
@@ -216,15 +238,14 @@ def _validated_chunks(
 
     def produce() -> None:
         subjects = known
-        ask = ask_caller if register_new is not None else None
         try:
             for chunk in _chunks(raw):
                 if stop.is_set():
                     return
-                subjects = with_chunk(subjects, chunk, ask)
+                subjects = with_chunk(subjects, chunk, ask_caller)
                 if subjects is None:
                     return
-                rows = check_results(chunk, report, subjects=subjects, zone=zone)
+                rows = check(chunk, subjects)
                 put(("rows", (rows, subjects)))
             put(("done", None))
         except BaseException as exc:  # re-raised on the caller's thread
@@ -260,30 +281,6 @@ def _complete(info: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _with_new(known: pd.DataFrame, info: pd.DataFrame) -> pd.DataFrame:
-    """Known subjects plus those a dry run would register (for the checks)."""
-    new = info[~info["subject"].astype(str).isin(known.index)]
-    if new.empty:
-        return known
-    extra = pd.DataFrame(
-        {
-            "id": -1,
-            "start": pd.to_datetime(new["admitted"], utc=True).to_numpy(),
-            "end": pd.concat(
-                [
-                    pd.to_datetime(new["discharged"], utc=True),
-                    pd.to_datetime(new["died"], utc=True),
-                ],
-                axis=1,
-            )
-            .min(axis=1)
-            .to_numpy(),
-        },
-        index=new["subject"].astype(str).to_numpy(),
-    )
-    return pd.concat([known, extra])
-
-
 def _write_report(
     study: StudyHandle, path: Path, report: ValidationReport, report_dir: str | Path | None
 ) -> Path:
@@ -295,11 +292,8 @@ def _write_report(
 
 def _refusal(path: Path, errors: pd.DataFrame, csv: Path | None) -> str:
     lines = [f"{path}: {len(errors)} error(s); nothing was stored."]
-    for item in errors.head(10).itertuples():
-        lines.append(
-            f"  row {item.row}, column {item.column!s}: {item.kind} — value {item.value!s}; "
-            f"expected {item.expected}"
-        )
+    for message in errors.head(10).to_dict("records"):
+        lines.append(f"  {describe_message(message)}")
     if len(errors) > 10:
         lines.append(f"  … and {len(errors) - 10} more")
     if csv is not None:

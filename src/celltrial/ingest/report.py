@@ -1,12 +1,15 @@
 """The validation report of one import: errors refuse the file, warnings import it with flags.
 
-Every message names the file, the source row, the column, the value and what was expected. Each
-non-empty result of the file ends in exactly one of: stored, stored with a flag, or not stored and
-reported; :attr:`ValidationReport.accounting` adds them up.
+Every message names the file, the source row (the file's line, the header being line 1; a FHIR
+bundle's entry number), the column as written in the file, the text of the cell at fault (the time
+for a time that cannot be read, the unit for a unit that cannot be converted…) and what was
+expected. Each non-empty result of the file ends in exactly one of: stored, stored with a flag, or
+not stored and reported; :attr:`ValidationReport.accounting` adds them up.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +38,10 @@ KINDS: dict[str, str] = {
     "after_discharge": "result after the subject's discharge or death",
     "duplicate_conflict": "same subject, test and time with different values (none stored)",
     "duplicate": "the same result twice in the file (stored once)",
-    "column_ignored": "column not recognised as a test (its results are not stored)",
+    "column_ignored": "column not recognised as a test: not stored (--suggest-mapping proposes "
+    "a mapping)",
+    "unknown_test": "test name not in the catalogue: not stored (--suggest-mapping proposes a "
+    "mapping)",
     "no_result_marker": "cells marked as no result (NA, —): not results",
     "subject_inconsistent": "a subject's fixed fields differ between rows",
     "missing_column": "a required column is missing",
@@ -134,6 +140,40 @@ class ValidationReport:
             "messages": _json_records(messages.head(limit)),
             "messages_total": len(messages),
         }
+
+
+def describe_place(message: Mapping[str, Any]) -> str:
+    """Where a message points and the cell's text: "row 3, column RE_DATE: '31/02/2020'"."""
+    parts = []
+    row = message.get("row")
+    if not _missing(row):
+        parts.append(f"row {int(row)}" if _whole(row) else f"row {row}")
+    column = message.get("column")
+    if not _missing(column):
+        parts.append(f"column {column}")
+    value = message.get("value")
+    text = "(empty)" if _missing(value) or str(value) == "" else f"'{value}'"
+    return f"{', '.join(parts)}: {text}" if parts else text
+
+
+def describe_message(message: Mapping[str, Any]) -> str:
+    """One message as a person reads it: where, the cell's text, what is wrong, what was
+    expected ("row 3, column RE_DATE: '31/02/2020' — time that cannot be read; expected …")."""
+    kind = str(message.get("kind") or "")
+    text = f"{describe_place(message)} — {KINDS.get(kind, kind)}"
+    expected = message.get("expected")
+    return text if _missing(expected) or expected == "" else f"{text}; expected {expected}"
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
+
+
+def _whole(value: Any) -> bool:
+    try:
+        return float(value).is_integer()
+    except (TypeError, ValueError):
+        return False
 
 
 def _is_seq(value: Any) -> bool:

@@ -7,6 +7,7 @@ warning) or ``reported`` (not stored, with a message). Errors refuse the whole f
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -20,7 +21,7 @@ from celltrial.ingest.frame import map_unique, strip_text
 from celltrial.ingest.limits import compute_reporting_limits
 from celltrial.ingest.report import ValidationReport
 from celltrial.ingest.times import parse_times
-from celltrial.units import convert, normalize_unit
+from celltrial.units import convert, explain_unconvertible, normalize_unit
 
 #: Specimens whose results belong in blood, serum or plasma columns.
 BLOOD_SPECIMENS = frozenset(
@@ -83,51 +84,109 @@ def check_results(
     subjects: pd.DataFrame,
     zone: ZoneInfo | str,
     detect_limits: bool = True,
+    columns: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """The rows to store (columns :data:`STORED_COLUMNS` plus ``flagged``), report filled in.
 
     ``subjects``: index = subject code, columns ``start`` and ``end`` (aware UTC or NaT).
+    ``columns``: the file's column (as written in it) of each role a table file has —
+    ``subject``, ``time``, ``test`` (long files), ``unit`` — so that a problem with a subject,
+    a time, a test name or a unit is reported on the cell that holds it; without one, on the
+    result's own column. Every message names the source row, that column and the cell's text.
     """
-    run = _Run(raw.reset_index(drop=True), report, subjects, zone)
+    run = _Run(raw.reset_index(drop=True), report, subjects, zone, columns or {})
     return run.execute(detect_limits=detect_limits)
 
 
 class _Run:
     def __init__(
-        self, raw: pd.DataFrame, report: ValidationReport, subjects: pd.DataFrame, zone: object
+        self,
+        raw: pd.DataFrame,
+        report: ValidationReport,
+        subjects: pd.DataFrame,
+        zone: object,
+        columns: Mapping[str, str],
     ) -> None:
         self.raw = raw
         self.report = report
         self.subjects = subjects
         self.zone = zone
+        self.columns = dict(columns)
         self.catalogue = {t.code: t for t in load_catalogue().tests}
         # outcome codes (small integers: compared on every check, cheaper than text)
         self.outcome = pd.Series(STORED, index=raw.index, dtype="int8")
         self.text = raw["raw_value"].astype("string")
 
     # -- bookkeeping ------------------------------------------------------------------------
-    def _messages(self, mask: pd.Series, severity: str, kind: str, expected: object) -> None:
+    @property
+    def headers_hold_tests(self) -> bool:
+        """Whether the tests (and their units) are named by the columns' headers, line 1 of
+        the file (a wide table), rather than by cells (a long one) or a REDCap/FHIR source."""
+        return "time" in self.columns and "test" not in self.columns
+
+    def column_of(self, role: str, rows: pd.DataFrame) -> pd.Series:
+        """The file's column holding each row's ``role`` cell (subject, time, test, unit): the
+        one the reader named, else the result's own column."""
+        if role == "unit" and "unit" not in self.columns and "test" in self.columns:
+            role = "test"  # a long file without a unit column: the unit came with the test name
+        name = self.columns.get(role)
+        if name is None and role == "subject":
+            name = "subject"  # REDCap record ID, FHIR subject reference
+        if name is None:
+            return rows["column"].astype(object)
+        return pd.Series(name, index=rows.index, dtype=object)
+
+    def cells(self, role: str, mask: pd.Series) -> pd.Series:
+        """The text of the ``role`` cells of the rows in ``mask`` ("" where empty)."""
+        source = {"subject": "subject", "time": "time", "unit": "raw_unit", "test": "name"}
+        if role == "value":
+            return _cell_text(self.raw.loc[mask, "raw_value"])
+        return _cell_text(self.raw.loc[mask, source[role]])
+
+    def _messages(
+        self, mask: pd.Series, severity: str, kind: str, expected: object, role: str
+    ) -> None:
+        """One message per row of ``mask`` naming its ``role`` cell: the result itself
+        (``value``), or a cell the row's results share (subject, time, unit), named once per
+        row however many results the row holds."""
         rows = self.raw.loc[mask]
         if rows.empty:
             return
-        exp = expected.loc[mask].tolist() if isinstance(expected, pd.Series) else expected
+        messages = pd.DataFrame(
+            {
+                "row": rows["source_row"],
+                "column": rows["column"] if role == "value" else self.column_of(role, rows),
+                "value": self.cells(role, mask),
+                "expected": expected.loc[mask] if isinstance(expected, pd.Series) else expected,
+            }
+        )
+        if role != "value":
+            messages = messages.drop_duplicates(["row", "column", "value", "expected"])
         self.report.add(
             severity,
             kind,
-            row=rows["source_row"].tolist(),
-            column=rows["column"].tolist(),
-            value=self.text.loc[mask].tolist(),
-            expected=exp,
+            row=messages["row"].tolist(),
+            column=messages["column"].tolist(),
+            value=messages["value"].tolist(),
+            expected=messages["expected"].tolist(),
         )
 
-    def drop(self, mask: pd.Series, kind: str, expected: object, severity: str = "warning") -> None:
+    def drop(
+        self,
+        mask: pd.Series,
+        kind: str,
+        expected: object,
+        severity: str = "warning",
+        *,
+        role: str = "value",
+    ) -> None:
         mask = mask & (self.outcome != REPORTED)
-        self._messages(mask, severity, kind, expected)
+        self._messages(mask, severity, kind, expected, role)
         self.outcome[mask] = REPORTED
 
-    def flag(self, mask: pd.Series, kind: str, expected: object) -> None:
+    def flag(self, mask: pd.Series, kind: str, expected: object, *, role: str = "value") -> None:
         mask = mask & (self.outcome != REPORTED)
-        self._messages(mask, "warning", kind, expected)
+        self._messages(mask, "warning", kind, expected, role)
         self.outcome[mask] = FLAGGED
         if mask.any():
             self.flags[mask] = self.flags[mask] + ("," + kind)
@@ -182,24 +241,44 @@ class _Run:
                     "no_result_marker",
                     row=int(rows.iloc[0]),
                     column=column,
-                    value=f"{len(rows)} cells such as {self.text[rows.index[0]]!r}",
-                    expected="a result, or an empty cell",
+                    value=str(self.text[rows.index[0]]).strip(),
+                    expected=f"a result, or an empty cell: {len(rows)} cells of this column "
+                    f"({_rows_text(rows)}) mark no result and are not counted as results",
                 )
 
     def _unknown_columns(self) -> None:
+        """Results whose test is not in the catalogue: in a long file, one message per unknown
+        test name (its first row, on the test column); in a wide file, one per column (on its
+        header, line 1); otherwise one per source column."""
         unknown = self.test.isna()
         if not unknown.any():
             return
+        mapping_hint = "or a mapping entry naming its test (--mapping)"
+        long_file = "test" in self.columns
         for (column, name), rows in self.raw.loc[unknown].groupby(
             ["column", "name"], sort=False, dropna=False
         )["source_row"]:
+            count = _results(len(rows))
+            name_text = "" if pd.isna(name) else str(name)
+            if long_file:
+                self.report.add(
+                    "warning",
+                    "unknown_test",
+                    row=int(rows.iloc[0]),
+                    column=self.columns["test"],
+                    value=name_text,
+                    expected=f"a test of the catalogue (its name, an alias or its code), "
+                    f"{mapping_hint}. Not stored: {count} ({_rows_text(rows)})",
+                )
+                continue
             self.report.add(
                 "warning",
                 "column_ignored",
-                row=int(rows.iloc[0]),
+                row=1 if self.headers_hold_tests else int(rows.iloc[0]),
                 column=column,
-                value=f"{name!s}: {len(rows)} results",
-                expected="a test name or alias of the catalogue, or a mapping entry",
+                value=name_text,
+                expected=f"a test name or alias of the catalogue, {mapping_hint}. "
+                f"Not stored: {count} ({_rows_text(rows)})",
             )
         self.outcome[unknown] = REPORTED
 
@@ -207,24 +286,41 @@ class _Run:
         times, unreadable = parse_times(self.raw["time"], self.zone)
         unreadable = unreadable.fillna(False).astype(bool)
         self.time = times
-        self.drop(unreadable, "bad_time", "a date and time, e.g. 2020-02-10 08:30", "error")
-        self.drop(times.isna(), "no_time", "the time the sample was taken")
+        if unreadable.any():
+            example = pd.Timestamp("2020-02-10 08:30", tz=str(self.zone)).isoformat("T", "minutes")
+            self.drop(
+                unreadable,
+                "bad_time",
+                f"a date and time that exists, e.g. 2020-02-10 08:30 (local to {self.zone}) or "
+                f"{example}",
+                "error",
+                role="time",
+            )
+        self.drop(times.isna(), "no_time", "the time the sample was taken", role="time")
 
     def _subjects(self) -> None:
         code = strip_text(self.raw["subject"].astype("string")).astype("string")
         self.subject = code
         missing = code.isna()
-        self.drop(missing, "unknown_subject", "a subject ID on every result", "error")
+        self.drop(
+            missing, "unknown_subject", "a subject ID on every result", "error", role="subject"
+        )
         unknown = ~code.isin(self.subjects.index) & ~missing & self.live()
         if unknown.any():
-            first = self.raw.loc[unknown].groupby(code[unknown], sort=True)["source_row"].min()
+            rows = self.raw.loc[unknown]
+            first = rows.groupby(code[unknown], sort=True)["source_row"].agg(["min", "size"])
+            where = self.column_of("subject", rows).iloc[0]
             self.report.add(
                 "error",
                 "unknown_subject",
-                row=first.tolist(),
-                column="subject",
+                row=first["min"].tolist(),
+                column=where,
                 value=first.index.tolist(),
-                expected="a subject of the study (or import with --register-subjects)",
+                expected=[
+                    "a subject of the study (or import with --register-subjects); "
+                    f"{_results(n)} of this subject in the file"
+                    for n in first["size"]
+                ],
             )
             self.outcome[unknown] = REPORTED
 
@@ -300,31 +396,59 @@ class _Run:
         if unit_text is None:
             self._implied_unit(definition, index, values, unit)
             return
-        try:
-            normal = normalize_unit(unit_text)
+        reason = explain_unconvertible(
+            unit_text,
+            definition.unit,
+            molar_mass=definition.molar_mass,
+            analyte=definition.code,
+        )
+        if reason is None and definition.units:
             accepted = {normalize_unit(u) for u in (definition.unit, *definition.units)}
-            if definition.units and normal not in accepted:
-                raise UnitError(f"{unit_text!r} is not an accepted unit of {definition.code}")
-            converted = convert(
-                values, unit_text, definition.unit, molar_mass=definition.molar_mass
+            if normalize_unit(unit_text) not in accepted:
+                reason = f"{unit_text!r} is not among the units accepted for {definition.code}"
+        if reason is not None:
+            accepted = (
+                "; accepted: " + ", ".join(dict.fromkeys((definition.unit, *definition.units)))
+                if definition.units
+                else ""
             )
-            factor = convert(
-                np.array([0.0, 1.0]), unit_text, definition.unit, molar_mass=definition.molar_mass
-            )
-        except UnitError as exc:
-            accepted_text = ", ".join((definition.unit, *definition.units))
-            self.drop(
-                pd.Series(True, index=index).reindex(self.raw.index, fill_value=False),
+            self._unit_problem(
+                index,
                 "unit_not_convertible",
                 f"a unit convertible to {definition.unit} for {definition.code} "
-                f"({accepted_text}): {exc}",
-                "error",
+                f"({definition.name}{accepted}): {reason}",
             )
             return
+        converted = convert(values, unit_text, definition.unit, molar_mass=definition.molar_mass)
+        factor = convert(
+            np.array([0.0, 1.0]), unit_text, definition.unit, molar_mass=definition.molar_mass
+        )
         self.value[index] = converted
         unit[index] = definition.unit
         self.slope[index] = factor[1] - factor[0]
         self.offset[index] = factor[0]
+
+    def _unit_problem(self, index: pd.Index, kind: str, expected: str) -> None:
+        """Refuse the results of ``index`` for their unit: on each row's unit cell or, where
+        the unit comes from a column's header (wide files), once on that header (line 1)."""
+        mask = pd.Series(True, index=index).reindex(self.raw.index, fill_value=False)
+        mask &= self.outcome != REPORTED
+        if not mask.any():
+            return
+        if not self.headers_hold_tests:
+            self.drop(mask, kind, expected, "error", role="unit")
+            return
+        rows = self.raw.loc[mask]
+        for column, part in rows.groupby("column", sort=False)["source_row"]:
+            self.report.add(
+                "error",
+                kind,
+                row=1,
+                column=column,
+                value=_cell_text(rows.loc[part.index[:1], "raw_unit"]).iloc[0],
+                expected=f"{expected}. Not stored: {_results(len(part))} ({_rows_text(part)})",
+            )
+        self.outcome[mask] = REPORTED
 
     def _sibling(self, definition: TestDefinition, basis: str) -> TestDefinition:
         for test in self.catalogue.values():
@@ -338,7 +462,6 @@ class _Run:
         low, high = definition.plausible
         finite = values[np.isfinite(values) & (values >= 0)]
         median = float(np.median(finite)) if len(finite) else float("nan")
-        mask = pd.Series(True, index=index).reindex(self.raw.index, fill_value=False)
         if len(finite) and low <= median <= high:
             unit[index] = definition.unit
             self._column_note(
@@ -348,24 +471,26 @@ class _Run:
                 f"plausible range {low:g}–{high:g}; state the unit in a mapping to confirm",
             )
             return
-        self.drop(
-            mask,
+        self._unit_problem(
+            index,
             "unit_missing",
-            f"a unit for {definition.code} (values' median {median:g} does not fit "
-            f"{definition.unit}, plausible {low:g}–{high:g})",
-            "error",
+            f"a unit for {definition.code} ({definition.name}): the values' median "
+            f"{median:g} does not fit {definition.unit} (plausible {low:g}–{high:g})",
         )
 
     def _column_note(self, index: pd.Index, kind: str, expected: str) -> None:
+        """A note on the unit cells of ``index``, once per source column (its first row)."""
         rows = self.raw.loc[index]
+        where = self.column_of("unit", rows)
         for column, part in rows.groupby("column", sort=False)["source_row"]:
+            first = part.index[:1]
             self.report.add(
                 "warning",
                 kind,
-                row=int(part.iloc[0]),
-                column=column,
-                value=f"{len(part)} results",
-                expected=expected,
+                row=1 if self.headers_hold_tests else int(part.iloc[0]),
+                column=where.loc[first].iloc[0],
+                value=_cell_text(rows.loc[first, "raw_unit"]).iloc[0],
+                expected=f"{expected} ({_results(len(part))} of column {column})",
             )
 
     def _plausible(self, unit: pd.Series) -> None:
@@ -420,9 +545,25 @@ class _Run:
         before = (self.time < start).fillna(False)
         after = (self.time > end).fillna(False)
         if before.any():
-            self.flag(before, "before_enrolment", "a time after " + start[before].astype(str))
+            self.flag(
+                before,
+                "before_enrolment",
+                "a time at or after the subject's enrolment/admission, "
+                + self._local(start[before]),
+                role="time",
+            )
         if after.any():
-            self.flag(after, "after_discharge", "a time before " + end[after].astype(str))
+            self.flag(
+                after,
+                "after_discharge",
+                "a time at or before the subject's discharge or death, " + self._local(end[after]),
+                role="time",
+            )
+
+    def _local(self, times: pd.Series) -> pd.Series:
+        """Times as people read them: in the study's time zone, to the minute, labelled."""
+        text = times.dt.tz_convert(str(self.zone)).dt.strftime("%Y-%m-%d %H:%M")
+        return text.reindex(self.raw.index).fillna("") + f" ({self.zone})"
 
     def _duplicates(self) -> None:
         live = self.live()
@@ -490,3 +631,30 @@ class _Run:
         given = self.raw.loc[keep, "specimen"].astype("string")
         default = self._definition_series("specimen")[keep].astype("string")
         return given.fillna(default).astype(object)
+
+
+def _cell_text(values: pd.Series) -> pd.Series:
+    """Cells as the text a person sees in the file: "" where empty, a whole number read as
+    46.0 from a workbook as "46", a time read from a workbook as 2020-02-13 18:35:00."""
+
+    def text(value: object) -> str:
+        if value is None or (not isinstance(value, str) and pd.isna(value)):
+            return ""
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return str(value).strip()
+
+    return map_unique(values, lambda unique: unique.map(text)).fillna("").astype(object)
+
+
+def _results(n: int) -> str:
+    return f"{n} result" if n == 1 else f"{n} results"
+
+
+def _rows_text(rows: pd.Series, *, shown: int = 5) -> str:
+    """ "row 5" or "rows 5, 9, 12, 14, 20 and 3 more" of source row numbers."""
+    numbers = [int(r) for r in rows.iloc[:shown]]
+    if len(rows) == 1:
+        return f"row {numbers[0]}"
+    more = f" and {len(rows) - shown} more" if len(rows) > shown else ""
+    return "rows " + ", ".join(map(str, numbers)) + more

@@ -7,6 +7,9 @@ after the first infusion. Time since the last infusion is kept for every event.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from importlib.resources import files
 from typing import Any
@@ -35,31 +38,93 @@ def split_criteria(text: Any) -> list[str]:
     return [part.strip() for part in str(text).split(";") if part.strip()]
 
 
-def check_adverse_events(events: pd.DataFrame, *, source: str = "adverse events") -> None:
-    """Raise :class:`DataError` listing every row whose values break the AE rules.
+@dataclass(frozen=True)
+class AEProblem:
+    """One problem of an adverse event: where (the file's row, header = line 1, or None for a
+    single event entered by hand), the field, and what is wrong and what was expected."""
 
-    Rules: a term and an aware onset time; grade 1–5 when given; relatedness, outcome and action
-    from the vocabulary; a serious event names at least one ICH E2A criterion and a non-serious
-    one none; resolution not before onset; a fatal outcome is grade 5.
+    row: int | None
+    field: str
+    text: str
+
+    def __str__(self) -> str:
+        where = self.field if self.row is None else f"row {self.row}, {self.field}"
+        return f"{where}: {self.text}"
+
+
+def show_value(value: Any, *, zone: str | None = None) -> str:
+    """A field's value as a person reads it: text quoted, times to the minute in the study's
+    time zone (labelled), "empty" for nothing."""
+    if _empty(value):
+        return "empty"
+    if isinstance(value, datetime):
+        return show_time(value, zone=zone)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, str):
+        return f"'{value}'"
+    return str(value)
+
+
+def _empty(value: Any) -> bool:
+    if value is None or isinstance(value, bool):
+        return value is None
+    if isinstance(value, str):
+        return not value.strip()
+    missing = pd.isna(value)
+    return bool(missing) if isinstance(missing, bool | np.bool_) else False
+
+
+def show_time(value: datetime, *, zone: str | None = None) -> str:
+    """ "2020-02-12 14:00 (Asia/Shanghai)"; with no zone, UTC with its offset."""
+    stamp = pd.Timestamp(value)
+    if stamp.tzinfo is None:
+        return stamp.strftime("%Y-%m-%d %H:%M")
+    if zone is None:
+        return stamp.tz_convert("UTC").isoformat("T", "minutes")
+    return f"{stamp.tz_convert(zone).strftime('%Y-%m-%d %H:%M')} ({zone})"
+
+
+def adverse_event_problems(
+    events: pd.DataFrame,
+    *,
+    rows: Sequence[int] | None = None,
+    subjects: pd.DataFrame | None = None,
+    now: datetime | None = None,
+    zone: str | None = None,
+) -> list[AEProblem]:
+    """Every problem of every event (see :func:`check_adverse_events` for the rules).
+
+    ``rows``: each event's row in its file (header = line 1); without, a single event has none
+    and several are numbered from 1. ``subjects`` (index: subject code; columns ``enrolled``,
+    ``first_infusion``, ``died``, aware or NaT) adds the subject and timing rules; ``now`` (aware)
+    the rule against onsets in the future.
     """
-    check_columns(events, ("subject_id", "term", "onset", "grade", "serious"), what=source)
+    check_columns(events, ("subject_id", "term", "onset", "grade", "serious"), what="events")
     vocabulary = load_ae_vocabulary()
-    problems: list[str] = []
+    problems: list[AEProblem] = []
+    if rows is None:
+        rows = [None] if len(events) == 1 else list(range(1, len(events) + 1))
 
-    def bad(row: int, field: str, value: Any, expected: str) -> None:
-        problems.append(f"row {row + 1}, {field}: {value!r} — expected {expected}")
+    def bad(index: int, field: str, value: Any, expected: str, *, shown: str | None = None) -> None:
+        shown = show_value(value, zone=zone) if shown is None else shown
+        problems.append(AEProblem(rows[index], field, f"{shown} — expected {expected}"))
 
-    for row, event in enumerate(events.to_dict("records")):
+    for index, event in enumerate(events.to_dict("records")):
         if not str(event.get("term") or "").strip():
-            bad(row, "term", event.get("term"), "an adverse-event term")
+            bad(index, "term", event.get("term"), "an adverse-event term")
         onset = event.get("onset")
         if onset is None or pd.isna(onset):
-            bad(row, "onset", onset, "an onset date and time")
+            bad(index, "onset", onset, "an onset date and time")
+            onset = None
         elif getattr(onset, "tzinfo", None) is None:
-            bad(row, "onset", onset, "a time with its time zone")
+            bad(index, "onset", onset, "a time with its time zone")
+            onset = None
         grade = event.get("grade")
         if grade is not None and not pd.isna(grade) and grade not in GRADES:
-            bad(row, "grade", grade, "a CTCAE grade 1–5")
+            bad(index, "grade", grade, "a CTCAE grade 1–5")
         for field, allowed in (
             ("relatedness", vocabulary["relatedness"]),
             ("outcome", vocabulary["outcomes"]),
@@ -67,12 +132,12 @@ def check_adverse_events(events: pd.DataFrame, *, source: str = "adverse events"
         ):
             value = event.get(field)
             if value is not None and not pd.isna(value) and value not in allowed:
-                bad(row, field, value, "one of " + ", ".join(allowed))
+                bad(index, field, value, "one of " + ", ".join(allowed))
         criteria = split_criteria(event.get("serious_criteria"))
         unknown = [c for c in criteria if c not in vocabulary["serious_criteria"]]
         if unknown:
             bad(
-                row,
+                index,
                 "serious_criteria",
                 "; ".join(unknown),
                 "ICH E2A criteria: " + ", ".join(vocabulary["serious_criteria"]),
@@ -80,33 +145,113 @@ def check_adverse_events(events: pd.DataFrame, *, source: str = "adverse events"
         serious = bool(event.get("serious")) if not pd.isna(event.get("serious")) else False
         if serious and not criteria:
             bad(
-                row,
+                index,
                 "serious_criteria",
                 event.get("serious_criteria"),
                 "at least one criterion for a serious event",
             )
         if criteria and not serious:
-            bad(row, "serious", event.get("serious"), "True when seriousness criteria are given")
+            bad(index, "serious", event.get("serious"), "yes when seriousness criteria are given")
         resolved = event.get("resolved")
         if (
             resolved is not None
             and not pd.isna(resolved)
             and onset is not None
-            and not pd.isna(onset)
             and resolved < onset
         ):
-            bad(row, "resolved", resolved, f"a time at or after onset {onset}")
+            bad(
+                index,
+                "resolved",
+                resolved,
+                f"a time at or after onset {show_time(onset, zone=zone)}",
+            )
         if (
             event.get("outcome") == "fatal"
             and grade is not None
             and not pd.isna(grade)
             and grade != 5
         ):
-            bad(row, "grade", grade, "grade 5 for a fatal outcome")
-    if problems:
-        raise DataError(
-            f"{source}: {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems)
+            bad(index, "grade", grade, "grade 5 for a fatal outcome")
+        if subjects is not None:
+            _subject_problems(index, event, onset, subjects, bad, zone=zone)
+        if now is not None and onset is not None and onset > now:
+            bad(index, "onset", onset, f"a time that has passed (now: {show_time(now, zone=zone)})")
+    return problems
+
+
+def _subject_problems(
+    index: int, event: dict, onset: Any, subjects: pd.DataFrame, bad, *, zone: str | None
+) -> None:
+    """The subject is one of the study's, and the onset falls in the subject's time in it:
+    not before enrolment (or, without an enrolment date, the first infusion), not after death."""
+    code = event.get("subject_id")
+    if code is None or (not isinstance(code, str) and pd.isna(code)) or not str(code).strip():
+        bad(index, "subject_id", code, "a subject ID")
+        return
+    if code not in subjects.index:
+        known = sorted(map(str, subjects.index))
+        listed = ", ".join(known[:10]) + (f" and {len(known) - 10} more" if len(known) > 10 else "")
+        expected = f"a subject of the study (known: {listed or 'none'})"
+        bad(index, "subject_id", code, expected, shown=f"unknown subject '{code}'")
+        return
+    if onset is None:
+        return
+    dates = subjects.loc[code]
+    enrolled, first, died = (dates.get(c) for c in ("enrolled", "first_infusion", "died"))
+    if enrolled is not None and not pd.isna(enrolled):
+        if onset < enrolled:
+            bad(
+                index,
+                "onset",
+                onset,
+                f"a time at or after subject {code}'s enrolment, {show_time(enrolled, zone=zone)} "
+                "(an event before enrolment is medical history; or is the date wrong?)",
+            )
+    elif first is not None and not pd.isna(first) and onset < first:
+        bad(
+            index,
+            "onset",
+            onset,
+            f"a time at or after subject {code}'s first infusion, {show_time(first, zone=zone)}: "
+            "the subject has no enrolment date to accept an earlier event against (record it "
+            "first, or correct the date)",
         )
+    if died is not None and not pd.isna(died) and onset > died:
+        bad(
+            index,
+            "onset",
+            onset,
+            f"a time at or before subject {code}'s death, {show_time(died, zone=zone)}",
+        )
+
+
+def check_adverse_events(
+    events: pd.DataFrame,
+    *,
+    source: str = "adverse events",
+    rows: Sequence[int] | None = None,
+    subjects: pd.DataFrame | None = None,
+    now: datetime | None = None,
+    zone: str | None = None,
+) -> None:
+    """Raise :class:`DataError` listing every problem of every event at once, each naming its
+    row (``rows``: the file's lines, header = line 1) and field.
+
+    Rules: a term and an aware onset time; grade 1–5 when given; relatedness, outcome and action
+    from the vocabulary; a serious event names at least one ICH E2A criterion and a non-serious
+    one none; resolution not before onset; a fatal outcome is grade 5. With ``subjects`` (see
+    :func:`adverse_event_problems`): a subject of the study, an onset not before its enrolment
+    (without an enrolment date: not before its first infusion) and not after its death; with
+    ``now``: an onset not in the future.
+    """
+    problems = adverse_event_problems(events, rows=rows, subjects=subjects, now=now, zone=zone)
+    if problems:
+        raise DataError(describe_problems(source, problems))
+
+
+def describe_problems(source: str, problems: Sequence[AEProblem | str]) -> str:
+    """One message for all the problems: the source, how many, then one line each."""
+    return f"{source}: {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems)
 
 
 def derive_ae_timing(

@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from celltrial.safety.events import check_adverse_events, split_criteria
-from celltrial.safety.recording import record_adverse_event
+from celltrial.safety.events import split_criteria
+from celltrial.safety.recording import check_adverse_event, record_adverse_event
 from celltrial.services.editing import (
     apply_changes,
     check_reason,
@@ -105,7 +104,12 @@ def record_event(
     """Store a new AE (vocabulary and consistency checks of :mod:`celltrial.safety.events`)."""
     with study_session(study.engine, user=user, reason="adverse event recorded") as session:
         subject = find_subject(session, study, subject_code)
-        row = record_adverse_event(session, study.study_id, _event(entry, subject.code))
+        row = record_adverse_event(
+            session,
+            study.study_id,
+            _event(entry, subject.code),
+            zone=study.protocol.study.timezone,
+        )
         session.refresh(row)
         return _record(row, subject.code)
 
@@ -128,7 +132,9 @@ def edit_event(
         row, code = _find(session, study, event_id)
         check_version(session, row, version, f"adverse event {row.id} ({row.term})")
         event = _event(entry, code)
-        check_adverse_events(pd.DataFrame([event]), source="adverse event")
+        check_adverse_event(
+            session, study.study_id, event, zone=study.protocol.study.timezone
+        )  # the same rules as a new event: vocabulary, the subject's dates, not in the future
         apply_changes(
             row,
             {
