@@ -23,7 +23,16 @@ from celltrial.store.loading import load_simulated_cohort
 from celltrial.study import StudyFrames, init_study, read_study_frames
 
 OVERVIEW_PARTS = ("summary", "infusions", "visits", "visit_assessments", "deviations")
-SAFETY_PARTS = ("summary", "by_term", "serious", "shifts", "lab_toxicities", "signals", "listing")
+SAFETY_PARTS = (
+    "summary",
+    "by_term",
+    "serious",
+    "shifts",
+    "lab_toxicities",
+    "lab_baseline_abnormalities",
+    "signals",
+    "listing",
+)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ ROWS = [
     ("S1", "ALT", 130.0, "U/L", 0.0, 40.0, ""),  # baseline 30 (normal): 3.25 x ULN → 2
     ("S1", "ALT", 30.0, "U/L", 0.0, 40.0, ""),  # normal → 0
     ("S2", "ALT", 200.0, "U/L", 0.0, 40.0, ""),  # baseline 100 (abnormal): 2 x baseline → 1
-    ("S3", "ALT", 200.0, "U/L", 0.0, 40.0, ""),  # no baseline → not gradable
+    ("S3", "ALT", 200.0, "U/L", 0.0, 40.0, ""),  # no baseline: taken as normal, 5 x ULN → 2
     ("S1", "HGB", 95.0, "g/L", 115.0, 175.0, ""),  # anemia 2 / hemoglobin increased 0
     ("S1", "HGB", 9.5, "g/dL", 11.5, 17.5, ""),  # same in g/dL
     ("S2", "K", 2.9, "mmol/L", 3.5, 5.3, ""),  # hypokalemia 3 / hyperkalemia 0
@@ -34,7 +34,7 @@ EXPECTED = [  # grade_low, term_low, reason_low, grade_high, term_high, reason_h
     (None, None, None, 2, ALT, None),
     (None, None, None, 0, ALT, None),
     (None, None, None, 1, ALT, None),
-    (None, None, None, None, ALT, "baseline status unknown"),
+    (None, None, None, 2, ALT, None),
     (2, "Anemia", None, 0, "Hemoglobin increased", None),
     (2, "Anemia", None, 0, "Hemoglobin increased", None),
     (3, "Hypokalemia", None, 0, "Hyperkalemia", None),
@@ -97,7 +97,11 @@ def _check(graded: pd.DataFrame) -> None:
 
 
 def test_grades_both_sides_with_reasons() -> None:
-    _check(derive_lab_grades(observations(), baselines=BASELINES))
+    graded = derive_lab_grades(observations(), baselines=BASELINES)
+    _check(graded)
+    # only S3's ALT was graded on an assumed baseline (creatinine has no baseline status)
+    assert graded["assumed_normal_baseline_high"].tolist() == [i == 3 for i in range(len(ROWS))]
+    assert not graded["assumed_normal_baseline_low"].any()
 
 
 def test_never_mutates_its_input_and_returns_a_new_frame() -> None:
@@ -253,3 +257,23 @@ def test_baselines_of_subjects_with_large_codes_are_their_own() -> None:
     ]
     assert expected == [1, 2]
     assert [_plain(g) for g in graded["grade_high"]] == expected
+
+
+def test_a_row_without_a_subject_has_no_baseline() -> None:
+    """A missing baseline is taken as normal (conventions.yaml): ALT 130 U/L, ULN 40 is
+    3.25 x ULN, grade 2 ("> 3.0 - 5.0 x ULN if baseline was normal"), flagged; S1's row with its
+    normal baseline of 30 is graded alike but not flagged."""
+    frame = pd.DataFrame(
+        {
+            "subject_id": [None, "S1"],
+            "test": ["ALT", "ALT"],
+            "value": [130.0, 130.0],
+            "unit": ["U/L", "U/L"],
+            "ref_low": [0.0, 0.0],
+            "ref_high": [40.0, 40.0],
+        }
+    )
+    for subjects in (frame, frame.astype({"subject_id": "category"})):
+        graded = derive_lab_grades(subjects, baselines=BASELINES)
+        assert graded["grade_high"].tolist() == [2, 2]
+        assert graded["assumed_normal_baseline_high"].tolist() == [True, False]

@@ -12,6 +12,7 @@ ranges, anticoagulation and reporting-limit qualifiers must get the same grade a
 from __future__ import annotations
 
 import math
+from importlib.resources import files
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ import pytest
 from celltrial.catalogue import load_catalogue
 from celltrial.errors import UnitError
 from celltrial.safety import derive_lab_grades, explain_grade, load_ctcae_criteria
+from celltrial.safety.criteria import read_criteria
 from celltrial.safety.evaluate import _nudged
 from celltrial.units import convert
 
@@ -103,8 +105,14 @@ def _thresholds(test: str, unit: str, lln: float, uln: float, base: float) -> li
     return [t for t in out if math.isfinite(t)]
 
 
+T0 = pd.Timestamp("2020-02-10T08:00", tz="UTC")
+
+
 def random_frame(seed: int, n: int, variant: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Observations and baselines; ``variant``: plain | flags | ranges (see module docstring)."""
+    """Observations and baselines; ``variant``: plain | flags | ranges (see module docstring).
+
+    Rows carry a ``time`` within a day of T0 (some exactly at it) for the first-infusion tests.
+    """
     rng = np.random.default_rng(seed)
     units, reference = _catalogue_setup()
     tests = sorted(units)
@@ -166,11 +174,29 @@ def random_frame(seed: int, n: int, variant: str) -> tuple[pd.DataFrame, pd.Data
     obs = pd.DataFrame(
         rows, columns=["subject_id", "test", "value", "unit", "ref_low", "ref_high", "qualifier"]
     )
+    hours = rng.choice([-20.0, -1.0, 0.0, 0.0, 1.0, 30.0], size=len(obs))
+    obs["time"] = T0 + pd.to_timedelta(hours, unit="h")
     return obs, pd.DataFrame(baselines)
 
 
-def _scalar(row: pd.Series, term: str, direction: str, base: dict | None) -> tuple:
-    kw: dict = {}
+#: first infusions of the "treated" variant: most subjects at T0, one later, some never
+FIRST = pd.Series(
+    {f"S{i}": T0 + pd.Timedelta(hours=5 if i == 3 else 0) for i in range(10)}, dtype=object
+).astype("datetime64[ns, UTC]")
+
+
+def _scalar(
+    row: pd.Series,
+    term: str,
+    direction: str,
+    base: dict | None,
+    first: pd.Series | None = None,
+    criteria: object = None,
+) -> tuple:
+    kw: dict = {"criteria": criteria}
+    if first is not None:  # not after the subject's first infusion (or none yet)
+        start = first.get(row["subject_id"])
+        kw["before_first_infusion"] = start is None or not row["time"] > start
     if base is not None:
         b = base["baseline"]
         kw["baseline"] = None if b is None or (isinstance(b, float) and math.isnan(b)) else b
@@ -191,19 +217,39 @@ def _scalar(row: pd.Series, term: str, direction: str, base: dict | None) -> tup
         qualifier=row["qualifier"],
         **kw,
     )
-    return e.grade, e.reason
+    return e.grade, e.reason, e.assumed_normal_baseline
 
 
 @pytest.mark.parametrize(
-    ("seed", "variant", "categorical"),
-    [(1, "plain", False), (2, "flags", True), (3, "ranges", True), (4, "ranges", False)],
+    ("seed", "variant", "categorical", "treated"),
+    [
+        (1, "plain", False, False),
+        (2, "flags", True, False),
+        (3, "ranges", True, False),
+        (4, "ranges", False, False),
+        (5, "plain", False, True),
+        (6, "ranges", True, True),
+        (7, "flags", False, True),
+        (8, "value reading", False, True),
+        (9, "value reading", True, False),
+    ],
 )
-def test_frame_and_scalar_graders_agree(seed: int, variant: str, categorical: bool) -> None:
+def test_frame_and_scalar_graders_agree(
+    seed: int, variant: str, categorical: bool, treated: bool
+) -> None:
+    """``value reading``: plain frames graded with fibrinogen "if abnormal" read as the value."""
+    table = load_ctcae_criteria()
+    if variant == "value reading":
+        readings = {"Fibrinogen decreased": "if_value_abnormal"}
+        conventions = table.conventions.model_copy(update={"readings": readings})
+        text = files("celltrial.safety").joinpath("criteria", "ctcae_v5.csv").read_text("utf-8")
+        table = read_criteria(text, source="v5", conventions=conventions)
+        variant = "plain"
     obs, baselines = random_frame(seed, 1500, variant)
     if categorical:
         obs = obs.astype({"test": "category", "unit": "category", "subject_id": "category"})
-    graded = derive_lab_grades(obs, baselines=baselines)
-    table = load_ctcae_criteria()
+    first = FIRST if treated else None
+    graded = derive_lab_grades(obs, baselines=baselines, first_infusion=first, criteria=table)
     lookup = {(r["subject_id"], r["test"]): r for r in baselines.to_dict("records")}
     checked = 0
     for i in range(len(obs)):
@@ -216,12 +262,13 @@ def test_frame_and_scalar_graders_agree(seed: int, variant: str, categorical: bo
                 continue
             assert got_term == term.ctcae_term
             base = lookup.get((row["subject_id"], row["test"]), {"baseline": None})
-            grade, reason = _scalar(row, term.term, direction, base)
+            grade, reason, assumed = _scalar(row, term.term, direction, base, first, table)
             got = graded[f"grade_{direction}"].iloc[i]
             got = None if got is pd.NA else int(got)
             got_reason = graded[f"reason_{direction}"].iloc[i]
             context = (i, term.term, row.to_dict(), base, got, grade, got_reason, reason)
             assert got == grade, context
+            assert bool(graded[f"assumed_normal_baseline_{direction}"].iloc[i]) == assumed, context
             if reason is None:
                 assert pd.isna(got_reason), context
             else:
@@ -241,6 +288,12 @@ def test_random_frames_cover_boundaries_and_missing_inputs() -> None:
     assert any("reporting limit" in r for r in reasons)
     grades = set(graded["grade_low"].dropna()) | set(graded["grade_high"].dropna())
     assert grades == {0, 1, 2, 3, 4}
+    assert graded["assumed_normal_baseline_high"].any()  # missing baselines taken as normal
+    treated = derive_lab_grades(obs, baselines=baselines, first_infusion=FIRST)
+    before = ~(obs["time"] > obs["subject_id"].map(FIRST)).to_numpy(dtype=bool)
+    assert 0.2 < before.mean() < 0.9  # both kinds of row, some exactly at the infusion
+    changed = treated["grade_high"].astype("Float64") != graded["grade_high"].astype("Float64")
+    assert changed.fillna(True).any()  # the first infusion changes some grades
 
 
 def _on_edge(target: float, ref: float) -> float | None:
@@ -302,7 +355,7 @@ def test_every_criterion_at_its_exact_tolerance_edge() -> None:
             term = table.for_test(row["test"], direction)
             if term is None or not term.numeric:
                 continue
-            grade, _ = _scalar(row, term.term, direction, base)
+            grade, _, _ = _scalar(row, term.term, direction, base)
             got = graded[f"grade_{direction}"].iloc[i]
             assert (None if got is pd.NA else int(got)) == grade, (i, term.term, row.to_dict())
     assert len(obs) > 300

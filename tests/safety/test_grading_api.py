@@ -35,7 +35,7 @@ def test_explain_baseline_abnormal_rule() -> None:
     [
         ("Anemia", 105.0, "g/L", {}, "LLN missing"),
         ("CPK increased", 300.0, "U/L", {}, "ULN missing"),
-        (ALT, 100.0, "U/L", {"uln": 40.0}, "baseline status unknown"),
+        (ALT, 200.0, "U/L", {"uln": 40.0, "baseline_abnormal": True}, "baseline missing"),
         ("INR increased", 2.2, "1", {"anticoagulated": True}, "baseline missing"),
         (ALT, 130.0, "mg/dL", {"uln": 40.0}, "unit not convertible"),
         ("Hyperglycemia", 20.0, "mmol/L", {}, "no numeric criteria"),

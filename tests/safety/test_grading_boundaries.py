@@ -142,9 +142,19 @@ for T in ("Alanine aminotransferase increased", "Aspartate aminotransferase incr
     edge(T, "U/L", 500.0, 3, 2, 2, 0.1, low=False, **abnormal)
     edge(T, "U/L", 2000.0, 4, 3, 3, 0.1, low=False, **abnormal)
     case(T, 100.0, "U/L", None, baseline_abnormal=False)  # ULN missing
-    case(T, 100.0, "U/L", None, uln=40.0)  # baseline unknown: normal or abnormal rule?
-    case(T, 30.0, "U/L", 0, uln=40.0)  # … but no baseline can make a normal value abnormal
+    # no baseline: graded as if it had been normal (conventions.yaml, baseline.missing)
+    case(T, 100.0, "U/L", 1, uln=40.0)  # 2.5 x ULN
+    case(T, 1000.0, "U/L", 4, uln=40.0)  # 25 x ULN: grade 4, not "not gradable"
+    case(T, 30.0, "U/L", 0, uln=40.0)
     case(T, 200.0, "U/L", None, uln=40.0, baseline_abnormal=True)  # abnormal, value missing
+    # at or before the first infusion (the baseline itself): against ULN, even when abnormal
+    before = {"uln": 40.0, "baseline": 116.0, "before_first_infusion": True}  # 2.9 x ULN
+    case(T, 116.0, "U/L", 1, **before)  # after treatment it would be 1.0 x baseline: grade 0
+    edge(T, "U/L", 40.0, 1, 0, 0, 0.1, low=False, **before)
+    edge(T, "U/L", 120.0, 2, 1, 1, 0.1, low=False, **before)
+    edge(T, "U/L", 200.0, 3, 2, 2, 0.1, low=False, **before)
+    edge(T, "U/L", 800.0, 4, 3, 3, 0.1, low=False, **before)
+    case(T, 116.0, "U/L", 0, uln=40.0, baseline=116.0)  # after it: 1.0 x an abnormal baseline
 
 # --- Alkaline phosphatase / GGT increased: G1 >ULN - 2.5 x ULN if normal; 2.0 - 2.5 x baseline if
 #     abnormal; G2 >2.5 - 5.0 x; G3 >5.0 - 20.0 x; G4 >20.0 x
@@ -196,6 +206,9 @@ edge(T, "mg/dL", 3.6, 3, 2, 2, 0.01, low=False, uln=1.2)
 edge(T, "mg/dL", 7.2, 4, 3, 3, 0.01, low=False, uln=1.2)
 edge(T, "umol/L", 90.0, 2, 0, 0, 0.1, low=False, uln=104.0, baseline=60.0)  # 1.5 x baseline
 edge(T, "umol/L", 180.0, 3, 2, 2, 0.1, low=False, uln=104.0, baseline=60.0)  # 3.0 x baseline
+# before the first infusion the "x baseline" clauses do not apply: 180 is 1.73 x ULN, grade 2
+case(T, 180.1, "umol/L", 2, uln=104.0, baseline=60.0, before_first_infusion=True)
+case(T, 90.1, "umol/L", 0, uln=104.0, baseline=60.0, before_first_infusion=True)
 case(T, 100.0, "umol/L", None, baseline=60.0)  # ULN missing: >3 x ULN cannot be excluded
 
 # --- CPK increased: G1 >ULN - 2.5 x ULN; G2 >2.5 - 5 x; G3 >5 - 10 x; G4 >10 x ULN
@@ -237,6 +250,9 @@ edge(T, "1", 2.0, 1, 0, 0, 0.01, low=False, anticoagulated=True, baseline=2.0)
 edge(T, "1", 3.0, 2, 1, 1, 0.01, low=False, anticoagulated=True, baseline=2.0)
 edge(T, "1", 5.0, 3, 2, 2, 0.01, low=False, anticoagulated=True, baseline=2.0)
 case(T, 2.2, "1", None, anticoagulated=True)  # on anticoagulation without a baseline
+# on anticoagulation the baseline stays the reference before the first infusion too
+case(T, 2.0, "1", 0, anticoagulated=True, baseline=2.0, before_first_infusion=True)
+case(T, 2.0, "1", 2, baseline=2.0, before_first_infusion=True)  # not on it: >1.5 - 2.5
 
 # --- Fibrinogen decreased: G1 <1.0 - 0.75 x LLN; if abnormal, <25% decrease from baseline;
 #     G2 <0.75 - 0.5 x LLN; 25 - <50%; G3 <0.5 - 0.25 x LLN; 50 - <75%; G4 <0.25 x LLN;
@@ -256,7 +272,42 @@ edge(T, "g/L", 1.5, 3, 3, 2, 0.01, low=True, **abnormal)  # 50 %
 edge(T, "g/L", 0.75, 4, 4, 3, 0.01, low=True, **abnormal)  # 75 %
 edge(T, "g/L", 0.5, 4, 1, 1, 0.01, low=True, lln=4.0, baseline=0.6)  # <50 mg/dL; else -17 %
 edge(T, "mg/dL", 50.0, 4, None, None, 0.1, low=True)  # no LLN: only <50 mg/dL is decided
-case(T, 3.5, "g/L", None, lln=4.0)  # below LLN, baseline unknown
+case(T, 3.5, "g/L", 1, lln=4.0)  # no baseline: taken as normal, 0.875 x LLN
+# at or before the first infusion: the LLN multiples, whatever the baseline
+case(T, 2.9, "g/L", 2, lln=4.0, baseline=2.9, before_first_infusion=True)  # 0.725 x LLN
+case(T, 2.9, "g/L", 0, lln=4.0, baseline=2.9)  # after it: no decrease from baseline
+
+# --- Haptoglobin decreased: G1 <LLN (no G2-4)
+T = "Haptoglobin decreased"
+edge(T, "g/L", 0.3, 1, 0, 0, 0.001, low=True, lln=0.3)
+edge(T, "mg/dL", 30.0, 1, 0, 0, 0.1, low=True, lln=30.0)
+case(T, 0.01, "g/L", 1, lln=0.3)  # no grade above 1
+case(T, 0.2, "g/L", None)  # LLN missing
+
+# --- Blood bicarbonate decreased: G1 <LLN and no intervention initiated (no G2-5)
+T = "Blood bicarbonate decreased"
+edge(T, "mmol/L", 22.0, 1, 0, 0, 0.01, low=True, lln=22.0)
+case(T, 5.0, "mmol/L", 1, lln=22.0)
+
+# --- Thyroid stimulating hormone increased: G1 TSH increased and no intervention initiated
+T = "Thyroid stimulating hormone increased"
+edge(T, "mIU/L", 4.0, 1, 0, 0, 0.01, low=False, uln=4.0)
+edge(T, "uIU/mL", 4.0, 1, 0, 0, 0.01, low=False, uln=4.0)
+case(T, 5.0, "mIU/L", None)  # ULN missing
+
+# --- Eosinophilia: G1 >ULN and >Baseline (G3 steroids initiated: clinical)
+T = "Eosinophilia"
+edge(T, "10^9/L", 0.52, 1, 0, 0, 0.01, low=False, uln=0.52, baseline=0.3)  # normal baseline
+edge(T, "10^9/L", 0.8, 1, 0, 0, 0.01, low=False, uln=0.52, baseline=0.8)  # above ULN: above it
+case(T, 0.6, "10^9/L", 0, uln=0.52, baseline=0.8)  # >ULN but not >baseline
+case(T, 0.6, "10^9/L", 1, uln=0.52)  # no baseline: taken as normal
+case(T, 0.8, "10^9/L", 1, uln=0.52, baseline=0.8, before_first_infusion=True)  # >ULN
+
+# --- Methemoglobinemia: G2 >ULN (no G1); G3 urgent intervention, G4 life-threatening: clinical
+T = "Methemoglobinemia"
+edge(T, "%", 1.5, 2, 0, 0, 0.01, low=False, uln=1.5)
+case(T, 40.0, "%", 2, uln=1.5)
+case(T, 3.0, "%", None)  # ULN missing
 
 # --- Hypoalbuminemia: G1 <LLN - 3 g/dL; <LLN - 30 g/L; G2 <3 - 2 g/dL; <30 - 20 g/L;
 #     G3 <2 g/dL; <20 g/L
@@ -367,8 +418,10 @@ edge(T, "mg/dL", 55.0, 2, 1, 1, 0.1, low=True, lln=70.0)
 edge(T, "mg/dl", 40.0, 3, 2, 2, 0.1, low=True, lln=70.0)
 edge(T, "mg/dL", 30.0, 4, 3, 3, 0.1, low=True, lln=70.0)
 
-# --- Hyperglycemia: CTCAE v5.0 grades it on management only (no numeric criterion)
+# --- Hyperglycemia, Hypo-/Hyperphosphatemia: CTCAE v5.0 grades them on management only
 case("Hyperglycemia", 25.0, "mmol/L", None, uln=6.1)
+case("Hypophosphatemia", 0.3, "mmol/L", None, lln=0.81)
+case("Hyperphosphatemia", 3.0, "mmol/L", None, uln=1.45)
 
 # --- Hypertriglyceridemia: G1 150 - 300 mg/dL; 1.71 - 3.42 mmol/L; G2 >300 - 500; >3.42 - 5.7;
 #     G3 >500 - 1000; >5.7 - 11.4; G4 >1000 mg/dL; >11.4 mmol/L

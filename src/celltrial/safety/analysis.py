@@ -11,7 +11,12 @@ from celltrial.protocol import Protocol
 from celltrial.safety.events import derive_ae_timing
 from celltrial.safety.grading import derive_lab_grades
 from celltrial.safety.signals import derive_infusion_signals
-from celltrial.safety.tables import SafetySummary, derive_first_infusion_flag, summarize_safety
+from celltrial.safety.tables import (
+    SafetySummary,
+    derive_first_infusion_flag,
+    derive_lab_emergence,
+    summarize_safety,
+)
 from celltrial.store.frames import first_infusions
 from celltrial.study import StudyFrames
 
@@ -19,20 +24,26 @@ VITAL_TESTS = ("TEMP", "SPO2", "FIO2", "SYSBP", "HR")
 
 
 def grade_study_labs(protocol: Protocol, frames: StudyFrames) -> pd.DataFrame:
-    """Every observation with its CTCAE grades (baseline-dependent rules use the baseline)."""
+    """Every observation with its CTCAE grades, ``after_first_infusion`` and whether each grade
+    is a treatment-emergent abnormality (:func:`derive_lab_emergence`).
+
+    Baseline-dependent rules compare later values with the subject's baseline value (the last
+    value in the protocol's baseline window before the first infusion); values at or before the
+    first infusion, the baseline among them, are graded against LLN/ULN, and subjects without a
+    baseline value as if it had been normal (``conventions.yaml``)."""
     first = first_infusions(frames.infusions)
     observations = frames.observations
     if observations.empty or first.empty:
         graded = derive_lab_grades(observations.assign(after_first_infusion=False))
-        return graded
+        return derive_lab_emergence(graded)
     is_baseline = select_baseline_rows(
         observations, first_infusion=first, window_days=protocol.baseline.window_days
     )
     baselines = observations.loc[
         is_baseline, ["subject_id", "test", "value", "ref_low", "ref_high"]
     ].rename(columns={"value": "baseline"})
-    graded = derive_lab_grades(observations, baselines=baselines)
-    return derive_first_infusion_flag(graded, first)
+    graded = derive_lab_grades(observations, baselines=baselines, first_infusion=first)
+    return derive_lab_emergence(derive_first_infusion_flag(graded, first))
 
 
 #: The study frames (:class:`~celltrial.study.StudyFrames` names) the lab grades and the
@@ -96,5 +107,9 @@ def analyse_safety(
         lab_grades=lab_grades,
         signals=signals,
         window_hours=window,
-        lab_tables=None if previous is None else (previous.shifts, previous.lab_toxicities),
+        lab_tables=(
+            None
+            if previous is None
+            else (previous.shifts, previous.lab_toxicities, previous.lab_baseline_abnormalities)
+        ),
     )

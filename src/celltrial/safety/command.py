@@ -46,7 +46,15 @@ def safety_command(
     if len(summary.lab_toxicities):
         toxicities = summary.lab_toxicities.drop(columns=["time", "unit"])  # in the test's label
         output.table(
-            toxicities.assign(test=toxicities["test"].map(test_label)), "Lab values of grade ≥ 3"
+            toxicities.assign(test=toxicities["test"].map(test_label)),
+            "Treatment-emergent lab toxicities (grade ≥ 3, worse than baseline)",
+        )
+    if len(summary.lab_baseline_abnormalities):
+        present = summary.lab_baseline_abnormalities
+        output.table(
+            present.assign(test=present["test"].map(test_label)),
+            "Lab abnormalities of grade ≥ 3 present before treatment, not worse since "
+            "(not counted as toxicities)",
         )
     if len(summary.shifts):
         output.table(summary.shifts, "Lab shifts (baseline grade → worst post-baseline grade)")
@@ -158,5 +166,5 @@ def ae_add(
         "outcome": outcome,
     }
     with study_session(study.engine, user=current_user(), reason=reason) as session:
-        record_adverse_event(session, study.study_id, event)
+        record_adverse_event(session, study.study_id, event, zone=zone)
     say(("recorded", "green"), f" {term} for {subject}")

@@ -15,8 +15,12 @@ Columns of the CSV (empty cell = not used by that grade):
 ``pct_change``  ``op percent`` change from baseline (``<=-25`` is a decrease of 25 % or more).
 ``baseline_rule``  how baseline criteria combine with the others: ``if_abnormal`` (baseline
                 criteria when the baseline was abnormal on the side of the term, ULN/LLN criteria
-                when it was normal), ``either`` (any criterion; creatinine), ``if_anticoagulated``
-                (baseline criteria on anticoagulation, absolute ones otherwise; INR).
+                when it was normal), ``if_value_abnormal`` (baseline criteria too, where the value
+                itself is beyond LLN/ULN), ``either`` (any criterion; creatinine),
+                ``if_anticoagulated`` (baseline criteria on anticoagulation, absolute ones
+                otherwise; INR). ``conventions.yaml`` may set the rule of a term it reads one of
+                several ways (``readings``), and says how values at or before the first infusion
+                and values without a baseline are graded.
 ``range_missing`` / ``baseline_missing``  ``not_gradable`` (a missing LLN/ULN/baseline makes this
                 grade undecidable) or ``ignore`` (the criterion is skipped).
 ``valence``     charge of the ion, for mEq/L values.
@@ -42,12 +46,18 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, mo
 
 from celltrial.catalogue import load_catalogue
 from celltrial.errors import CelltrialError, UnitError
+from celltrial.safety.conventions import GradingConventions, load_grading_conventions
 from celltrial.units import convert, normalize_unit
 
 Op = Literal["<", "<=", ">", ">="]
 Kind = Literal["absolute", "x_uln", "x_lln", "plus_uln", "x_baseline", "pct_change"]
 Applies = Literal[
-    "always", "baseline_normal", "baseline_abnormal", "anticoagulated", "not_anticoagulated"
+    "always",
+    "baseline_normal",
+    "baseline_abnormal",
+    "value_abnormal",
+    "anticoagulated",
+    "not_anticoagulated",
 ]
 
 _NUMERIC_COLUMNS: tuple[Kind, ...] = (
@@ -81,7 +91,9 @@ class CriteriaRow(BaseModel):
     plus_uln: str = ""
     x_baseline: str = ""
     pct_change: str = ""
-    baseline_rule: Literal["", "if_abnormal", "either", "if_anticoagulated"] = ""
+    baseline_rule: Literal[
+        "", "if_abnormal", "if_value_abnormal", "either", "if_anticoagulated"
+    ] = ""
     range_missing: Literal["", "not_gradable", "ignore"] = ""
     baseline_missing: Literal["", "not_gradable", "ignore"] = ""
     valence: int | None = None
@@ -157,6 +169,7 @@ class Criterion:
             "always": "",
             "baseline_normal": " (baseline normal)",
             "baseline_abnormal": " (baseline abnormal)",
+            "value_abnormal": " (value beyond LLN/ULN)",
             "anticoagulated": " (on anticoagulation)",
             "not_anticoagulated": " (not on anticoagulation)",
         }[self.applies]
@@ -176,7 +189,13 @@ class GradeRule:
 
 @dataclass(frozen=True)
 class TermCriteria:
-    """All grades of one term (one test, one direction)."""
+    """All grades of one term (one test, one direction), with the conventions that apply to it.
+
+    ``baseline_rule``: the rule of its baseline clauses ("" when it has none), after the readings
+    of ``conventions.yaml``; ``assume_normal_baseline``: values without a baseline are graded as
+    if it had been normal (rules ``if_abnormal``/``if_value_abnormal``); ``before_first_infusion``:
+    ``limits`` when values at or before the first infusion are graded without baseline clauses.
+    """
 
     version: str
     term: str
@@ -185,6 +204,9 @@ class TermCriteria:
     direction: Literal["low", "high"]
     valence: int | None
     grades: tuple[GradeRule, ...]  # ascending grade
+    baseline_rule: str = ""
+    assume_normal_baseline: bool = False
+    before_first_infusion: Literal["limits", "baseline"] = "baseline"
 
     @property
     def numeric(self) -> bool:
@@ -198,6 +220,11 @@ class TermCriteria:
             for r in self.grades
             for c in r.criteria
         )
+
+    @property
+    def has_baseline_clauses(self) -> bool:
+        """Whether some criterion compares the value with the baseline."""
+        return any(c.kind in _BASELINE_KINDS for r in self.grades for c in r.criteria)
 
 
 @dataclass(frozen=True)
@@ -229,24 +256,41 @@ class CompiledTerm:
 def _applies(kind: Kind, rule: str) -> Applies:
     if rule == "if_abnormal" and kind != "absolute":
         return "baseline_abnormal" if kind in _BASELINE_KINDS else "baseline_normal"
+    if rule == "if_value_abnormal" and kind in _BASELINE_KINDS:
+        return "value_abnormal"
     if rule == "if_anticoagulated":
         return "anticoagulated" if kind in _BASELINE_KINDS else "not_anticoagulated"
     return "always"
 
 
-def _term_from_rows(rows: list[CriteriaRow]) -> TermCriteria:
+_READABLE = ("if_abnormal", "if_value_abnormal")  # rules a reading may swap for each other
+
+
+def _term_from_rows(rows: list[CriteriaRow], conventions: GradingConventions) -> TermCriteria:
     first = rows[0]
     for row in rows:
         for name in ("ctcae_term", "test", "direction", "version"):
             if getattr(row, name) != getattr(first, name):
                 raise ValueError(f"term {first.term!r}: {name} differs between its rows")
+    rules = {r.baseline_rule for r in rows} - {""}
+    if len(rules) > 1:
+        raise ValueError(f"term {first.term!r}: several baseline rules {sorted(rules)}")
+    rule = next(iter(rules), "")
+    reading = conventions.readings.get(first.term)
+    if reading is not None:
+        if rule not in _READABLE:
+            raise ValueError(
+                f"conventions.yaml reads {first.term!r} as {reading!r}, but its rows have no "
+                f"baseline rule to read (found {rule or 'none'!r})"
+            )
+        rule = reading
     grades = sorted(r.grade for r in rows)
     if len(set(grades)) != len(grades):
         raise ValueError(f"term {first.term!r}: a grade appears twice")
     valences = {r.valence for r in rows} - {None}
     if len(valences) > 1:
         raise ValueError(f"term {first.term!r}: several valences {sorted(valences)}")
-    rules = []
+    grade_rules = []
     for row in sorted(rows, key=lambda r: r.grade):
         criteria = []
         for kind in _NUMERIC_COLUMNS:
@@ -264,11 +308,11 @@ def _term_from_rows(rows: list[CriteriaRow]) -> TermCriteria:
                     kind=kind,
                     op=specs[0][0],
                     alternatives=tuple((n, u) for _, n, u in specs),
-                    applies=_applies(kind, row.baseline_rule),
+                    applies=_applies(kind, rule if row.baseline_rule else ""),
                     if_missing=missing or "not_gradable",  # type: ignore[arg-type]
                 )
             )
-        rules.append(
+        grade_rules.append(
             GradeRule(row.grade, tuple(criteria), row.clinical_part, row.ctcae_text, row.note)
         )
     return TermCriteria(
@@ -278,7 +322,10 @@ def _term_from_rows(rows: list[CriteriaRow]) -> TermCriteria:
         test=first.test,
         direction=first.direction,
         valence=next(iter(valences), None),
-        grades=tuple(rules),
+        grades=tuple(grade_rules),
+        baseline_rule=rule,
+        assume_normal_baseline=conventions.assume_normal_baseline and rule in _READABLE,
+        before_first_infusion=conventions.before_first_infusion(rule) if rule else "baseline",
     )
 
 
@@ -290,6 +337,7 @@ class CriteriaTable:
     source: str
     terms: Mapping[str, TermCriteria]
     _by_test: Mapping[tuple[str, str], str] = field(repr=False)
+    conventions: GradingConventions = field(default_factory=load_grading_conventions, repr=False)
     _compiled: dict[tuple[str, str], CompiledTerm | UnitError] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -300,6 +348,19 @@ class CriteriaTable:
             (t for key, t in self.terms.items() if key.casefold() == name.casefold()), None
         )
         if found is None:
+            reason = next(
+                (
+                    why
+                    for key, why in self.conventions.not_graded.items()
+                    if key.casefold() == name.casefold()
+                ),
+                None,
+            )
+            if reason is not None:
+                raise CelltrialError(
+                    f"CTCAE v{self.version} term {name!r} is not graded from lab values by "
+                    f"celltrial: {reason} (conventions.yaml, not_graded)"
+                )
             raise CelltrialError(
                 f"no CTCAE v{self.version} lab term {name!r} in {self.source}; known terms: "
                 f"{', '.join(sorted(self.terms))} (D-dimer, CRP, IL-6, CD19 and CD16+56 have no "
@@ -372,20 +433,35 @@ def _in_unit(
     return convert(number, spelled, unit, molar_mass=molar_mass, valence=valence)
 
 
+def load_ctcae_criteria(version: str | None = None) -> CriteriaTable:
+    """Load and validate the shipped CTCAE criteria of ``version`` (cached), by default the
+    version ``conventions.yaml`` names, with the shipped conventions applied."""
+    return _load_ctcae_criteria(version or load_grading_conventions().ctcae_version)
+
+
 @cache
-def load_ctcae_criteria(version: str = "5.0") -> CriteriaTable:
-    """Load and validate the shipped CTCAE criteria of ``version`` (cached)."""
+def _load_ctcae_criteria(version: str) -> CriteriaTable:
     name = f"ctcae_v{version.split('.')[0]}.csv"
     resource = files("celltrial.safety").joinpath("criteria", name)
     if not resource.is_file():
         raise CelltrialError(f"no CTCAE criteria file for version {version!r} ({name})")
-    return read_criteria(
-        resource.read_text(encoding="utf-8"), source=f"celltrial/safety/criteria/{name}"
-    )
+    source = f"celltrial/safety/criteria/{name}"
+    table = read_criteria(resource.read_text(encoding="utf-8"), source=source)
+    unknown = sorted(set(table.conventions.readings) - set(table.terms))
+    if unknown:
+        raise CelltrialError(f"conventions.yaml reads terms {unknown} that {source} does not have")
+    if table.version != version:
+        raise CelltrialError(f"{source} holds CTCAE v{table.version}, not v{version}")
+    return table
 
 
-def read_criteria(text: str, *, source: str) -> CriteriaTable:
-    """Validate criteria CSV ``text`` into a :class:`CriteriaTable`; errors name the row."""
+def read_criteria(
+    text: str, *, source: str, conventions: GradingConventions | None = None
+) -> CriteriaTable:
+    """Validate criteria CSV ``text`` into a :class:`CriteriaTable`; errors name the row.
+
+    ``conventions``: those to apply (default: the shipped ``conventions.yaml``)."""
+    conventions = conventions or load_grading_conventions()
     reader = csv.DictReader(io.StringIO(text))
     rows: list[CriteriaRow] = []
     for line, raw in enumerate(reader, start=2):
@@ -409,7 +485,7 @@ def read_criteria(text: str, *, source: str) -> CriteriaTable:
     by_test: dict[tuple[str, str], str] = {}
     for name, term_rows in by_term.items():
         try:
-            term = _term_from_rows(term_rows)
+            term = _term_from_rows(term_rows, conventions)
         except ValueError as exc:
             raise CelltrialError(f"{source}: {exc}") from exc
         key = (term.test, term.direction)
@@ -422,4 +498,5 @@ def read_criteria(text: str, *, source: str) -> CriteriaTable:
         source=source,
         terms=MappingProxyType(terms),
         _by_test=MappingProxyType(by_test),
+        conventions=conventions,
     )

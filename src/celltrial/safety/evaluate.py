@@ -6,6 +6,13 @@ highest grade whose condition is true, unless some higher grade is unknown, in w
 not gradable and carries the reason of that unknown. Values exactly at a threshold are compared
 with a relative tolerance of 1e-9, so ``3.0 × 40`` is "at" 120 whatever the float rounding.
 
+Two conventions of ``conventions.yaml`` are applied here, as the term carries them
+(:class:`~celltrial.safety.criteria.TermCriteria`): a term graded on the baseline status of a
+subject without a baseline value is graded as if the baseline had been normal (those rows are
+``assumed``), and values taken at or before the first infusion are graded without the baseline
+clauses (as if the baseline had been normal and no anticoagulation given) when the term's rule
+says ``limits``.
+
 Speed: a value is divided once by each limit it is compared with (``value / ULN`` against the
 multiples 1, 3, 5, 20), grades are written with ``np.copyto(where=…)``, and the bookkeeping of
 unknowns runs only when some input of the term is actually missing.
@@ -35,6 +42,7 @@ R_VALUE, R_UNIT, R_ULN, R_LLN, R_BASELINE, R_STATUS, R_QUALIFIER, R_CLINICAL = r
 
 _EPS = 1e-9
 _LIMIT = {"x_uln": "uln", "x_lln": "lln", "x_baseline": "baseline", "pct_change": "baseline"}
+_BASELINE_KINDS = frozenset({"x_baseline", "pct_change"})
 _LIMIT_REASON = {"uln": R_ULN, "lln": R_LLN, "baseline": R_BASELINE}
 
 
@@ -44,6 +52,8 @@ class LabInputs:
 
     ``baseline_abnormal`` is 1.0/0.0/NaN (unknown); when None it is derived from the baseline
     and ``baseline_lln``/``baseline_uln`` (the baseline sample's range, else the row's range).
+    A baseline is *missing* where neither its value nor its status is known.
+    ``before_first_infusion`` (bool): the value was taken at or before the first infusion.
     Limits are assumed non-negative (lab limits always are).
     """
 
@@ -55,16 +65,19 @@ class LabInputs:
     baseline_lln: np.ndarray | None = None
     baseline_uln: np.ndarray | None = None
     anticoagulated: np.ndarray | None = None
+    before_first_infusion: np.ndarray | None = None
 
 
 @dataclass
 class Evaluation:
-    """Grades of one term: ``grade`` (int8), ``gradable`` (bool), ``reason`` (uint8 codes)."""
+    """Grades of one term: ``grade`` (int8), ``gradable`` (bool), ``reason`` (uint8 codes);
+    ``assumed`` (bool or None for none): graded as if the missing baseline had been normal."""
 
     grade: np.ndarray
     gradable: np.ndarray
     reason: np.ndarray
     matched: np.ndarray | None = None  # index of the matched criterion, -1 for none
+    assumed: np.ndarray | None = None
 
 
 def _nudged(op: str, number: float) -> float:
@@ -88,12 +101,29 @@ class _Context:
 
     def __init__(self, compiled: CompiledTerm, inputs: LabInputs) -> None:
         self.compiled = compiled
+        term = compiled.term
         self.x = inputs
         self.n = len(inputs.value)
         self._nan: dict[str, np.ndarray | None] = {}
         self._ratio: dict[str, np.ndarray] = {}
         self._gate: dict[str, tuple[np.ndarray | None, np.ndarray | None]] = {}
         self._status: tuple[np.ndarray, np.ndarray | None] | None = None
+        # rows graded without baseline clauses: at or before the first infusion ("limits")
+        pre = inputs.before_first_infusion
+        if term.before_first_infusion != "limits" or pre is None:
+            self.pre: np.ndarray | None = None
+        else:
+            pre = np.asarray(pre, dtype=bool)
+            self.pre = pre if pre.any() else None
+        # rows whose missing baseline is taken as normal (conventions.yaml, baseline.missing):
+        # found with the baseline status (status()) or, for the value reading, here
+        self.assumed: np.ndarray | None = None
+        if term.assume_normal_baseline and term.baseline_rule == "if_value_abnormal":
+            base = inputs.baseline
+            missing = np.ones(self.n, dtype=bool) if base is None else np.isnan(base)
+            if self.pre is not None:
+                missing = missing & ~self.pre
+            self.assumed = missing if missing.any() else None
 
     def nan(self, name: str) -> np.ndarray | None:
         """Where input ``name`` is missing, or None when it is never missing (fast path)."""
@@ -133,18 +163,47 @@ class _Context:
                     limit = x.baseline_lln if x.baseline_lln is not None else x.lln
                     abnormal = base < limit
                 unknown = np.isnan(base) | np.isnan(limit)
+            if self.pre is not None:  # before treatment: graded as if the baseline were normal
+                abnormal = abnormal & ~self.pre
+                unknown = unknown & ~self.pre
+            if self.compiled.term.assume_normal_baseline and unknown.any():
+                # a missing baseline (neither value nor status known) is taken as normal
+                missing = unknown if x.baseline is None else unknown & np.isnan(x.baseline)
+                if missing.any():
+                    self.assumed = missing
+                    unknown = unknown & ~missing
             self._status = (abnormal, unknown if unknown.any() else None)
         return self._status
 
-    def gate(self, applies: str) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """(where the criterion applies, or None for everywhere; where that is unknown)."""
+    def gate(self, rc: ResolvedCriterion) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(where the criterion applies, or None for everywhere; where that is unknown).
+
+        Baseline clauses never apply to values graded against the limits only (``pre``)."""
+        applies = rc.criterion.applies
+        gate, unknown = self._gate_of(applies)
+        if self.pre is not None and rc.criterion.kind in _BASELINE_KINDS:
+            gate = ~self.pre if gate is None else gate & ~self.pre
+            unknown = None if unknown is None else unknown & ~self.pre
+        return gate, unknown
+
+    def _gate_of(self, applies: str) -> tuple[np.ndarray | None, np.ndarray | None]:
         if applies == "always":
             return None, None
         if applies not in self._gate:
             if applies in ("anticoagulated", "not_anticoagulated"):
                 on = self.x.anticoagulated
                 on = np.zeros(self.n, dtype=bool) if on is None else on.astype(bool, copy=False)
+                if self.pre is not None:  # before treatment: graded as if not on it
+                    on = on & ~self.pre
                 self._gate[applies] = ((on if applies == "anticoagulated" else ~on), None)
+            elif applies == "value_abnormal":  # the value beyond the term's limit
+                name = "uln" if self.compiled.term.direction == "high" else "lln"
+                op = ">" if name == "uln" else "<"
+                beyond = _COMPARE[op](self.ratio(name), _nudged(op, 1.0))
+                missing = self.nan(name)
+                self._gate[applies] = (
+                    (beyond, None) if missing is None else (beyond & ~missing, missing)
+                )
             else:
                 abnormal, unknown = self.status()
                 mask = abnormal if applies == "baseline_abnormal" else ~abnormal
@@ -223,7 +282,12 @@ def evaluate(compiled: CompiledTerm, inputs: LabInputs, *, detail: bool = False)
     grade *= gradable.view(np.int8)
     if matched is not None:
         np.copyto(matched, -1, where=not_gradable)
-    return Evaluation(grade=grade, gradable=gradable, reason=reason, matched=matched)
+    if compiled.term.uses_baseline_status:
+        ctx.status()  # finds the assumed rows, if no criterion asked for the status
+    assumed = None if ctx.assumed is None else ctx.assumed & gradable
+    return Evaluation(
+        grade=grade, gradable=gradable, reason=reason, matched=matched, assumed=assumed
+    )
 
 
 def _criterion(
@@ -233,12 +297,15 @@ def _criterion(
 
     Notes the reason of rows left unknown.
     """
-    gate, gate_unknown = ctx.gate(rc.criterion.applies)
+    gate, gate_unknown = ctx.gate(rc)
     if gate is not None and gate_unknown is None and not gate.any():
         return None
     hit, missing, why = ctx.test(rc)
     if rc.criterion.if_missing == "ignore":
         missing = None
+    elif missing is not None and ctx.assumed is not None and why == R_BASELINE:
+        missing = missing & ~ctx.assumed  # no baseline, taken as normal: the clause is not met
+        missing = missing if missing.any() else None
     true_c = hit if gate is None else hit & gate
     if missing is None and gate_unknown is None:
         return true_c, None

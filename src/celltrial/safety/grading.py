@@ -10,6 +10,12 @@ unit that cannot be converted makes the value not gradable rather than guessed.
 (above ULN for ALT, below LLN for fibrinogen). When it is not given it is derived from
 ``baseline`` and the limits; when that is impossible, grades that depend on it are not gradable
 (a value that no baseline could push up still grades 0).
+
+The conventions of ``criteria/conventions.yaml`` apply (:mod:`celltrial.safety.conventions`):
+without a baseline (neither its value nor its status known) those terms are graded as if it had
+been normal, and the result says so (``assumed_normal_baseline``); a value taken at or before the
+first infusion (``before_first_infusion``) is graded against LLN/ULN, without the baseline
+clauses, where the term's convention says ``limits``.
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ class GradeExplanation:
     lab_part_only: bool  # the grade also has clinical parts the value cannot show
     clinical_part: str
     notes: tuple[str, ...] = ()
+    assumed_normal_baseline: bool = False  # graded as if the missing baseline had been normal
 
 
 def _one(x: float | None) -> np.ndarray:
@@ -78,10 +85,14 @@ def explain_grade(
     baseline: float | None = None,
     baseline_abnormal: bool | None = None,
     anticoagulated: bool = False,
+    before_first_infusion: bool = False,
     qualifier: str = "",
     criteria: CriteriaTable | None = None,
 ) -> GradeExplanation:
-    """Grade one value of ``term`` and say which rule matched or why it is not gradable."""
+    """Grade one value of ``term`` and say which rule matched or why it is not gradable.
+
+    ``before_first_infusion``: the value was taken at or before the first infusion (the baseline
+    value itself, say): graded without the baseline clauses where the conventions say so."""
     table = criteria or load_ctcae_criteria()
     tc = table.term(term)
 
@@ -122,12 +133,16 @@ def explain_grade(
         baseline=_one(baseline),
         baseline_abnormal=None if baseline_abnormal is None else _one(float(baseline_abnormal)),
         anticoagulated=np.array([bool(anticoagulated)]),
+        before_first_infusion=np.array([bool(before_first_infusion)]),
     )
     ev = evaluate(compiled, inputs, detail=True)
     below, above = _limit_sides(np.array([qualifier.strip()], dtype=object))
     _apply_qualifier(compiled, below, above, ev)
-    notes = _ignored_notes(compiled, baseline) + tuple(
-        dict.fromkeys(r.note for r in tc.grades if r.note)
+    assumed = ev.assumed is not None and bool(ev.assumed[0] and ev.gradable[0])
+    notes = (
+        _convention_notes(tc, before_first_infusion, assumed)
+        + _ignored_notes(compiled, baseline, before_first_infusion)
+        + tuple(dict.fromkeys(r.note for r in tc.grades if r.note))
     )
     if not ev.gradable[0]:
         return result(
@@ -147,6 +162,7 @@ def explain_grade(
             lab_part_only=False,
             clinical_part="",
             notes=notes,
+            assumed_normal_baseline=assumed,
         )
     rc = compiled.criteria[int(ev.matched[0])]  # type: ignore[index]
     rule = next(r for r in tc.grades if r.grade == grade)
@@ -157,6 +173,7 @@ def explain_grade(
         lab_part_only=bool(rule.clinical_part),
         clinical_part=rule.clinical_part,
         notes=notes,
+        assumed_normal_baseline=assumed,
     )
 
 
@@ -170,6 +187,7 @@ def grade_lab(
     baseline: float | None = None,
     baseline_abnormal: bool | None = None,
     anticoagulated: bool = False,
+    before_first_infusion: bool = False,
     qualifier: str = "",
     criteria: CriteriaTable | None = None,
 ) -> int | None:
@@ -186,13 +204,32 @@ def grade_lab(
         baseline=baseline,
         baseline_abnormal=baseline_abnormal,
         anticoagulated=anticoagulated,
+        before_first_infusion=before_first_infusion,
         qualifier=qualifier,
         criteria=criteria,
     ).grade
 
 
-def _ignored_notes(compiled: CompiledTerm, baseline: float | None) -> tuple[str, ...]:
-    if baseline is not None:
+def _convention_notes(tc: TermCriteria, before: bool, assumed: bool) -> tuple[str, ...]:
+    """What the conventions of ``conventions.yaml`` did to this value, if anything."""
+    notes = []
+    if before and tc.before_first_infusion == "limits" and tc.has_baseline_clauses:
+        notes.append(
+            "taken at or before the first infusion: graded against LLN/ULN, without the "
+            "baseline clauses (conventions.yaml, baseline.before_first_infusion)"
+        )
+    if assumed:
+        notes.append(
+            "no baseline: graded as if the baseline had been normal (conventions.yaml, "
+            "baseline.missing)"
+        )
+    return tuple(notes)
+
+
+def _ignored_notes(
+    compiled: CompiledTerm, baseline: float | None, before: bool = False
+) -> tuple[str, ...]:
+    if baseline is not None or (before and compiled.term.before_first_infusion == "limits"):
         return ()
     ignored = [
         compiled.describe(rc)
@@ -212,6 +249,7 @@ def compute_lab_grades(
     baseline: np.ndarray | float | None = None,
     baseline_abnormal: np.ndarray | None = None,
     anticoagulated: np.ndarray | bool | None = None,
+    before_first_infusion: np.ndarray | bool | None = None,
     criteria: CriteriaTable | None = None,
 ) -> pd.arrays.IntegerArray:
     """Grades of an array of values of one term in one unit (nullable Int8; NA = not gradable).
@@ -238,6 +276,11 @@ def compute_lab_grades(
         baseline=arr(baseline),
         baseline_abnormal=arr(baseline_abnormal),
         anticoagulated=None if anticoagulated is None else np.broadcast_to(anticoagulated, (n,)),
+        before_first_infusion=(
+            None
+            if before_first_infusion is None
+            else np.broadcast_to(np.asarray(before_first_infusion, dtype=bool), (n,))
+        ),
     )
     ev = evaluate(compiled, inputs)
     return pd.arrays.IntegerArray(ev.grade, ~ev.gradable)
@@ -273,7 +316,17 @@ def _apply_qualifier(
 
 _REQUIRED = ("subject_id", "test", "value", "unit", "ref_low", "ref_high")
 _BASELINE_REQUIRED = ("subject_id", "test", "baseline")
-_OUTPUT = ("grade_low", "term_low", "reason_low", "grade_high", "term_high", "reason_high")
+_OUTPUT = (
+    "grade_low",
+    "term_low",
+    "reason_low",
+    "assumed_normal_baseline_low",
+    "grade_high",
+    "term_high",
+    "reason_high",
+    "assumed_normal_baseline_high",
+)
+_ASSUMED_BIT = np.uint8(0x80)  # of a side's byte: graded as if the missing baseline were normal
 
 
 def _codes(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
@@ -315,8 +368,9 @@ class _BaselineTable:
     def status(self, direction: str) -> np.ndarray | None:
         """Per cell, the baseline status on ``direction``'s side as evaluate() derives it.
 
-        0 normal, 1 abnormal, 2 unknown; None when it depends on each row's own LLN/ULN (the
-        baselines give neither a flag nor their own range).
+        0 normal, 1 abnormal, 2 unknown, 3 missing (neither value nor status known); None when
+        it depends on each row's own LLN/ULN (the baselines give neither a flag nor their own
+        range).
         """
         base = self.tables["baseline"]
         if "baseline_abnormal" in self.tables:
@@ -328,7 +382,9 @@ class _BaselineTable:
                 return None
             abnormal = base > limit if direction == "high" else base < limit
             unknown = np.isnan(base) | np.isnan(limit)
-        return np.where(unknown, kernel.UNKNOWN, abnormal).astype(np.int8)
+        code = np.where(unknown, kernel.UNKNOWN, abnormal).astype(np.int8)
+        code[unknown & np.isnan(base)] = kernel.MISSING
+        return code
 
 
 def _baseline_table(
@@ -369,29 +425,50 @@ def _baseline_table(
 
 def _regimes(
     conditions: dict[str, list[str | None]],
+    assume: dict[str, list[bool]],
     test_codes: np.ndarray,
     base: _BaselineTable | None,
     cells: np.ndarray | None,
     lln: np.ndarray,
     uln: np.ndarray,
-) -> np.ndarray | None:
-    """Each row's regime_low × 3 + regime_high (int8), None when no term has a condition.
+    subjectless: bool = False,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Each row's regime_low × 3 + regime_high (int8), None when no term has a condition; and
+    which rows are graded on a missing baseline taken as normal (uint8 bits: 1 low side, 2 high
+    side), None when none is.
 
-    Per side: a term graded on the baseline status gets 0 (normal), 1 (abnormal) or 2
-    (unknown: evaluate() decides); a term graded on anticoagulation 0 (off) or 1 (on).
+    Per side: a term graded on the baseline status gets 0 (normal), 1 (abnormal) or 2 (unknown:
+    evaluate() decides); a missing baseline is 0 and flagged where ``assume`` says so (the
+    conventions), else 2. A term graded on anticoagulation gets 0 (off) or 1 (on).
+    ``subjectless``: some rows have no subject (their cells are the first, always empty).
     """
     if not any(c in ("status", "anticoagulated") for cs in conditions.values() for c in cs):
-        return None
-    weight = {"low": 3, "high": 1}
+        return None, None
+    weight = {"low": kernel.SIDE_REGIMES, "high": 1}
+    bit = {"low": np.uint8(1), "high": np.uint8(2)}
     n_test = len(conditions["low"])
-    if base is None or cells is None:  # no baselines: status unknown, not on anticoagulation
+    # per test code (+ the slot of code -1): the regime of a missing baseline, and its flag
+    missing = {
+        d: np.array([0 if a else kernel.UNKNOWN for a in assume[d]] + [0], np.int8)
+        for d in conditions
+    }
+    flagged = {
+        d: np.array(
+            [a and c == "status" for a, c in zip(assume[d], conditions[d], strict=True)] + [False]
+        )
+        for d in conditions
+    }
+    if base is None or cells is None:  # no baselines: status missing, not on anticoagulation
         regime = np.zeros(n_test + 1, dtype=np.int8)  # the last slot answers code -1
+        bits = np.zeros(n_test + 1, dtype=np.uint8)
         for direction, conds in conditions.items():
             for t, c in enumerate(conds):
                 if c == "status":
-                    regime[t] += kernel.UNKNOWN * weight[direction]
-        return regime.take(test_codes)
+                    regime[t] += missing[direction][t] * weight[direction]
+            bits |= flagged[direction].view(np.uint8) * bit[direction]
+        return regime.take(test_codes), (bits.take(test_codes) if bits.any() else None)
     cell_regime = np.zeros(len(base.tables["baseline"]), dtype=np.int8)
+    cell_bits = np.zeros(len(cell_regime), dtype=np.uint8)
     test_of_cell = np.arange(len(cell_regime)) % base.n_test
     per_row: list[tuple[str, list[bool]]] = []  # sides whose status depends on each row's range
     anticoagulated = base.tables.get("anticoagulated")
@@ -404,20 +481,56 @@ def _regimes(
             if status is None:
                 per_row.append((direction, uses_status))
             else:
+                absent = status == kernel.MISSING
+                tests = test_of_cell[absent]
+                status[absent] = missing[direction][:-1][tests]
+                cell_bits[absent] |= flagged[direction][:-1][tests].view(np.uint8) * bit[direction]
                 mask = np.array([*uses_status, False])[test_of_cell]
                 cell_regime += status * mask * np.int8(weight[direction])
         if uses_anticoag.any() and on is not None:
             cell_regime += on * uses_anticoag[test_of_cell] * np.int8(weight[direction])
     regime = cell_regime.take(cells, mode="clip")
+    flagged_cells = cell_bits[base.n_test :].any() or (subjectless and cell_bits.any())
+    bits = cell_bits.take(cells, mode="clip") if flagged_cells else None
     if per_row:  # status from the baseline and each row's own LLN/ULN
         b = base.tables["baseline"].take(cells, mode="clip")
+        absent = np.isnan(b)
         for direction, uses_status in per_row:
             limit = uln if direction == "high" else lln
             abnormal = b > limit if direction == "high" else b < limit
-            code = np.where(np.isnan(b) | np.isnan(limit), kernel.UNKNOWN, abnormal)
-            code = code.astype(np.int8) * np.array([*uses_status, False], np.int8).take(test_codes)
+            code = np.where(np.isnan(limit), kernel.UNKNOWN, abnormal).astype(np.int8)
+            code[absent] = missing[direction].take(test_codes[absent])
+            code *= np.array([*uses_status, False], np.int8).take(test_codes)
             regime += code * np.int8(weight[direction])
-    return regime
+            side_bits = absent & flagged[direction].take(test_codes)
+            if side_bits.any():
+                bits = np.zeros(len(b), dtype=np.uint8) if bits is None else bits
+                bits |= side_bits.view(np.uint8) * bit[direction]
+    return regime, bits
+
+
+def _before_first_infusion(
+    observations: pd.DataFrame,
+    first_infusion: pd.Series,
+    subj_codes: np.ndarray,
+    subj_index: pd.Index,
+) -> np.ndarray:
+    """Which rows were taken at or before their subject's first infusion (or have none yet):
+    the complement of ``after_first_infusion`` (:func:`~celltrial.safety.tables.
+    derive_first_infusion_flag`)."""
+    check_columns(observations, ("time",), what="observation")
+    time = observations["time"]
+    if not isinstance(time.dtype, pd.DatetimeTZDtype):
+        time = pd.to_datetime(time, utc=True)
+    unit = f"datetime64[{time.dtype.unit}]"
+    first = pd.to_datetime(first_infusion, utc=True)
+    if not first.index.is_unique:
+        raise DataError("first_infusion: a subject appears twice; give one first infusion each")
+    per_subject = first.reindex(subj_index.astype(object)).to_numpy(dtype=unit)
+    per_subject = np.append(per_subject, np.datetime64("NaT"))  # code -1: no subject
+    with np.errstate(invalid="ignore"):  # aware times as UTC datetime64: no copy
+        after = time.to_numpy(dtype=unit) > per_subject.take(subj_codes)  # NaT: not after
+    return ~after
 
 
 def _group_order(pkey: np.ndarray, n_groups: int) -> tuple[np.ndarray | None, np.ndarray]:
@@ -441,18 +554,25 @@ def derive_lab_grades(
     *,
     criteria: CriteriaTable | None = None,
     baselines: pd.DataFrame | None = None,
+    first_infusion: pd.Series | None = None,
 ) -> pd.DataFrame:
     """A new frame: ``observations`` plus CTCAE grades of each row, low and high side.
 
     Added columns: ``grade_low``/``grade_high`` (nullable Int8), ``term_low``/``term_high`` (the
     CTCAE term, categorical; NA when the test has no numeric term on that side, e.g. D-dimer),
-    ``reason_low``/``reason_high`` (why a row with a term is not gradable). ``value``/``unit``
-    must be the canonical ones; ``ref_low``/``ref_high`` are the LLN/ULN; an optional
-    ``qualifier`` column marks values at reporting limits.
+    ``reason_low``/``reason_high`` (why a row with a term is not gradable),
+    ``assumed_normal_baseline_low``/``_high`` (bool: graded as if the subject's missing baseline
+    had been normal, conventions.yaml ``baseline.missing``). ``value``/``unit`` must be the
+    canonical ones; ``ref_low``/``ref_high`` are the LLN/ULN; an optional ``qualifier`` column
+    marks values at reporting limits.
 
     ``baselines`` (one row per subject and test): ``subject_id``, ``test``, ``baseline`` and
     optionally ``ref_low``/``ref_high`` (the baseline sample's range), ``baseline_abnormal`` and
-    ``anticoagulated`` (for INR).
+    ``anticoagulated`` (for INR). ``first_infusion`` (subject → time, as
+    :func:`~celltrial.store.frames.first_infusions` gives it): rows taken at or before it, and all
+    rows of subjects without one, are graded without the baseline clauses where the conventions
+    say ``limits`` (needs a ``time`` column); without it every row is graded as a value after
+    the baseline.
 
     Vectorised per term: rows are grouped by test, unit and the baseline condition their terms
     depend on (a counting sort; the columns are scattered into group order, cheaper than
@@ -481,12 +601,22 @@ def derive_lab_grades(
     conditions = {
         d: [None if t is None else kernel.condition(t) for t in s] for d, s in sides.items()
     }
+    assume = {d: [t is not None and t.assume_normal_baseline for t in s] for d, s in sides.items()}
+    limits = {  # sides whose values before the first infusion lose their baseline clauses
+        d: [
+            t is not None
+            and t.before_first_infusion == "limits"
+            and (t.has_baseline_clauses or kernel.condition(t) is not None)
+            for t in s
+        ]
+        for d, s in sides.items()
+    }
 
     # one key per (test, unit): (test code + 1) × (units + 1) + unit code + 1, never negative;
-    # pkey = key × 9 + the regime of each side (kernel), computed on a narrow integer type
+    # pkey = before × keys × 9 + key × 9 + the regime of each side (kernel), on a narrow type
     n_units = len(unit_index) + 1
     n_keys = (len(test_index) + 1) * n_units
-    n_groups = n_keys * kernel.REGIMES
+    n_groups = 2 * n_keys * kernel.REGIMES
     small = np.int16 if n_groups < np.iinfo(np.int16).max else np.intp
     pkey = np.add(test_codes, 1, dtype=small)
     pkey *= small(n_units)
@@ -497,16 +627,33 @@ def derive_lab_grades(
     base: _BaselineTable | None = None
     cells: np.ndarray | None = None
     subj_codes: np.ndarray | None = None
-    if baselines is not None and any(
+    before: np.ndarray | None = None
+    uses_baselines = any(
         c is not None or _has_baseline_criteria(t)
         for d in ("low", "high")
         for c, t in zip(conditions[d], sides[d], strict=True)
-    ):
+    )
+    if uses_baselines and (baselines is not None or first_infusion is not None):
         subj_codes, subj_index = _codes(observations["subject_id"])
-        base = _baseline_table(baselines, subj_index, test_index)
-        cells = base.index(subj_codes, test_codes)
-    regime = _regimes(conditions, test_codes, base, cells, lln, uln)
+        if baselines is not None:
+            base = _baseline_table(baselines, subj_index, test_index)
+            cells = base.index(subj_codes, test_codes)
+        if first_infusion is not None and any(limits["low"] + limits["high"]):
+            before = _before_first_infusion(observations, first_infusion, subj_codes, subj_index)
+    subjectless = subj_codes is not None and bool((subj_codes < 0).any())
+    regime, assumed_bits = _regimes(
+        conditions, assume, test_codes, base, cells, lln, uln, subjectless
+    )
     del cells  # memory touched for the first time is slow here: keep few large arrays alive
+    if before is not None and not before.any():
+        before = None
+    if before is not None:  # their own pkeys; the plans ignore the regime of "limits" sides
+        if assumed_bits is not None:  # graded on the limits by rule, not on an assumption
+            assumed_bits *= (~before).view(np.uint8)
+        pkey += np.multiply(before.view(np.uint8), n_keys * kernel.REGIMES, dtype=small)
+        del before
+    else:
+        n_groups //= 2  # no value before a first infusion: half the pkey range
     if regime is not None:
         pkey += regime
         del regime
@@ -515,7 +662,7 @@ def derive_lab_grades(
     order, counts = _group_order(pkey, n_groups)
     test_of_key = [k // n_units - 1 for k in range(n_keys)]
     present = np.flatnonzero(counts)
-    present_keys = sorted({int(p) // kernel.REGIMES for p in present.tolist()})
+    present_keys = sorted({kernel.key_of(int(p), n_keys) for p in present.tolist()})
     units = {k: "" if k % n_units == 0 else str(unit_index[k % n_units - 1]) for k in present_keys}
     plans = tuple(
         kernel.plan_side(
@@ -529,6 +676,7 @@ def derive_lab_grades(
             units,
             n_keys,
             position,
+            present=frozenset(present.tolist()),
         )
         for direction in ("low", "high")
     )
@@ -567,8 +715,10 @@ def derive_lab_grades(
     g_subj = None if base is None or subj_codes is None else _grouped(subj_codes, pos)
     g_limits = None if limit_sides is None else tuple(_grouped(x, pos) for x in limit_sides)
 
-    # per row and side one byte: grade code (bits 0-2: 0-4, NOT_GRADABLE, NO_TERM), reason (3-6)
+    # per row and side one byte: grade code (bits 0-2: 0-4, NOT_GRADABLE, NO_TERM), reason (3-6),
+    # graded on a missing baseline taken as normal (bit 7, by evaluate(); else assumed_bits)
     packed = np.full(n, kernel.NO_TERM | (kernel.NO_TERM << 8), dtype=np.uint16)
+    any_assumed = False  # whether some row got the assumed-normal-baseline bit
     ends = np.cumsum(counts)
     for p in present.tolist():
         start, end = int(ends[p] - counts[p]), int(ends[p])
@@ -584,32 +734,50 @@ def derive_lab_grades(
             and g_subj is not None
             and any(kernel.uses_baseline(plan, p) for plan in plans)
         ):
-            cell = base.index(g_subj[part], test_of_key[p // kernel.REGIMES])
+            cell = base.index(g_subj[part], test_of_key[kernel.key_of(p, n_keys)])
             b = base.tables["baseline"].take(cell, mode="clip")
         side_bytes = []
         for plan in plans:
             found = kernel.grade_group(plan, p, value, low, high, b, missing)
+            assumed: np.ndarray | bool = False  # status terms: flagged from assumed_bits
             if found is None:
                 if cell is None and base is not None and g_subj is not None:
-                    cell = base.index(g_subj[part], test_of_key[p // kernel.REGIMES])
-                found = _evaluate_group(plan, p, value, low, high, base, cell)
-            code, reason = found
+                    cell = base.index(g_subj[part], test_of_key[kernel.key_of(p, n_keys)])
+                code, reason, assumed = _evaluate_group(
+                    plan, p, n_keys, value, low, high, base, cell
+                )
+            else:
+                code, reason = found
             if g_limits is not None and bool(code.size) and int(code.min()) < kernel.NO_TERM:
                 below, above = (x[part] for x in g_limits)
                 kernel.apply_qualifier(plan, p, code, reason, below, above)
             reason <<= 3
             reason |= code
+            if assumed is not False and bool(code.size):  # the flag, on graded rows only
+                reason |= (assumed & (code < kernel.NOT_GRADABLE)).view(np.uint8) * _ASSUMED_BIT
+                any_assumed = True
             side_bytes.append(reason)
         packed[part] = side_bytes[0] | (side_bytes[1].astype(np.uint16) << 8)
     packed = packed if pos is None else packed.take(pos)
 
     columns: dict[str, object] = {}
     reason_categories = list(REASONS[1:])
+    no_flag: np.ndarray | None = None
     for byte, plan, term in zip(
         (packed.astype(np.uint8), (packed >> 8).astype(np.uint8)), plans, terms, strict=True
     ):
+        if any_assumed:  # flagged by evaluate() (terms it grades)
+            flag = byte >= _ASSUMED_BIT
+            byte &= np.uint8(0x7F)
+        else:  # one array of False for both sides (pandas copies before any write)
+            no_flag = np.zeros(n, dtype=bool) if no_flag is None else no_flag
+            flag = no_flag
         grade = byte & np.uint8(7)
         na = grade >= kernel.NOT_GRADABLE
+        if assumed_bits is not None:  # status terms on a missing baseline, graded rows only
+            side_bit = np.uint8(1 if plan.direction == "low" else 2)
+            flag = flag | (((assumed_bits & side_bit) > 0) & ~na)
+        columns[f"assumed_normal_baseline_{plan.direction}"] = flag
         grade *= (~na).view(np.uint8)
         byte >>= 3
         reason = byte.view(np.int8)
@@ -647,20 +815,25 @@ def _has_baseline_criteria(term: TermCriteria | None) -> bool:
 def _evaluate_group(
     plan: kernel.SidePlan,
     p: int,
+    n_keys: int,
     value: np.ndarray,
     lln: np.ndarray,
     uln: np.ndarray,
     base: _BaselineTable | None,
     cells: np.ndarray | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Grade codes and reasons of one group on one side by evaluate() (the reference engine)."""
-    compiled = plan.compiled[p // kernel.REGIMES]
-    inputs = LabInputs(value=value, lln=lln, uln=uln)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | bool]:
+    """Grade codes, reasons and the assumed-normal-baseline flags of one group on one side by
+    evaluate() (the reference engine)."""
+    compiled = plan.compiled[kernel.key_of(p, n_keys)]
+    before = np.full(len(value), kernel.is_before(p, n_keys))
+    inputs = LabInputs(value=value, lln=lln, uln=uln, before_first_infusion=before)
     if base is not None and cells is not None and _uses_baseline(compiled):
-        inputs = LabInputs(value=value, lln=lln, uln=uln, **base.lookup(cells))
+        inputs = LabInputs(
+            value=value, lln=lln, uln=uln, before_first_infusion=before, **base.lookup(cells)
+        )
     ev = evaluate(compiled, inputs)
     code = ev.grade.view(np.uint8) + (~ev.gradable).view(np.uint8) * np.uint8(kernel.NOT_GRADABLE)
-    return code, ev.reason
+    return code, ev.reason, (False if ev.assumed is None else ev.assumed)
 
 
 def _uses_baseline(compiled: CompiledTerm) -> bool:

@@ -3,10 +3,14 @@
 :func:`celltrial.safety.grading.derive_lab_grades` grades every row of a frame on the low and the
 high side of its test. Its rows are grouped by *pkey* and each group is graded here:
 
-* ``pkey = key × 9 + regime_low × 3 + regime_high``: the key is the row's (test, unit) and the
-  regime of a side the condition its term's criteria depend on — baseline normal (0), abnormal
-  (1) or unknown (2) for terms graded on the baseline when it was abnormal, off (0) or on (1)
-  anticoagulation for INR. Every row of a group has the same thresholds;
+* ``pkey = before × keys × 9 + key × 9 + regime_low × 3 + regime_high``: the key is the row's
+  (test, unit) and the regime of a side the condition its term's criteria depend on — baseline
+  normal (0), abnormal (1) or unknown (2) for terms graded on the baseline when it was abnormal
+  (a missing baseline taken as normal by conventions.yaml is 0), off (0) or on (1)
+  anticoagulation for INR; ``before`` is 1 for values taken at or before the first infusion
+  (graded without the baseline clauses where the term's convention says ``limits``), the most
+  significant part so that frames without such values keep the small pkey range (the counting
+  sort's counts stay in the L1 cache). Every row of a group has the same thresholds;
 * :func:`plan_side` compiles the terms of the keys present (:meth:`CriteriaTable.compile`:
   thresholds converted into the unit of the values, never the values) into tables indexed by
   pkey, one *family* per compared quantity (the value, ``value / ULN``, ``value / LLN``, the
@@ -45,8 +49,10 @@ from celltrial.safety.evaluate import (
     _nudged,
 )
 
-REGIMES = 9  # regime_low × 3 + regime_high
+SIDE_REGIMES = 3  # per side: 0 normal/off, 1 abnormal/on, 2 unknown
+REGIMES = SIDE_REGIMES * SIDE_REGIMES  # regime_low × 3 + regime_high
 UNKNOWN = 2  # regime: baseline status unknown
+MISSING = 3  # a baseline status (never a regime): missing, neither value nor status known
 # info table bits (uint16): term code + 1 in the low 10 bits, then flags
 TERM_BITS = 0x3FF
 F_UNIT = 1 << 10  # unit not convertible for this term
@@ -71,6 +77,7 @@ _APPLIES = {  # regime (0, 1) → does a criterion with this condition apply?
     "not_anticoagulated": (True, False),
     "anticoagulated": (False, True),
 }
+_BASELINE_KINDS = frozenset({"x_baseline", "pct_change"})
 
 
 def _strict_threshold(op: str, number: float) -> float:
@@ -83,7 +90,8 @@ def _strict_threshold(op: str, number: float) -> float:
 
 
 def condition(term: TermCriteria) -> str | None:
-    """What ``term``'s criteria depend on: ``status``, ``anticoagulated``, ``mixed`` or None."""
+    """What ``term``'s criteria depend on: ``status``, ``anticoagulated``, ``value`` (the value
+    beyond its limit: evaluate() grades those), ``mixed`` or None."""
     found = set()
     for rule in term.grades:
         for c in rule.criteria:
@@ -91,16 +99,32 @@ def condition(term: TermCriteria) -> str | None:
                 found.add("status")
             elif c.applies in ("anticoagulated", "not_anticoagulated"):
                 found.add("anticoagulated")
+            elif c.applies == "value_abnormal":
+                found.add("value")
     if len(found) > 1:
         return "mixed"
     return next(iter(found), None)
 
 
-def pkeys(key: int, regime: int, direction: str) -> list[int]:
-    """The pkeys of ``key`` whose regime on ``direction``'s side is ``regime``."""
+def pkeys(
+    key: int, regime: int, direction: str, before: bool = False, n_keys: int = 0
+) -> list[int]:
+    """The pkeys of ``key`` whose regime on ``direction``'s side is ``regime`` (values at or
+    before the first infusion when ``before``; ``n_keys``: how many keys there are)."""
+    first = key * REGIMES + (n_keys * REGIMES if before else 0)
     if direction == "low":
-        return [key * REGIMES + regime * 3 + other for other in range(3)]
-    return [key * REGIMES + other * 3 + regime for other in range(3)]
+        return [first + regime * SIDE_REGIMES + other for other in range(SIDE_REGIMES)]
+    return [first + other * SIDE_REGIMES + regime for other in range(SIDE_REGIMES)]
+
+
+def key_of(p: int, n_keys: int) -> int:
+    """The (test, unit) key of pkey ``p``."""
+    return (p % (n_keys * REGIMES)) // REGIMES
+
+
+def is_before(p: int, n_keys: int) -> bool:
+    """Whether pkey ``p`` holds values taken at or before the first infusion."""
+    return p >= n_keys * REGIMES
 
 
 @dataclass
@@ -140,9 +164,15 @@ def plan_side(
     units: dict[int, str],
     n_keys: int,
     term_position: dict[str, int],
+    present: frozenset[int] | None = None,
 ) -> SidePlan:
-    """Compile the terms of the present keys (``terms``: key → term) on one side."""
-    size = n_keys * REGIMES
+    """Compile the terms of the present keys (``terms``: key → term) on one side; only the
+    pkeys in ``present`` (default: all) get their thresholds."""
+    size = 2 * n_keys * REGIMES  # values after and (before × …) at or before the first infusion
+
+    def wanted(at: list[int]) -> list[int]:
+        return at if present is None else [p for p in at if p in present]
+
     info = np.zeros(size, dtype=np.uint16)
     top = np.zeros(size, dtype=np.int8)
     compiled_by_key: dict[int, CompiledTerm] = {}
@@ -155,25 +185,37 @@ def plan_side(
         try:
             compiled = table.compile(term, units[k])
         except UnitError:
-            for r in range(3):
-                info[pkeys(k, r, direction)] = code | F_UNIT
+            for before in (False, True):
+                for r in range(SIDE_REGIMES):
+                    info[wanted(pkeys(k, r, direction, before, n_keys))] = code | F_UNIT
             continue
         compiled_by_key[k] = compiled
         kind = condition(term)
         grade_top = max(rc.grade for rc in compiled.criteria)
-        for r in range(3):
-            at = pkeys(k, r, direction)
+        for before, r in ((b, r) for b in (False, True) for r in range(SIDE_REGIMES)):
+            at = wanted(pkeys(k, r, direction, before, n_keys))
+            if not at:
+                continue
             flags = code
             top[at] = grade_top
-            if kind == "mixed" or (kind == "status" and r == UNKNOWN):
+            # before the first infusion, "limits": no baseline clause, baseline taken as normal
+            limits_only = before and term.before_first_infusion == "limits"
+            if not limits_only and (
+                kind in ("mixed", "value") or (kind == "status" and r == UNKNOWN)
+            ):
                 info[at] = flags | F_SLOW
                 continue
-            applies = min(r, 1)  # anticoagulation has no unknown regime
+            applies = 1 if r == 1 and not limits_only else 0  # anticoagulation: no unknown
             limits: set[str] = set()
             open_grades: dict[tuple[str, str], int] = {}
             entries: dict[tuple[str, str], dict[int, float]] = {}
             for rc in compiled.criteria:
                 c = rc.criterion
+                if limits_only and c.kind in _BASELINE_KINDS:
+                    continue
+                if c.applies not in _APPLIES:
+                    flags |= F_SLOW
+                    continue
                 if not _APPLIES[c.applies][applies]:
                     continue
                 if _STRICT[c.op] != want:

@@ -8,6 +8,7 @@ from markupsafe import Markup, escape
 from celltrial.report.sections import ReportContext, Section
 from celltrial.report.tables import render_table
 from celltrial.safety.analysis import analyse_safety
+from celltrial.safety.conventions import load_grading_conventions
 from celltrial.safety.tables import SafetySummary
 
 
@@ -26,10 +27,20 @@ def _hours(value: float) -> str:
     return "—" if pd.isna(value) else f"{value:.1f}"
 
 
+def _yes_no(value: object) -> str:
+    return "yes" if value is True or value == 1 else "no"
+
+
+def _version() -> str:
+    return load_grading_conventions().ctcae_version
+
+
 def render_safety_html(summary: SafetySummary, context: ReportContext) -> Markup:
     """Overview, AEs by term and worst grade, SAEs, lab shifts and toxicities, infusion signals."""
     counter = context.tables
     parts = [Markup("<p>") + escape(" ".join(summary.caveats)) + Markup("</p>")]
+    if summary.conventions:
+        parts.append(Markup("<p>") + escape(summary.conventions) + Markup("</p>"))
     overview = summary.summary.assign(
         percent=summary.summary["percent"].map(lambda p: "—" if pd.isna(p) else f"{p:.0f} %")
     )
@@ -101,18 +112,48 @@ def render_safety_html(summary: SafetySummary, context: ReportContext) -> Markup
         parts.append(
             render_table(
                 shifts,
-                caption="Laboratory shift table: subjects by baseline CTCAE grade and worst grade "
-                "after the first infusion (CTCAE v5.0, laboratory part).",
+                caption="Laboratory shift table: subjects by baseline CTCAE grade (the last graded "
+                "value at or before the first infusion, graded against LLN/ULN) and worst grade "
+                f"after the first infusion (CTCAE v{_version()}, laboratory part).",
                 counter=counter,
             )
         )
-    if len(summary.lab_toxicities):
+    toxicities = summary.lab_toxicities
+    if len(toxicities):
         parts.append(
             render_table(
-                summary.lab_toxicities.drop(columns=["time"]).rename(
-                    columns={"subject_id": "subject", "study_day": "day"}
+                toxicities.drop(columns=["time"]).rename(
+                    columns={
+                        "subject_id": "subject",
+                        "study_day": "day",
+                        "baseline_grade": "baseline grade",
+                        "assumed_normal_baseline": "no baseline (taken as normal)",
+                    }
                 ),
-                caption="Laboratory values of CTCAE grade ≥ 3 after the first infusion.",
+                caption="Treatment-emergent laboratory toxicities: values of CTCAE grade ≥ 3 after "
+                "the first infusion, worse than the subject's baseline grade for the term.",
+                counter=counter,
+                formats={"no baseline (taken as normal)": _yes_no},
+            )
+        )
+    else:
+        parts.append(Markup("<p>No treatment-emergent laboratory toxicity of grade ≥ 3.</p>"))
+    present = summary.lab_baseline_abnormalities
+    if len(present):
+        parts.append(
+            render_table(
+                present.rename(
+                    columns={
+                        "subject_id": "subject",
+                        "baseline_grade": "baseline grade",
+                        "worst_grade": "worst grade after",
+                        "n_values": "values of grade ≥ 3 after",
+                        "first_study_day": "first day",
+                        "last_study_day": "last day",
+                    }
+                ),
+                caption="Laboratory abnormalities of grade ≥ 3 present before treatment and no "
+                "worse after the first infusion: not counted as toxicities.",
                 counter=counter,
             )
         )

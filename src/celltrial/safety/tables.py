@@ -1,7 +1,9 @@
 """Safety tables: who had what, how bad, how serious, and how labs shifted from baseline.
 
 For studies of a handful of subjects every count comes with the subjects' IDs, so a reader sees
-the patients behind the percentages.
+the patients behind the percentages. Lab toxicities are counted when treatment-emergent, as
+``conventions.yaml`` defines it (by default: a grade after the first infusion worse than the
+subject's baseline grade); abnormalities already there before treatment are shown apart.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from celltrial.safety.conventions import GradingConventions, load_grading_conventions
+
 
 @dataclass(frozen=True)
 class SafetySummary:
@@ -21,7 +25,10 @@ class SafetySummary:
     ``summary``: one row per safety category (subjects n, %, their IDs, events).
     ``by_term``: AE terms with subjects by worst grade. ``serious``: SAE listing.
     ``shifts``: lab toxicity shift (baseline grade vs worst post-baseline grade per term).
-    ``lab_toxicities``: post-baseline lab values of grade ≥ 3. ``signals``: vital-sign signals
+    ``lab_toxicities``: treatment-emergent lab values of grade ≥ 3 (after the first infusion,
+    worse than the subject's baseline grade). ``lab_baseline_abnormalities``: per subject and
+    term, the values of grade ≥ 3 after the first infusion that are no worse than baseline
+    (there before treatment; never counted as toxicities). ``signals``: vital-sign signals
     detected after infusions, beside ``reported``: the AEs reported in the reaction window.
     """
 
@@ -36,6 +43,8 @@ class SafetySummary:
     n: int
     method: str
     caveats: tuple[str, ...] = field(default_factory=tuple)
+    lab_baseline_abnormalities: pd.DataFrame = field(default_factory=pd.DataFrame)
+    conventions: str = ""  # the grading conventions applied, in a sentence
 
 
 def _row(label: str, subjects: pd.Series, n: int, events: int) -> dict:
@@ -56,8 +65,11 @@ def summarize_ae_overview(
     lab_grades: pd.DataFrame | None = None,
     signals: pd.DataFrame | None = None,
     window_hours: float,
+    conventions: GradingConventions | None = None,
 ) -> pd.DataFrame:
-    """Subjects (n, %, IDs) and events per safety category; AEs counted when treatment-emergent."""
+    """Subjects (n, %, IDs) and events per safety category; AEs counted when treatment-emergent,
+    lab values when treatment-emergent as ``conventions`` define it (abnormalities of grade ≥ 3
+    already there before treatment on a row of their own)."""
     n = len(subject_ids)
     ae = adverse_events[adverse_events["subject_id"].isin(subject_ids)]
     emergent = ae[ae["treatment_emergent"]] if "treatment_emergent" in ae else ae
@@ -84,17 +96,38 @@ def summarize_ae_overview(
             _row("Vital-sign infusion signal detected", detected["subject_id"], n, len(detected))
         )
     if lab_grades is not None and len(lab_grades):
-        severe = _post_baseline(lab_grades) & (
-            (lab_grades["grade_low"].fillna(0) >= 3) | (lab_grades["grade_high"].fillna(0) >= 3)
-        )
+        conventions = conventions or load_grading_conventions()
+        flagged = _with_emergence(lab_grades, conventions)
+        post = _post_baseline(flagged).to_numpy(dtype=bool)
+        emergent = np.zeros(len(flagged), dtype=bool)
+        present = np.zeros(len(flagged), dtype=bool)
+        for side in ("low", "high"):
+            severe = post & (flagged[f"grade_{side}"].fillna(0) >= 3).to_numpy(dtype=bool)
+            side_emergent = flagged[f"emergent_{side}"].to_numpy(dtype=bool)
+            emergent |= severe & side_emergent
+            present |= severe & ~side_emergent
+        subjects = flagged["subject_id"].to_numpy()
+        worse = conventions.treatment_emergent.rule == "worse_than_baseline"
         rows.append(
             _row(
-                "Laboratory toxicity of grade ≥ 3 after the first infusion",
-                lab_grades.loc[severe, "subject_id"],
+                "Treatment-emergent laboratory toxicity of grade ≥ 3 (worse than baseline)"
+                if worse
+                else "Laboratory toxicity of grade ≥ 3 after the first infusion",
+                subjects[emergent],
                 n,
-                int(severe.sum()),
+                int(emergent.sum()),
             )
         )
+        if worse:
+            rows.append(
+                _row(
+                    "Laboratory abnormality of grade ≥ 3 present before treatment, no worse since "
+                    "(not counted)",
+                    subjects[present & ~emergent],
+                    n,
+                    int((present & ~emergent).sum()),
+                )
+            )
     return pd.DataFrame(rows)
 
 
@@ -141,6 +174,57 @@ def summarize_ae_terms(subject_ids: list[str], adverse_events: pd.DataFrame) -> 
 def _post_baseline(lab_grades: pd.DataFrame) -> pd.Series:
     """Which lab values are post-baseline: on a study day, after the first infusion."""
     return lab_grades["study_day"].notna() & lab_grades["after_first_infusion"]
+
+
+_EMERGENCE = ("baseline_grade_low", "emergent_low", "baseline_grade_high", "emergent_high")
+
+
+def derive_lab_emergence(
+    lab_grades: pd.DataFrame, *, conventions: GradingConventions | None = None
+) -> pd.DataFrame:
+    """A new frame: graded lab values (``derive_lab_grades`` with ``after_first_infusion``)
+    plus, per side, ``baseline_grade_<side>`` (Int8: the subject's grade for that term at
+    baseline, the last graded value at or before the first infusion; NA when there is none) and
+    ``emergent_<side>`` (bool: a treatment-emergent abnormality by ``conventions.yaml``,
+    ``treatment_emergent``).
+
+    ``worse_than_baseline``: a graded value after the first infusion whose grade is worse than
+    the baseline grade (``missing_baseline_grade`` standing in for a missing one);
+    ``any_after_first_infusion``: every value of grade ≥ 1 after the first infusion.
+    """
+    te = (conventions or load_grading_conventions()).treatment_emergent
+    subject_codes, subject_names = pd.factorize(lab_grades["subject_id"])
+    n_subjects = max(len(subject_names), 1)
+    after = lab_grades["after_first_infusion"].to_numpy(dtype=bool)
+    columns: dict[str, object] = {}
+    for side in ("low", "high"):
+        terms = lab_grades[f"term_{side}"]
+        has_term = terms.notna().to_numpy() & (subject_codes >= 0)
+        grades = lab_grades[f"grade_{side}"].to_numpy(dtype=np.float64, na_value=np.nan)
+        graded = has_term & ~np.isnan(grades)
+        term_codes, _ = pd.factorize(terms)
+        keys = term_codes.astype(np.int64) * n_subjects + subject_codes
+        base_keys, base_grades = _baseline_grades(
+            lab_grades["time"], keys, grades, np.flatnonzero(graded & ~after), subject_codes
+        )
+        baseline = np.where(has_term, _grade_at(keys, base_keys, base_grades), -1)
+        if te.rule == "worse_than_baseline":
+            reference = np.where(baseline < 0, te.missing_baseline_grade, baseline)
+            emergent = graded & after & (grades > reference)
+        else:
+            emergent = graded & after & (grades >= 1)
+        columns[f"baseline_grade_{side}"] = pd.arrays.IntegerArray(
+            np.maximum(baseline, 0).astype(np.int8), baseline < 0
+        )
+        columns[f"emergent_{side}"] = emergent
+    return lab_grades.assign(**{name: columns[name] for name in _EMERGENCE})
+
+
+def _with_emergence(lab_grades: pd.DataFrame, conventions: GradingConventions) -> pd.DataFrame:
+    """``lab_grades`` with the columns of :func:`derive_lab_emergence` (made if absent)."""
+    if all(name in lab_grades.columns for name in _EMERGENCE):
+        return lab_grades
+    return derive_lab_emergence(lab_grades, conventions=conventions)
 
 
 def derive_first_infusion_flag(
@@ -268,24 +352,89 @@ def _grade_label(grade: int) -> str:
     return "missing" if grade < 0 else str(grade)
 
 
-def list_lab_toxicities(lab_grades: pd.DataFrame, *, minimum: int = 3) -> pd.DataFrame:
-    """Post-baseline lab values of grade ≥ ``minimum`` (either direction)."""
-    post = _post_baseline(lab_grades)
-    columns = ["subject_id", "study_day", "time", "test", "value", "unit"]
+_TOXICITY_COLUMNS = ["subject_id", "study_day", "time", "test", "value", "unit"]
+
+
+def _post_side_rows(
+    lab_grades: pd.DataFrame, minimum: int, conventions: GradingConventions, *, emergent: bool
+) -> pd.DataFrame:
+    """Values after the first infusion of grade ≥ ``minimum`` on either side, treatment-emergent
+    ones or (``emergent=False``) the others, one row per value and side."""
+    flagged = _with_emergence(lab_grades, conventions)
+    post = _post_baseline(flagged)
+    assumed = {
+        side: flagged[f"assumed_normal_baseline_{side}"]
+        if f"assumed_normal_baseline_{side}" in flagged.columns
+        else pd.Series(False, index=flagged.index)
+        for side in ("low", "high")
+    }
     rows = []
     for side in ("low", "high"):
         term, grade = f"term_{side}", f"grade_{side}"
-        hit = lab_grades.loc[
-            post & (lab_grades[grade].fillna(0) >= minimum), [*columns, term, grade]
-        ]
+        keep = (
+            post & (flagged[grade].fillna(0) >= minimum) & (flagged[f"emergent_{side}"] == emergent)
+        )
+        hit = flagged.loc[keep]
         rows.append(
-            hit.assign(term=hit[term].astype(str), grade=hit[grade])[[*columns, "term", "grade"]]
+            pd.DataFrame(
+                {
+                    **{c: hit[c] for c in _TOXICITY_COLUMNS},
+                    "term": hit[term].astype(str),
+                    "grade": hit[grade],
+                    "baseline_grade": hit[f"baseline_grade_{side}"],
+                    "assumed_normal_baseline": assumed[side][keep].astype(bool),
+                }
+            )
         )
     return (
         pd.concat(rows, ignore_index=True)
-        .sort_values(["subject_id", "time"])
+        .sort_values(["subject_id", "time"], kind="stable")
         .reset_index(drop=True)
     )
+
+
+def list_lab_toxicities(
+    lab_grades: pd.DataFrame, *, minimum: int = 3, conventions: GradingConventions | None = None
+) -> pd.DataFrame:
+    """Treatment-emergent lab values of grade ≥ ``minimum`` (either direction), with the
+    subject's baseline grade and whether the grade assumed a normal baseline."""
+    conventions = conventions or load_grading_conventions()
+    return _post_side_rows(lab_grades, minimum, conventions, emergent=True)
+
+
+def list_lab_baseline_abnormalities(
+    lab_grades: pd.DataFrame, *, minimum: int = 3, conventions: GradingConventions | None = None
+) -> pd.DataFrame:
+    """Abnormalities there before treatment: per subject and term, the values of grade ≥
+    ``minimum`` after the first infusion that are not treatment-emergent (no worse than the
+    baseline grade), with the baseline grade, the worst grade after, how many values and on
+    which study days."""
+    conventions = conventions or load_grading_conventions()
+    rows = _post_side_rows(lab_grades, minimum, conventions, emergent=False)
+    columns = [
+        "subject_id",
+        "test",
+        "term",
+        "baseline_grade",
+        "worst_grade",
+        "n_values",
+        "first_study_day",
+        "last_study_day",
+    ]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    out = (
+        rows.groupby(["subject_id", "test", "term"], sort=True, observed=True)
+        .agg(
+            baseline_grade=("baseline_grade", "max"),
+            worst_grade=("grade", "max"),
+            n_values=("grade", "size"),
+            first_study_day=("study_day", "min"),
+            last_study_day=("study_day", "max"),
+        )
+        .reset_index()
+    )
+    return out[columns]
 
 
 def summarize_safety(
@@ -295,10 +444,15 @@ def summarize_safety(
     lab_grades: pd.DataFrame,
     signals: pd.DataFrame,
     window_hours: float,
-    lab_tables: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+    lab_tables: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None = None,
+    conventions: GradingConventions | None = None,
 ) -> SafetySummary:
     """All safety tables of a study (inputs already timed, graded and flagged; ``lab_tables``:
-    the shift table and the grade ≥ 3 listing of these lab grades, if already made)."""
+    the shift table, the treatment-emergent grade ≥ 3 listing and the baseline abnormalities of
+    these lab grades, if already made)."""
+    conventions = conventions or load_grading_conventions()
+    if lab_tables is None:
+        lab_grades = _with_emergence(lab_grades, conventions)
     n = len(subject_ids)
     own = adverse_events["subject_id"].isin(subject_ids)
     serious = adverse_events[adverse_events["serious"].astype(bool) & own]
@@ -327,11 +481,21 @@ def summarize_safety(
             lab_grades=lab_grades,
             signals=signals,
             window_hours=window_hours,
+            conventions=conventions,
         ),
         by_term=summarize_ae_terms(subject_ids, adverse_events),
         serious=serious.reset_index(drop=True),
         shifts=summarize_lab_shifts(lab_grades) if lab_tables is None else lab_tables[0],
-        lab_toxicities=list_lab_toxicities(lab_grades) if lab_tables is None else lab_tables[1],
+        lab_toxicities=(
+            list_lab_toxicities(lab_grades, conventions=conventions)
+            if lab_tables is None
+            else lab_tables[1]
+        ),
+        lab_baseline_abnormalities=(
+            list_lab_baseline_abnormalities(lab_grades, conventions=conventions)
+            if lab_tables is None
+            else lab_tables[2]
+        ),
         signals=detected.reset_index(drop=True) if len(detected) else detected,
         reported=reported.reset_index(drop=True),
         listing=adverse_events[own].reset_index(drop=True),
@@ -339,12 +503,14 @@ def summarize_safety(
         method=(
             "Adverse events are counted when treatment-emergent (onset at or after the first "
             f"infusion); onset within {window_hours:g} h of an infusion start marks an event as "
-            "infusion-related. Laboratory values are graded with CTCAE v5.0 (laboratory part of "
-            "each criterion); the shift table compares the last graded value before the first "
-            "infusion with the worst graded value after it. Vital-sign signals compare readings "
-            "after each infusion start with the last reading before it."
+            "infusion-related. Laboratory values are graded with CTCAE "
+            f"v{conventions.ctcae_version} (laboratory part of each criterion); the shift table "
+            "compares the last graded value at or before the first infusion with the worst "
+            "graded value after it. Vital-sign signals compare readings after each infusion "
+            "start with the last reading before it."
         ),
         caveats=tuple(caveats),
+        conventions=conventions.describe(),
     )
 
 

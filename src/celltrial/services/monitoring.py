@@ -80,6 +80,8 @@ class Dashboard:
     infusion_signals: list[dict[str, Any]]
     adverse_events: list[dict[str, Any]]
     caveats: list[str] = field(default_factory=list)
+    #: grade ≥ 3 lab abnormalities there before treatment and no worse since (no alerts)
+    lab_baseline_abnormalities: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -361,7 +363,28 @@ SERIOUS_COLUMNS = [
     "outcome",
     "infusion_related",
 ]
-LAB_COLUMNS = ["subject_id", "study_day", "time", "test", "value", "unit", "term", "grade"]
+LAB_COLUMNS = [
+    "subject_id",
+    "study_day",
+    "time",
+    "test",
+    "value",
+    "unit",
+    "term",
+    "grade",
+    "baseline_grade",
+    "assumed_normal_baseline",
+]
+BASELINE_ABNORMALITY_COLUMNS = [
+    "subject_id",
+    "test",
+    "term",
+    "baseline_grade",
+    "worst_grade",
+    "n_values",
+    "first_study_day",
+    "last_study_day",
+]
 SIGNAL_COLUMNS = [
     "subject_id",
     "infusion_number",
@@ -421,14 +444,16 @@ def _dashboard(study: StudyHandle, state: StudyState) -> Dashboard:
         "discharged": int(frames.subjects["discharged"].notna().sum()),
     }
     rows = _subject_rows(overview, frames, n_planned)
-    serious = lab = signals = listing = []
+    serious = lab = signals = listing = present = []
     caveats: list[str] = []
     if safety is not None:
         serious = _rows(safety.serious.sort_values("onset", ascending=False), SERIOUS_COLUMNS)
+        # treatment-emergent only: abnormalities there before treatment raise no alert
         lab = _rows(safety.lab_toxicities.sort_values("grade", ascending=False), LAB_COLUMNS)
+        present = _rows(safety.lab_baseline_abnormalities, BASELINE_ABNORMALITY_COLUMNS)
         signals = _rows(safety.signals, SIGNAL_COLUMNS)
         listing = _rows(safety.listing.sort_values("onset", ascending=False), AE_COLUMNS)
-        caveats = list(safety.caveats)
+        caveats = list(safety.caveats) + ([safety.conventions] if safety.conventions else [])
     elif state.safety_error:
         caveats = [state.safety_error]
     alerts = (
@@ -441,7 +466,7 @@ def _dashboard(study: StudyHandle, state: StudyState) -> Dashboard:
                 "kind": f"grade {r['grade']} lab toxicity",
                 "subject_id": r["subject_id"],
                 "text": f"{r['term']}: {r['test']} {r['value']:g} {r['unit'] or ''} "
-                f"on day {r['study_day']}",
+                f"on day {r['study_day']} ({_baseline_text(r)})",
             }
             for r in lab
         ]
@@ -467,7 +492,16 @@ def _dashboard(study: StudyHandle, state: StudyState) -> Dashboard:
         infusion_signals=signals,
         adverse_events=listing,
         caveats=caveats,
+        lab_baseline_abnormalities=present,
     )
+
+
+def _baseline_text(row: dict[str, Any]) -> str:
+    """What a treatment-emergent lab toxicity worsened from."""
+    if row.get("assumed_normal_baseline"):
+        return "no baseline value: taken as normal"
+    grade = row.get("baseline_grade")
+    return "no graded baseline" if grade is None else f"baseline grade {grade}"
 
 
 def _subject_rows(

@@ -201,6 +201,7 @@ class DashboardOut(BaseModel):
     infusion_signals: list[dict[str, Any]]
     adverse_events: list[dict[str, Any]]
     caveats: list[str]
+    lab_baseline_abnormalities: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class SubjectOut(BaseModel):
