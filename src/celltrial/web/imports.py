@@ -38,6 +38,7 @@ import pandas as pd
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
+from python_multipart.exceptions import FormParserError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
@@ -546,7 +547,10 @@ async def read_upload_form(
             f"{_megabytes(limit)}",
             status=413,
         )
-    form = await request.form(max_files=3, max_fields=8)
+    try:
+        form = await request.form(max_files=3, max_fields=8)
+    except FormParserError:  # Starlette before 1.7 lets the multipart parser's errors through
+        raise UploadRefused("the upload is not a well-formed multipart form", status=400) from None
     if csrf_in_form:
         check_csrf(active, str(form.get(CSRF_FIELD) or ""))
 
