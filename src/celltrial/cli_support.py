@@ -74,8 +74,9 @@ _hide_argument_types()
 
 
 def say(*parts: str | tuple[str, str]) -> None:
-    """Print one line; parts are plain text or (text, Rich style) pairs, never markup."""
-    console.print(Text.assemble(*parts))
+    """Print one line; parts are plain text or (text, Rich style) pairs, never markup. Long
+    lines are left to the terminal to wrap, so a path or a number is never cut in two."""
+    console.print(Text.assemble(*parts), soft_wrap=True)
 
 
 def user_errors(function: F) -> F:

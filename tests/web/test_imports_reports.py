@@ -358,11 +358,17 @@ def test_serve_sets_the_upload_limit(study_dir, db_url, monkeypatch):
     from celltrial.cli import app as cli
 
     served = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.update(app=app))
-    args = ["serve", str(study_dir), "--db", db_url]
+
+    def run(server, sockets=None):  # instead of serving: what it would serve, and where
+        served.update(app=server.config.app, port=sockets[0].getsockname()[1])
+        sockets[0].close()
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    args = ["serve", str(study_dir), "--db", db_url, "--port", "0"]  # any free port
     result = CliRunner().invoke(cli, [*args, "--max-upload-mb", "0.5"])
     assert result.exit_code == 0, result.output
     assert imports.upload_limit(_RequestOf(served["app"])) == 512 * 1024
+    assert f"http://127.0.0.1:{served['port']}/" in result.output  # the port it listens on
     assert CliRunner().invoke(cli, args).exit_code == 0
     assert imports.upload_limit(_RequestOf(served["app"])) == imports.MAX_UPLOAD_BYTES
     refused = CliRunner().invoke(cli, [*args, "--max-upload-mb", "0"])

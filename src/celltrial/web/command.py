@@ -24,7 +24,9 @@ def serve_command(
     host: Annotated[
         str, typer.Option("--host", help="Interface to listen on.", metavar="HOST")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="TCP port.", metavar="PORT")] = 8000,
+    port: Annotated[
+        int, typer.Option("--port", help="TCP port (0: any free port).", metavar="PORT", min=0)
+    ] = 8000,
     max_upload_mb: Annotated[
         float | None,
         typer.Option(
@@ -51,6 +53,7 @@ def serve_command(
             f"`celltrial users add {directory} --username NAME --role admin`"
         )
     listening = bind_port(host, port)  # before the URL is printed: it must lead to this app
+    port = listening.getsockname()[1]  # --port 0: the free port the system chose
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"celltrial web app for study {app.state.study.study_id}: http://{shown}:{port}/")
     config = uvicorn.Config(app, log_level="info", proxy_headers=True)
