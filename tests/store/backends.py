@@ -19,6 +19,7 @@ keep it through an explicit ``sqlite:///`` URL. ``-rs`` lists what was skipped a
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -77,11 +78,21 @@ def create_database(server_url: str) -> tuple[str, str]:
 def drop_database(server_url: str, name: str) -> None:
     """Drop database ``name`` on the server of ``server_url``, closing its connections."""
     from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import DBAPIError
 
     admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
     try:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        for attempt in range(20):
+            try:
+                with admin.connect() as connection:
+                    connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                return
+            except DBAPIError:
+                # an autovacuum worker of the server's own role, busy in the database after a
+                # large test import, is not ours to terminate: it ends within moments
+                if attempt == 19:
+                    raise
+                time.sleep(0.5)
     finally:
         admin.dispose()
 
