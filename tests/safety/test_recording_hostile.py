@@ -39,3 +39,12 @@ def test_two_columns_with_one_name_are_named_as_written(tmp_path):
     path = write(tmp_path, "subject_id,term,term,onset\nS001,Fever,Chills,2020-02-12 14:00\n")
     with pytest.raises(DataError, match="columns 2 and 3 are both named 'term'"):
         read_adverse_events_csv(path, zone=ZONE)
+
+
+@pytest.mark.parametrize("grade", ["2" * 400, "1_000", "3.5", "-"])
+def test_a_grade_that_is_no_small_whole_number_is_named(tmp_path, grade):
+    # 400 digits became a Python int that pandas 3.0 could not hold (OverflowError, found by the
+    # fuzz suite on the minimum versions); int() also took "1_000"
+    path = write(tmp_path, HEADER + f"S001,Fever,2020-02-12 14:00,{grade},no\n")
+    with pytest.raises(DataError, match=r"row 2, grade: .* — expected a whole number 1–5"):
+        read_adverse_events_csv(path, zone=ZONE)

@@ -11,6 +11,7 @@ every problem of it is reported at once, each on its row: the file's line, the h
 from __future__ import annotations
 
 import csv
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -288,13 +289,12 @@ def _parse_time(
 def _parse_int(value: str, problems: list[AEProblem], row: int) -> int | None:
     if not value:
         return None
-    try:
-        return int(value)
-    except ValueError:
+    if re.fullmatch(r"[+-]?[0-9]{1,4}", value.strip()) is None:  # not 1_000, not 400 digits
         problems.append(
             AEProblem(row, "grade", f"{show_value(value)} — expected a whole number 1–5")
         )
         return None
+    return int(value)
 
 
 def _parse_bool(value: str, problems: list[AEProblem], row: int, column: str) -> bool | None:
