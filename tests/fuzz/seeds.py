@@ -17,6 +17,7 @@ import json
 import yaml
 
 from celltrial.protocol.loader import DEFAULT_PROTOCOL, builtin_protocol_text
+from celltrial.safety.recording import AE_FILE_COLUMNS
 from tests.fuzz import binary
 from tests.fuzz.paths import real
 from tests.fuzz.tabular import Table
@@ -84,20 +85,7 @@ def wide_table(*, typed: bool) -> Table:
 
 
 def adverse_event_table() -> Table:
-    header = (
-        "subject_id",
-        "term",
-        "onset",
-        "resolved",
-        "grade",
-        "serious",
-        "serious_criteria",
-        "relatedness",
-        "expected",
-        "action",
-        "outcome",
-        "description",
-    )
+    header = AE_FILE_COLUMNS
     rows = [
         (
             "S001",

@@ -402,6 +402,19 @@ def list_lab_toxicities(
     return _post_side_rows(lab_grades, minimum, conventions, emergent=True)
 
 
+#: Columns of :func:`list_lab_baseline_abnormalities` (the dashboard shows them as they are).
+BASELINE_ABNORMALITY_COLUMNS = (
+    "subject_id",
+    "test",
+    "term",
+    "baseline_grade",
+    "worst_grade",
+    "n_values",
+    "first_study_day",
+    "last_study_day",
+)
+
+
 def list_lab_baseline_abnormalities(
     lab_grades: pd.DataFrame, *, minimum: int = 3, conventions: GradingConventions | None = None
 ) -> pd.DataFrame:
@@ -411,16 +424,7 @@ def list_lab_baseline_abnormalities(
     which study days."""
     conventions = conventions or load_grading_conventions()
     rows = _post_side_rows(lab_grades, minimum, conventions, emergent=False)
-    columns = [
-        "subject_id",
-        "test",
-        "term",
-        "baseline_grade",
-        "worst_grade",
-        "n_values",
-        "first_study_day",
-        "last_study_day",
-    ]
+    columns = list(BASELINE_ABNORMALITY_COLUMNS)
     if rows.empty:
         return pd.DataFrame(columns=columns)
     out = (

@@ -41,7 +41,7 @@ from sqlalchemy import func, select
 from celltrial import __version__
 from celltrial.overview import StudyOverview, summarize_study
 from celltrial.safety.analysis import analyse_safety, derive_safety_inputs
-from celltrial.safety.tables import SafetySummary
+from celltrial.safety.tables import BASELINE_ABNORMALITY_COLUMNS, SafetySummary
 from celltrial.services.clinical_status import summarize_status_days
 from celltrial.services.errors import NotFound
 from celltrial.services.vital_signs import summarize_vital_days
@@ -375,16 +375,6 @@ LAB_COLUMNS = [
     "baseline_grade",
     "assumed_normal_baseline",
 ]
-BASELINE_ABNORMALITY_COLUMNS = [
-    "subject_id",
-    "test",
-    "term",
-    "baseline_grade",
-    "worst_grade",
-    "n_values",
-    "first_study_day",
-    "last_study_day",
-]
 SIGNAL_COLUMNS = [
     "subject_id",
     "infusion_number",
@@ -450,7 +440,7 @@ def _dashboard(study: StudyHandle, state: StudyState) -> Dashboard:
         serious = _rows(safety.serious.sort_values("onset", ascending=False), SERIOUS_COLUMNS)
         # treatment-emergent only: abnormalities there before treatment raise no alert
         lab = _rows(safety.lab_toxicities.sort_values("grade", ascending=False), LAB_COLUMNS)
-        present = _rows(safety.lab_baseline_abnormalities, BASELINE_ABNORMALITY_COLUMNS)
+        present = _rows(safety.lab_baseline_abnormalities, list(BASELINE_ABNORMALITY_COLUMNS))
         signals = _rows(safety.signals, SIGNAL_COLUMNS)
         listing = _rows(safety.listing.sort_values("onset", ascending=False), AE_COLUMNS)
         caveats = list(safety.caveats) + ([safety.conventions] if safety.conventions else [])
