@@ -26,8 +26,19 @@ RAW_COLUMNS: tuple[str, ...] = (
     "source_row",
 )
 
-#: What a reader may know about subjects (one row per subject; missing fields are NaN/NaT).
-SUBJECT_FIELDS: tuple[str, ...] = ("subject", "sex", "age", "admitted", "discharged", "died")
+#: What a reader may know about subjects (one row per subject; missing fields are NaN/NaT):
+#: sex "M"/"F", age in completed years (a birth date becomes the age at admission, see
+#: :mod:`celltrial.ingest.facts`), height in cm, weight in kg, admission/discharge/death times.
+SUBJECT_FIELDS: tuple[str, ...] = (
+    "subject",
+    "sex",
+    "age",
+    "height_cm",
+    "weight_kg",
+    "admitted",
+    "discharged",
+    "died",
+)
 
 
 def empty_raw() -> pd.DataFrame:
