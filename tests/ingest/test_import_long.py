@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from celltrial.ingest import ImportRefused, import_file
+from celltrial.store.audit import file_sha256
 from celltrial.store.models import AuditEvent, ImportBatch, Observation
 
 HEADER = "subject_id,time,test,value,unit\n"
@@ -140,14 +141,26 @@ def test_reimport_adds_nothing_and_a_change_is_an_audited_update(study, write):
     first = import_file(study, path, user="alice")
     again = import_file(study, path, user="alice")
     assert first.counts["inserted"] == 2
-    assert again.counts == {"inserted": 0, "updated": 0, "unchanged": 2, "subjects": 0}
+    assert again.counts == {
+        "inserted": 0,
+        "updated": 0,
+        "unchanged": 2,
+        "subjects": 0,
+        "subjects_updated": 0,
+    }
     assert len(observations(study)) == 2
     corrected = write(
         "labs-v2.csv",
         HEADER + "S001,2020-02-10 08:00,CRP,12,mg/L\nS001,2020-02-11 08:00,CRP,19,mg/L\n",
     )
     third = import_file(study, corrected, user="bob")
-    assert third.counts == {"inserted": 0, "updated": 1, "unchanged": 1, "subjects": 0}
+    assert third.counts == {
+        "inserted": 0,
+        "updated": 1,
+        "unchanged": 1,
+        "subjects": 0,
+        "subjects_updated": 0,
+    }
     frame = observations(study)
     assert sorted(frame["value"]) == [12.0, 19.0]
     with Session(study.engine) as session:
@@ -161,6 +174,9 @@ def test_reimport_adds_nothing_and_a_change_is_an_audited_update(study, write):
     update = updates[0]
     assert update.before["value"] == 9.0 and update.after["value"] == 19.0
     assert "labs-v2.csv" in update.reason and update.user == "bob"
+    # the update names the import that made it: its batch and the file's hash
+    assert update.import_batch_id == third.batch_id
+    assert update.source_sha256 == batches[2].source_sha256 == file_sha256(corrected)
     assert len(batches) == 3
     batch = batches[0]
     assert batch.source_sha256 and len(batch.source_sha256) == 64

@@ -274,11 +274,19 @@ def test_dry_run_counts_equal_the_real_run_on_a_fresh_study(study, write):
         + "P02,2020-02-11 08:00,IL-6,7,pg/mL\n",  # another one
     )
     before = database_state(study)
-    dry = import_file(study, path, dry_run=True, register=True)
+    # S001 is one of the study's own subjects: registering into them (cohort "")
+    dry = import_file(study, path, dry_run=True, register=True, cohort="")
     assert database_state(study) == before
     assert dry.batch_id is None
-    real = import_file(study, path, register=True)
-    assert dry.counts == real.counts == {"inserted": 3, "updated": 0, "unchanged": 0, "subjects": 2}
+    real = import_file(study, path, register=True, cohort="")
+    assert dry.counts == real.counts
+    assert real.counts == {
+        "inserted": 3,
+        "updated": 0,
+        "unchanged": 0,
+        "subjects": 2,
+        "subjects_updated": 0,
+    }
     assert dry.report.counts == real.report.counts
 
 
@@ -296,7 +304,14 @@ def test_dry_run_counts_equal_the_real_run_on_a_reimport_with_one_changed_value(
     dry = import_file(study, changed, dry_run=True)
     assert database_state(study) == before  # no update, no batch, no audit row
     real = import_file(study, changed)
-    assert dry.counts == real.counts == {"inserted": 1, "updated": 1, "unchanged": 1, "subjects": 0}
+    assert dry.counts == real.counts
+    assert real.counts == {
+        "inserted": 1,
+        "updated": 1,
+        "unchanged": 1,
+        "subjects": 0,
+        "subjects_updated": 0,
+    }
     assert database_state(study) != before
 
 

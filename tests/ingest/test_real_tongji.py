@@ -63,7 +63,13 @@ def test_quirks_are_reported(imported):
 def test_both_languages_give_the_same_rows_and_reimport_adds_nothing(imported):
     study, (english, chinese) = imported
     assert english.counts["subjects"] == 375 and english.counts["inserted"] == 52560
-    assert chinese.counts == {"inserted": 0, "updated": 0, "unchanged": 52560, "subjects": 0}
+    assert chinese.counts == {
+        "inserted": 0,
+        "updated": 0,
+        "unchanged": 52560,
+        "subjects": 0,
+        "subjects_updated": 0,
+    }
     with study.engine.connect() as connection:
         assert connection.scalar(select(func.count()).select_from(Subject)) == 375
         assert connection.scalar(select(func.count()).select_from(Observation)) == 52560
@@ -75,3 +81,34 @@ def test_both_languages_give_the_same_rows_and_reimport_adds_nothing(imported):
             )
         )
     assert ceiling == 172
+
+
+def test_a_second_export_numbered_alike_is_a_second_cohort(imported):
+    study, _ = imported
+    second = import_file(
+        study, TONGJI / FILES[0], register=True, cohort="tongji-2", dry_run=True, user="tester"
+    )
+    assert second.counts["subjects"] == 375
+    assert second.counts["inserted"] == 52560
+    assert second.counts["updated"] == second.counts["unchanged"] == 0
+    kinds = second.report.messages["kind"]
+    assert (kinds == "subject_in_other_cohort").sum() == 375
+
+
+def test_an_outcome_changed_to_died_is_an_audited_update(imported, tmp_path):
+    study, _ = imported
+    table = pd.read_excel(TONGJI / FILES[0])
+    patient = table["PATIENT_ID"].ffill()
+    survivor = patient[table["outcome"].eq(0)].iloc[0]
+    table.loc[patient == survivor, "outcome"] = 1
+    table["PATIENT_ID"] = table["PATIENT_ID"].astype("Int64")  # as in the sheet: 1, not 1.0
+    path = tmp_path / "tongji-corrected.csv"
+    table.to_csv(path, index=False)
+    result = import_file(study, path, cohort="tongji", dry_run=True, user="tester")
+    assert result.counts["subjects_updated"] == 1
+    assert result.counts["inserted"] == result.counts["updated"] == 0
+    changes = result.report.messages
+    changes = changes[changes["kind"] == "subject_fact_changed"]
+    assert set(changes["column"]) == {"discharged", "died"}
+    died = changes[changes["column"] == "died"]["value"].iloc[0]
+    assert died.startswith(f"{int(survivor)}: empty → 2020-")

@@ -77,6 +77,25 @@ def _records_end(subjects: pd.DataFrame, observations: pd.DataFrame) -> pd.Serie
     return lookup(subjects["subject_id"].astype(str), last)
 
 
+def _distinct_codes(
+    treated: pd.DataFrame, subjects: pd.DataFrame, observations: pd.DataFrame, cohort: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The external frames with their codes qualified by the cohort (``tongji:1``) when any
+    external code is also a treated subject's: codes are per cohort, and the comparison keys
+    both arms by subject code."""
+    ids = subjects["subject_id"].astype(str)
+    if not ids.isin(set(treated["subject_id"].astype(str))).any():
+        return subjects, observations
+
+    def qualified(codes: pd.Series) -> pd.Series:
+        return cohort + ":" + codes.astype(str)
+
+    return (
+        subjects.assign(subject_id=qualified(subjects["subject_id"])),
+        observations.assign(subject_id=qualified(observations["subject_id"])),
+    )
+
+
 def _key_day(spec: TargetTrialSpec) -> int:
     days = sorted(spec.outcomes.change_days)
     return min(days, key=lambda d: (abs(d - 7), d))
@@ -157,6 +176,9 @@ def summarize_external(
         raise CelltrialError(
             f"the external cohort {cohort!r} holds no patients: nothing to compare"
         )
+    external_subjects, external_observations = _distinct_codes(
+        treated_subjects, external_subjects, external_observations, cohort
+    )
     treated = derive_treated_eligibility(treated_subjects, treated_observations, spec=spec)
     controls = derive_control_landmarks(external_subjects, external_observations, spec=spec)
     elig_t = summarize_eligibility(treated, spec=spec)

@@ -211,7 +211,9 @@ def store_ct_results(
     with study_session(engine, user=user, reason=reason or "CT quantification") as session:
         for record, code, when in zip(records, subjects, times, strict=True):
             subject = session.scalar(
-                select(Subject).where(Subject.study_id == study_id, Subject.code == code)
+                select(Subject).where(
+                    Subject.study_id == study_id, Subject.code == code, Subject.cohort.is_(None)
+                )
             )
             if subject is None:
                 raise StudyError(f"{record.path}: subject {code!r} is not in study {study_id}")

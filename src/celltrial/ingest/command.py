@@ -48,8 +48,9 @@ def import_command(
         str | None,
         typer.Option(
             "--cohort",
-            help="External cohort of registered subjects (default: the file name); "
-            "--cohort '' registers them as the study's own subjects.",
+            help="External cohort whose patients the file's subject codes name (codes are per "
+            "cohort; with --register-subjects the default is the file name); --cohort '' (or "
+            "no --cohort without --register-subjects) means the study's own subjects.",
             metavar="NAME",
         ),
     ] = None,
@@ -109,14 +110,19 @@ def import_command(
     print_report(result.report)
     verb = "would import" if dry_run else "imported"
     c = result.counts
-    label = cohort if cohort is not None else file.stem
-    where = f"in external cohort '{label}'" if label else "as study subjects"
-    registered = "subjects to register" if dry_run else "subjects registered"
+    where = (
+        f"external cohort '{result.cohort}'"
+        if result.cohort is not None
+        else "the study's own subjects"
+    )
+    registered = "new subjects to register" if dry_run else "new subjects registered"
+    facts = (
+        f", {c['subjects_updated']} with changed facts (audited)" if c["subjects_updated"] else ""
+    )
     say(
         (verb, "green"),
-        f" {file} ({result.layout}): {c['inserted']} new, {c['updated']} updated "
-        f"(audited), {c['unchanged']} unchanged results; {c['subjects']} {registered} "
-        f"{where}"
+        f" {file} ({result.layout}) into {where}: {c['inserted']} new, {c['updated']} updated "
+        f"(audited), {c['unchanged']} unchanged results; {c['subjects']} {registered}{facts}"
         + ("; nothing was stored (dry run)" if dry_run else f"; batch {result.batch_id}"),
     )
     console.print(f"report: {result.report_csv}")

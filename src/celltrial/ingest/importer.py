@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+from sqlalchemy.orm import Session
 
 from celltrial.errors import DataError
 from celltrial.ingest.columns import find_roles
@@ -28,10 +29,16 @@ from celltrial.ingest.layouts import detect_layout, read_source
 from celltrial.ingest.long import LONG_ROLES
 from celltrial.ingest.mapping import Mapping, read_mapping
 from celltrial.ingest.report import ValidationReport, describe_message
-from celltrial.ingest.storage import ObservationWriter, known_subjects, register_subjects
+from celltrial.ingest.storage import (
+    ObservationWriter,
+    codes_elsewhere,
+    known_subjects,
+    register_subjects,
+    update_subject_facts,
+)
 from celltrial.ingest.tables import read_table
 from celltrial.ingest.validate import check_results
-from celltrial.store.audit import begin_batch, file_sha256, finish_batch
+from celltrial.store.audit import begin_batch, finish_batch, source_sha256
 from celltrial.store.database import current_user, study_session
 from celltrial.study import StudyHandle
 
@@ -57,8 +64,17 @@ class ImportResult:
     dry_run: bool
     batch_id: int | None = None
     report_csv: Path | None = None
+    #: The namespace the file's subject codes were matched in: None for the study's own
+    #: subjects, else the external cohort's label.
+    cohort: str | None = None
     counts: dict[str, int] = field(
-        default_factory=lambda: {"inserted": 0, "updated": 0, "unchanged": 0, "subjects": 0}
+        default_factory=lambda: {
+            "inserted": 0,
+            "updated": 0,
+            "unchanged": 0,
+            "subjects": 0,
+            "subjects_updated": 0,
+        }
     )
 
 
@@ -81,12 +97,14 @@ def import_file(
     spec = read_mapping(mapping)
     zone = spec.timezone or study.protocol.study.timezone
     layout = detect_layout(path, spec)
-    digest = file_sha256(path) if path.is_file() else None
+    digest = source_sha256(path)
     report = ValidationReport(file=str(path))
     result = ImportResult(path=path, layout=layout, report=report, dry_run=dry_run)
-    reason = f"import of {path.name} (sha256 {(digest or '')[:12]})"
+    reason = f"import of {path.name} (sha256 {digest[:12]})"
     size = path.stat().st_size if path.is_file() else 0
     columns = _column_roles(path, spec, layout)
+    target = target_cohort(path, register=register, cohort=cohort)
+    result.cohort = target
     with study_session(study.engine, user=user or current_user(), reason=reason) as session:
         # a dry run goes the same way as the import, then rolls it back: the same counts
         batch = begin_batch(
@@ -94,15 +112,19 @@ def import_file(
         )
         if not dry_run:
             result.batch_id = batch.id
-        known = known_subjects(session, study.study_id)
+        known = known_subjects(session, study.study_id, target)
         source = read_source(path, spec, report, layout=layout, zone=zone)
-        info = source.subjects
-        label = cohort if cohort is not None else path.stem
-        if register and len(info):
-            result.counts["subjects"] = register_subjects(
-                session, batch, study.study_id, _complete(info), cohort=label or None
+        info = _complete(source.subjects)
+        if len(info):
+            result.counts["subjects_updated"] = update_subject_facts(
+                session, study.study_id, info, cohort=target, report=report, zone=zone
             )
-            known = known_subjects(session, study.study_id)
+        if register and len(info):
+            _note_codes_elsewhere(session, study.study_id, info, known, target, report)
+            result.counts["subjects"] = register_subjects(
+                session, batch, study.study_id, info, cohort=target
+            )
+            known = known_subjects(session, study.study_id, target)
         # the writer reports into a report of its own: validation of the next chunk runs in a
         # thread meanwhile and fills ``report``; the two are merged once the file is through
         stored = ValidationReport(file=str(path), counts=dict.fromkeys(report.counts, 0))
@@ -116,10 +138,11 @@ def import_file(
 
         def register_new(new: pd.DataFrame) -> pd.DataFrame:
             """Register subjects first seen in this chunk (database: this thread only)."""
+            _note_codes_elsewhere(session, study.study_id, new, known, target, report)
             result.counts["subjects"] += register_subjects(
-                session, batch, study.study_id, _complete(new), cohort=label or None
+                session, batch, study.study_id, _complete(new), cohort=target
             )
-            return known_subjects(session, study.study_id)
+            return known_subjects(session, study.study_id, target)
 
         chunks = _validated_chunks(
             source.raw,
@@ -137,10 +160,11 @@ def import_file(
         result.counts.update(writer.counts)
         result.report_csv = _write_report(study, path, report, report_dir)
         if not report.ok:
+            hint = _other_cohort_hint(session, study.study_id, report.errors, target)
             session.rollback()
             errors = report.errors
             raise ImportRefused(
-                _refusal(path, errors, result.report_csv), report, result.report_csv
+                _refusal(path, errors, result.report_csv) + hint, report, result.report_csv
             )
         if dry_run:
             session.rollback()  # nothing stored; the counts are those of the real import
@@ -154,6 +178,68 @@ def import_file(
         )
         finish_batch(session, batch)
     return result
+
+
+def target_cohort(path: Path, *, register: bool, cohort: str | None) -> str | None:
+    """The namespace an import matches (and registers) subject codes in: external cohort
+    ``cohort``; with ``register`` and no cohort given, the external cohort named after the
+    file; else (or with ``cohort`` empty) the study's own subjects (None)."""
+    if cohort is not None:
+        return cohort.strip() or None
+    return path.stem if register else None
+
+
+def _note_codes_elsewhere(
+    session: Session,
+    study_id: str,
+    info: pd.DataFrame,
+    known: pd.DataFrame,
+    target: str | None,
+    report: ValidationReport,
+) -> None:
+    """Warn when codes about to be registered in ``target`` also name patients of another
+    namespace: they become new patients (codes are per cohort), which the reader should see."""
+    fresh = info.drop_duplicates("subject")
+    fresh = fresh[~fresh["subject"].astype(str).isin(known.index)]
+    elsewhere = codes_elsewhere(session, study_id, fresh["subject"].astype(str).tolist(), target)
+    rows = (
+        fresh.set_index(fresh["subject"].astype(str))["source_row"].dropna().astype(int)
+        if "source_row" in fresh.columns
+        else pd.Series(dtype=int)
+    )
+    here = _namespace_name(target)
+    for where, codes in elsewhere.items():
+        report.add(
+            "warning",
+            "subject_in_other_cohort",
+            row=[rows.get(c) for c in codes],
+            column="subject",
+            value=codes,
+            expected=f"a new patient of {here}; the same code names a patient of "
+            f"{_namespace_name(where)}, who is not changed",
+        )
+
+
+def _namespace_name(cohort: str | None) -> str:
+    return "the study's own subjects" if cohort is None else f"external cohort '{cohort}'"
+
+
+def _other_cohort_hint(
+    session: Session, study_id: str, errors: pd.DataFrame, target: str | None
+) -> str:
+    """For a file refused for unknown subjects: where those codes are, when another namespace
+    holds them (the file was probably meant for it)."""
+    unknown = errors[errors["kind"] == "unknown_subject"]["value"].dropna().astype(str)
+    elsewhere = codes_elsewhere(session, study_id, sorted(set(unknown)), target)
+    lines = []
+    for where, codes in elsewhere.items():
+        shown = ", ".join(codes[:8]) + (f" and {len(codes) - 8} more" if len(codes) > 8 else "")
+        option = f"--cohort {where}" if where is not None else "--cohort ''"
+        lines.append(
+            f"\nSubjects {shown} are not in {_namespace_name(target)} but in "
+            f"{_namespace_name(where)}: to import into those patients, add {option}."
+        )
+    return "".join(lines)
 
 
 def _column_roles(path: Path, mapping: Mapping, layout: str) -> dict[str, str]:

@@ -44,6 +44,15 @@ KINDS: dict[str, str] = {
     "mapping)",
     "no_result_marker": "cells marked as no result (NA, —): not results",
     "subject_inconsistent": "a subject's fixed fields differ between rows",
+    "subject_fact_changed": "a subject's sex, age, height, weight, admission, discharge or death "
+    "differs from the one stored: updated (audited)",
+    "bad_subject_fact": "a subject's sex, age, height or weight that cannot be read or is not "
+    "plausible: left empty",
+    "bad_offset": "time given in days that is not a whole number of days",
+    "no_anchor": "time given in days with no admission or date to count them from",
+    "same_day_repeat": "one test twice on one day: the mapping's same_day_repeats kept one",
+    "subject_in_other_cohort": "subject code that names a patient of another cohort (codes are "
+    "per cohort)",
     "missing_column": "a required column is missing",
     "assumption": "an assumption made while reading the file",
     "bad_choice": "a code that is not among the field's choices in the data dictionary",

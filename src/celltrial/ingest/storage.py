@@ -9,7 +9,9 @@ the audited ORM path (before/after rows, the import as reason) when it differs.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -26,17 +28,31 @@ BULK_ROWS = 100_000
 BULK_TABLE_FACTOR = 2
 
 
-def known_subjects(session: Session, study_id: str) -> pd.DataFrame:
-    """Subjects of the study (all cohorts): index code; columns id, start, end (UTC or NaT)."""
+def _in_namespace(statement, study_id: str, cohort: str | None):
+    """``statement`` restricted to one namespace of subject codes: the study's own subjects
+    (``cohort`` None) or one external cohort."""
+    statement = statement.where(Subject.study_id == study_id)
+    if cohort is None:
+        return statement.where(Subject.cohort.is_(None))
+    return statement.where(Subject.cohort == cohort)
+
+
+def known_subjects(session: Session, study_id: str, cohort: str | None = None) -> pd.DataFrame:
+    """Subjects of one namespace (the study's own, or one external cohort): index code;
+    columns id, start, end (UTC or NaT)."""
     rows = session.execute(
-        select(
-            Subject.code,
-            Subject.id,
-            Subject.enrolled_at,
-            Subject.admitted_at,
-            Subject.discharged_at,
-            Subject.died_at,
-        ).where(Subject.study_id == study_id)
+        _in_namespace(
+            select(
+                Subject.code,
+                Subject.id,
+                Subject.enrolled_at,
+                Subject.admitted_at,
+                Subject.discharged_at,
+                Subject.died_at,
+            ),
+            study_id,
+            cohort,
+        )
     ).all()
     frame = pd.DataFrame(
         rows, columns=["code", "id", "enrolled", "admitted", "discharged", "died"]
@@ -48,31 +64,144 @@ def known_subjects(session: Session, study_id: str) -> pd.DataFrame:
     return frame
 
 
+def codes_elsewhere(
+    session: Session, study_id: str, codes: list[str], cohort: str | None
+) -> dict[str | None, list[str]]:
+    """Of ``codes``, those that name subjects of another namespace than ``cohort``: namespace
+    (None for the study's own subjects) → codes, sorted."""
+    if not codes:
+        return {}
+    found: dict[str | None, list[str]] = {}
+    for start in range(0, len(codes), 500):
+        part = codes[start : start + 500]
+        statement = select(Subject.cohort, Subject.code).where(
+            Subject.study_id == study_id, Subject.code.in_(part)
+        )
+        for where, code in session.execute(statement):
+            if where != cohort:
+                found.setdefault(where, []).append(code)
+    return {where: sorted(found[where]) for where in found}
+
+
+#: Subject facts a file may give: column of the reader's frame → Subject attribute.
+FACTS: dict[str, str] = {
+    "sex": "sex",
+    "age": "age",
+    "height_cm": "height_cm",
+    "weight_kg": "weight_kg",
+    "admitted": "admitted_at",
+    "discharged": "discharged_at",
+    "died": "died_at",
+}
+#: Facts that change together: a file that states an outcome (discharged or died) states both.
+OUTCOME = ("discharged", "died")
+
+
+def _fact_value(column: str, value: Any) -> Any:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    if column in ("admitted", "discharged", "died"):
+        return pd.Timestamp(value).tz_convert("UTC").to_pydatetime()
+    if column == "sex":
+        return str(value)
+    return float(value)
+
+
 def register_subjects(
     session: Session, batch: ImportBatch, study_id: str, info: pd.DataFrame, *, cohort: str | None
 ) -> int:
-    """Create the subjects of ``info`` (column ``subject`` and what is known) that are new."""
-    existing = set(session.scalars(select(Subject.code).where(Subject.study_id == study_id)))
+    """Create the subjects of ``info`` (column ``subject`` and what is known) that are new in
+    their namespace (the study's own subjects, or external ``cohort``)."""
+    existing = set(session.scalars(_in_namespace(select(Subject.code), study_id, cohort)))
     new = info[~info["subject"].isin(existing)].drop_duplicates("subject")
-
-    def when(value: Any) -> Any:
-        return None if pd.isna(value) else pd.Timestamp(value).to_pydatetime()
-
     rows = [
         {
             "study_id": study_id,
-            "code": str(r.subject),
+            "code": str(r["subject"]),
             "cohort": cohort,
-            "sex": None if pd.isna(r.sex) else str(r.sex),
-            "age": None if pd.isna(r.age) else float(r.age),
-            "admitted_at": when(r.admitted),
-            "discharged_at": when(r.discharged),
-            "died_at": when(r.died),
-            "source_row": None if pd.isna(r.source_row) else int(r.source_row),
+            **{FACTS[c]: _fact_value(c, r.get(c)) for c in FACTS if c in new.columns},
+            "source_row": None if pd.isna(r.get("source_row")) else int(r["source_row"]),
         }
-        for r in new.itertuples(index=False)
+        for r in new.to_dict("records")
     ]
     return add_batch_rows(session, batch, Subject, rows)
+
+
+def update_subject_facts(
+    session: Session,
+    study_id: str,
+    info: pd.DataFrame,
+    *,
+    cohort: str | None,
+    report: ValidationReport,
+    zone: ZoneInfo | str = "UTC",
+) -> int:
+    """Apply the facts ``info`` gives for subjects already stored: each changed fact is an
+    audited update (before, after, the import as reason) and a message in ``report``; a fact
+    the file leaves empty is kept. Returns the number of subjects changed."""
+    columns = [c for c in FACTS if c in info.columns]
+    if not columns or info.empty:
+        return 0
+    given = info.drop_duplicates("subject").set_index("subject")
+    subjects = session.scalars(
+        _in_namespace(select(Subject), study_id, cohort).where(
+            Subject.code.in_([str(c) for c in given.index])
+        )
+    ).all()
+    changed_subjects = 0
+    for subject in subjects:
+        row = given.loc[subject.code]
+        new = {c: _fact_value(c, row[c]) for c in columns}
+        if any(new.get(c) is not None for c in OUTCOME):  # an outcome is stated whole
+            new.update({c: new.get(c) for c in OUTCOME})
+        changes = []
+        for column, value in new.items():
+            if value is None and column not in OUTCOME:
+                continue
+            attribute = FACTS[column]
+            old = getattr(subject, attribute)
+            if _same_fact(old, value):
+                continue
+            setattr(subject, attribute, value)
+            changes.append((column, old, value))
+        if changes:
+            changed_subjects += 1
+            source_row = row.get("source_row")
+            report.add(
+                "warning",
+                "subject_fact_changed",
+                row=[None if pd.isna(source_row) else int(source_row)] * len(changes),
+                column=[column for column, _, _ in changes],
+                value=[
+                    f"{subject.code}: {_shown(old, zone)} → {_shown(new, zone)}"
+                    for _, old, new in changes
+                ],
+                expected="the value stored before (changed by this import, audited)",
+            )
+    session.flush()
+    return changed_subjects
+
+
+def _same_fact(old: Any, new: Any) -> bool:
+    if old is None or new is None:
+        return old is None and new is None
+    if isinstance(old, float) or isinstance(new, float):
+        return abs(float(old) - float(new)) <= 1e-9 * max(1.0, abs(float(old)))
+    if hasattr(old, "tzinfo") and old.tzinfo is None:  # SQLite gives naive UTC
+        old = old.replace(tzinfo=UTC)
+    return old == new
+
+
+def _shown(value: Any, zone: ZoneInfo | str) -> str:
+    if value is None:
+        return "empty"
+    if isinstance(value, datetime):
+        moment = pd.Timestamp(value)
+        moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment
+        return moment.tz_convert(zone).strftime("%Y-%m-%d %H:%M %Z")
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 class ObservationWriter:

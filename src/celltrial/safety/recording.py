@@ -240,7 +240,7 @@ def import_adverse_events(
         session.execute(
             select(Subject.code, AdverseEvent.term, AdverseEvent.onset_at)
             .join(Subject, AdverseEvent.subject_id == Subject.id)
-            .where(Subject.study_id == study_id)
+            .where(Subject.study_id == study_id, Subject.cohort.is_(None))
         ).all()
     )
     rows = []

@@ -59,7 +59,11 @@ def enrol_subject(study: StudyHandle, subject: NewSubject, *, user: str) -> int:
         raise DataError(f"sex: {subject.sex!r} — expected F or M")
     with study_session(study.engine, user=user, reason="subject enrolled") as session:
         exists = session.scalar(
-            select(Subject.id).where(Subject.study_id == study.study_id, Subject.code == code)
+            select(Subject.id).where(
+                Subject.study_id == study.study_id,
+                Subject.code == code,
+                Subject.cohort.is_(None),
+            )
         )
         if exists is not None:
             raise DataError(f"subject {code!r} is already enrolled")

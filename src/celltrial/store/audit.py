@@ -119,10 +119,16 @@ def _number_in_commit_order(session: Session, _context: Any, _instances: Any) ->
         connection.execute(select(func.pg_advisory_xact_lock(AUDIT_ORDER_LOCK)))
 
 
+#: ``session.info`` key of the open import batch (id, source hash): the audit rows of changes
+#: made while it is open name it.
+BATCH_KEY = "celltrial_import_batch"
+
+
 @event.listens_for(StudySession, "after_flush")
 def _audit_flush(session: Session, _context: Any) -> None:
     rows: list[dict[str, Any]] = []
     now = datetime.now(UTC)
+    batch_id, batch_sha256 = session.info.get(BATCH_KEY, (None, None))
     for action, objects in (
         ("insert", session.new),
         ("update", session.dirty),
@@ -153,8 +159,9 @@ def _audit_flush(session: Session, _context: Any) -> None:
                     "before": before,
                     "after": after,
                     "reason": reason,
-                    "import_batch_id": None,
-                    "source_sha256": None,
+                    # a change made by an import names its batch and the file's hash
+                    "import_batch_id": batch_id,
+                    "source_sha256": batch_sha256,
                     "subject_id": _subject_of(obj, table),
                 }
             )
@@ -274,6 +281,18 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def source_sha256(path: str | Path) -> str:
+    """SHA-256 of what an import read: a file's bytes, or for a folder (a REDCap project) the
+    SHA-256 of its manifest, one ``<file hash>  <relative path>`` line per file in name order
+    (as ``sha256sum`` prints them), so a changed, added or removed file changes it."""
+    path = Path(path)
+    if not path.is_dir():
+        return file_sha256(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    manifest = "".join(f"{file_sha256(f)}  {f.relative_to(path).as_posix()}\n" for f in files)
+    return hashlib.sha256(manifest.encode()).hexdigest()
+
+
 def begin_batch(
     session: Session,
     *,
@@ -299,6 +318,7 @@ def begin_batch(
     )
     session.add(batch)
     session.flush()
+    session.info[BATCH_KEY] = (batch.id, source_sha256)
     return batch
 
 
@@ -322,6 +342,7 @@ def finish_batch(session: Session, batch: ImportBatch) -> None:
     """Record one ``import`` audit row for the whole batch (source, hash, counts per table)."""
     user, reason = _who_and_why(session)
     session.flush()  # the batch's own counts first
+    session.info.pop(BATCH_KEY, None)
     append_audit_events(
         session,
         [

@@ -61,7 +61,11 @@ def _ensure_site(session: Session, study_id: str, code: str) -> int:
 
 def load_simulated_cohort(session: Session, study_id: str, cohort: SimulatedCohort) -> ImportBatch:
     """Store a simulated cohort as one audited import batch."""
-    existing = set(session.scalars(select(Subject.code).where(Subject.study_id == study_id)))
+    existing = set(
+        session.scalars(
+            select(Subject.code).where(Subject.study_id == study_id, Subject.cohort.is_(None))
+        )
+    )
     clash = sorted(existing & set(cohort.subjects["subject_id"]))
     if clash:
         raise DataError(
@@ -104,7 +108,11 @@ def load_simulated_cohort(session: Session, study_id: str, cohort: SimulatedCoho
         ),
     )
     subject_ids = dict(
-        session.execute(select(Subject.code, Subject.id).where(Subject.study_id == study_id)).all()
+        session.execute(
+            select(Subject.code, Subject.id).where(
+                Subject.study_id == study_id, Subject.cohort.is_(None)
+            )
+        ).all()
     )
     add_batch_rows(
         session,

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column, relationship
 
@@ -76,10 +77,26 @@ class Site(Base):
 
 
 class Subject(_Versioned, _Sourced, Base):
-    """A pseudonymous participant (or, with a ``cohort`` label, an external-cohort patient)."""
+    """A pseudonymous participant (or, with a ``cohort`` label, an external-cohort patient).
+
+    A subject is identified by (study, cohort, code): the study's own subjects (cohort NULL) are
+    one namespace, each external cohort its own, so two hospital exports each numbered 1…N stay
+    two sets of patients. SQL treats NULLs as distinct in a unique constraint, hence the partial
+    unique index for the study's own subjects.
+    """
 
     __tablename__ = "subject"
-    __table_args__ = (UniqueConstraint("study_id", "code"),)
+    __table_args__ = (
+        UniqueConstraint("study_id", "cohort", "code", name="uq_subject_study_cohort_code"),
+        Index(
+            "uq_subject_study_code_own",
+            "study_id",
+            "code",
+            unique=True,
+            sqlite_where=text("cohort IS NULL"),
+            postgresql_where=text("cohort IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     study_id: Mapped[str] = mapped_column(ForeignKey("study.id"))

@@ -276,8 +276,8 @@ def _import_options(folder: Path, staged: StagedUpload) -> dict[str, Any]:
                     "a file of this upload; upload the REDCap data dictionary with the file "
                     "instead"
                 )
-    if staged.register == "no":
-        register, cohort = False, None
+    if staged.register == "no":  # results of subjects already stored, in the cohort named
+        register, cohort = False, staged.cohort or ""
     elif staged.register == "study":
         register, cohort = True, ""
     else:
