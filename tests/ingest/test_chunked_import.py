@@ -21,8 +21,10 @@ def small_chunks(request, monkeypatch):
 
     def use(rows: int) -> None:
         monkeypatch.setattr(
-            "celltrial.ingest.layouts.read_long_chunks",
-            lambda path, mapping: original(path, mapping, chunk_rows=rows),
+            "celltrial.ingest.long.read_long_chunks",
+            lambda path, mapping, chunk_rows=None, subjects=None: original(
+                path, mapping, chunk_rows=rows, subjects=subjects
+            ),
         )
 
     return use

@@ -51,8 +51,9 @@ def test_synthea_bundle_imports_with_every_observation_accounted_for(tmp_path):
     path = next(SYNTHEA.glob("*.json"))
     result = import_file(study, path, register=True, cohort="synthea", user="tester")
     counts = result.report.counts
-    # 5 quantities + a blood-pressure panel (2 components) + 10 coded results = 17
-    assert counts == {"results": 17, "stored": 6, "flagged": 0, "reported": 11}
+    # 4 quantities + a blood-pressure panel (2 components) + 10 coded results = 16 (the body
+    # weight is the subject's weight, not a result)
+    assert counts == {"results": 16, "stored": 6, "flagged": 0, "reported": 10}
     assert result.counts["subjects"] == 1
     with study.engine.connect() as connection:
         tests = set(connection.scalars(select(Observation.test)))

@@ -83,11 +83,20 @@ def test_unreadable_admission_time_is_an_error_not_a_blank(study, tmp_path, admi
     assert codes(study) == set()
 
 
-@pytest.mark.parametrize("age", ["sixty", 1e308, -3, "inf"])
-def test_an_age_that_is_not_an_age_is_refused(study, tmp_path, age):
+@pytest.mark.parametrize(
+    ("age", "shown"), [("sixty", "sixty"), (1e308, "1e+308"), (-3, "-3"), ("inf", "inf")]
+)
+def test_an_age_that_is_not_an_age_is_a_warning_and_left_empty(study, tmp_path, age, shown):
     path = sheet(tmp_path, row(1, age=age))
-    with pytest.raises(DataError, match=r"wide\.xlsx: column age: row 2: .* expected an age"):
-        import_file(study, path, register=True)
+    result = import_file(study, path, register=True, cohort="wide")
+    bad = result.report.messages.query("kind == 'bad_subject_fact'")
+    assert bad[["severity", "row", "column", "value"]].values.tolist() == [
+        ["warning", 2, "age", shown]
+    ]
+    assert "a number of years from 0 to 120" in bad["expected"].iloc[0]
+    with study.engine.connect() as connection:
+        query = select(Subject.code, Subject.age).where(Subject.cohort == "wide")
+        assert connection.execute(query).all() == [("1", None)]
 
 
 def test_a_huge_whole_number_in_a_csv_is_reported_not_a_crash(study, write):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from celltrial.ingest.mapping import Mapping
 from celltrial.ingest.names import fold_name
@@ -83,12 +83,28 @@ ROLE_NAMES: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Roles that are facts about a subject, in wide and long files alike.
+FACT_ROLES: tuple[str, ...] = (
+    "sex",
+    "age",
+    "birth_date",
+    "height",
+    "weight",
+    "admitted",
+    "discharged",
+    "died",
+    "outcome",
+)
+
+
 def _role_key(name: str) -> str:
     return fold_name(name).replace("_", " ")
 
 
 def find_roles(columns: Iterable[str], mapping: Mapping, roles: Iterable[str]) -> dict[str, str]:
-    """role → column name for ``roles`` found among ``columns`` (the mapping wins)."""
+    """role → column name for ``roles`` found among ``columns`` (the mapping wins).
+
+    The ``offsets: column`` of a mapping takes the ``time`` role: its days are the times."""
     names = list(columns)
     folded = {_role_key(c): c for c in names}
     found: dict[str, str] = {}
@@ -96,11 +112,20 @@ def find_roles(columns: Iterable[str], mapping: Mapping, roles: Iterable[str]) -
         if role in mapping.columns:
             found[role] = mapping.columns[role]
             continue
+        if role == "time" and mapping.offsets is not None and mapping.offsets.column:
+            found[role] = mapping.offsets.column
+            continue
         for spelling in map(_role_key, ROLE_NAMES.get(role, ())):
             if spelling in folded and folded[spelling] not in found.values():
                 found[role] = folded[spelling]
                 break
     return found
+
+
+def subject_id_column(mapping: Mapping) -> Callable[[list[str]], list[str | None]]:
+    """For :mod:`celltrial.ingest.tables` (``id_columns``): the subject column of a header, read
+    as text exactly as written."""
+    return lambda header: [find_roles(header, mapping, ("subject",)).get("subject")]
 
 
 def resolve_tests(names: Iterable[str], mapping: Mapping) -> dict[str, tuple[str | None, ...]]:

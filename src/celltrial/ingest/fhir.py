@@ -5,6 +5,16 @@ a ``valueQuantity`` become results, matched to the catalogue by LOINC code first
 Blood-pressure panels are read from their components. Coded (non-numeric) observations are
 reported as text results, never dropped silently.
 
+Subject facts: ``Patient.gender`` → sex; ``Patient.birthDate`` → age in completed years at the
+reference time; Body Weight (LOINC 29463-7, 3141-9) → weight in kg and Body Height (8302-2,
+8306-3) → height in cm, converted from their UCUM unit (g, [lb_av], m, [in_i]…), the value at or
+before the reference time nearest to it, else the first after (these observations are facts,
+not results). The reference time is the start of the first hospital Encounter (class inpatient,
+emergency, acute, short stay or observation), which is also the admission (its end the
+discharge); else the Encounter of the subject's first result, else the first result, else the
+first Encounter. A gender, birth date, weight or height that cannot be read or is implausible
+is a warning naming the entry, left empty.
+
 A file that is not a FHIR resource or Bundle (not UTF-8, not JSON, a JSON list, nested beyond
 reason, ``NaN`` where JSON has no such value), or a Patient or Observation whose fields have the
 wrong shape (a ``subject`` that is text instead of an object…), is refused with a message naming
@@ -19,10 +29,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 
 from celltrial.catalogue import load_catalogue
-from celltrial.errors import DataError
+from celltrial.errors import DataError, UnitError
+from celltrial.ingest import facts
 from celltrial.ingest.columns import resolve_tests
 from celltrial.ingest.frame import complete_raw
 from celltrial.ingest.mapping import Mapping
@@ -30,6 +42,26 @@ from celltrial.ingest.report import ValidationReport
 from celltrial.ingest.times import RANGE_TEXT, parse_times
 
 _SEX = {"male": "M", "female": "F"}
+#: LOINC codes of body size observations read as subject facts (not results).
+BODY_SIZE: dict[str, str] = {
+    "29463-7": "weight_kg",  # Body weight
+    "3141-9": "weight_kg",  # Body weight Measured
+    "8302-2": "height_cm",  # Body height
+    "8306-3": "height_cm",  # Body height --lying
+}
+_FACT_UNITS = {"weight_kg": "kg", "height_cm": "cm"}
+#: UCUM units the unit converter knows under their plain names.
+_UCUM = {
+    "[lb_av]": "lb",
+    "[lb_us]": "lb",
+    "[oz_av]": "oz",
+    "[in_i]": "in",
+    "[in_us]": "in",
+    "[ft_i]": "ft",
+    "[ft_us]": "ft",
+}
+#: Encounter classes (v3 ActCode) of a hospital stay: the admission of a subject.
+HOSPITAL_CLASSES = frozenset({"IMP", "ACUTE", "NONAC", "EMER", "SS", "OBSENC"})
 #: Integers longer than this are kept as their digits (text): no result has so many, and Python
 #: refuses to convert more than 4,300 digits.
 _MAX_DIGITS = 300
@@ -46,11 +78,19 @@ def read_fhir(
     subjects = _patients(resources, path, report, zone)
     loinc = {t.loinc: t.code for t in load_catalogue().tests if t.loinc}
     rows: list[dict[str, object]] = []
+    sizes: list[dict[str, object]] = []
     for number, resource in resources:
         if resource.get("resourceType") != "Observation":
             continue
+        size = _body_size(resource, number, path)
+        if size is not None:
+            sizes.append(size)
+            continue
         rows.extend(_observation_rows(resource, number, path, mapping, loinc))
     raw = complete_raw(pd.DataFrame(rows)) if rows else complete_raw(pd.DataFrame())
+    encounters = _encounters(resources, path, zone)
+    _subject_facts(subjects, raw, rows, encounters, sizes, report, zone)
+    raw.attrs["same_day_repeats"] = mapping.same_day_repeats
     return raw, subjects
 
 
@@ -207,6 +247,10 @@ def _observation_rows(
     time = resource.get("effectiveDateTime")
     if time is None:
         time = entry.object(resource, "effectivePeriod", "effectivePeriod").get("start")
+    encounter_ref = entry.text(
+        entry.object(resource, "encounter", "encounter"), "reference", "encounter"
+    )
+    encounter = _reference_id(encounter_ref) if encounter_ref else None
     components = entry.objects(resource, "component", "component")
     parts = [(entry.object(resource, "code", "code"), resource, "")] + [
         (entry.object(c, "code", f"component[{i}].code"), c, f"component[{i}].")
@@ -252,6 +296,7 @@ def _observation_rows(
             {
                 "subject": subject,
                 "time": time,
+                "encounter": encounter,
                 "column": f"entry {number} ({texts[0] if texts and texts[0] else name})",
                 "name": name,
                 "test": test,
@@ -284,19 +329,32 @@ def _patients(
         if not subject or not subject.strip():
             raise DataError(f"{path}: {entry.where}: Patient without an id")
         gender = entry.text(resource, "gender", "gender")
+        birth = entry.text(resource, "birthDate", "birthDate")
         died = resource.get("deceasedDateTime")
         if died is not None and not isinstance(died, str):
             raise entry.fail("deceasedDateTime", "a date and time as text", died)
         rows.append(
             {
                 "subject": subject,
-                "sex": _SEX.get(gender or ""),
+                "sex": gender,
                 "age": None,
+                "birth": birth,
                 "died": died,
                 "source_row": number,
             }
         )
-    frame = pd.DataFrame(rows, columns=["subject", "sex", "age", "died", "source_row"])
+    frame = pd.DataFrame(rows, columns=["subject", "sex", "age", "birth", "died", "source_row"])
+    gender = frame["sex"].astype(object)
+    frame["sex"], unreadable = facts.read_sex(gender.where(gender != "unknown", None), _SEX)
+    if unreadable.any():
+        report.add(
+            "warning",
+            "bad_subject_fact",
+            row=frame.loc[unreadable, "source_row"].tolist(),
+            column="gender",
+            value=gender[unreadable].tolist(),
+            expected="male or female (other: not stored, left empty)",
+        )
     frame["died"], unreadable = parse_times(frame["died"].astype(object), zone)
     if unreadable.any():
         report.add(
@@ -307,6 +365,226 @@ def _patients(
             value=[r["died"] for r, bad in zip(rows, unreadable, strict=True) if bad],
             expected=f"the patient's date and time of death in the years {RANGE_TEXT}",
         )
-    frame["admitted"] = pd.NaT
-    frame["discharged"] = pd.NaT
+    frame["admitted"] = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[us, UTC]")
+    frame["discharged"] = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[us, UTC]")
+    frame["height_cm"] = np.nan
+    frame["weight_kg"] = np.nan
+    frame["age"] = np.nan
     return frame
+
+
+# --- subject facts from encounters and body-size observations ----------------------------------
+
+
+def _body_size(resource: dict, number: int, path: Path) -> dict[str, object] | None:
+    """A Body Weight or Body Height observation as a fact record, else None."""
+    entry = _Entry(path, number, "Observation")
+    code = entry.object(resource, "code", "code")
+    codings = entry.objects(code, "coding", "code.coding")
+    fact = next(
+        (
+            BODY_SIZE[c.get("code")]
+            for c in codings
+            if isinstance(c.get("code"), str)
+            and c.get("code") in BODY_SIZE
+            and c.get("system") in (None, "http://loinc.org")
+        ),
+        None,
+    )
+    if fact is None:
+        return None
+    reference = entry.text(entry.object(resource, "subject", "subject"), "reference", "subject")
+    time = resource.get("effectiveDateTime")
+    if time is None:
+        time = entry.object(resource, "effectivePeriod", "effectivePeriod").get("start")
+    quantity = entry.object(resource, "valueQuantity", "valueQuantity")
+    unit = entry.text(quantity, "code", "valueQuantity.code") or entry.text(
+        quantity, "unit", "valueQuantity.unit"
+    )
+    return {
+        "subject": _reference_id(reference or ""),
+        "time": time,
+        "fact": fact,
+        "value": quantity.get("value"),
+        "unit": unit,
+        "entry": number,
+    }
+
+
+def _encounters(resources: list[tuple[int, dict]], path: Path, zone: ZoneInfo | str):
+    """One row per Encounter: subject, id, hospital (bool), start, end (UTC)."""
+    rows = []
+    for number, resource in resources:
+        if resource.get("resourceType") != "Encounter":
+            continue
+        entry = _Entry(path, number, "Encounter")
+        reference = entry.text(entry.object(resource, "subject", "subject"), "reference", "subject")
+        period = entry.object(resource, "period", "period")
+        kind = resource.get("class")
+        classes = kind if isinstance(kind, list) else [kind]
+        codes = set()
+        for item in classes:
+            if isinstance(item, dict):
+                codes.add(item.get("code"))
+                for coding in item.get("coding") or []:
+                    if isinstance(coding, dict):
+                        codes.add(coding.get("code"))
+        rows.append(
+            {
+                "subject": _reference_id(reference or ""),
+                "id": resource.get("id"),
+                "full": f"Encounter/{resource.get('id')}",
+                "hospital": bool(codes & HOSPITAL_CLASSES),
+                "start": period.get("start") if isinstance(period.get("start"), str) else None,
+                "end": period.get("end") if isinstance(period.get("end"), str) else None,
+            }
+        )
+    frame = pd.DataFrame(rows, columns=["subject", "id", "full", "hospital", "start", "end"])
+    frame["start"] = parse_times(frame["start"].astype(object), zone)[0]
+    frame["end"] = parse_times(frame["end"].astype(object), zone)[0]
+    return frame.sort_values("start", kind="stable")
+
+
+def _subject_facts(
+    subjects: pd.DataFrame,
+    raw: pd.DataFrame,
+    rows: list[dict[str, object]],
+    encounters: pd.DataFrame,
+    sizes: list[dict[str, object]],
+    report: ValidationReport,
+    zone: ZoneInfo | str,
+) -> None:
+    """Fill admission, discharge, age, weight and height of ``subjects`` in place."""
+    if subjects.empty:
+        return
+    result_times = parse_times(raw["time"].astype(object), zone)[0]
+    results = pd.DataFrame(
+        {
+            "subject": raw["subject"].astype(object).to_numpy(),
+            "time": result_times.to_numpy(),
+            "encounter": [r.get("encounter") for r in rows] if rows else [],
+        }
+    ).dropna(subset=["time"])
+    results = results.sort_values("time", kind="stable")
+    hospital = encounters[encounters["hospital"] & encounters["start"].notna()]
+    references = {}
+    for position, code in subjects["subject"].items():
+        stay = hospital[hospital["subject"] == code]
+        reference = pd.NaT
+        if len(stay):
+            subjects.loc[position, "admitted"] = stay["start"].iloc[0]
+            subjects.loc[position, "discharged"] = stay["end"].iloc[0]
+            reference = stay["start"].iloc[0]
+        mine = results[results["subject"] == code]
+        if pd.isna(reference) and len(mine):
+            linked = mine["encounter"].dropna()
+            if len(linked):
+                found = encounters[encounters["id"] == linked.iloc[0]]["start"].dropna()
+                reference = found.iloc[0] if len(found) else pd.NaT
+            if pd.isna(reference):
+                reference = mine["time"].iloc[0]
+        if pd.isna(reference):
+            starts = encounters[encounters["subject"] == code]["start"].dropna()
+            reference = starts.iloc[0] if len(starts) else pd.NaT
+        references[code] = reference
+    reference = subjects["subject"].map(references)
+    reference = pd.to_datetime(reference, utc=True)
+    _birth_to_age(subjects, reference, report, zone)
+    _sizes(subjects, reference, sizes, report, zone)
+    del subjects["birth"]
+
+
+def _birth_to_age(
+    subjects: pd.DataFrame, reference: pd.Series, report: ValidationReport, zone: ZoneInfo | str
+) -> None:
+    birth, unreadable = parse_times(subjects["birth"].astype(object), zone)
+    if unreadable.any():
+        report.add(
+            "warning",
+            "bad_subject_fact",
+            row=subjects.loc[unreadable, "source_row"].tolist(),
+            column="birthDate",
+            value=subjects.loc[unreadable, "birth"].tolist(),
+            expected=f"the patient's birth date (YYYY-MM-DD) in the years {RANGE_TEXT}; "
+            "no age stored",
+        )
+    ages = facts.age_from_birth(birth, reference)
+    late = birth.notna() & reference.notna() & ages.isna()
+    if late.any():
+        report.add(
+            "warning",
+            "bad_subject_fact",
+            row=subjects.loc[late, "source_row"].tolist(),
+            column="birthDate",
+            value=subjects.loc[late, "birth"].tolist(),
+            expected="a birth date before the patient's admission or first result; no age stored",
+        )
+    subjects["age"] = ages.astype(float)
+
+
+def _sizes(
+    subjects: pd.DataFrame,
+    reference: pd.Series,
+    sizes: list[dict[str, object]],
+    report: ValidationReport,
+    zone: ZoneInfo | str,
+) -> None:
+    """Weight and height: the value nearest the reference time (at or before it, else the first
+    after), in kg and cm; unreadable, unconvertible or implausible values are warnings."""
+    if not sizes:
+        return
+    from celltrial.units import convert
+
+    frame = pd.DataFrame(sizes)
+    frame["time"] = parse_times(frame["time"].astype(object), zone)[0]
+    numbers = pd.to_numeric(frame["value"].astype(object), errors="coerce").astype(float)
+    converted = []
+    problems = []
+    for value, unit, fact in zip(numbers, frame["unit"], frame["fact"], strict=True):
+        target = _FACT_UNITS[str(fact)]
+        if np.isnan(value) or not np.isfinite(value):
+            converted.append(np.nan)
+            problems.append("a number")
+            continue
+        source = _UCUM.get(str(unit), unit) if unit else target
+        try:
+            number = float(convert(np.array([value]), str(source), target)[0])
+        except (UnitError, ValueError) as exc:
+            converted.append(np.nan)
+            problems.append(f"a unit convertible to {target} ({exc})")
+            continue
+        if facts.implausible(pd.Series([number]), str(fact)).iloc[0]:
+            converted.append(np.nan)
+            problems.append(facts.expected_text(str(fact)))
+            continue
+        converted.append(number)
+        problems.append(None)
+    frame["number"] = converted
+    frame["problem"] = problems
+    bad = frame[frame["problem"].notna()]
+    if len(bad):
+        report.add(
+            "warning",
+            "bad_subject_fact",
+            row=bad["entry"].tolist(),
+            column=[f"entry {e} ({f})" for e, f in zip(bad["entry"], bad["fact"], strict=True)],
+            value=[
+                f"{v} {u or ''}".strip() for v, u in zip(bad["value"], bad["unit"], strict=True)
+            ],
+            expected=[f"{p}; not stored (left empty)" for p in bad["problem"]],
+        )
+    good = frame[frame["number"].notna() & frame["time"].notna()]
+    for position, code in subjects["subject"].items():
+        at = reference.loc[position]
+        for fact in ("weight_kg", "height_cm"):
+            mine = good[(good["subject"] == code) & (good["fact"] == fact)].sort_values(
+                "time", kind="stable"
+            )
+            if mine.empty:
+                continue
+            if pd.isna(at):
+                chosen = mine.iloc[0]
+            else:
+                before = mine[mine["time"] <= at]
+                chosen = before.iloc[-1] if len(before) else mine.iloc[0]
+            subjects.loc[position, fact] = float(chosen["number"])

@@ -1,4 +1,14 @@
-"""Recognise a file's layout (long, wide, REDCap, FHIR) and dispatch to its reader."""
+"""Recognise a file's layout (long, wide, REDCap, ODM, FHIR) and dispatch to its reader.
+
+- ``.json``/``.ndjson``: a FHIR bundle;
+- ``.xml``: a CDISC ODM 1.3 file (root element ``ODM`` in the ODM namespace), read as a REDCap
+  project (:mod:`celltrial.ingest.odm`);
+- a folder: a REDCap project (records and data dictionary);
+- a table: REDCap records when it has ``redcap_event_name``/``redcap_repeat_instrument`` (its
+  dictionary must lie beside it) or when a data dictionary beside it starts with the table's
+  first column (a classic project); else long when it has subject, time, test and value
+  columns, else wide.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +21,10 @@ import pandas as pd
 
 from celltrial.errors import DataError
 from celltrial.ingest.columns import find_roles
-from celltrial.ingest.frame import empty_subjects
-from celltrial.ingest.long import LONG_ROLES, REQUIRED, read_long_chunks
+from celltrial.ingest.long import LONG_ROLES, REQUIRED, read_long
 from celltrial.ingest.mapping import Mapping
 from celltrial.ingest.report import ValidationReport
-from celltrial.ingest.tables import read_table
+from celltrial.ingest.tables import is_workbook, read_table
 
 TABLE_SUFFIXES = (".csv", ".txt", ".tsv", ".xlsx", ".xlsm", ".xls")
 
@@ -35,7 +44,10 @@ def _header(path: Path, mapping: Mapping) -> list[str]:
 
 
 def detect_layout(path: Path, mapping: Mapping) -> str:
-    """long | wide | redcap | fhir, from the mapping or the file itself."""
+    """long | wide | redcap | odm | fhir, from the mapping or the file itself (a mapping's
+    ``layout: redcap`` on an XML file is ODM)."""
+    if mapping.layout == "redcap" and path.suffix.lower() == ".xml":
+        return "odm"
     if mapping.layout is not None:
         return mapping.layout
     suffix = path.suffix.lower()
@@ -43,14 +55,28 @@ def detect_layout(path: Path, mapping: Mapping) -> str:
         return "fhir"
     if path.is_dir():
         return "redcap"
+    if suffix == ".xml":
+        from celltrial.ingest.odm import check_odm_root
+
+        check_odm_root(path)
+        return "odm"
     if suffix not in TABLE_SUFFIXES:
         raise DataError(
             f"{path}: unknown file type {suffix or '(none)'}; expected CSV, XLSX, a FHIR JSON "
-            "bundle or a REDCap folder"
+            "bundle, a REDCap folder or records CSV, or a CDISC ODM XML export"
         )
     columns = _header(path, mapping)
-    if "redcap_event_name" in columns or "redcap_repeat_instrument" in columns:
-        return "redcap"
+    if is_workbook(path):
+        if "redcap_event_name" in columns or "redcap_repeat_instrument" in columns:
+            raise DataError(
+                f"{path}: REDCap records in a workbook; expected REDCap's CSV export (records "
+                "CSV with the data dictionary CSV beside it) or its CDISC ODM XML export"
+            )
+    else:
+        from celltrial.ingest.redcap import redcap_records_layout
+
+        if redcap_records_layout(path, columns, mapping):
+            return "redcap"
     roles = find_roles(columns, mapping, LONG_ROLES)
     return "long" if all(r in roles for r in REQUIRED) else "wide"
 
@@ -60,7 +86,8 @@ def read_source(
 ) -> Source:
     """Read ``path`` with the reader of ``layout``."""
     if layout == "long":
-        return Source(read_long_chunks(path, mapping), empty_subjects(), False)
+        raw, info = read_long(path, mapping, report, zone=zone)
+        return Source(raw, info, False)
     if layout == "wide":
         from celltrial.ingest.wide import read_wide
 
@@ -71,9 +98,14 @@ def read_source(
 
         raw, info = read_redcap(path, mapping, report, zone=zone)
         return Source(raw, info, True)
+    if layout == "odm":
+        from celltrial.ingest.odm import read_odm
+
+        raw, info = read_odm(path, mapping, report, zone=zone)
+        return Source(raw, info, True)
     if layout == "fhir":
         from celltrial.ingest.fhir import read_fhir
 
         raw, info = read_fhir(path, mapping, report, zone=zone)
         return Source(raw, info, True)
-    raise DataError(f"unknown layout {layout!r}; expected long, wide, redcap or fhir")
+    raise DataError(f"unknown layout {layout!r}; expected long, wide, redcap, odm or fhir")

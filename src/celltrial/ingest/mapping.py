@@ -9,6 +9,53 @@ Example (wide LIS export)::
     tests:
       D-D dimer: {test: DDIMER, unit: mg/L FEU}
       HBsAg: null            # ignore this column (its results are reported, not stored)
+
+Sections:
+
+``layout``
+    ``long`` | ``wide`` | ``redcap`` | ``fhir`` (else recognised from the file).
+``sheet``, ``timezone``
+    The workbook's sheet (name or 0-based number); the time zone of times written without a
+    UTC offset (default: the study's).
+``columns``
+    role → column name, for the roles of :data:`ROLES`. Subject facts: ``sex``, ``age``
+    (years), ``birth_date`` (the age at admission, else at the subject's first result, is
+    stored), ``height`` (cm), ``weight`` (kg), ``admitted``, ``discharged``, ``died``,
+    ``outcome`` (with ``died_codes``). Wide and long files alike; a long file gives each
+    subject's facts on any of its rows (the first value given counts; a subject whose rows
+    disagree is a warning naming the rows). Subject IDs are always read as text exactly as
+    written (``00123``, ``1e5``, ``024e7871``).
+``sex_codes``
+    code → ``M``/``F`` (e.g. ``{"1": M, "2": F}``); else the words male/female/m/f/男/女,
+    and in a wide file 1/2 assumed as 1 = male, 2 = female with a warning.
+``died_codes``
+    outcome values that mean the subject died (at the discharge time).
+``tests``
+    source test name or column → ``{test: CODE, unit: UNIT, specimen: S, day_column: COL}``,
+    a bare code, or ``null`` to ignore it. ``day_column`` (wide files): the column holding this
+    test's time as whole days from the ``offsets`` anchor (``CRP: {test: CRP, day_column:
+    CRP_day}``); the day columns are not results themselves.
+``offsets``
+    Times written as whole days from an anchor instead of dates::
+
+        offsets: {column: Day, unit: days, anchor: admitted}   # or anchor: "2020-01-17"
+
+    ``column`` (optional): the column holding each row's time as days (it takes the ``time``
+    role: a long file needs no date column); ``unit``: ``days`` (the only one); ``anchor``:
+    ``admitted`` (the subject's admission: from the file's admission column, else the study's
+    record of the subject) or a date ``YYYY-MM-DD``. A result's time is the anchor's calendar
+    day (in the study's time zone) plus the offset: a date without a clock time, as other
+    date-only times. An offset that is not a whole number of days, or a subject without an
+    admission time to count from, is an error by row.
+``same_day_repeats``
+    ``conflict`` (default) | ``first`` | ``last``: two different values of one test on one day in
+    day-resolution data (dates without a clock time). ``conflict``: neither is stored (a
+    ``duplicate_conflict`` warning per row, as for two values at one time); ``first``/``last``:
+    the first or last in file order is stored, the others are reported (``same_day_repeat``,
+    info: "kept the last of 2 values on 2020-02-03 (row 4) (mapping: same_day_repeats: last)").
+    Values with a clock time stay a conflict. Within one file chunk (200,000 rows of a long CSV).
+``dictionary``
+    REDCap data dictionary (relative to the mapping file).
 """
 
 from __future__ import annotations
@@ -17,7 +64,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from celltrial.errors import DataError
 
@@ -52,6 +99,49 @@ class TestColumn(BaseModel):
     test: str | None = None
     unit: str | None = None
     specimen: str | None = None
+    day_column: str | None = None  # wide files: this test's time as days from the anchor
+
+
+#: The anchor word for "the subject's admission" (``admission`` is read as the same).
+ADMITTED = "admitted"
+
+
+class Offsets(BaseModel):
+    """Times given as whole days from an anchor: the subject's admission or a fixed date."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    column: str | None = None
+    unit: Literal["days", "day", "d"] = "days"
+    anchor: str = ADMITTED
+
+    @field_validator("anchor", mode="before")
+    @classmethod
+    def _anchor(cls, value: object) -> str:
+        import datetime as dt
+
+        if isinstance(value, dt.datetime):
+            value = value.date()
+        if isinstance(value, dt.date):
+            value = value.isoformat()
+        text = str(value).strip()
+        if text.casefold() in (ADMITTED, "admission", "admission_time", "admission time"):
+            return ADMITTED
+        try:
+            day = dt.date.fromisoformat(text)
+        except ValueError:
+            raise ValueError(
+                f"anchor {text!r}: expected admitted (each subject's admission) or a date "
+                "YYYY-MM-DD"
+            ) from None
+        if not 1900 <= day.year < 2100:
+            raise ValueError(f"anchor {text!r}: expected a date in the years 1900–2099")
+        return day.isoformat()
+
+    @property
+    def fixed_date(self) -> str | None:
+        """The anchor date (``YYYY-MM-DD``), or None when it is each subject's admission."""
+        return None if self.anchor == ADMITTED else self.anchor
 
 
 class Mapping(BaseModel):
@@ -59,7 +149,7 @@ class Mapping(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    layout: Literal["long", "wide", "redcap", "fhir"] | None = None
+    layout: Literal["long", "wide", "redcap", "odm", "fhir"] | None = None
     sheet: str | int | None = None
     timezone: str | None = None
     columns: dict[str, str] = Field(default_factory=dict)
@@ -67,6 +157,35 @@ class Mapping(BaseModel):
     sex_codes: dict[str, Literal["M", "F"]] = Field(default_factory=dict)
     died_codes: list[str] = Field(default_factory=list)
     dictionary: str | None = None  # REDCap data dictionary (relative to the mapping file)
+    offsets: Offsets | None = None
+    same_day_repeats: Literal["conflict", "first", "last"] = "conflict"
+
+    @model_validator(mode="after")
+    def _offsets_agree(self) -> Mapping:
+        day_columns = [
+            name
+            for name, entry in self.tests.items()
+            if isinstance(entry, TestColumn) and entry.day_column
+        ]
+        if day_columns and self.offsets is None:
+            self.offsets = Offsets()  # day columns count from each subject's admission
+        if self.offsets is not None and self.offsets.column:
+            time = self.columns.get("time")
+            if time is not None and time != self.offsets.column:
+                raise ValueError(
+                    f"columns: time is {time!r} but offsets: column is "
+                    f"{self.offsets.column!r}; expected one column for the time (a date, or "
+                    "days from the anchor)"
+                )
+        return self
+
+    def day_columns(self) -> dict[str, str]:
+        """Source test name → the column holding its time as days (``tests: …: day_column``)."""
+        return {
+            name: entry.day_column
+            for name, entry in self.tests.items()
+            if isinstance(entry, TestColumn) and entry.day_column
+        }
 
     def test_for(self, name: str) -> TestColumn | Literal[False] | None:
         """The mapping's entry for ``name``: a TestColumn, ``None`` (ignore) or False (absent)."""

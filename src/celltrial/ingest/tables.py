@@ -13,6 +13,12 @@ reader would otherwise take silently is refused here too, naming the row or cell
 
 Excel error cells (``#DIV/0!``, ``#N/A``) are kept as that text, as the workbook shows them, so
 that the checks report them by row like any other text where a number belongs.
+
+Identifier columns (``id_columns``: subject IDs) are read as text exactly as written: in a CSV
+file the cell's characters (``00123``, ``1e5``, ``024e7871``, ``7.0`` stay so); in a workbook a
+text cell as typed (leading zeros kept) and a cell Excel typed as a number as its shortest text
+(``123``, not ``123.0``; ``6.5``). Never a number: a hex pseudonym such as ``024e7871`` read as
+a float overflows.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import math
 import re
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -41,6 +47,79 @@ _HEADER_REPEAT_SHARE = 0.5
 _SHOWN = 5  # cells or rows listed in a message
 
 
+#: Identifier columns: their names, or a function of the header row that names them.
+IdColumns = Iterable[str] | Callable[[list[str]], Iterable[str | None]] | None
+
+
+def id_text(value: object) -> str | None:
+    """One identifier cell as text exactly as written; ``None`` where empty.
+
+    Text is kept as typed (stripped); a number (a workbook cell Excel typed as a number) is
+    written without a trailing ``.0`` when whole (``123``), else in its shortest exact form
+    (``6.5``, ``2.5e+20``); a date cell as ISO text.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        if math.isnan(value):
+            return None
+        if math.isfinite(value) and float(value).is_integer() and abs(value) < _EXACT_WHOLE:
+            return str(int(value))
+        return repr(float(value))
+    if isinstance(value, pd.Timestamp):
+        return None if pd.isna(value) else value.isoformat()
+    if value is pd.NaT or value is pd.NA:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def id_series(cells: pd.Series) -> pd.Series:
+    """:func:`id_text` of every cell (object dtype, ``None`` where empty); each distinct
+    value converted once."""
+    codes, uniques = pd.factorize(cells.to_numpy(dtype=object), use_na_sentinel=True)
+    texts = np.array([id_text(v) for v in uniques] + [None], dtype=object)
+    return pd.Series(texts[codes], index=cells.index, dtype=object)
+
+
+def _id_names(id_columns: IdColumns, header: list[str]) -> list[str]:
+    if id_columns is None:
+        return []
+    names = id_columns(header) if callable(id_columns) else id_columns
+    return [str(n) for n in names if n is not None and str(n) in header]
+
+
+def _ids_as_text(table: pd.DataFrame, names: list[str]) -> None:
+    for name in names:
+        if name in table.columns:
+            table[name] = id_series(table[name])
+
+
+def _used(header: list[str], options: dict[str, Any]) -> list[str]:
+    """The header's columns pandas returns (``usecols`` names), for the row checks."""
+    usecols = options.get("usecols")
+    if usecols is None or callable(usecols):
+        return header
+    wanted = {str(c) for c in usecols}
+    return [h for h in header if h in wanted]
+
+
+def _csv_text_options(path: Path, id_columns: IdColumns, options: dict[str, Any]) -> list[str]:
+    """Read the identifier columns of a CSV file as text (``dtype`` str for them)."""
+    names = _id_names(id_columns, _csv_header(path)) if id_columns is not None else []
+    if names:
+        dtype = options.get("dtype")
+        if dtype is None:
+            options["dtype"] = dict.fromkeys(names, str)
+        elif isinstance(dtype, dict):
+            options["dtype"] = dtype | dict.fromkeys(names, str)
+    return names
+
+
 def is_workbook(path: Path) -> bool:
     """Whether ``path`` is named as an Excel workbook (its content is checked when read)."""
     return path.suffix.lower() in WORKBOOK_SUFFIXES
@@ -54,9 +133,13 @@ def check_readable(path: Path) -> None:
         raise DataError(f"{path}: the file is empty (expected a header row and data rows)")
 
 
-def read_csv_table(path: Path, *, what: str = "CSV file", **options: Any) -> pd.DataFrame:
-    """A whole CSV file (UTF-8, with or without a byte-order mark) as pandas reads it."""
+def read_csv_table(
+    path: Path, *, what: str = "CSV file", id_columns: IdColumns = None, **options: Any
+) -> pd.DataFrame:
+    """A whole CSV file (UTF-8, with or without a byte-order mark) as pandas reads it;
+    ``id_columns`` as text exactly as written (see the module's docstring)."""
     check_readable(path)
+    names = _csv_text_options(path, id_columns, options)
     try:
         table = pd.read_csv(path, encoding="utf-8-sig", **options)
     except Exception as exc:  # pandas' parser errors, decoding errors, OS errors
@@ -64,15 +147,23 @@ def read_csv_table(path: Path, *, what: str = "CSV file", **options: Any) -> pd.
     _check_text(path, what)
     header = _csv_header(path)
     _check_header(path, header, what)
-    _check_rows(path, table, header, first_row=2)
+    _check_rows(path, table, _used(header, options), first_row=2)
+    _ids_as_text(table, names)
     return table
 
 
 def read_csv_chunks(
-    path: Path, *, chunk_rows: int, what: str = "CSV file", **options: Any
+    path: Path,
+    *,
+    chunk_rows: int,
+    what: str = "CSV file",
+    id_columns: IdColumns = None,
+    **options: Any,
 ) -> Iterator[pd.DataFrame]:
-    """A CSV file in chunks of ``chunk_rows`` rows; any error in it is a :class:`DataError`."""
+    """A CSV file in chunks of ``chunk_rows`` rows; any error in it is a :class:`DataError`;
+    ``id_columns`` as text exactly as written."""
     check_readable(path)
+    names = _csv_text_options(path, id_columns, options)
     header: list[str] | None = None
     first_row = 2
     try:
@@ -82,7 +173,8 @@ def read_csv_chunks(
                     _check_text(path, what)
                     header = _csv_header(path)
                     _check_header(path, header, what)
-                _check_rows(path, chunk, header, first_row=first_row)
+                _check_rows(path, chunk, _used(header, options), first_row=first_row)
+                _ids_as_text(chunk, names)
                 first_row += len(chunk)
                 yield chunk
     except DataError:
@@ -92,9 +184,15 @@ def read_csv_chunks(
 
 
 def read_workbook_sheet(
-    path: Path, *, sheet: str | int | None = None, what: str = "workbook", **options: Any
+    path: Path,
+    *,
+    sheet: str | int | None = None,
+    what: str = "workbook",
+    id_columns: IdColumns = None,
+    **options: Any,
 ) -> pd.DataFrame:
-    """One sheet of an Excel workbook (the first one unless ``sheet`` names another)."""
+    """One sheet of an Excel workbook (the first one unless ``sheet`` names another);
+    ``id_columns`` as text exactly as written (a number cell 123 as "123")."""
     check_readable(path)
     with path.open("rb") as handle:
         start = handle.read(8)
@@ -112,7 +210,9 @@ def read_workbook_sheet(
             raise DataError(f"{path}: the workbook has no sheet {sheet!r}") from None
         raise _workbook_error(path, what, exc) from None
     _as_stored(table)
+    names = _id_names(id_columns, [str(c) for c in table.columns])
     if not start.startswith(_ZIP_SIGNATURE):  # legacy .xls: pandas' view is all there is
+        _ids_as_text(table, names)
         return table
     try:
         cells = _special_cells(path, sheet)
@@ -125,16 +225,23 @@ def read_workbook_sheet(
         _check_header(path, header, what)
     _restore_errors(table, cells, header_rows=1 if options.get("header", 0) == 0 else 0)
     _check_rows(path, table, header, first_row=cells.first_row + 1, workbook=True)
+    _ids_as_text(table, names)
     return table
 
 
 def read_table(
-    path: Path, *, sheet: str | int | None = None, what: str = "file", **options: Any
+    path: Path,
+    *,
+    sheet: str | int | None = None,
+    what: str = "file",
+    id_columns: IdColumns = None,
+    **options: Any,
 ) -> pd.DataFrame:
-    """A CSV file or one sheet of a workbook, chosen by the file's suffix."""
+    """A CSV file or one sheet of a workbook, chosen by the file's suffix; ``id_columns`` as
+    text exactly as written."""
     if is_workbook(path):
-        return read_workbook_sheet(path, sheet=sheet, what=what, **options)
-    return read_csv_table(path, what=what, **options)
+        return read_workbook_sheet(path, sheet=sheet, what=what, id_columns=id_columns, **options)
+    return read_csv_table(path, what=what, id_columns=id_columns, **options)
 
 
 def _as_stored(table: pd.DataFrame) -> None:

@@ -136,3 +136,99 @@ def parse_time(text: str, zone: ZoneInfo | str) -> pd.Timestamp:
                 "give the UTC offset, e.g. +01:00"
             ) from None
     return stamp.tz_convert("UTC")
+
+
+#: Extra columns of a raw frame whose times are given as days from an anchor: the day cell as
+#: written, the anchor (a UTC time, a ``YYYY-MM-DD`` date, or None: the subject's admission as
+#: the study records it) and the file's column holding the days. Validation makes them dates.
+OFFSET_COLUMNS = ("offset_days", "anchor", "time_column")
+#: Day offsets beyond this many days from their anchor are not study times (about 200 years).
+MAX_OFFSET_DAYS = 73_000
+_WHOLE_DAYS = re.compile(r"^\s*[+-]?\d+(?:\.0*)?\s*$")
+
+
+def parse_day_offsets(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """(whole days as Int64, unreadable mask) of cells giving a time as days from an anchor.
+
+    ``3``, ``+3``, ``-1``, ``3.0`` (and a workbook's numbers 3 or 3.0) are days; ``1.5``,
+    ``day 3``, ``1e400`` and offsets beyond :data:`MAX_OFFSET_DAYS` are unreadable (an error,
+    never rounded); empty cells are missing.
+    """
+
+    def parse(values: pd.Series) -> pd.Series:
+        out = []
+        for value in values:
+            if value is None or (isinstance(value, float) and np.isnan(value)):
+                out.append(None)
+                continue
+            if isinstance(value, bool | np.bool_):
+                out.append("bad")
+                continue
+            if isinstance(value, int | np.integer):
+                number: float = float(value)
+            elif isinstance(value, float | np.floating):
+                number = float(value)
+            else:
+                text = str(value).strip()
+                if not text:
+                    out.append(None)
+                    continue
+                if not _WHOLE_DAYS.match(text):
+                    out.append("bad")
+                    continue
+                number = float(text)
+            if not np.isfinite(number) or not number.is_integer() or abs(number) > MAX_OFFSET_DAYS:
+                out.append("bad")
+            else:
+                out.append(int(number))
+        return pd.Series(out, index=values.index, dtype=object)
+
+    from celltrial.ingest.frame import map_unique
+
+    parsed = map_unique(raw, parse)
+    bad = parsed.map(lambda v: isinstance(v, str)).astype(bool)
+    days = parsed.where(~bad, None)
+    return pd.Series(pd.array(days.tolist(), dtype="Int64"), index=raw.index), bad
+
+
+def dates_from_offsets(anchor: pd.Series, days: pd.Series, zone: ZoneInfo | str) -> pd.Series:
+    """``YYYY-MM-DD`` text (None where either is missing): the anchor's calendar day in ``zone``
+    plus ``days``. ``anchor`` holds aware times (an admission) or ``YYYY-MM-DD`` text."""
+    if isinstance(anchor.dtype, pd.DatetimeTZDtype):
+        day = anchor.dt.tz_convert(str(zone)).dt.tz_localize(None).dt.normalize()
+    else:
+        day = pd.to_datetime(anchor, errors="coerce", format="ISO8601")
+        if isinstance(day.dtype, pd.DatetimeTZDtype):
+            day = day.dt.tz_convert(str(zone)).dt.tz_localize(None)
+        day = day.dt.normalize()
+    offset = pd.to_timedelta(pd.Series(days, index=anchor.index).astype("Float64"), unit="D")
+    when = day + offset
+    text = when.dt.strftime("%Y-%m-%d")
+    return text.astype(object).where(when.notna(), None)
+
+
+_CLOCK = re.compile(r"\d:\d{2}|T\d{2}")
+
+
+def date_only(raw: pd.Series) -> pd.Series:
+    """Mask of time cells that name a calendar day without a clock time (day-resolution data):
+    text without ``hh:mm``; a workbook's date cell at midnight."""
+
+    def check(values: pd.Series) -> pd.Series:
+        out = []
+        for value in values:
+            if isinstance(value, pd.Timestamp | np.datetime64) or hasattr(value, "hour"):
+                stamp = pd.Timestamp(value)
+                out.append(
+                    not pd.isna(stamp)
+                    and (stamp.hour, stamp.minute, stamp.second, stamp.microsecond) == (0, 0, 0, 0)
+                )
+            elif isinstance(value, str):
+                out.append(bool(_DATE.search(value)) and not _CLOCK.search(value))
+            else:
+                out.append(False)
+        return pd.Series(out, index=values.index, dtype=object)
+
+    from celltrial.ingest.frame import map_unique
+
+    return map_unique(raw, check).fillna(False).astype(bool)

@@ -2,6 +2,15 @@
 
 Every non-empty result ends in exactly one outcome: ``stored``, ``flagged`` (stored, with a
 warning) or ``reported`` (not stored, with a message). Errors refuse the whole file.
+
+Times given as days from an anchor (raw columns :data:`~celltrial.ingest.times.OFFSET_COLUMNS`,
+from a mapping's ``offsets``) become dates here: the anchor's calendar day in the study's time
+zone plus the days; a day cell that is not a whole number, or a subject without an admission
+time to count from (neither in the file nor in the study), is an error by row.
+
+Two values of one test on one day without a clock time (day-resolution data) are a conflict:
+neither is stored, unless the mapping's ``same_day_repeats`` says ``first`` or ``last`` (in file
+order), which keeps that one and names the rule in the report.
 """
 
 from __future__ import annotations
@@ -20,7 +29,12 @@ from celltrial.ingest import values as V
 from celltrial.ingest.frame import map_unique, strip_text
 from celltrial.ingest.limits import compute_reporting_limits
 from celltrial.ingest.report import ValidationReport
-from celltrial.ingest.times import parse_times
+from celltrial.ingest.times import (
+    date_only,
+    dates_from_offsets,
+    parse_day_offsets,
+    parse_times,
+)
 from celltrial.units import convert, explain_unconvertible, normalize_unit
 
 #: Specimens whose results belong in blood, serum or plasma columns.
@@ -85,6 +99,7 @@ def check_results(
     zone: ZoneInfo | str,
     detect_limits: bool = True,
     columns: Mapping[str, str] | None = None,
+    same_day_repeats: str | None = None,
 ) -> pd.DataFrame:
     """The rows to store (columns :data:`STORED_COLUMNS` plus ``flagged``), report filled in.
 
@@ -93,8 +108,11 @@ def check_results(
     ``subject``, ``time``, ``test`` (long files), ``unit`` — so that a problem with a subject,
     a time, a test name or a unit is reported on the cell that holds it; without one, on the
     result's own column. Every message names the source row, that column and the cell's text.
+    ``same_day_repeats``: ``conflict`` | ``first`` | ``last`` (a mapping's setting); default: the
+    reader's (``raw.attrs["same_day_repeats"]``), else ``conflict``.
     """
     run = _Run(raw.reset_index(drop=True), report, subjects, zone, columns or {})
+    run.same_day_repeats = same_day_repeats or raw.attrs.get("same_day_repeats") or "conflict"
     return run.execute(detect_limits=detect_limits)
 
 
@@ -130,6 +148,11 @@ class _Run:
         if role == "unit" and "unit" not in self.columns and "test" in self.columns:
             role = "test"  # a long file without a unit column: the unit came with the test name
         name = self.columns.get(role)
+        if role == "time" and "time_column" in rows.columns:
+            given = rows["time_column"].astype(object)
+            if given.notna().any():  # times given as days: the column holding the days
+                fallback = name if name is not None else rows["column"]
+                return given.where(given.notna(), fallback).astype(object)
         if name is None and role == "subject":
             name = "subject"  # REDCap record ID, FHIR subject reference
         if name is None:
@@ -141,6 +164,9 @@ class _Run:
         source = {"subject": "subject", "time": "time", "unit": "raw_unit", "test": "name"}
         if role == "value":
             return _cell_text(self.raw.loc[mask, "raw_value"])
+        if role == "time" and "offset_days" in self.raw.columns:
+            days = self.raw.loc[mask, "offset_days"]
+            return _cell_text(days.where(days.notna(), self.raw.loc[mask, "time"]))
         return _cell_text(self.raw.loc[mask, source[role]])
 
     def _messages(
@@ -282,7 +308,53 @@ class _Run:
             )
         self.outcome[unknown] = REPORTED
 
+    def _offsets(self) -> None:
+        """Times given as days from an anchor become dates (``YYYY-MM-DD`` in the raw time)."""
+        if "offset_days" not in self.raw.columns:
+            return
+        cells = self.raw["offset_days"]
+        given = strip_text(cells).notna()
+        if not given.any():
+            return
+        days, bad = parse_day_offsets(cells)
+        bad &= given
+        if bad.any():
+            self.drop(
+                bad,
+                "bad_offset",
+                "the time as a whole number of days from the anchor (e.g. 0, 3, -1)",
+                "error",
+                role="time",
+            )
+        anchor = _anchor_days(self.raw["anchor"], self.zone)
+        missing = anchor.isna() & given & ~bad
+        if missing.any() and len(self.subjects) and "admitted" in self.subjects.columns:
+            code = strip_text(self.raw["subject"].astype("string"))
+            admitted = pd.to_datetime(self.subjects["admitted"], utc=True)
+            stored = pd.Series(
+                pd.to_datetime(code[missing].map(admitted), utc=True).to_numpy(),
+                index=code[missing].index,
+            )
+            anchor[missing] = _anchor_days(stored.astype(object), self.zone)
+            missing = anchor.isna() & given & ~bad
+        if missing.any():
+            self.drop(
+                missing,
+                "no_anchor",
+                "an admission time of the subject to count the days from (in the file's "
+                "admission column or the study's record of the subject), or a date as the "
+                "mapping's offsets: anchor",
+                "error",
+                role="time",
+            )
+        dates = dates_from_offsets(anchor, days, self.zone)
+        use = given & ~bad & ~missing
+        time = self.raw["time"].astype(object).copy()
+        time[use] = dates[use]
+        self.raw = self.raw.assign(time=time)
+
     def _times(self) -> None:
+        self._offsets()
         times, unreadable = parse_times(self.raw["time"], self.zone)
         unreadable = unreadable.fillna(False).astype(bool)
         self.time = times
@@ -297,6 +369,7 @@ class _Run:
                 role="time",
             )
         self.drop(times.isna(), "no_time", "the time the sample was taken", role="time")
+        self.day_only = date_only(self.raw["time"])
 
     def _subjects(self) -> None:
         code = strip_text(self.raw["subject"].astype("string")).astype("string")
@@ -586,12 +659,51 @@ class _Run:
         conflict = (distinct["v"] > 1) | (distinct["q"] > 1)
         conflict_mask = pd.Series(False, index=self.raw.index)
         conflict_mask[part.index[conflict.to_numpy()]] = True
+        if self.same_day_repeats in ("first", "last"):
+            conflict_mask = self._same_day_repeats(part, conflict_mask)
         self.drop(conflict_mask, "duplicate_conflict", "one value per subject, test and time")
         same = part[~conflict.to_numpy()]
         repeat = same.duplicated(["s", "t", "time"], keep="first")
         repeat_mask = pd.Series(False, index=self.raw.index)
         repeat_mask[same.index[repeat.to_numpy()]] = True
         self.drop(repeat_mask, "duplicate", "each result once", "info")
+
+    def _same_day_repeats(self, part: pd.DataFrame, conflict: pd.Series) -> pd.Series:
+        """Keep the first or last (file order) of different values of one test on one day
+        without a clock time; report the others (info) naming the rule. Returns the conflicts
+        left (those with a clock time)."""
+        rule = self.same_day_repeats
+        day = self.day_only.reindex(part.index).fillna(False).astype(bool)
+        chosen = part[conflict[part.index].to_numpy() & day.to_numpy()]
+        if chosen.empty:
+            return conflict
+        order = chosen.assign(row=self.raw.loc[chosen.index, "source_row"].astype(float))
+        order = order.sort_values("row", kind="stable")
+        keys = ["s", "t", "time"]
+        kept = order.drop_duplicates(keys, keep="first" if rule == "first" else "last")
+        dropped = order.index.difference(kept.index)
+        sizes = order.groupby(keys, sort=False).size().rename("n")
+        info = order.join(sizes, on=keys)
+        kept_rows = kept.set_index(keys)["row"]
+        for_rows = info.loc[dropped]
+        date_text = for_rows["time"].dt.tz_convert(str(self.zone)).dt.strftime("%Y-%m-%d")
+        kept_at = [kept_rows.loc[tuple(k)] for k in for_rows[keys].itertuples(index=False)]
+        word = "first" if rule == "first" else "last"
+        expected = pd.Series(
+            [
+                f"one value per subject, test and day: kept the {word} of {int(n)} values on "
+                f"{d} (row {int(r)}) (mapping: same_day_repeats: {rule})"
+                for n, d, r in zip(for_rows["n"], date_text, kept_at, strict=True)
+            ],
+            index=for_rows.index,
+            dtype=object,
+        ).reindex(self.raw.index)
+        mask = pd.Series(False, index=self.raw.index)
+        mask[dropped] = True
+        self.drop(mask, "same_day_repeat", expected, "info")
+        out = conflict.copy()
+        out[chosen.index] = False
+        return out
 
     def _result(self, unit: pd.Series) -> pd.DataFrame:
         counts = np.bincount(self.outcome.to_numpy(), minlength=len(OUTCOMES))
@@ -631,6 +743,27 @@ class _Run:
         given = self.raw.loc[keep, "specimen"].astype("string")
         default = self._definition_series("specimen")[keep].astype("string")
         return given.fillna(default).astype(object)
+
+
+def _anchor_days(anchor: pd.Series, zone: object) -> pd.Series:
+    """Anchors as ``YYYY-MM-DD`` text (object; None where missing): a time's calendar day in
+    ``zone``, a date as written."""
+
+    def day(values: pd.Series) -> pd.Series:
+        out = []
+        for value in values:
+            if value is None or (not isinstance(value, str) and pd.isna(value)):
+                out.append(None)
+            elif isinstance(value, str):
+                out.append(value.strip()[:10] or None)
+            else:
+                stamp = pd.Timestamp(value)
+                if stamp.tzinfo is not None:
+                    stamp = stamp.tz_convert(str(zone))
+                out.append(stamp.strftime("%Y-%m-%d"))
+        return pd.Series(out, index=values.index, dtype=object)
+
+    return map_unique(anchor, day)
 
 
 def _cell_text(values: pd.Series) -> pd.Series:
