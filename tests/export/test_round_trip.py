@@ -1,19 +1,14 @@
 """Simulate a cohort → write wide XLSX, long CSV, REDCap and FHIR → import each into a fresh
-study → the same canonical values; and the SDTM LB/VS export of what came in."""
+study → the same canonical values (the SDTM export is tested in test_sdtm.py)."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 from celltrial.cohort import simulate
 from celltrial.export import (
-    derive_sdtm,
-    export_observations,
     write_fhir,
     write_long_csv,
     write_redcap,
@@ -88,51 +83,3 @@ def test_round_trip_gives_identical_canonical_values(cohort, tmp_path, layout):
     assert (back.loc[sent["qualifier"] != "", "qualifier"] == "<").all()
     same = (back["qualifier"] == sent["qualifier"]) | (sent["qualifier"] == "")
     assert same.all()
-
-
-def test_sdtm_lb_and_vs_split_and_keep_values(cohort):
-    observations = cohort.observations.assign(study_day=0.5)
-    lb = derive_sdtm(observations, study_id="STUDY", domain="LB")
-    vs = derive_sdtm(observations, study_id="STUDY", domain="VS")
-    assert len(lb) + len(vs) == len(observations)
-    assert set(vs["VSTESTCD"]) >= {"SPO2", "HR", "TEMP"}
-    assert "CRP" in set(lb["LBTESTCD"]) and "SPO2" not in set(lb["LBTESTCD"])
-    crp = lb[lb["LBTESTCD"] == "CRP"]
-    assert (crp["LBSTRESU"] == "mg/L").all() and (crp["LBLOINC"] == "1988-5").all()
-    assert (lb["LBDY"] == 1).all()  # study day 0.5 → SDTM day 1 (no day 0)
-    limited = lb[lb["LBSTRESC"].str.startswith("<")]
-    assert len(limited) == 1 and limited["LBSTRESN"].isna().all()
-    assert (
-        lb.groupby("USUBJID")["LBSEQ"].apply(lambda s: list(s) == list(range(1, len(s) + 1))).all()
-    )
-
-
-def test_export_command_writes_csv_and_dataset_json(cohort, tmp_path):
-    from celltrial.ingest import import_file
-
-    study = init_study(tmp_path / "study", user="tester")
-    path = write_long_csv(cohort.observations, tmp_path / "labs.csv")
-    import_file(study, path, register=True, cohort="trip", user="tester")
-    csvs = export_observations(study, tmp_path / "out", fmt="csv", cohort="trip")
-    assert [p.name for p in csvs] == ["lb.csv", "vs.csv"]
-    lb = pd.read_csv(csvs[0])
-    vs = pd.read_csv(csvs[1])
-    assert len(lb) + len(vs) == len(cohort.observations)
-    jsons = export_observations(study, tmp_path / "out", fmt="dataset-json", cohort="trip")
-    document = json.loads(jsons[0].read_text(encoding="utf-8"))
-    assert document["datasetJSONVersion"] == "1.1.0" and document["name"] == "LB"
-    assert document["records"] == len(lb) == len(document["rows"])
-    names = [c["name"] for c in document["columns"]]
-    assert names[:4] == ["STUDYID", "DOMAIN", "USUBJID", "LBSEQ"]
-    stresn = names.index("LBSTRESN")
-    assert document["columns"][stresn]["dataType"] == "double"
-
-    import celltrial.cli  # noqa: F401  (first: it registers export.command, which imports it)
-    from celltrial.export.command import export_command
-
-    app = __import__("typer").Typer()
-    app.command()(export_command)
-    run = CliRunner().invoke(
-        app, [str(study.directory), "--out", str(tmp_path / "cli"), "--format", "bogus"]
-    )
-    assert run.exit_code != 0 and "csv or dataset-json" in run.output

@@ -1,4 +1,5 @@
-"""``celltrial export DIR --out PATH [--format csv|dataset-json]`` (registered by cli.py)."""
+"""``celltrial export DIR --out PATH [--format csv|dataset-json] [--cohort NAME]`` (registered
+by cli.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from celltrial.cli_support import DbOption, say, user_errors
 def export_command(
     directory: Annotated[Path, typer.Argument(help="Study directory.", metavar="DIR")],
     out: Annotated[
-        Path, typer.Option("--out", help="Folder for the LB and VS datasets.", metavar="PATH")
+        Path,
+        typer.Option("--out", help="Folder for the datasets (dm, ex, ae, lb, vs).", metavar="PATH"),
     ],
     fmt: Annotated[
         str,
@@ -24,14 +26,21 @@ def export_command(
     ] = "csv",
     cohort: Annotated[
         str | None,
-        typer.Option("--cohort", help="Export this external cohort instead.", metavar="NAME"),
+        typer.Option(
+            "--cohort",
+            help="Export this external cohort instead (under a study id of its own).",
+            metavar="NAME",
+        ),
     ] = None,
     db: DbOption = None,
 ) -> None:
-    """Export observations as CDISC SDTM-like LB (labs) and VS (vital signs) datasets."""
-    from celltrial.export.sdtm import export_observations
+    """Export the study as CDISC SDTM-like datasets: demographics (DM), infusions (EX), adverse
+    events (AE), lab results (LB) and vital signs (VS)."""
+    from celltrial.export.sdtm import DOMAINS
+    from celltrial.export.submission import export_sdtm
     from celltrial.study import open_study
 
     study = open_study(directory, db_url=db, read_only=True)
-    for path in export_observations(study, out, fmt=fmt, cohort=cohort):
-        say(("wrote", "green"), f" {path}")
+    for path in export_sdtm(study, out, fmt=fmt, cohort=cohort):
+        what = DOMAINS.get(path.stem.upper(), path.stem).lower()
+        say(("wrote", "green"), f" {what}: {path}")
