@@ -119,6 +119,16 @@ def init(
 def migrate(
     directory: Annotated[Path, typer.Argument(help="Study directory.", metavar="DIR")],
     db: DbOption = None,
+    grant_to: Annotated[
+        str | None,
+        typer.Option(
+            "--grant-to",
+            help="PostgreSQL: after migrating (as the tables' owner), give this role what "
+            "celltrial needs to run the study and no more; it owns no table, so it cannot "
+            "lift the audit log's triggers.",
+            metavar="ROLE",
+        ),
+    ] = None,
 ) -> None:
     """Upgrade a study's database to this version of celltrial (back it up first)."""
     from celltrial.study import migrate_study
@@ -128,6 +138,19 @@ def migrate(
         say(f"the database of {directory} is up to date (schema revision {after})")
     else:
         say(("migrated", "green"), f" the database of {directory}: revision {before} → {after}")
+    if grant_to is not None:
+        from celltrial.store.database import database_url, open_engine
+        from celltrial.store.roles import grant_app_role
+
+        engine = open_engine(database_url(directory, db))
+        try:
+            grant_app_role(engine, grant_to)
+        finally:
+            engine.dispose()
+        say(
+            ("granted", "green"),
+            f" {grant_to} may read and write the study's data and only add to its audit log",
+        )
 
 
 @app.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 
 from celltrial.services.errors import NotFound
+from celltrial.store.audit import AuditChainCheck, check_audit_chain
 from celltrial.store.database import study_session
 from celltrial.store.models import (
     AdverseEvent,
@@ -116,3 +118,22 @@ def _entry(event: AuditEvent) -> AuditEntry:
         import_batch_id=event.import_batch_id,
         source_sha256=event.source_sha256,
     )
+
+
+#: How long a check of the whole chain is reused before the web app checks it again.
+CHAIN_CHECK_SECONDS = 60.0
+_chain_checks: dict[str, tuple[float, AuditChainCheck]] = {}
+
+
+def audit_chain_status(study: StudyHandle) -> AuditChainCheck:
+    """The audit chain check of ``study`` (see :func:`celltrial.store.audit.check_audit_chain`),
+    recomputed at most every :data:`CHAIN_CHECK_SECONDS` per database: the dashboard shows a
+    broken chain without reading the whole log on every page."""
+    key = study.engine.url.render_as_string(hide_password=True)
+    now = time.monotonic()
+    cached = _chain_checks.get(key)
+    if cached is not None and now - cached[0] < CHAIN_CHECK_SECONDS:
+        return cached[1]
+    check = check_audit_chain(study.engine)
+    _chain_checks[key] = (now, check)
+    return check

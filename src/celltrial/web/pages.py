@@ -35,7 +35,7 @@ from celltrial.services.accounts import (
     sign_in,
     sign_out,
 )
-from celltrial.services.audit_trail import read_audit_trail
+from celltrial.services.audit_trail import audit_chain_status, read_audit_trail
 from celltrial.services.casebook import MYCOPLASMA_RESULTS, RELEASE_STATUSES, STERILITY_RESULTS
 from celltrial.services.errors import (
     AccountError,
@@ -217,7 +217,14 @@ def dashboard(request: Request, active: Reader) -> HTMLResponse:
     study = study_of(request)
     view = monitoring.summarize_dashboard(study)
     open_queries = queries.list_queries(study, open_only=True)
-    return render(request, "dashboard.html.j2", active, view=view, open_queries=open_queries)
+    return render(
+        request,
+        "dashboard.html.j2",
+        active,
+        view=view,
+        open_queries=open_queries,
+        audit_chain=audit_chain_status(study),
+    )
 
 
 @router.get("/subjects/{code}")
