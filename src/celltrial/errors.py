@@ -20,6 +20,14 @@ class StudyError(CelltrialError):
     """A study directory or database is missing, unreadable or inconsistent."""
 
 
+class StudyBusy(StudyError):
+    """Another writer (an import, the web app) held the study database longer than a write waits;
+    nothing of this write was stored, and the same write can be tried again."""
+
+    #: Seconds after which trying again is sensible (the web app's Retry-After).
+    retry_after_seconds = 10
+
+
 class DataError(CelltrialError):
     """Study data (subjects, infusions, observations…) violate a rule."""
 

@@ -19,7 +19,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from celltrial.errors import StudyError
+from celltrial.errors import StudyBusy, StudyError
 from celltrial.store.audit import StudySession
 
 DATABASE_ENV = "CELLTRIAL_DATABASE_URL"
@@ -156,7 +156,7 @@ def check_database_error(exc: OperationalError, engine: Engine) -> Exception:
     text = str(exc.orig).lower()
     where = engine.url.render_as_string(hide_password=True)
     if "locked" in text or "busy" in text:
-        return StudyError(
+        return StudyBusy(
             f"the study database {where} stayed busy (another import or the web app was "
             f"writing) for {SQLITE_BUSY_SECONDS} s; nothing was stored: try again when it is done"
         )

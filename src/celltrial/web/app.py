@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from celltrial import __version__
-from celltrial.errors import CelltrialError, DataError
+from celltrial.errors import CelltrialError, DataError, StudyBusy
 from celltrial.services.errors import EditConflict, NotFound, NotPermitted, SignInRefused
 from celltrial.services.monitoring import (
     refresh_after_write,
@@ -208,6 +208,12 @@ def create_app(
     @app.exception_handler(DataError)
     async def _data(request: Request, exc: DataError) -> Response:
         return error_page(request, 422, "Not saved", str(exc))
+
+    @app.exception_handler(StudyBusy)
+    async def _busy(request: Request, exc: StudyBusy) -> Response:
+        response = error_page(request, 503, "Study busy, try again", str(exc))
+        response.headers["Retry-After"] = str(exc.retry_after_seconds)
+        return response
 
     @app.exception_handler(CelltrialError)
     async def _celltrial(request: Request, exc: CelltrialError) -> Response:

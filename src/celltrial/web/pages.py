@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel
 
 from celltrial.catalogue import load_catalogue
-from celltrial.errors import DataError
+from celltrial.errors import DataError, StudyBusy
 from celltrial.safety.events import load_ae_vocabulary
 from celltrial.services import (
     adverse_events,
@@ -116,6 +116,14 @@ def _saved(
         return show(values=values, error=str(exc), status=409)
     except DataError as exc:
         return show(values=values, error=str(exc), status=422)
+    except StudyBusy as exc:  # nothing stored; the entry stays in the form to submit again
+        response = show(
+            values=values,
+            error=f"{exc} Your entry is kept below: submit it again in a moment.",
+            status=503,
+        )
+        response.headers["Retry-After"] = str(exc.retry_after_seconds)
+        return response
     return RedirectResponse(target, status_code=303)
 
 
