@@ -139,3 +139,26 @@ def test_a_display_image_of_absurd_size_is_refused_before_decoding(tmp_path):
     path.write_bytes(set_png_size(buffer.getvalue(), PngSize(65535, 65535)))
     with pytest.raises(ImagingError, match=r"slice\.png: the image .* than a CT slice"):
         read_ct(path)
+
+
+@pytest.mark.parametrize("zoom", [1e5, 1e30, 1e-6, 0.001])
+def test_voxel_sizes_no_ct_has_are_refused(tmp_path, zoom):
+    """Lung volumes scale with the voxel size: a header claiming 100 m voxels (or metres read as
+    mm) would give volumes off by orders of magnitude."""
+    hu = np.full((24, 20, 6), 40, dtype=np.int16)
+    hu[2:10, 3:15] = -850
+    hu[0] = -1000
+    path = tmp_path / "scan.nii.gz"
+    nib.save(nib.Nifti1Image(hu, np.diag([zoom, zoom, zoom, 1.0])), path)
+    with pytest.raises(ImagingError, match=r"voxel size .* a CT's voxels measure 0\.01 to 50 mm"):
+        read_ct(path)
+
+
+@pytest.mark.parametrize("zoom", [0.3, 1.5, 5.0])
+def test_voxel_sizes_of_real_scanners_are_read(tmp_path, zoom):
+    hu = np.full((24, 20, 6), 40, dtype=np.int16)
+    hu[2:10, 3:15] = -850
+    hu[0] = -1000
+    path = tmp_path / "scan.nii.gz"
+    nib.save(nib.Nifti1Image(hu, np.diag([zoom, zoom, zoom, 1.0])), path)
+    assert read_ct(path).spacing == pytest.approx((zoom, zoom, zoom))

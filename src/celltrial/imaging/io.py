@@ -30,6 +30,8 @@ DISPLAY_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 #: The largest volume read (voxels; 2 GB as int16), e.g. 1024 slices of 1024 × 1024.
 MAX_VOXELS = 2**30
+#: The voxel sizes (mm, each side) a CT can have: sub-millimetre pixels to thick slabs.
+VOXEL_MM = (0.01, 50.0)
 #: The largest display image read (pixels), e.g. 8192 × 8192; a CT slice has 512 × 512.
 MAX_PIXELS = 2**26
 
@@ -182,6 +184,13 @@ def _orientation(affine: np.ndarray, source: str) -> np.ndarray:
         raise ImagingError(
             f"{source}: voxel size {' × '.join(f'{z:g}' for z in zooms)} mm; expected sizes "
             "above 0 (the header is damaged)"
+        )
+    low, high = VOXEL_MM
+    if (zooms < low).any() or (zooms > high).any():
+        raise ImagingError(
+            f"{source}: voxel size {' × '.join(f'{z:.3g}' for z in zooms)} mm; a CT's voxels "
+            f"measure {low:g} to {high:g} mm a side (the header is damaged or its units are not "
+            "mm): volumes measured from it would be wrong"
         )
     try:
         ornt = nib.orientations.io_orientation(affine)
