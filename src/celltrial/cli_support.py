@@ -10,6 +10,7 @@ markup off, and styled words are passed as (text, style) pairs to :func:`say`.
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import math
@@ -97,23 +98,58 @@ def user_errors(function: F) -> F:
         except KeyboardInterrupt:
             errors.print(Text("interrupted", style="bold red"))
             raise typer.Exit(130) from None
+        except OSError as exc:
+            message = describe_os_error(exc)
+            if message is None:
+                raise _defect(exc) from None
+            errors.print(Text.assemble(("error:", "bold red"), " ", message))
+            raise typer.Exit(1) from None
         except Exception as exc:
-            if type(exc).__module__.split(".")[0] in ("typer", "click") or os.environ.get(
-                DEBUG_ENV
-            ):
-                raise  # the command line's own exits and usage errors; or a developer asked
-            saved = _save_details(exc)
-            errors.print(
-                Text.assemble(
-                    ("internal error:", "bold red"),
-                    f" celltrial could not finish this command ({type(exc).__name__}: "
-                    f"{_plain_text(exc)}). This is a defect in celltrial; the details are in "
-                    f"{saved}: please send that file to its maintainers.",
-                )
-            )
-            raise typer.Exit(INTERNAL_ERROR_STATUS) from None
+            raise _defect(exc) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _defect(exc: Exception) -> BaseException:
+    """What to raise for an exception that is a defect of celltrial: the exception itself for
+    the command line's own exits and under ``$CELLTRIAL_DEBUG``, else (after one message naming
+    a file of details) an exit with :data:`INTERNAL_ERROR_STATUS`."""
+    if type(exc).__module__.split(".")[0] in ("typer", "click") or os.environ.get(DEBUG_ENV):
+        return exc  # the command line's own exits and usage errors; or a developer asked
+    saved = _save_details(exc)
+    errors.print(
+        Text.assemble(
+            ("internal error:", "bold red"),
+            f" celltrial could not finish this command ({type(exc).__name__}: "
+            f"{_plain_text(exc)}). This is a defect in celltrial; the details are in "
+            f"{saved}: please send that file to its maintainers.",
+        )
+    )
+    return typer.Exit(INTERNAL_ERROR_STATUS)
+
+
+#: Operating-system errors the user (or the machine) can fix, with what to say about them.
+_OS_ERRORS = {
+    errno.ENOSPC: "no space left on the disk",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EROFS: "the disk is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+}
+
+
+def describe_os_error(exc: OSError) -> str | None:
+    """One sentence for an operating-system error a user can act on (full disk, read-only
+    disk, no permission), naming the file; None for any other (a defect)."""
+    what = _OS_ERRORS.get(exc.errno or -1)
+    if what is None:
+        return None
+    where = f" writing {exc.filename}" if exc.filename else ""
+    return (
+        f"{what}{where}; the command stopped (a study's database keeps only what was "
+        "complete: nothing half-written is stored). Make room or fix the permission, then run it "
+        "again."
+    )
 
 
 def _plain_text(exc: BaseException) -> str:
@@ -163,6 +199,16 @@ def cell_text(value: Any) -> str:
     if text in ("nan", "NaT", "<NA>", "None"):
         return "—"
     return value_label(text).replace(" %", "\u00a0%")  # a number keeps its per cent sign
+
+
+#: Table columns holding p-values: in text they print through :func:`celltrial.pvalues.p_number`
+#: ("<0.001", never "0"); CSV and JSON keep the number.
+P_VALUE_COLUMNS = frozenset({"p_value", "p_holm", "min_p_value", "t_p_value"})
+
+
+def is_p_value_column(name: str) -> bool:
+    """Whether a table column holds p-values (by its name)."""
+    return name in P_VALUE_COLUMNS or name.endswith("_p_value")
 
 
 def _machine_value(value: Any) -> Any:
@@ -269,7 +315,16 @@ class Output:
             console.file.write(out.to_csv(index=False))
             console.print()
             return
-        texts = [[cell_text(v) for v in row] for row in rows]
+        from celltrial.pvalues import p_number
+
+        p_columns = [is_p_value_column(c) for c in columns]
+        texts = [
+            [
+                p_number(_machine_value(v)) if is_p else cell_text(v)
+                for v, is_p in zip(row, p_columns, strict=True)
+            ]
+            for row in rows
+        ]
         table = Table(
             title=title,
             title_justify="left",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -212,3 +214,23 @@ def test_a_real_process_prints_one_message_and_exits_1(tmp_path):
     assert done.returncode == 1
     assert done.stdout == "" and done.stderr.startswith("error:") and "not a study" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("code", "said"),
+    [
+        (errno.ENOSPC, "no space left on the disk writing"),
+        (errno.EACCES, "permission denied writing"),
+    ],
+)
+def test_a_full_disk_is_one_message_not_a_traceback(demo_dir, tmp_path, monkeypatch, code, said):
+    import celltrial.overview
+
+    def full(*args, **kwargs):
+        raise OSError(code, "No space left on device", str(tmp_path / "out.html"))
+
+    monkeypatch.setattr(celltrial.overview, "summarize_study", full)
+    result = runner.invoke(app, ["status", str(demo_dir)], env={"COLUMNS": "300"})
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert f"error: {said} {tmp_path / 'out.html'}; the command stopped" in result.output
