@@ -467,8 +467,8 @@ def test_export_memory_does_not_grow_with_the_rows(tmp_path):
 def test_chunks_hold_whole_subjects_on_every_backend(database_url, tmp_path):  # noqa: F811
     """The streamed read gives the rows of read_observations, each subject in one chunk
     (SQLite, and PostgreSQL's server-side cursor when a server is configured)."""
-    from celltrial.export.reading import read_observation_chunks
     from celltrial.store import frames as store_frames
+    from celltrial.store.frames import read_observation_chunks
 
     cohort = simulate(PROTOCOL, 3, seed=2)
     study = init_study(tmp_path / "study", db_url=database_url, user="tester")

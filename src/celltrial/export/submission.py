@@ -12,7 +12,6 @@ from typing import Any
 
 from celltrial.errors import CelltrialError
 from celltrial.export.datasets import DatasetWriter
-from celltrial.export.reading import CHUNK_ROWS, read_observation_chunks
 from celltrial.export.sdtm import (
     ExportContext,
     derive_ae,
@@ -22,6 +21,8 @@ from celltrial.export.sdtm import (
     external_study_id,
     split_domains,
 )
+from celltrial.store.frames import OBSERVATION_CHUNK_ROWS as CHUNK_ROWS
+from celltrial.store.frames import read_observation_chunks
 
 FORMATS = {"csv": "csv", "dataset-json": "json"}
 

@@ -6,6 +6,7 @@ a cohort label; external-cohort patients are read only when their cohort is aske
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import nullcontext
 from zoneinfo import ZoneInfo
 
@@ -297,3 +298,81 @@ def read_ct_results(
     frame = _frame(engine, statement, ("time",))
     frame["lesion_ml"] = frame["ggo_ml"] + frame["consolidation_ml"]
     return frame
+
+
+#: Rows per chunk of :func:`read_observation_chunks` (a subject's rows are never split across
+#: chunks, so a chunk may be larger).
+OBSERVATION_CHUNK_ROWS = 20_000
+_CHUNK_COLUMNS = (
+    "subject_id",
+    "time",
+    "test",
+    "value",
+    "unit",
+    "raw_value",
+    "raw_unit",
+    "qualifier",
+    "ref_low",
+    "ref_high",
+    "specimen",
+    "source",
+)
+
+
+def read_observation_chunks(
+    engine: Engine,
+    study_id: str,
+    *,
+    cohort: str | None = None,
+    chunk_rows: int = OBSERVATION_CHUNK_ROWS,
+) -> Iterator[pd.DataFrame]:
+    """The study's (or ``cohort``'s) observations, ordered by subject and time, as frames of
+    about ``chunk_rows`` rows holding every row of each subject they hold (columns of
+    :data:`celltrial.frames.OBSERVATION_COLUMNS` but ``study_day``; ``time`` aware UTC)."""
+    statement = _subject_filter(
+        select(
+            Subject.code.label("subject_id"),
+            Subject.id.label("subject_key"),
+            Observation.time,
+            Observation.test,
+            Observation.value,
+            Observation.unit,
+            Observation.raw_value,
+            Observation.raw_unit,
+            Observation.qualifier,
+            Observation.ref_low,
+            Observation.ref_high,
+            Observation.specimen,
+            Observation.source,
+        ).join(Subject, Observation.subject_id == Subject.id),
+        study_id,
+        cohort,
+    ).order_by(Subject.code, Subject.id, Observation.time, Observation.id)
+    names = ["subject_id", "subject_key", *_CHUNK_COLUMNS[1:]]
+    with engine.connect() as connection:
+        result = connection.execution_options(stream_results=True, yield_per=chunk_rows).execute(
+            statement
+        )
+        pending: list[tuple] = []
+        for partition in result.partitions(chunk_rows):
+            pending.extend(map(tuple, partition))
+            if len(pending) < chunk_rows:
+                continue
+            last_key = pending[-1][1]
+            cut = len(pending)
+            while cut > 0 and pending[cut - 1][1] == last_key:
+                cut -= 1
+            if cut == 0:  # one subject so far: wait for the next one
+                continue
+            yield _chunk_frame(pending[:cut], names)
+            pending = pending[cut:]
+        if pending:
+            yield _chunk_frame(pending, names)
+
+
+def _chunk_frame(rows: list[tuple], names: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(rows, columns=names)
+    frame["time"] = pd.to_datetime(frame["time"], utc=True)
+    for column in ("value", "ref_low", "ref_high"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
+    return frame.drop(columns="subject_key")
