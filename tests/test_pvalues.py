@@ -20,6 +20,11 @@ from celltrial.pvalues import format_p, p_number
         (0.0456, "p = 0.046"),
         (0.375, "p = 0.38"),
         (0.5, "p = 0.5"),
+        (0.0625, "p = 0.063"),  # exact Wilcoxon values at n = 5 and 4: halves round up
+        (0.125, "p = 0.13"),
+        (0.0099, "p = 0.01"),
+        (0.00995, "p = 0.01"),
+        (0.999, "p = 1"),
         (1.0, "p = 1"),
         (None, "p not computed"),
         (math.nan, "p not computed"),

@@ -1,13 +1,15 @@
 """P-values as a reader sees them, the same in the report, the CLI and the web app.
 
 Conventions (as journals such as NEJM and JAMA ask): p ≥ 0.01 to two significant digits
-(p = 0.38, p = 0.046), 0.001 ≤ p < 0.01 to one (p = 0.004), smaller as "p < 0.001"; never
+(p = 0.38, p = 0.046; halves round up: 0.0625 → 0.063), 0.001 ≤ p < 0.01 to one
+(p = 0.004), smaller as "p < 0.001"; never
 "p = 0". An exact p of 1 prints as "p = 1". Missing or not finite: "p not computed".
 """
 
 from __future__ import annotations
 
 import math
+from decimal import ROUND_HALF_UP, Decimal
 
 #: Below this a p-value is printed as an inequality.
 SMALLEST_SHOWN = 0.001
@@ -23,10 +25,10 @@ def p_number(p: float | None) -> str:
     if p >= 1:
         return "1"
     digits = 2 if p >= 0.01 else 1
-    text = f"{p:.{digits}g}"
-    if "e" in text:  # cannot happen above SMALLEST_SHOWN, kept for safety
-        text = f"{p:.4f}"
-    return text
+    # halves round up, as people round (0.0625 → 0.063), not to even as floats format
+    exponent = Decimal(p).adjusted() - digits + 1
+    rounded = Decimal(p).quantize(Decimal(1).scaleb(exponent), rounding=ROUND_HALF_UP)
+    return format(rounded.normalize(), "f")
 
 
 def format_p(p: float | None) -> str:

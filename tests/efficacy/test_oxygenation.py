@@ -39,15 +39,50 @@ def test_fio2_outside_tolerance_is_not_paired() -> None:
     assert edge.iloc[0]["fio2"] == 0.5  # the tolerance edge is inclusive
 
 
-@pytest.mark.parametrize(("spo2", "valid"), [(97.0, True), (97.5, False), (98.0, False)])
-def test_sf_valid_only_up_to_97(spo2: float, valid: bool) -> None:
+@pytest.mark.parametrize(
+    ("spo2", "valid", "rox"),
+    # ROX by hand = (SpO2 / FiO2) / RR = (SpO2 / 0.21) / 20, at every SpO2 (Roca et al.)
+    [(97.0, True, 23.095238095), (97.5, False, 23.214285714), (98.0, False, 23.333333333)],
+)
+def test_sf_valid_only_up_to_97_but_rox_everywhere(spo2: float, valid: bool, rox: float) -> None:
     frame = derive_oxygenation(_obs([("SPO2", 0, spo2), ("FIO2", 0, 0.21), ("RESP", 0, 20)]))
     row = frame.iloc[0]
     assert bool(row["sf_valid"]) is valid
     assert row["sf_ratio"] == pytest.approx(spo2 / 0.21)  # kept, but flagged
-    assert bool(np.isnan(row["rox"])) is (not valid)
+    assert row["rox"] == pytest.approx(rox, abs=1e-8)
     if not valid:
         assert "S/F not valid" in row["flag"]
+
+
+@pytest.mark.parametrize(
+    ("spo2", "fio2", "resp", "rox"),
+    [
+        (88.0, 0.6, 30.0, 4.888888889),  # 88 / 0.6 = 146.67; 146.67 / 30 = 4.889
+        (100.0, 1.0, 25.0, 4.0),  # SpO2 100 %: computed, not filtered
+        (99.0, 0.3, 15.0, 22.0),  # 330 / 15
+        (95.0, 0.5, 0.0, float("nan")),  # RR 0: no index (division by zero)
+    ],
+)
+def test_rox_against_hand_values(spo2: float, fio2: float, resp: float, rox: float) -> None:
+    frame = derive_oxygenation(_obs([("SPO2", 0, spo2), ("FIO2", 0, fio2), ("RESP", 0, resp)]))
+    value = frame.iloc[0]["rox"]
+    if np.isnan(rox):
+        assert np.isnan(value)
+    else:
+        assert value == pytest.approx(rox, abs=1e-8)
+
+
+def test_rox_needs_all_three_and_the_caveat_names_high_spo2() -> None:
+    frame = derive_oxygenation(
+        _obs([("SPO2", 0, 99), ("FIO2", 0, 0.21), ("RESP", 0, 18), ("SPO2", 300, 92)])
+    )
+    assert frame.iloc[0]["rox"] == pytest.approx(99 / 0.21 / 18)
+    assert np.isnan(frame.iloc[1]["rox"])  # no FiO2 or RR within 60 min
+    result = summarize_oxygenation(frame)
+    assert result.daily.iloc[0]["rox"] == pytest.approx(99 / 0.21 / 18)  # not filtered
+    assert any(
+        "ROX is computed as published" in c and "1 with SpO2 above 97" in c for c in result.caveats
+    )
 
 
 def test_fio2_percent_is_converted_and_pao2_gives_pf() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from typer.testing import CliRunner
 
@@ -47,7 +49,14 @@ def test_analysis_covers_markers_status_and_findings(analysis) -> None:
     # 5 subjects: no exact two-sided p below 0.0625, and the findings say so
     assert (analysis.paired.summary["p_value"] >= 0.0625 - 1e-12).all()
     texts = [f.text for f in analysis.findings]
-    assert any("cannot go below p = 0.0625" in t for t in texts)
+    assert any("cannot go below p = 0.13" in t for t in texts)  # 4 pairs at Day 14: 2/2^4
+    # the key visit is the protocol's (Day 14), not chosen from the data; CRP has 2 pairs there
+    assert handle_key_visit(analysis) == {"Day 14"}
+    crp = next(t for t in texts if t.startswith("C-reactive protein"))
+    assert crp.startswith(
+        "C-reactive protein: Day 14 is the pre-specified key visit; only 2 patient(s) have both"
+    )
+    assert "or run the test" in crp
     assert texts[-1].startswith("What the design allows: 5 patients")
     assert analysis.clinical is not None and analysis.clinical.n == 5
     assert set(analysis.clinical.time_to_event) == {"improvement", "discharge", "death"}
@@ -58,6 +67,10 @@ def test_analysis_covers_markers_status_and_findings(analysis) -> None:
     assert derived["who_conflict"].sum() == 0
     assert len(analysis.responders.listing) == 5 * len(analysis.responders.rules)
     assert "Hodges–Lehmann" in analysis.method
+
+
+def handle_key_visit(analysis) -> set[str]:
+    return set(analysis.key_visits.values())
 
 
 def test_unknown_test_is_a_user_error(study) -> None:
@@ -121,3 +134,53 @@ def test_cli_prints_the_tables(study) -> None:
     assert "_" not in result.output.split("Findings")[0]  # column labels, not column names
     bad = CliRunner().invoke(app, ["efficacy", str(handle.directory), "--test", "NOPE"])
     assert bad.exit_code == 1 and "no observations of NOPE" in bad.output
+
+
+def test_holm_family_is_the_same_in_the_cli_and_the_report(study, analysis) -> None:
+    """Issue 27 item 4: ``--test CRP`` used to adjust over CRP's 6 visits (Holm p 0.375 =
+    6 × 0.0625) while the report adjusted over all 40 comparisons (p = 1)."""
+    import json
+
+    from statsmodels.stats.multitest import multipletests
+
+    from celltrial.pvalues import p_number
+
+    handle, frames = study
+    table = analysis.paired.summary
+    # independent reference: statsmodels' Holm over the whole family (every marker × visit)
+    reference = multipletests(table["p_value"].to_numpy(float), method="holm")[1]
+    expected = dict(zip(zip(table["test"], table["visit"], strict=True), reference, strict=True))
+    assert analysis.paired.n_tests == len(table) == 40
+    assert expected[("CRP", "Day 3")] == 1.0  # 40 × 0.0625 > 1
+    result = CliRunner().invoke(
+        app, ["efficacy", str(handle.directory), "--test", "CRP", "--format", "json"]
+    )
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    crp = next(
+        t for t in document["tables"] if "p_holm" in t["columns"] and "scale" in t["columns"]
+    )
+    cli = {
+        row[crp["columns"].index("visit")]: row[crp["columns"].index("p_holm")]
+        for row in crp["rows"]
+    }
+    assert cli and all(cli[v] == pytest.approx(expected[("CRP", v)]) for v in cli)
+    # the report's paired table shows the same adjusted p for CRP
+    context = ReportContext(
+        study=handle, frames=frames, overview=summarize_study(handle.protocol, frames)
+    )
+    html = str(build_efficacy_section(context).html)
+    paired = re.search(r"Baseline vs each later visit.*?</table>", html, re.S).group(0)
+    for visit, p in cli.items():
+        row = re.search(rf"<tr><td>CRP</td><td>{re.escape(visit)}</td>(.*?)</tr>", paired, re.S)
+        assert row, visit
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(1))
+        assert cells[6] == p_number(p)  # n pairs, scale, HL, CI, exact p, smallest p, Holm p
+    # both state the family
+    family = "Holm family: 40 baseline-vs-visit comparisons"
+    assert family in html
+    text = CliRunner().invoke(
+        app, ["efficacy", str(handle.directory), "--test", "CRP"], env={"COLUMNS": "300"}
+    )
+    assert family in text.output.replace("\n", " ")
+    assert "DDIMER, CRP, IL6, LYM, NEUT, CD4, CD19, CD1656" in html

@@ -64,7 +64,8 @@ def test_everyone_has_the_event_reaches_zero() -> None:
     result = summarize_time_to_event(
         pd.DataFrame({"duration": [1, 2, 3, 4], "event": [1, 1, 1, 1]}), endpoint="x"
     )
-    assert list(result.summary["survival"]) == [0.75, 0.5, 0.25, 0.0]
+    # lifelines' floats (exp of summed logs): 0.7500000000000001 for 3/4
+    assert list(result.summary["survival"]) == pytest.approx([0.75, 0.5, 0.25, 0.0], abs=1e-15)
     assert result.median == 2.0
     assert any("only 4 subjects" in c for c in result.caveats)
 
@@ -76,3 +77,110 @@ def test_all_censored_median_not_reached() -> None:
     assert (result.summary["survival"] == 1.0).all()
     assert np.isnan(result.median)
     assert any("not reached" in c for c in result.caveats)
+
+
+# --- issue 27 item 7: the median when S(t) is exactly 0.5 -------------------------------------
+
+
+def _exact_median(durations, events) -> float:
+    """By hand, in exact arithmetic: the smallest t with ∏ (n − d)/n ≤ 1/2 (NaN if none)."""
+    from fractions import Fraction
+
+    t, e = np.asarray(durations, float), np.asarray(events, bool)
+    survival = Fraction(1)
+    for x in np.unique(t):
+        at_risk, died = int((t >= x).sum()), int(((t == x) & e).sum())
+        survival *= Fraction(at_risk - died, at_risk)
+        if survival <= Fraction(1, 2):
+            return float(x)
+    return float("nan")
+
+
+def test_24_subjects_one_event_a_day_median_is_day_12() -> None:
+    days = np.arange(1, 25)
+    result = summarize_time_to_event(
+        pd.DataFrame({"duration": days, "event": True}), endpoint="improvement"
+    )
+    # by hand: S(12) = (24 − 12)/24 = 1/2 exactly, S(11) = 13/24 > 1/2 → median 12 (the
+    # hand-written float product gave 0.5000000000000001 at day 12, hence 13; lifelines' own
+    # float curve gives 12 or 13 depending on the numpy/pandas versions: 13 on the floors)
+    assert _exact_median(days, np.ones(24)) == 12.0
+    assert result.median == 12.0
+    assert result.survival_at(11) == pytest.approx(13 / 24)
+    assert result.survival_at(12) == pytest.approx(0.5)
+
+
+def test_lifelines_convention_is_the_smallest_time_with_s_at_most_half() -> None:
+    from lifelines import KaplanMeierFitter
+
+    # no exact 1/2 anywhere: S = 4/5, 3/5, 2/5 … → lifelines' median is the first S ≤ 0.5
+    fitted = KaplanMeierFitter().fit([1, 2, 3, 4, 5], [1, 1, 1, 1, 1])
+    assert fitted.median_survival_time_ == 3.0
+    # censored at 2: S(1) = 3/4, S(3) = 3/4 · 1/2 = 3/8 → 3
+    fitted = KaplanMeierFitter().fit([1, 2, 3, 4], [1, 0, 1, 1])
+    assert fitted.median_survival_time_ == 3.0
+    result = summarize_time_to_event(
+        pd.DataFrame({"duration": [1, 2, 3, 4], "event": [1, 0, 1, 1]}), endpoint="x"
+    )
+    assert result.median == 3.0
+
+
+@pytest.mark.parametrize("n", [2, 6, 8, 14, 18, 20, 24, 44, 100])
+def test_an_exact_half_is_the_median_whatever_the_float(n: int) -> None:
+    # one event a day: S(n/2) = 1/2 exactly; in floats it lands on 0.5 or just above it
+    # (0.5000000000000001 for n = 6, 8, 14 … with lifelines 0.30 on numpy 2)
+    days = np.arange(1, n + 1)
+    result = summarize_time_to_event(pd.DataFrame({"duration": days, "event": True}), endpoint="x")
+    assert result.median == _exact_median(days, np.ones(n)) == n / 2
+
+
+def test_just_above_half_is_not_the_median() -> None:
+    # 5 subjects: S(2) = 3/5 > 1/2, S(3) = 2/5 → median 3 (odd n: no exact half)
+    result = summarize_time_to_event(
+        pd.DataFrame({"duration": [1, 2, 3, 4, 5], "event": True}), endpoint="x"
+    )
+    assert result.median == 3.0
+
+
+def test_censoring_and_ties_agree_with_exact_arithmetic() -> None:
+    rng = np.random.default_rng(27)
+    for _ in range(300):
+        n = int(rng.integers(2, 30))
+        durations = rng.integers(1, 15, n)
+        events = rng.random(n) < 0.8
+        result = summarize_time_to_event(
+            pd.DataFrame({"duration": durations, "event": events}), endpoint="x"
+        )
+        expected = _exact_median(durations, events)
+        assert (np.isnan(expected) and np.isnan(result.median)) or result.median == expected
+
+
+def test_median_interval_is_lifelines_brookmeyer_crowley() -> None:
+    from lifelines import KaplanMeierFitter
+    from lifelines.utils import median_survival_times
+
+    fitted = KaplanMeierFitter().fit(TIMES, EVENTS)
+    low, high = median_survival_times(fitted.confidence_interval_).iloc[0]
+    result = summarize_time_to_event(
+        pd.DataFrame({"duration": TIMES, "event": EVENTS}), endpoint="relapse"
+    )
+    assert result.median_ci[0] == low
+    assert np.isinf(high) and np.isnan(result.median_ci[1])  # not reached
+
+
+def test_log_rank_matches_lifelines_and_a_hand_value() -> None:
+    from lifelines.statistics import logrank_test
+
+    from celltrial.efficacy.survival import compute_log_rank
+
+    # two groups of two, events at 1, 2 (A) and 3, 4 (B), no censoring. By hand:
+    # t=1: n=4, nA=2, d=1 → E_A=0.5, V=2·2·1·3/(16·3)=0.25; t=2: n=3, nA=1 → E=1/3, V=2/9;
+    # t=3: n=2, nA=0 → E=0, V=0; t=4: n=1 → 0. O_A − E_A = 2 − 5/6 = 7/6, V = 0.25 + 2/9 = 17/36
+    # chi² = (7/6)² / (17/36) = 49/17
+    statistic, p = compute_log_rank([1, 2], [1, 1], [3, 4], [1, 1])
+    assert statistic == pytest.approx(49 / 17)
+    reference = logrank_test([1, 2], [3, 4], [1, 1], [1, 1])
+    assert p == pytest.approx(reference.p_value)
+    from scipy import stats
+
+    assert p == pytest.approx(stats.chi2.sf(49 / 17, 1))

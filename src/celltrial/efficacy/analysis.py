@@ -44,9 +44,6 @@ from celltrial.study import StudyFrames
 #: The efficacy markers of the reference study, in report order.
 EFFICACY_MARKERS: tuple[str, ...] = ("DDIMER", "CRP", "IL6", "LYM", "NEUT", "CD4", "CD19", "CD1656")
 
-#: The visit a marker's finding is stated at: the post-baseline visit nearest this day.
-KEY_VISIT_DAY = 14
-
 
 @dataclass(frozen=True, eq=False)
 class EfficacyAnalysis:
@@ -82,16 +79,27 @@ def visit_table(protocol: Protocol) -> pd.DataFrame:
     )
 
 
-def _key_visits(paired: PairedChangeSummary, day: float) -> dict[str, str]:
-    """Per test, the compared visit nearest ``day`` among those with the most pairs ≥ 3."""
-    out = {}
-    table = paired.summary
-    for test, group in table.groupby("test", sort=False):
-        usable = group[group["n"] >= 3]
-        pool = usable if len(usable) else group
-        distance = (pool["visit_day"].astype(float) - day).abs()
-        out[str(test)] = str(pool.loc[distance.idxmin(), "visit"])
-    return out
+def key_visit_of(protocol: Protocol, *, day: int | None = None) -> str | None:
+    """The name of the pre-specified key visit: the protocol's (``analysis.key_visit_day``, else
+    its last visit with lab tests), or the visit on ``day`` when given. Never chosen from the
+    data."""
+    if day is None:
+        visit = protocol.key_visit
+        return visit.name if visit is not None else None
+    for visit in protocol.visits:
+        if visit.day == day and day > 0:
+            return visit.name
+    raise CelltrialError(
+        f"key visit day {day} is not the day of a scheduled visit after day 0; visit days: "
+        + ", ".join(str(v.day) for v in protocol.visits if v.day > 0)
+    )
+
+
+def holm_family_markers(present: Sequence[str]) -> tuple[str, ...]:
+    """The markers whose baseline-vs-visit comparisons form the one Holm family: the
+    pre-specified efficacy markers with data, whatever subset a command shows."""
+    have = set(present)
+    return tuple(t for t in EFFICACY_MARKERS if t in have)
 
 
 def summarize_efficacy(
@@ -100,14 +108,16 @@ def summarize_efficacy(
     *,
     tests: Sequence[str] | None = None,
     confidence: float = 0.95,
-    key_visit_day: float = KEY_VISIT_DAY,
+    key_visit_day: int | None = None,
 ) -> EfficacyAnalysis:
     """Run the efficacy analysis of a study's own subjects on the protocol's schedule.
 
     ``tests`` defaults to the efficacy markers present (:data:`EFFICACY_MARKERS`). Each
     marker: nominal visits, baseline (protocol window), change from baseline, per-visit
-    summaries, baseline-vs-visit exact tests (Holm over all) and a mixed model; then oxygenation,
-    the WHO scale and its outcomes, responders and findings.
+    summaries, baseline-vs-visit exact tests and a mixed model; then oxygenation, the WHO scale
+    and its outcomes, responders and findings. Holm's adjustment runs over one family whatever
+    ``tests`` asks for (:func:`holm_family_markers` × post-baseline visits); the findings are
+    stated at the protocol's pre-specified key visit (``key_visit_day`` overrides it).
     """
     observations = frames.observations
     present = set(observations["test"].dropna().astype(str))
@@ -121,16 +131,21 @@ def summarize_efficacy(
     zone = protocol.study.zone
     given = frames.infusions[frames.infusions["start_time"].notna()]
     first_infusion = given.groupby(given["subject_id"].astype(str))["start_time"].min()
-    rows = observations[observations["test"].isin(wanted)].copy()
-    rows["subject_id"] = rows["subject_id"].astype(str)
-    rows = derive_nominal_visits(rows, visit_table(protocol))
-    rows = derive_baseline(
-        rows, first_infusion=first_infusion, window_days=protocol.baseline.window_days
+    family = holm_family_markers(sorted(present))
+    analysed = tuple(dict.fromkeys((*wanted, *family)))
+    every = observations[observations["test"].isin(analysed)].copy()
+    every["subject_id"] = every["subject_id"].astype(str)
+    every = derive_nominal_visits(every, visit_table(protocol))
+    every = derive_baseline(
+        every, first_infusion=first_infusion, window_days=protocol.baseline.window_days
     )
-    rows = derive_change_from_baseline(rows)
+    every = derive_change_from_baseline(every)
+    rows = every[every["test"].isin(wanted)].reset_index(drop=True)
 
     visits = summarize_visits(rows)
-    paired = summarize_paired_changes(rows, confidence=confidence)
+    paired = summarize_paired_changes(every, confidence=confidence, family=family).restricted_to(
+        wanted
+    )
     mixed = {t: summarize_mixed_model(rows, test=t, confidence=confidence) for t in wanted}
 
     oxygenation = derive_oxygenation(observations)
@@ -157,7 +172,8 @@ def summarize_efficacy(
         clinical=clinical,
         confidence=confidence,
     )
-    key_visits = _key_visits(paired, key_visit_day) if len(paired.summary) else {}
+    key_visit = key_visit_of(protocol, day=key_visit_day)
+    key_visits = {t: key_visit for t in wanted} if key_visit is not None else {}
     findings = summarize_findings(
         paired,
         compute_direction_counts(rows),
@@ -167,6 +183,7 @@ def summarize_efficacy(
         responders=responders,
         clinical=clinical,
         n_subjects=len(subjects),
+        prespecified=True,
     )
     summary = _key_results(wanted, paired, mixed, key_visits)
     caveats = list(paired.caveats)
@@ -268,7 +285,11 @@ def _method(
         f"Baseline was the last value before the first infusion within "
         f"{protocol.baseline.window_days} days.",
         f"Per-visit summaries: {visits.method}.",
-        f"Baseline versus each later visit: {paired.method}; {paired.n_tests} comparisons.",
+        f"Baseline versus each later visit: {paired.method}; {paired.n_tests} comparisons"
+        + (f" ({paired.family.describe()})" if paired.family and paired.n_tests > 1 else "")
+        + ".",
+        f"Key visit (pre-specified in the protocol, not chosen from the data): "
+        f"{key_visit_of(protocol) or 'none'}; each marker's finding is stated there.",
     ]
     if fitted:
         model = mixed[fitted[0]]

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
 
-from celltrial.efficacy.multiplicity import compute_holm, multiplicity_caveat
+from celltrial.efficacy.multiplicity import HolmFamily, compute_holm_family, multiplicity_caveat
 from celltrial.efficacy.observations import check_confidence, is_log_normal, limit_caveat
 from celltrial.efficacy.paired import PairedComparison, compare_paired
 from celltrial.efficacy.signedrank import ZeroMethod
@@ -26,6 +26,15 @@ class PairedChangeSummary:
     confidence: float
     method: str
     caveats: tuple[str, ...]
+    #: The comparisons ``p_holm`` adjusts over (``n_tests`` of them).
+    family: HolmFamily | None = None
+
+    def restricted_to(self, tests: Sequence[str]) -> PairedChangeSummary:
+        """The same results (Holm p over the same family) shown for ``tests`` only."""
+        keep = set(tests)
+        summary = self.summary[self.summary["test"].isin(keep)].reset_index(drop=True)
+        comparisons = {k: v for k, v in self.comparisons.items() if k[0] in keep}
+        return replace(self, summary=summary, comparisons=MappingProxyType(comparisons))
 
 
 def summarize_paired_changes(
@@ -34,6 +43,7 @@ def summarize_paired_changes(
     confidence: float = 0.95,
     log_normal: Mapping[str, bool] | None = None,
     zero_method: ZeroMethod = "wilcox",
+    family: Sequence[str] | None = None,
 ) -> PairedChangeSummary:
     """Compare each subject's baseline with their value at every later nominal visit, per test.
 
@@ -41,7 +51,8 @@ def summarize_paired_changes(
     (see :func:`~celltrial.efficacy.visits.derive_nominal_visits`). Uses scheduled rows after the
     baseline time; log-normal markers (catalogue flag or ``log_normal`` overrides) are compared as
     ratios. Each comparison is :func:`~celltrial.efficacy.paired.compare_paired`; ``p_holm``
-    adjusts over all comparisons in this call.
+    adjusts over the comparisons of the ``family`` markers (default: every test in this call;
+    see :class:`~celltrial.efficacy.multiplicity.HolmFamily`), NaN for the others.
     """
     confidence = check_confidence(confidence)
     check_columns(
@@ -94,20 +105,24 @@ def summarize_paired_changes(
             }
         )
     summary = pd.DataFrame.from_records(records)
+    markers = tuple(family) if family is not None else tuple(dict.fromkeys(rows["test"]))
     if summary.empty:
         summary = pd.DataFrame(columns=["test", "visit", "visit_day", "p_value", "p_holm"])
-    else:
-        summary.insert(
-            summary.columns.get_loc("p_value") + 1,
-            "p_holm",
-            compute_holm(summary["p_value"].to_numpy(float)),
-        )
-    n_tests = int(summary["p_value"].notna().sum())
+    adjusted, holm_family = compute_holm_family(summary, markers=markers)
+    if "p_holm" not in summary:
+        summary.insert(summary.columns.get_loc("p_value") + 1, "p_holm", adjusted)
+    n_tests = holm_family.size
 
     caveats: list[str] = []
     note = multiplicity_caveat(n_tests, alpha=1.0 - confidence)
     if note:
         caveats.append(note)
+    outside = sorted(set(map(str, summary["test"])) - set(markers))
+    if outside:
+        caveats.append(
+            f"{', '.join(outside)}: outside the pre-specified Holm family, p-values unadjusted "
+            "(exploratory)"
+        )
     if n_tests:
         blocked = int((summary["min_p_value"] > 1.0 - confidence).sum())
         if blocked:
@@ -133,8 +148,9 @@ def summarize_paired_changes(
         method=(
             "per test and post-baseline nominal visit: baseline vs visit value in the same "
             "subjects, Wilcoxon signed-rank test with Hodges–Lehmann estimate and exact interval "
-            "(ratios for log-normal markers), secondary paired t-test; Holm adjustment over all "
-            "comparisons"
+            "(ratios for log-normal markers), secondary paired t-test; Holm adjustment over "
+            f"the family of {n_tests} comparisons (pre-specified markers × post-baseline visits)"
         ),
         caveats=tuple(caveats),
+        family=holm_family,
     )

@@ -93,8 +93,11 @@ def efficacy(
                     ]
                 ],
                 f"{test_label(str(code))}: baseline vs visit, Wilcoxon signed-rank test and "
-                "Hodges–Lehmann estimate (exact)",
+                "Hodges–Lehmann estimate (exact); p (Holm) over the family below",
             )
+        family = analysis.paired.family
+        if family is not None and analysis.paired.n_tests > 1 and len(paired):
+            output.line(family.describe() + ".")
         for code, model in analysis.mixed.items():
             if model.fitted:
                 output.table(
@@ -102,7 +105,8 @@ def efficacy(
                         ["visit", "n", "effect", "ci_low", "ci_high", "p_value", "p_holm"]
                     ],
                     f"Mixed model, {test_label(code)} "
-                    f"({'fold change' if model.log else 'difference'} vs baseline)",
+                    f"({'fold change' if model.log else 'difference'} vs baseline; p (Holm) over "
+                    f"this model's {int(model.summary['p_value'].notna().sum())} visits)",
                 )
             else:
                 output.line(

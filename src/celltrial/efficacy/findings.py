@@ -26,6 +26,7 @@ from celltrial.efficacy.clinical_status import ClinicalStatusSummary
 from celltrial.efficacy.paired import PairedComparison
 from celltrial.efficacy.responders import ResponderSummary
 from celltrial.efficacy.signedrank import compute_snapped
+from celltrial.pvalues import format_p
 
 #: Below this many complete pairs no estimate or test is worded, only the count.
 MIN_PAIRS = 3
@@ -83,24 +84,32 @@ def state_paired_change(
     n_tests: int = 1,
     alpha: float = 0.05,
     favourable: str | None = None,
+    prespecified: bool = False,
 ) -> Finding:
     """Word one baseline-vs-visit comparison (``compare_paired`` result and direction counts).
 
     ``n_down``/``n_up``/``n_same`` count subjects whose value fell, rose or stayed. ``p_holm``
     and ``n_tests`` give the multiplicity context; ``favourable`` ("up"/"down") only adds "the
-    direction hoped for" — it never changes the test.
+    direction hoped for" — it never changes the test. ``prespecified``: ``visit`` is the
+    protocol's key visit (said, with the number of pairs, also when too few to test).
     """
     n = comparison.n
-    span = f"from baseline to {visit}"
+    span = f"from baseline to {visit}" + (" (the pre-specified key visit)" if prespecified else "")
+    key = f"{visit} is the pre-specified key visit; " if prespecified else ""
     if n == 0:
         return Finding(
-            marker, f"{marker}: no patient has both a baseline and a {visit} value.", "no data"
+            marker,
+            f"{marker}: {key}no patient has both a baseline and a {visit} value"
+            + (": the test is not run." if prespecified else "."),
+            "no data",
         )
     if n < MIN_PAIRS:
         return Finding(
             marker,
-            f"{marker}: only {n} patient(s) have both a baseline and a {visit} value — too few "
-            f"to estimate a change; {marker} {_counts(n_down, n_up, n_same)}.",
+            f"{marker}: {key}only {n} patient(s) have both a baseline and a {visit} value — too "
+            f"few to estimate a change"
+            + (" or run the test" if prespecified else "")
+            + f"; {marker} {_counts(n_down, n_up, n_same)}.",
             "too few",
         )
     if n_down > n_up and n_down > n_same:
@@ -137,15 +146,17 @@ def state_paired_change(
             f"(Hodges–Lehmann; {exact}{level} CI {format_number(low)} to {format_number(high)})"
         )
         null, null_text = 0.0, "no change"
-    p_text = f"{exact}p = {format_number(comparison.p_value)}"
+    p_text = f"{exact}{format_p(comparison.p_value)}"
     text = f"{head}; {estimate}; {p_text}"
+    holm = p_holm is not None and bool(np.isfinite(p_holm))
+    outside = p_holm is not None and not holm  # NaN: not in the Holm family
     excludes = bool(np.isfinite(low) and np.isfinite(high) and (low > null or high < null))
     blocked = comparison.exact and comparison.min_p_value > alpha
     if blocked:
         m = n - comparison.n_zero
         text += (
             f" — with {m} patients the {exact}two-sided test cannot go below "
-            f"p = {format_number(comparison.min_p_value)}, even when all {m} change in the same "
+            f"{format_p(comparison.min_p_value)}, even when all {m} change in the same "
             "direction"
         )
         evidence = "direction only" if excludes else "no clear change"
@@ -154,16 +165,18 @@ def state_paired_change(
     elif not excludes or comparison.p_value >= alpha:
         text += f"; the interval includes {null_text}" if not excludes else ""
         evidence = "direction only" if excludes else "no clear change"
-    elif p_holm is not None and n_tests > 1 and p_holm >= alpha:
+    elif holm and n_tests > 1 and p_holm >= alpha:  # type: ignore[operator]
         text += (
-            f"; below {alpha:g} only before adjustment: Holm-adjusted over {n_tests} comparisons "
-            f"p = {format_number(p_holm)}"
+            f"; below {alpha:g} only before adjustment: Holm-adjusted over the family of "
+            f"{n_tests} comparisons {format_p(p_holm)}"
         )
         evidence = "nominal"
     else:
-        if p_holm is not None and n_tests > 1:
-            text += f" (Holm-adjusted over {n_tests} comparisons: p = {format_number(p_holm)})"
-        adjusted = n_tests == 1 or (p_holm is not None and p_holm < alpha)
+        if holm and n_tests > 1:
+            text += f" (Holm-adjusted over the family of {n_tests} comparisons: {format_p(p_holm)})"
+        elif outside:
+            text += " (outside the pre-specified Holm family: unadjusted)"
+        adjusted = not outside and (n_tests == 1 or (holm and p_holm < alpha))  # type: ignore[operator]
         evidence = "adjusted" if adjusted else "nominal"
     return Finding(marker, text + ".", evidence)
 
@@ -205,12 +218,13 @@ def summarize_findings(
     responders: ResponderSummary | None = None,
     clinical: ClinicalStatusSummary | None = None,
     n_subjects: int | None = None,
+    prespecified: bool = False,
 ) -> list[Finding]:
     """Findings for each marker at its key visit, the responder rules and the clinical course.
 
     ``markers`` maps test code → (display name, unit); ``key_visits`` test code → visit label;
-    ``directions`` is :func:`compute_direction_counts`. The last finding says what the design
-    allows.
+    ``directions`` is :func:`compute_direction_counts`; ``prespecified``: the key visits are the
+    protocol's pre-specified key visit. The last finding says what the design allows.
     """
     alpha = 1.0 - paired.confidence
     favourable = favourable or {}
@@ -220,8 +234,17 @@ def summarize_findings(
     for test, (name, unit) in markers.items():
         visit = key_visits.get(test)
         key = (test, visit)
-        if visit is None or key not in paired.comparisons:
+        if visit is None:
             findings.append(Finding(name, f"{name}: no baseline-to-visit pairs.", "no data"))
+            continue
+        if key not in paired.comparisons:
+            text = (
+                f"{name}: {visit} is the pre-specified key visit; no patient has both a baseline "
+                f"and a {visit} value: the test is not run."
+                if prespecified
+                else f"{name}: no baseline-to-visit pairs."
+            )
+            findings.append(Finding(name, text, "no data"))
             continue
         row = counts.loc[key] if counts is not None and key in counts.index else None
         findings.append(
@@ -237,6 +260,7 @@ def summarize_findings(
                 n_tests=paired.n_tests,
                 alpha=alpha,
                 favourable=favourable.get(test),
+                prespecified=prespecified,
             )
         )
     if responders is not None:

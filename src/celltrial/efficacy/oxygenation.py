@@ -4,7 +4,9 @@ Each SpO2 (and each PaO2) is paired with the FiO2 and the respiratory rate of th
 taken nearest in time, within a tolerance (default 60 min). S/F is only valid while SpO2 ≤ 97 %:
 on the flat top of the oxyhaemoglobin dissociation curve SpO2 no longer tracks PaO2 (Rice et al.,
 Chest 2007), so S/F from a higher SpO2 is kept but flagged ``sf_valid = False`` and left out of
-summaries. ROX = (SpO2/FiO2) / respiratory rate (Roca et al., AJRCCM 2019).
+summaries. ROX = (SpO2/FiO2) / respiratory rate (Roca et al., AJRCCM 2019) at every time with
+SpO2, FiO2 and a respiratory rate, as published: no SpO2 limit. Where SpO2 > 97 % its S/F part is
+insensitive (the flat top of the curve), which the caveats say; it is not a filter.
 """
 
 from __future__ import annotations
@@ -76,8 +78,9 @@ def derive_oxygenation(
     Columns :data:`OXYGENATION_COLUMNS`: ``kind`` is "SPO2" or "PAO2"; ``fio2_minutes`` how far
     the paired FiO2 was taken (minutes); ``sf_ratio`` = SpO2 / FiO2 (SpO2 in %, FiO2 a
     fraction); ``sf_valid`` whether SpO2 ≤ 97 %; ``pf_ratio`` = PaO2 (mmHg) / FiO2; ``rox`` =
-    S/F ÷ respiratory rate (only where S/F is valid); ``flag`` says why a ratio is missing or
-    not valid. FiO2 above 1 is read as a percentage (÷ 100) and flagged.
+    (SpO2 / FiO2) ÷ respiratory rate wherever all three are present (whatever the SpO2, as
+    Roca et al.); ``flag`` says why a ratio is missing or not valid. FiO2 above 1 is read as a
+    percentage (÷ 100) and flagged.
     """
     check_columns(
         observations, ("subject_id", "time", "study_day", "test", "value"), what="observation"
@@ -111,9 +114,9 @@ def derive_oxygenation(
         out["sf_ratio"] = spo2 / fio2_values
         out["pf_ratio"] = out["pao2"].to_numpy(float) / fio2_values
         out["sf_valid"] = (spo2 <= SF_MAX_SPO2) & np.isfinite(out["sf_ratio"].to_numpy(float))
-        out["rox"] = np.where(
-            out["sf_valid"], out["sf_ratio"].to_numpy(float) / out["resp"].to_numpy(float), np.nan
-        )
+        resp_values = out["resp"].to_numpy(float)
+        rox = out["sf_ratio"].to_numpy(float) / resp_values
+        out["rox"] = np.where(np.isfinite(rox) & (resp_values > 0), rox, np.nan)
     flags = np.full(len(out), "", dtype=object)
     no_fio2 = np.isnan(fio2_values)
     flags[no_fio2] = f"no FiO2 within {tolerance_minutes:g} min"
@@ -172,11 +175,21 @@ def summarize_oxygenation(oxygenation: pd.DataFrame) -> OxygenationSummary:
     n_invalid = int((spo2_rows & ~oxygenation["sf_valid"].astype(bool)).sum())
     n_no_fio2 = int((spo2_rows & oxygenation["fio2"].isna()).sum())
     n_high = int((spo2_rows & (oxygenation["spo2"] > SF_MAX_SPO2)).sum())
+    n_high_rox = int(
+        (spo2_rows & (oxygenation["spo2"] > SF_MAX_SPO2) & oxygenation["rox"].notna()).sum()
+    )
     caveats = []
     if n_high:
         caveats.append(
             f"{n_high} SpO2 reading(s) above {SF_MAX_SPO2:g} %: S/F not valid there (SpO2 no "
-            "longer tracks PaO2), left out of S/F and ROX"
+            "longer tracks PaO2), left out of the S/F summaries"
+        )
+    if n_high_rox:
+        caveats.append(
+            f"ROX is computed as published (Roca et al.) at every time with SpO2, FiO2 and "
+            f"respiratory rate, including {n_high_rox} with SpO2 above {SF_MAX_SPO2:g} %: there "
+            "its S/F part sits on the flat top of the oxyhaemoglobin curve and understates how "
+            "much oxygen reserve is left"
         )
     if n_no_fio2:
         caveats.append(
@@ -197,8 +210,9 @@ def summarize_oxygenation(oxygenation: pd.DataFrame) -> OxygenationSummary:
         n_sf_invalid=n_invalid,
         method=(
             "each SpO2 and PaO2 paired with the same subject's FiO2 and respiratory rate nearest "
-            "in time (within the tolerance); S/F only where SpO2 ≤ 97 %; ROX = S/F ÷ respiratory "
-            "rate; daily value = median of the subject's values that day; medians and ranges "
+            "in time (within the tolerance); S/F only where SpO2 ≤ 97 %; ROX = (SpO2/FiO2) ÷ "
+            "respiratory rate at every time with all three (no SpO2 limit); daily value = median "
+            "of the subject's values that day; medians and ranges "
             "over subjects per study day"
         ),
         caveats=tuple(caveats),

@@ -16,6 +16,7 @@ from celltrial.efficacy.figures import (
     render_swimmer,
 )
 from celltrial.efficacy.findings import format_level, format_number
+from celltrial.pvalues import p_number
 from celltrial.report.figures import render_figure
 from celltrial.report.sections import ReportContext, Section
 from celltrial.report.tables import TableCounter, render_table
@@ -31,6 +32,14 @@ def _num(value: object, digits: int = 3) -> str:
     except (TypeError, ValueError):
         return "—"
     return format_number(number, digits) if np.isfinite(number) else "—"
+
+
+def _p_cell(value: object) -> str:
+    """A p-value cell (the header says p): "0.38", "<0.001", "—" (never "0")."""
+    try:
+        return p_number(float(value))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "—"
 
 
 def _ci(low: object, high: object, level: object | None = None) -> str:
@@ -183,9 +192,9 @@ def _paired_table(analysis: EfficacyAnalysis, counter: TableCounter) -> Markup:
                     table["ci_low"], table["ci_high"], table["ci_level"], strict=True
                 )
             ],
-            "exact p": [_num(v) for v in table["p_value"]],
-            "smallest possible p": [_num(v) for v in table["min_p_value"]],
-            "Holm p": [_num(v) for v in table["p_holm"]],
+            "exact p": [_p_cell(v) for v in table["p_value"]],
+            "smallest possible p": [_p_cell(v) for v in table["min_p_value"]],
+            "Holm p": [_p_cell(v) for v in table["p_holm"]],
             "t-test estimate (CI)": [
                 f"{_num(e)} ({_num(a)} to {_num(b)})"
                 for e, a, b in zip(
@@ -194,11 +203,17 @@ def _paired_table(analysis: EfficacyAnalysis, counter: TableCounter) -> Markup:
             ],
         }
     )
+    family = analysis.paired.family
+    holm = (
+        f" Holm p: {family.describe()}."
+        if family is not None and analysis.paired.n_tests > 1
+        else ""
+    )
     return render_table(
         frame,
         caption="Baseline vs each later visit: Wilcoxon signed-rank test with the Hodges–Lehmann "
         "estimate and its exact interval (ratio to baseline for log-normal markers); secondary "
-        "paired t-test (ratio of geometric means).",
+        "paired t-test (ratio of geometric means)." + holm,
         counter=counter,
     )
 
@@ -227,14 +242,16 @@ def _mixed_table(analysis: EfficacyAnalysis, counter: TableCounter) -> Markup:
                     "n": int(item.n),
                     "effect vs baseline": _num(item.effect) + (" ×" if model.log else ""),
                     "CI": _ci(item.ci_low, item.ci_high, model.confidence),
-                    "p": _num(item.p_value),
-                    "Holm p": _num(item.p_holm),
+                    "p": _p_cell(item.p_value),
+                    "Holm p": _p_cell(item.p_holm),
                 }
             )
     return render_table(
         pd.DataFrame(rows),
         caption="Linear mixed-effects model per marker (log values, visit as factor, random "
-        "intercept per subject): fold change vs the baseline visit (× = ratio).",
+        "intercept per subject): fold change vs the baseline visit (× = ratio). Holm p: over "
+        "the visits of each marker's own model (a family per model, apart from the paired "
+        "tests' family).",
         counter=counter,
     )
 
@@ -341,7 +358,8 @@ def _oxygen_table(analysis: EfficacyAnalysis, counter: TableCounter) -> Markup:
     return render_table(
         frame,
         caption="Oxygenation on visit days: median (range) over subjects of each subject's daily "
-        "median; S/F only where SpO2 ≤ 97 %; ROX = S/F ÷ respiratory rate.",
+        "median; S/F only where SpO2 ≤ 97 %; ROX = (SpO2/FiO2) ÷ respiratory rate at every "
+        "reading with all three (Roca et al.; no SpO2 limit, see the caveats).",
         counter=counter,
         formats={"day": _int_or_dash},
     )

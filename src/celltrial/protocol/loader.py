@@ -125,7 +125,7 @@ def parse_protocol(text: str, *, source: str = "<protocol>") -> Protocol:
         )
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
-        if _expanded_size(root) > MAX_VALUES:
+        if expanded_size(root) > MAX_VALUES:
             raise ProtocolError(
                 f"{source}: the protocol expands to more than {MAX_VALUES:,} values through "
                 "YAML aliases (*name); expected a protocol's sections, written out"
@@ -167,7 +167,7 @@ def parse_protocol(text: str, *, source: str = "<protocol>") -> Protocol:
         ) from None
 
 
-def _expanded_size(root: yaml.Node | None) -> int:
+def expanded_size(root: yaml.Node | None) -> int:
     """How many values the document holds once its aliases are expanded (each node once)."""
     sizes: dict[int, int] = {}
 

@@ -206,6 +206,18 @@ class Safety(_Strict):
     peri_infusion_vitals_min: tuple[int, ...] = (-30, 15, 30, 60, 120, 240, 1440)
 
 
+class Analysis(_Strict):
+    """Analysis choices fixed before the data are seen.
+
+    ``key_visit_day``: the day of the visit at which each efficacy marker's change from baseline
+    is stated and tested (the findings); it must be the day of a scheduled visit after day 0.
+    Optional (protocol files written before it stay valid): by default the last scheduled visit
+    with lab tests.
+    """
+
+    key_visit_day: int | None = Field(default=None, ge=1)
+
+
 class Protocol(_Strict):
     """A whole study protocol."""
 
@@ -218,6 +230,16 @@ class Protocol(_Strict):
     daily: Daily | None = None
     safety: Safety = Safety()
     follow_up_days: int = Field(ge=0)
+    analysis: Analysis = Analysis()
+
+    @property
+    def key_visit(self) -> Visit | None:
+        """The pre-specified key efficacy visit: ``analysis.key_visit_day``'s visit, else the
+        last visit after day 0 with lab tests (None when no visit has any)."""
+        if self.analysis.key_visit_day is not None:
+            return next(v for v in self.visits if v.day == self.analysis.key_visit_day)
+        with_labs = [v for v in self.visits if v.day > 0 and v.labs]
+        return with_labs[-1] if with_labs else None
 
     @model_validator(mode="after")
     def _schedule_consistent(self) -> Protocol:
@@ -245,5 +267,11 @@ class Protocol(_Strict):
             raise ValueError(
                 f"visit {self.visits[-1].name!r} on day {self.visits[-1].day} is after the end of "
                 f"follow-up (day {self.follow_up_days})"
+            )
+        key = self.analysis.key_visit_day
+        if key is not None and key not in [v.day for v in self.visits if v.day > 0]:
+            raise ValueError(
+                f"analysis.key_visit_day {key} is not the day of a scheduled visit after day 0; "
+                f"visit days: {', '.join(str(v.day) for v in self.visits if v.day > 0)}"
             )
         return self
