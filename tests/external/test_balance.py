@@ -41,14 +41,33 @@ def test_weighted_statistics():
 @pytest.mark.parametrize(
     ("smd", "ratio", "ok"),
     [
-        (0.099, 5.0, True),
-        (0.1, 1.0, True),
-        (0.1, 2.01, False),
-        (0.249, 0.5, True),
-        (0.25, 1.0, False),
-        (-0.2, np.nan, True),
+        (0.099, 1.0, True),
+        (-0.099, 0.5, True),  # both edges of the variance ratio are inside
+        (0.099, 2.0, True),
+        (0.0, 0.15, False),  # |SMD| < 0.1 no longer passes whatever the variance ratio
+        (0.05, 0.499, False),
+        (0.05, 2.01, False),
+        (0.099, 5.0, False),
+        (0.1, 1.0, False),  # the SMD edge is outside
+        (-0.1, 1.0, False),
+        (0.2, 1.0, False),  # the old loose target (< 0.25 with a good ratio) is gone
+        (0.05, np.nan, True),  # 0/1 variables: no variance ratio, judged on the SMD
+        (0.12, np.nan, False),
         (np.nan, 1.0, False),
     ],
 )
 def test_balance_target_edges(smd, ratio, ok):
     assert meets_balance_target(smd, ratio) is ok
+
+
+def test_balance_target_from_the_specification():
+    from celltrial.external.spec import load_target_trial
+
+    spec = load_target_trial()
+    assert spec.balance.smd_below == 0.1
+    assert spec.balance.variance_ratio == (0.5, 2.0)
+    assert meets_balance_target(0.15, 1.0, smd_below=0.2, ratio_range=(0.8, 1.25))
+    assert not meets_balance_target(0.15, 1.3, smd_below=0.2, ratio_range=(0.8, 1.25))
+    # the hand example above (variance ratio 0.15) fails even with a zero SMD
+    t, c = np.array([1.0, 2.0, 3.0]), np.array([2.0, 4.0, 6.0, 8.0])
+    assert not meets_balance_target(0.0, compute_variance_ratio(t, c))

@@ -77,6 +77,29 @@ def test_outcomes_and_caveats(comparison):
     for phrase in ("admission", "oxygen", "IL-6", "extraction", "2020", "hs-CRP"):
         assert phrase in text
     assert result.sensitivity is not None and "main analysis" in result.sensitivity.scenarios
+    assert "matched also on days since admission" in result.sensitivity.scenarios
+
+
+def test_intervals_are_named_and_hold_their_estimates(comparison):
+    _study, _frames, result = comparison
+    summary = result.summary
+    assert summary["interval"].str.len().gt(0).all()
+    finite = summary[summary["ci_low"].notna()]
+    assert len(finite) and (finite["ci_low"] <= finite["value"]).all()
+    assert (finite["value"] <= finite["ci_high"]).all()
+    changes = finite[finite["estimate"].str.contains("fold")]
+    assert (changes["interval"] == "Welch t, log scale").all()
+    assert "bootstrap" not in result.method
+    # landmark alignment is reported beside the main result
+    assert result.landmark is not None
+    assert "days_since_admission" in result.landmark.variables
+    assert {"main_value", "value"} <= set(result.landmark.summary.columns)
+    timing = result.landmark.timing.set_index(["matching", "arm"])
+    assert (
+        timing.loc[("main", "treated"), "median_days_since_admission"]
+        > timing.loc[("main", "external"), "median_days_since_admission"]
+    )
+    assert "variance ratio 0.5–2" in result.balance.rule
 
 
 def test_section_renders(comparison):
@@ -92,3 +115,4 @@ def test_section_renders(comparison):
     assert section is not None and section.id == "external"
     html = str(section.html)
     assert html.count("<figure>") == 3 and "Love plot" in html and "hs-CRP" in html
+    assert "Welch t" in html and "aligned landmarks" in html and "Koopman" in html

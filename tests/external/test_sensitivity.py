@@ -44,3 +44,16 @@ def test_cohens_d():
     d, se = compute_smd_and_se(np.array([1.0, 2.0, 3.0]), np.array([2.0, 3.0, 4.0]))
     assert d == pytest.approx(-1.0)
     assert se == pytest.approx(np.sqrt(1 / 3 + 1 / 3 + 1 / 12))
+
+
+def test_landmark_alignment_adds_days_since_admission():
+    from celltrial.external.sensitivity import landmark_scenario_name, landmark_variables
+    from celltrial.external.spec import load_target_trial
+
+    spec = load_target_trial()
+    assert landmark_variables(spec) == (*spec.matching.variables, "days_since_admission")
+    assert landmark_scenario_name(spec) == "matched also on days since admission"
+    m = spec.matching.model_copy(
+        update={"sensitivity": spec.matching.sensitivity.model_copy(update={"add_variables": ()})}
+    )
+    assert landmark_variables(spec.model_copy(update={"matching": m})) == spec.matching.variables

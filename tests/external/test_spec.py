@@ -34,3 +34,12 @@ eligibility: [{marker: LYM, op: "<", value: 0.8}]
 """
     with pytest.raises(SpecError, match="LYM"):
         parse_target_trial(text, source="t.yaml")
+
+
+def test_an_alias_bomb_is_refused_before_it_expands():
+    lines = ['a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for this, previous in zip("bcdefghi", "abcdefgh", strict=True):
+        lines.append(f"{this}: &{this} [{', '.join([f'*{previous}'] * 9)}]")
+    lines.append("name: bomb\nmarkers: *i")
+    with pytest.raises(SpecError, match="expands to more than 100,000 values"):
+        parse_target_trial("\n".join(lines), source="bomb.yaml")

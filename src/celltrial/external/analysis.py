@@ -11,6 +11,7 @@ import pandas as pd
 from celltrial.errors import CelltrialError
 from celltrial.external.balance import BalanceResult, summarize_balance
 from celltrial.external.compare import (
+    CHANGE_METHOD,
     ArmModelResult,
     MortalityResult,
     _log_fold,
@@ -27,6 +28,7 @@ from celltrial.external.eligibility import (
     derive_treated_eligibility,
     summarize_eligibility,
 )
+from celltrial.external.intervals import compute_log_ratio_interval
 from celltrial.external.matching import MatchingResult, summarize_matching
 from celltrial.external.normalisation import (
     NormalisationResult,
@@ -34,9 +36,10 @@ from celltrial.external.normalisation import (
     summarize_normalisation,
 )
 from celltrial.external.sensitivity import (
+    LandmarkResult,
     SensitivityResult,
     compute_e_value,
-    compute_smd_and_se,
+    summarize_landmark_alignment,
     summarize_sensitivity,
 )
 from celltrial.external.spec import TargetTrialSpec
@@ -66,6 +69,8 @@ class ExternalComparison:
     n: int
     method: str
     caveats: tuple[str, ...]
+    #: The main estimates matched also on days since admission (aligned landmarks).
+    landmark: LandmarkResult | None = None
 
 
 def _records_end(subjects: pd.DataFrame, observations: pd.DataFrame) -> pd.Series:
@@ -127,12 +132,16 @@ class _Estimator:
                 "value": mortality.risk_difference,
                 "ci_low": mortality.rd_ci[0],
                 "ci_high": mortality.rd_ci[1],
+                "p_value": np.nan,
+                "interval": mortality.rd_interval,
             },
             {
                 "estimate": f"{spec.outcomes.mortality_days:g}-day mortality risk ratio",
                 "value": mortality.risk_ratio,
                 "ci_low": mortality.rr_ci[0],
                 "ci_high": mortality.rr_ci[1],
+                "p_value": np.nan,
+                "interval": mortality.rr_interval,
             },
         ]
         day = _key_day(spec)
@@ -151,6 +160,8 @@ class _Estimator:
                     "value": change.ratio,
                     "ci_low": change.ci_low,
                     "ci_high": change.ci_high,
+                    "p_value": change.p_value,
+                    "interval": change.interval,
                 }
             )
         return pd.DataFrame(rows)
@@ -205,7 +216,13 @@ def summarize_external(
         )
     baseline = pd.concat([treated, controls], ignore_index=True)
     matching = summarize_matching(baseline, spec=spec)
-    balance = summarize_balance(baseline, matching, variables=spec.balance.variables)
+    balance = summarize_balance(
+        baseline,
+        matching,
+        variables=spec.balance.variables,
+        smd_below=spec.balance.smd_below,
+        ratio_range=spec.balance.variance_ratio,
+    )
 
     # outcomes, prepared for every eligible subject once (sensitivity re-uses them)
     eligible = baseline[baseline["eligible"]]
@@ -270,8 +287,11 @@ def summarize_external(
         .reset_index()
         .rename(columns={"nominal_day": "day", "external": "controls"})
     )
-    e_values = _e_values(mortality, nominal, spec)
+    e_values = _e_values(mortality, nominal, weights, spec)
     summary = estimator(matching, spec)
+    landmark = summarize_landmark_alignment(
+        baseline, estimator, spec=spec, main=matching, main_summary=summary
+    )
     sens = (
         summarize_sensitivity(baseline, estimator, spec=spec, main=matching)
         if sensitivity
@@ -291,7 +311,9 @@ def summarize_external(
         f"target-trial emulation ({spec.name}) against external cohort {cohort!r}: "
         f"eligibility {'; '.join(spec.rule_text())}; treated time zero = first infusion; "
         "control time zero = first landmark meeting every rule on earlier data only; "
-        f"{matching.method}; {balance.method}; {mortality.method}"
+        f"{matching.method}; {balance.method}; change from baseline: {CHANGE_METHOD}; "
+        f"{mortality.method}"
+        + (f"; landmark alignment: {landmark.method}" if landmark is not None else "")
     )
     return ExternalComparison(
         summary=summary,
@@ -313,10 +335,16 @@ def summarize_external(
         n=matching.n,
         method=method,
         caveats=tuple(dict.fromkeys(caveats)),
+        landmark=landmark,
     )
 
 
-def _e_values(mortality: MortalityResult, nominal: pd.DataFrame, spec: TargetTrialSpec):
+def _e_values(
+    mortality: MortalityResult, nominal: pd.DataFrame, weights: pd.Series, spec: TargetTrialSpec
+):
+    """E-values of the mortality risk ratio (its Koopman interval) and of each change from
+    baseline as a standardised mean difference of log fold changes: d = the weighted difference
+    of means over the pooled SD, its interval the Welch interval over the same SD."""
     rows = []
     mortality_e = compute_e_value(mortality.risk_ratio, kind="RR", ci=mortality.rr_ci)
     rows.append(
@@ -331,13 +359,17 @@ def _e_values(mortality: MortalityResult, nominal: pd.DataFrame, spec: TargetTri
     for marker in spec.outcomes.trajectory_markers:
         for day in sorted(spec.outcomes.change_days):
             folds = _log_fold(nominal, marker, day)
-            d, se = compute_smd_and_se(
+            c_rows = folds[folds["arm"] == "external"]
+            r = compute_log_ratio_interval(
                 folds.loc[folds["arm"] == "treated", "log_fold"].to_numpy(float),
-                folds.loc[folds["arm"] == "external", "log_fold"].to_numpy(float),
+                c_rows["log_fold"].to_numpy(float),
+                control_weights=c_rows["subject_id"].map(weights).fillna(1.0).to_numpy(float),
             )
-            if not np.isfinite(d):
+            sd = float(np.sqrt((r.sd_treated**2 + r.sd_control**2) / 2.0))
+            if not (np.isfinite(sd) and sd > 0 and np.isfinite(r.log_low)):
                 continue
-            e = compute_e_value(d, kind="SMD", se=se)
+            d = r.log_difference / sd
+            e = compute_e_value(d, kind="SMD", ci=(r.log_low / sd, r.log_high / sd))
             rows.append(
                 {
                     "estimate": f"{marker} day {day}: log fold change (SMD)",

@@ -5,7 +5,10 @@ Standardised mean difference (Austin 2009): ``(mean_t − mean_c) / sqrt((s²_t 
 before matching, and kept for the matched samples, so a change in SMD is a change in the means and
 not in the yardstick. Matched controls carry their matching weights (weighted means, medians and
 variances with the reliability-weights correction). Variance ratio: s²_t / s²_c (continuous only).
-Targets: |SMD| < 0.1, or |SMD| < 0.25 with a variance ratio between 0.5 and 2.
+Target (Austin 2009, Stat Med 28:3083): |SMD| < 0.1 **and** a variance ratio between 0.5 and 2
+(continuous variables; a 0/1 variable has no variance ratio and is judged on its SMD). The
+thresholds are data (``balance.smd_below`` and ``balance.variance_ratio`` in the target-trial
+specification).
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from celltrial.frames import check_columns
 from celltrial.report.figures import PALETTE
 
 SMD_TARGET = 0.1
-SMD_LOOSE = 0.25
 VARIANCE_RATIO_RANGE = (0.5, 2.0)
 
 LABELS = {
@@ -114,15 +116,31 @@ def compute_variance_ratio(
     return float(var_t / var_c) if var_c and np.isfinite(var_c) else float("nan")
 
 
-def meets_balance_target(smd: float, variance_ratio: float) -> bool:
-    """|SMD| < 0.1, or |SMD| < 0.25 with the variance ratio in 0.5–2 (or not defined)."""
-    if not np.isfinite(smd):
+def meets_balance_target(
+    smd: float,
+    variance_ratio: float,
+    *,
+    smd_below: float = SMD_TARGET,
+    ratio_range: tuple[float, float] = VARIANCE_RATIO_RANGE,
+) -> bool:
+    """|SMD| < ``smd_below`` and the variance ratio within ``ratio_range`` (edges included);
+    a variance ratio that is not defined (0/1 variables) is not judged."""
+    if not np.isfinite(smd) or abs(smd) >= smd_below:
         return False
-    if abs(smd) < SMD_TARGET:
+    if not np.isfinite(variance_ratio):
         return True
-    low, high = VARIANCE_RATIO_RANGE
-    ratio_ok = not np.isfinite(variance_ratio) or low <= variance_ratio <= high
-    return abs(smd) < SMD_LOOSE and ratio_ok
+    low, high = ratio_range
+    return bool(low <= variance_ratio <= high)
+
+
+def balance_rule_text(
+    smd_below: float = SMD_TARGET, ratio_range: tuple[float, float] = VARIANCE_RATIO_RANGE
+) -> str:
+    """The balance target in words."""
+    return (
+        f"|SMD| < {smd_below:g} and variance ratio {ratio_range[0]:g}–{ratio_range[1]:g} "
+        "(0/1 variables: SMD only; Austin 2009)"
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,6 +156,9 @@ class BalanceResult:
     n_controls_after: int
     method: str
     caveats: tuple[str, ...]
+    #: The balance target in words, and its SMD threshold.
+    rule: str = ""
+    smd_below: float = SMD_TARGET
 
     @property
     def n(self) -> int:
@@ -145,9 +166,16 @@ class BalanceResult:
 
 
 def summarize_balance(
-    baseline: pd.DataFrame, matching: MatchingResult, *, variables: tuple[str, ...] | list[str]
+    baseline: pd.DataFrame,
+    matching: MatchingResult,
+    *,
+    variables: tuple[str, ...] | list[str],
+    smd_below: float = SMD_TARGET,
+    ratio_range: tuple[float, float] = VARIANCE_RATIO_RANGE,
 ) -> BalanceResult:
-    """Balance of ``variables`` between eligible arms (before) and matched sets (after)."""
+    """Balance of ``variables`` between eligible arms (before) and matched sets (after), each
+    judged by :func:`meets_balance_target` (``smd_below``, ``ratio_range``)."""
+    rule = balance_rule_text(smd_below, ratio_range)
     check_columns(baseline, ("subject_id", "arm", "eligible", *variables), what="baseline")
     eligible = baseline[baseline["eligible"].astype(bool)]
     before_t = eligible[eligible["arm"] == "treated"]
@@ -180,7 +208,9 @@ def summarize_balance(
                     "median_control": compute_weighted_median(c, c_weights),
                     "smd": smd,
                     "variance_ratio": ratio,
-                    "meets_target": meets_balance_target(smd, ratio),
+                    "meets_target": meets_balance_target(
+                        smd, ratio, smd_below=smd_below, ratio_range=ratio_range
+                    ),
                 }
             )
     summary = pd.DataFrame(rows)
@@ -190,8 +220,8 @@ def summarize_balance(
     if not balanced:
         failing = ", ".join(after.loc[~after["meets_target"], "variable"])
         caveats.append(
-            "balance targets (|SMD| < 0.1, or < 0.25 with variance ratio 0.5–2) are NOT met "
-            f"after matching for: {failing or 'all (no matched sets)'}"
+            f"balance target ({rule}) is NOT met after matching for: "
+            f"{failing or 'all (no matched sets)'}"
         )
     if len(after_t) < 10:
         caveats.append(
@@ -215,9 +245,11 @@ def summarize_balance(
         method=(
             "standardised mean differences (denominator: pooled SD of the samples before "
             "matching, p(1 − p) for 0/1 variables) and variance ratios; matched controls "
-            "weighted by their matching weights"
+            f"weighted by their matching weights; balance target: {rule}"
         ),
         caveats=tuple(caveats),
+        rule=rule,
+        smd_below=smd_below,
     )
 
 
@@ -242,9 +274,7 @@ def render_love_plot(balance: BalanceResult) -> Figure:
             label=f"{sample} matching",
             **style,
         )
-    for x in (-SMD_LOOSE, SMD_LOOSE):
-        axes.axvline(x, color="0.55", linestyle=":", linewidth=1)
-    for x in (-SMD_TARGET, SMD_TARGET):
+    for x in (-balance.smd_below, balance.smd_below):
         axes.axvline(x, color="0.35", linestyle="--", linewidth=1)
     axes.axvline(0, color="black", linewidth=0.8)
     axes.set_yticks(positions, [variable_label(n) for n in names])

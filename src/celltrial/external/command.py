@@ -11,6 +11,14 @@ from typing import Annotated
 import typer
 
 from celltrial.cli_support import DbOption, FormatOption, Output, console
+from celltrial.pvalues import p_number
+
+
+def _for_people(frame, output: Output):
+    """p-values as people read them ("0.38", "<0.001") in text; numbers for csv and json."""
+    if output.format != "text" or "p_value" not in frame.columns:
+        return frame
+    return frame.assign(p_value=frame["p_value"].map(p_number))
 
 
 def external_command(
@@ -73,7 +81,7 @@ def external_command(
                 "meets_target",
             ]
         ],
-        "Balance",
+        f"Balance (target: {result.balance.rule})",
     )
     output.table(result.mortality.summary, f"{result.mortality.horizon:g}-day mortality")
     norm = result.normalisation
@@ -83,10 +91,36 @@ def external_command(
         f"{norm.horizon:g}: {norm.difference:.2f}, 95 % CI {norm.difference_ci[0]:.2f} to "
         f"{norm.difference_ci[1]:.2f})",
     )
-    output.table(result.changes, "Change from baseline (ratio = treated / controls)")
-    output.table(result.summary, "Main estimates")
+    output.table(
+        _for_people(result.changes, output),
+        "Change from baseline (ratio = treated / controls; 95 % CI: Welch t on the log scale, "
+        "matching weights through Kish's effective n)",
+    )
+    mortality = result.mortality
+    output.line(
+        f"{mortality.horizon:g}-day mortality: risk difference {mortality.risk_difference:.2f} "
+        f"(95 % CI {mortality.rd_ci[0]:.2f} to {mortality.rd_ci[1]:.2f}; {mortality.rd_interval})"
+        f"; risk ratio "
+        + (
+            f"{mortality.risk_ratio:.2f} (95 % CI {mortality.rr_ci[0]:.2f} to "
+            f"{mortality.rr_ci[1]:.2f}; {mortality.rr_interval})"
+            if mortality.risk_ratio == mortality.risk_ratio
+            else mortality.rr_interval
+        )
+    )
+    output.table(_for_people(result.summary, output), "Main estimates (interval: as named)")
+    if result.landmark is not None:
+        landmark = result.landmark
+        output.table(
+            _for_people(landmark.summary, output),
+            f"Main estimates with aligned landmarks: matched also on "
+            f"{', '.join(landmark.variables[len(target.matching.variables) :])} "
+            f"({landmark.n_treated} treated, {landmark.n_controls} controls) beside the main "
+            "analysis",
+        )
+        output.table(landmark.timing, "Days since admission at time zero, by matching")
     output.table(result.e_values, "E-values")
     if result.sensitivity is not None:
-        output.table(result.sensitivity.summary, "Sensitivity")
+        output.table(_for_people(result.sensitivity.summary, output), "Sensitivity")
     output.notes("Caveats", result.caveats)
     output.close()

@@ -166,13 +166,15 @@ def summarize_matching(
     caliper: float | None = ...,  # type: ignore[assignment]
     method: str | None = None,
     exclude_treated: tuple[str, ...] = (),
+    variables: tuple[str, ...] | list[str] | None = None,
 ) -> MatchingResult:
     """Match eligible controls to eligible treated subjects of ``baseline`` (both arms' rows).
 
     ``baseline`` is the concatenation of :func:`derive_treated_eligibility` and
     :func:`derive_control_landmarks` frames; only ``eligible`` rows take part. Options default to
     ``spec.matching``; ``caliper=None`` means no caliper. ``exclude_treated`` leaves treated
-    subjects out (leave-one-out sensitivity).
+    subjects out (leave-one-out sensitivity); ``variables`` replaces the matching variables
+    (e.g. adding days since admission).
     """
     check_columns(baseline, ("subject_id", "arm", "eligible"), what="baseline")
     m = spec.matching
@@ -180,7 +182,7 @@ def summarize_matching(
     replace = m.replace if replace is None else bool(replace)
     caliper = m.caliper if caliper is ... else caliper
     method = method or m.method
-    variables = list(m.variables)
+    variables = list(m.variables if variables is None else dict.fromkeys(variables))
     exact = ["sex" if e == "sex" else "age_band" for e in m.exact]
     check_columns(baseline, [*variables, *exact], what="baseline")
     rows = baseline[baseline["eligible"].astype(bool)]

@@ -1,6 +1,7 @@
 """Time to normalisation of a marker after time zero (e.g. lymphocytes back to ≥ 1.1 × 10^9/L),
-treated vs matched controls: weighted Kaplan–Meier per arm and the difference in the proportion
-normalised by the end of the trajectory window."""
+treated vs matched controls: weighted Kaplan–Meier per arm (lifelines) and the difference in the
+proportion normalised by the end of the trajectory window with Newcombe's hybrid score interval
+(valid with zero cells; :mod:`celltrial.external.intervals`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from celltrial.external.compare import _risk_at, compute_weighted_kaplan_meier
+from celltrial.external.compare import (
+    _risk_from_curve,
+    compute_effective_events,
+    compute_weighted_kaplan_meier,
+)
+from celltrial.external.intervals import NEWCOMBE_METHOD, compute_newcombe_difference
 from celltrial.external.spec import TargetTrialSpec
 
 DAY_HOURS = 24.0
@@ -86,11 +92,12 @@ def summarize_normalisation(
     times: pd.DataFrame, weights: pd.Series, *, spec: TargetTrialSpec, confidence: float = 0.95
 ) -> NormalisationResult:
     """Proportion normalised by the window's end per arm (1 − KM survival), median time, and the
-    treated − control difference with a stratified percentile bootstrap interval."""
+    treated − control difference with Newcombe's hybrid score interval on effective counts
+    (:func:`~celltrial.external.compare.compute_effective_events`)."""
     rule = spec.outcomes.normalisation
     horizon = float(spec.outcomes.trajectory_days[1])
-    boot = spec.outcomes.bootstrap
-    arms, curves, summary = {}, {}, []
+    curves, summary, counts = {}, [], {}
+    n_treated = 0
     for arm in ("treated", "external"):
         rows = times[times["arm"] == arm]
         w = (
@@ -99,20 +106,20 @@ def summarize_normalisation(
             else rows["subject_id"].map(weights).fillna(1.0).to_numpy(float)
         )
         d, e = rows["duration"].to_numpy(float), rows["event"].to_numpy(bool)
-        arms[arm] = (d, e, w)
-        curve = (
-            compute_weighted_kaplan_meier(d, e, w)
-            if len(d)
-            else pd.DataFrame(columns=["time", "n_at_risk", "n_events", "survival"])
-        )
+        if arm == "treated":
+            n_treated = len(d)
+        curve = compute_weighted_kaplan_meier(d, e, w)
         curves[arm] = curve
+        share = _risk_from_curve(curve, horizon) if len(d) else np.nan
+        counts[arm] = compute_effective_events(d, e, w, horizon, share)
         below = curve[curve["survival"] <= 0.5]
         summary.append(
             {
                 "arm": arm,
                 "n": len(d),
+                "effective_n": counts[arm][1],
                 "normalised": int(e.sum()),
-                "proportion_by_horizon": _risk_at(d, e, w, horizon) if len(d) else np.nan,
+                "proportion_by_horizon": share,
                 "median_days": float(below["time"].iloc[0]) if len(below) else np.nan,
                 "died_first": int((rows["status"] == "died before normalising").sum()),
             }
@@ -120,29 +127,22 @@ def summarize_normalisation(
     summary = pd.DataFrame(summary)
     share = summary.set_index("arm")["proportion_by_horizon"]
     difference = float(share.get("treated", np.nan) - share.get("external", np.nan))
-    draws = []
-    (dt, et, wt), (dc, ec, wc) = arms["treated"], arms["external"]
-    rng = np.random.default_rng(boot.seed)
-    if len(dt) > 1 and len(dc) > 1:
-        for _ in range(boot.resamples):
-            it = rng.integers(0, len(dt), len(dt))
-            ic = rng.integers(0, len(dc), len(dc))
-            draws.append(
-                _risk_at(dt[it], et[it], wt[it], horizon)
-                - _risk_at(dc[ic], ec[ic], wc[ic], horizon)
-            )
-    alpha = (1 - confidence) / 2
-    ci = tuple(np.quantile(draws, [alpha, 1 - alpha])) if draws else (np.nan, np.nan)
+    (x1, n1), (x2, n2) = counts["treated"], counts["external"]
+    ci = compute_newcombe_difference(x1, n1, x2, n2, confidence=confidence)
     caveats = [
         "death before normalisation censors the subject (a competing event): the proportion "
         "normalised describes survivors' recovery and is not a cumulative incidence",
         "time is measured to the first draw at or above the threshold: with draws days apart "
         "the true time is earlier, and sparser draws in one arm delay its times",
     ]
-    if len(dt) < 10:
+    caveats.append(
+        "subjects censored before the horizon (no value near its end) are not counted in the "
+        "effective n of the interval: it is conservative when draws stop early"
+    )
+    if n_treated < 10:
         caveats.append(
-            f"{len(dt)} treated subjects: one subject moves the treated proportion by "
-            f"{100 / max(len(dt), 1):.0f} points"
+            f"{n_treated} treated subjects: one subject moves the treated proportion by "
+            f"{100 / max(n_treated, 1):.0f} points"
         )
     return NormalisationResult(
         summary=summary,
@@ -158,8 +158,8 @@ def summarize_normalisation(
             f"time from time zero to the first {rule.marker} ≥ {rule.at_least:g} within "
             f"{horizon:g} days: Kaplan–Meier per arm (controls weighted by matching weights), "
             "censored at the last value or at death; difference in the proportion normalised by "
-            f"day {horizon:g} with a stratified percentile bootstrap ({boot.resamples} resamples, "
-            f"seed {boot.seed})"
+            f"day {horizon:g} with the {NEWCOMBE_METHOD} on effective counts (proportion × Kish "
+            "effective n of the subjects whose status at the horizon is known)"
         ),
         caveats=tuple(caveats),
     )

@@ -12,11 +12,14 @@ from celltrial.external.balance import render_love_plot, variable_label
 from celltrial.external.cohorts import choose_cohort, read_external_cohorts, read_external_frames
 from celltrial.external.figures import render_mortality, render_trajectories
 from celltrial.external.spec import resolve_target_trial
+from celltrial.pvalues import p_number
 from celltrial.report.figures import render_figure
 from celltrial.report.sections import ReportContext, Section
 from celltrial.report.tables import render_table
 
 FIGURE_DPI = 110
+#: p-values in tables as people read them (never "0").
+P_FORMAT = {"p_value": p_number}
 
 
 def _num(value: object, digits: int = 3) -> str:
@@ -105,7 +108,8 @@ def render_external_html(result: ExternalComparison, context: ReportContext) -> 
     parts.append(
         render_table(
             balance,
-            caption="Baseline balance before and after matching (controls weighted)",
+            caption="Baseline balance before and after matching (controls weighted); target: "
+            f"{result.balance.rule}",
             counter=tables,
         )
     )
@@ -113,7 +117,7 @@ def render_external_html(result: ExternalComparison, context: ReportContext) -> 
         render_figure(
             render_love_plot(result.balance),
             caption="Love plot: standardised mean differences before and after matching "
-            "(dashed ±0.1, dotted ±0.25).",
+            f"(dashed ±{result.balance.smd_below:g}).",
             counter=figures,
             dpi=FIGURE_DPI,
         )
@@ -140,8 +144,10 @@ def render_external_html(result: ExternalComparison, context: ReportContext) -> 
         render_table(
             result.changes,
             caption="Change from baseline: median fold change per arm and ratio of geometric "
-            "mean fold changes (treated / controls) with a bootstrap interval",
+            "mean fold changes (treated / controls) with a 95 % Welch t interval on the log "
+            "scale (matching weights through Kish's effective n)",
             counter=tables,
+            formats=P_FORMAT,
         )
     )
     model_rows = [
@@ -158,6 +164,7 @@ def render_external_html(result: ExternalComparison, context: ReportContext) -> 
                 caption="Mixed model on log values, arm × day: ratio of fold changes from "
                 "baseline, treated vs controls",
                 counter=tables,
+                formats=P_FORMAT,
             )
         )
     parts.append(
@@ -176,18 +183,59 @@ def render_external_html(result: ExternalComparison, context: ReportContext) -> 
             counter=tables,
         )
     )
+    mortality = result.mortality
+    parts.append(
+        _p(
+            f"Risk difference treated − controls {_num(mortality.risk_difference)} (95 % CI "
+            f"{_num(mortality.rd_ci[0])} to {_num(mortality.rd_ci[1])}; "
+            f"{mortality.rd_interval}); risk ratio "
+            + (
+                f"{_num(mortality.risk_ratio)} (95 % CI {_num(mortality.rr_ci[0])} to "
+                f"{_num(mortality.rr_ci[1])}; {mortality.rr_interval})."
+                if np.isfinite(mortality.risk_ratio)
+                else f"{mortality.rr_interval}."
+            )
+        )
+    )
     norm = result.normalisation
     parts.append(
         render_table(
             norm.summary,
             caption=f"Time to {norm.marker} ≥ {norm.threshold:g} within {norm.horizon:g} days "
             f"(Kaplan–Meier); difference treated − controls in the proportion normalised "
-            f"{_num(norm.difference)} (95 % bootstrap interval {_num(norm.difference_ci[0])} to "
-            f"{_num(norm.difference_ci[1])})",
+            f"{_num(norm.difference)} (95 % Newcombe score interval {_num(norm.difference_ci[0])} "
+            f"to {_num(norm.difference_ci[1])})",
             counter=tables,
         )
     )
-    parts.append(render_table(result.summary, caption="Main estimates", counter=tables))
+    parts.append(
+        render_table(
+            result.summary,
+            caption="Main estimates (95 % intervals as named in the last column)",
+            counter=tables,
+            formats=P_FORMAT,
+        )
+    )
+    if result.landmark is not None:
+        landmark = result.landmark
+        added = ", ".join(landmark.variables[len(spec.matching.variables) :])
+        parts.append(
+            render_table(
+                landmark.summary,
+                caption=f"Main estimates with aligned landmarks: matched also on {added} "
+                f"({landmark.n_treated} treated, {landmark.n_controls} controls), beside the "
+                "main analysis",
+                counter=tables,
+                formats=P_FORMAT,
+            )
+        )
+        parts.append(
+            render_table(
+                landmark.timing,
+                caption="Days since admission at time zero by arm, main and aligned matching",
+                counter=tables,
+            )
+        )
     parts.append(Markup("<h3>Sensitivity</h3>"))
     parts.append(
         render_table(
@@ -204,6 +252,7 @@ def render_external_html(result: ExternalComparison, context: ReportContext) -> 
                 caption="Main estimates under other matching choices and leaving out each "
                 "treated subject",
                 counter=tables,
+                formats=P_FORMAT,
             )
         )
     parts.append(Markup("<h3>What this comparison cannot tell</h3>"))

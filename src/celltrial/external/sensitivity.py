@@ -118,6 +118,111 @@ class SensitivityResult:
     caveats: tuple[str, ...]
 
 
+def landmark_variables(spec: TargetTrialSpec) -> tuple[str, ...]:
+    """The matching variables plus ``matching.sensitivity.add_variables`` (no repeats)."""
+    m = spec.matching
+    return tuple(dict.fromkeys([*m.variables, *m.sensitivity.add_variables]))
+
+
+def landmark_scenario_name(spec: TargetTrialSpec) -> str:
+    added = [v for v in spec.matching.sensitivity.add_variables if v not in spec.matching.variables]
+    return "matched also on " + ", ".join(v.replace("_", " ") for v in added)
+
+
+@dataclass(frozen=True, eq=False)
+class LandmarkResult:
+    """The main estimates with the landmarks aligned: matching also on
+    ``matching.sensitivity.add_variables`` (days since admission). ``summary``: one row per
+    estimate with the main analysis's value and interval beside this analysis's;
+    ``timing``: days since admission (time zero) by arm in both matchings."""
+
+    summary: pd.DataFrame
+    timing: pd.DataFrame
+    variables: tuple[str, ...]
+    n_treated: int
+    n_controls: int
+    n: int
+    method: str
+    caveats: tuple[str, ...]
+
+
+def _timing(matching: MatchingResult, name: str) -> list[dict]:
+    rows = []
+    matched = matching.matched
+    for arm in ("treated", "external"):
+        part = matched[matched["arm"] == arm]
+        days = (
+            part["days_since_admission"].to_numpy(float)
+            if "days_since_admission" in part
+            else np.array([])
+        )
+        known = np.isfinite(days)
+        rows.append(
+            {
+                "matching": name,
+                "arm": arm,
+                "n": len(part),
+                "n_known": int(known.sum()),
+                "median_days_since_admission": float(np.median(days[known]))
+                if known.any()
+                else np.nan,
+            }
+        )
+    return rows
+
+
+def summarize_landmark_alignment(
+    baseline: pd.DataFrame,
+    estimate: Estimator,
+    *,
+    spec: TargetTrialSpec,
+    main: MatchingResult,
+    main_summary: pd.DataFrame,
+) -> LandmarkResult | None:
+    """Re-run the matching with ``add_variables`` and ``estimate`` on it; None when nothing is
+    added."""
+    variables = landmark_variables(spec)
+    if variables == tuple(spec.matching.variables):
+        return None
+    matching = summarize_matching(baseline, spec=spec, variables=variables)
+    aligned = estimate(matching, spec)
+    summary = main_summary[["estimate", "value", "ci_low", "ci_high"]].rename(
+        columns={"value": "main_value", "ci_low": "main_ci_low", "ci_high": "main_ci_high"}
+    )
+    summary = summary.merge(aligned, on="estimate", how="left")
+    name = landmark_scenario_name(spec)
+    timing = pd.DataFrame(_timing(main, "main") + _timing(matching, name))
+    caveats = list(matching.caveats)
+    lost = main.n_matched_treated - matching.n_matched_treated
+    if lost > 0:
+        caveats.append(
+            f"{lost} treated subject(s) matched in the main analysis have no acceptable control "
+            f"when matched also on {', '.join(variables[len(spec.matching.variables) :])}"
+        )
+    treated = baseline[(baseline["arm"] == "treated") & baseline["eligible"].astype(bool)]
+    if "days_since_admission" in variables and (
+        "days_since_admission" not in treated or treated["days_since_admission"].isna().all()
+    ):
+        caveats.append(
+            "no treated subject has an admission time: days since admission cannot be matched"
+        )
+    return LandmarkResult(
+        summary=summary,
+        timing=timing,
+        variables=variables,
+        n_treated=matching.n_matched_treated,
+        n_controls=matching.n_controls_matched,
+        n=matching.n,
+        method=(
+            f"the main estimates with the matching repeated over {', '.join(variables)} "
+            "(controls' time zero is a landmark about a day after admission, treated subjects' "
+            "their first infusion, often days later: matching on days since admission compares "
+            "patients at the same point of their hospital stay)"
+        ),
+        caveats=tuple(dict.fromkeys(caveats)),
+    )
+
+
 def summarize_sensitivity(
     baseline: pd.DataFrame,
     estimate: Estimator,
@@ -126,10 +231,15 @@ def summarize_sensitivity(
     main: MatchingResult,
     leave_one_out: bool = True,
 ) -> SensitivityResult:
-    """Re-run matching and ``estimate`` under a second caliper, a second ratio, discharge as
-    alive, and leaving out each matched treated subject in turn."""
+    """Re-run matching and ``estimate`` under a second caliper, a second ratio, the other
+    replacement rule, the other handling of discharge, matching also on days since admission
+    (landmark alignment), and leaving out each matched treated subject in turn."""
     m = spec.matching
     scenarios: list[tuple[str, dict, TargetTrialSpec]] = [("main analysis", {}, spec)]
+    if landmark_variables(spec) != tuple(m.variables):
+        scenarios.append(
+            (landmark_scenario_name(spec), {"variables": landmark_variables(spec)}, spec)
+        )
     second_caliper = m.sensitivity.caliper
     if second_caliper is not None and second_caliper != m.caliper:
         scenarios.append((f"caliper {second_caliper:g}", {"caliper": second_caliper}, spec))
@@ -175,9 +285,10 @@ def summarize_sensitivity(
         scenarios=tuple(s[0] for s in scenarios),
         n=main.n,
         method=(
-            "the matching and the main estimates repeated under a second caliper, a second "
-            "matching ratio, the other replacement rule, the other handling of discharge, and "
-            "leaving out each matched treated subject in turn (leave-one-treated-out)"
+            "the matching and the main estimates repeated with days since admission added to the "
+            "matching variables (landmark alignment), under a second caliper, a second matching "
+            "ratio, the other replacement rule, the other handling of discharge, and leaving out "
+            "each matched treated subject in turn (leave-one-treated-out)"
         ),
         caveats=(
             "sensitivity analyses show how much the estimates lean on single choices and single "

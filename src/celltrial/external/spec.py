@@ -89,6 +89,9 @@ class RuleSpec(_Model):
 class SensitivitySpec(_Model):
     caliper: float | None = Field(None, gt=0)
     ratio: int = Field(1, ge=1)
+    #: Variables added to the matching in a sensitivity analysis reported with the main result
+    #: (default: days since admission, which aligns the arms' landmarks).
+    add_variables: tuple[str, ...] = ("days_since_admission",)
 
 
 class MatchingSpec(_Model):
@@ -111,10 +114,26 @@ class MatchingSpec(_Model):
 
 
 class BalanceSpec(_Model):
+    """Variables whose balance is shown, and the target each must meet after matching:
+    |SMD| < ``smd_below`` and variance ratio within ``variance_ratio`` (Austin 2009)."""
+
     variables: tuple[str, ...] = ("age", "male", "log_LYM", "log_CRP")
+    smd_below: float = Field(0.1, gt=0)
+    variance_ratio: tuple[float, float] = (0.5, 2.0)
+
+    @model_validator(mode="after")
+    def _range(self) -> BalanceSpec:
+        low, high = self.variance_ratio
+        if not 0 < low < 1 < high:
+            raise ValueError("variance_ratio must be [low, high] with 0 < low < 1 < high")
+        return self
 
 
 class BootstrapSpec(_Model):
+    """Accepted for specification files written for earlier versions; no interval is
+    bootstrapped any more (percentile bootstrap intervals are far too narrow with 2–5 subjects
+    per arm)."""
+
     resamples: int = Field(2000, ge=100)
     seed: int = 20200210
 
@@ -157,7 +176,11 @@ class TargetTrialSpec(_Model):
         used = {r.marker for r in self.eligibility if r.marker}
         used |= set(self.outcomes.trajectory_markers)
         used.add(self.outcomes.normalisation.marker)
-        for name in (*self.matching.variables, *self.balance.variables):
+        for name in (
+            *self.matching.variables,
+            *self.matching.sensitivity.add_variables,
+            *self.balance.variables,
+        ):
             if name.startswith("log_"):
                 used.add(name[4:])
             elif name not in ("age", "male", "days_since_admission"):
@@ -183,7 +206,11 @@ class TargetTrialSpec(_Model):
     def baseline_markers(self) -> list[str]:
         """Markers whose baseline value is needed (rules, matching, balance, trajectories)."""
         names = [*self.rule_markers]
-        for name in (*self.matching.variables, *self.balance.variables):
+        for name in (
+            *self.matching.variables,
+            *self.matching.sensitivity.add_variables,
+            *self.balance.variables,
+        ):
             if name.startswith("log_"):
                 names.append(name[4:])
         names += list(self.outcomes.trajectory_markers)
@@ -219,7 +246,16 @@ class TargetTrialSpec(_Model):
 
 def parse_target_trial(text: str, *, source: str = "target-trial specification") -> TargetTrialSpec:
     """Validate YAML text as a :class:`TargetTrialSpec`; errors name the source and field."""
+    from celltrial.protocol.loader import MAX_DEPTH, MAX_VALUES, expanded_size, flow_depth
+
+    if flow_depth(text) > MAX_DEPTH:
+        raise SpecError(f"{source}: lists or sections nested more than {MAX_DEPTH} levels deep")
     try:
+        if expanded_size(yaml.compose(text, Loader=yaml.SafeLoader)) > MAX_VALUES:
+            raise SpecError(
+                f"{source}: the specification expands to more than {MAX_VALUES:,} values through "
+                "YAML aliases (*name); expected its sections written out"
+            )
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise SpecError(f"{source}: not valid YAML: {exc}") from None
