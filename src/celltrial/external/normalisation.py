@@ -112,7 +112,9 @@ def summarize_normalisation(
         curves[arm] = curve
         share = _risk_from_curve(curve, horizon) if len(d) else np.nan
         counts[arm] = compute_effective_events(d, e, w, horizon, share)
-        below = curve[curve["survival"] <= 0.5]
+        # S(t) ≤ 0.5, a float within rounding error of 0.5 counted as 0.5 (weights make an
+        # exact product impractical; efficacy.survival decides unweighted curves exactly)
+        below = curve[curve["survival"] <= 0.5 + 1e-9]
         summary.append(
             {
                 "arm": arm,
