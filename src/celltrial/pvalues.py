@@ -32,7 +32,7 @@ def p_number(p: float | None) -> str:
 
 
 def format_p(p: float | None) -> str:
-    """"p = 0.38", "p = 0.004", "p < 0.001", "p = 1"; "p not computed" when missing."""
+    """A p-value as written: p = 0.38, p = 0.004, p < 0.001, p = 1; "p not computed" if missing."""
     number = p_number(p)
     if number == "—":
         return "p not computed"
