@@ -1,4 +1,10 @@
-"""Where a study stands: cohort, infusions, visits and protocol deviations, as one result."""
+"""Where a study stands: cohort, infusions, visits and protocol deviations, as one result.
+
+A subject's follow-up ends at death or withdrawal: an assessment not done whose window had not
+closed by then (the end on or before its last day) is "not expected", never a missed assessment
+and never a protocol deviation; the visit says why ("died day 14"). Assessments whose window
+closed while the subject was still in the study count as before.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ import pandas as pd
 
 from celltrial.protocol import Protocol
 from celltrial.protocol.deviations import DeviationRows, derive_deviation_rows, order_deviations
-from celltrial.protocol.schedule import Schedule, derive_schedule
+from celltrial.protocol.schedule import Schedule, derive_schedule, subject_days, summarize_visits
 from celltrial.study import StudyFrames
 
 
@@ -32,10 +38,14 @@ class StudyOverview:
     method: str = (
         "Study days are calendar days in the study time zone from each subject's first infusion "
         "(day 0). Windows are inclusive. An assessment is matched to the visit whose window holds "
-        "it, else to the nearest visit listing it (ties to the earlier visit)."
+        "it, else to the nearest visit listing it (ties to the earlier visit). After a subject's "
+        "death or withdrawal, an assessment whose window had not closed is not expected (not a "
+        "deviation)."
     )
     #: the deviations by source, for an update (see :func:`summarize_study`)
     deviation_rows: DeviationRows | None = field(default=None, repr=False, compare=False)
+    #: subjects who received any infusion (``n`` counts every subject enrolled)
+    n_treated: int | None = None
 
     @property
     def schedule(self) -> Schedule:
@@ -74,6 +84,12 @@ def summarize_study(
         previous=previous.schedule if reuse else None,
         changed=changed,
     )
+    kept = previous is not None and reuse
+    if not (kept and schedule.visit_assessments is previous.visit_assessments):
+        # (a reused visit part of the previous overview has had it already)
+        schedule = derive_follow_up_end(
+            schedule, frames.subjects, today=today, zone=protocol.study.timezone
+        )
     infusion_status, visits = schedule.infusions, schedule.visits
     rows = derive_deviation_rows(
         protocol,
@@ -110,4 +126,75 @@ def summarize_study(
         deviations=deviations,
         n=len(frames.subjects),
         deviation_rows=rows,
+        n_treated=int(frames.subjects["first_infusion"].notna().sum()),
     )
+
+
+#: Statuses of an assessment not done that the end of a subject's follow-up makes not expected.
+_NOT_DONE = ("missed", "due", "upcoming", "not_expected")
+
+
+def derive_follow_up_end(
+    schedule: Schedule, subjects: pd.DataFrame, *, today: pd.Timestamp, zone: str
+) -> Schedule:
+    """The schedule with follow-up ended at death or withdrawal (whichever came first).
+
+    An assessment not done (missed, due, upcoming) whose window's last day is on or after the
+    end's study day becomes ``not_expected``; ``visit_assessments`` gains ``not_expected_reason``
+    ("died day 14", "withdrawn day 9"; empty otherwise) and the visits are summarised again, a
+    visit whose assessments not done are not expected saying why in ``not_done``:
+    "(died day 14)", or "rest not expected (died day 14)" beside assessments done. Assessments
+    done or out of window, and those whose window closed before the end, are kept as they are.
+    Applying it twice gives the same schedule.
+    """
+    assessments = schedule.visit_assessments
+    if assessments.empty or subjects.empty:
+        return schedule
+    treated = subjects.dropna(subset=["first_infusion"])
+    days = subject_days(treated, today, zone).astype(float)
+    died, withdrawn = days["died"], days["withdrawn"]
+    end = pd.concat([died, withdrawn], axis=1).min(axis=1)
+    reason = pd.Series(
+        [
+            ""
+            if pd.isna(e)
+            else f"died day {int(d)}"
+            if not pd.isna(d) and d == e
+            else f"withdrawn day {int(w)}"
+            for e, d, w in zip(end, died, withdrawn, strict=True)
+        ],
+        index=days.index,
+        dtype=object,
+    )
+    end_of_row = end.reindex(assessments["subject_id"].to_numpy()).to_numpy()
+    cut = assessments["status"].isin(_NOT_DONE).to_numpy() & (
+        end_of_row <= assessments["last_day"].to_numpy(dtype=float)
+    )
+    out = assessments.copy()
+    out.loc[cut, "status"] = "not_expected"
+    out["not_expected_reason"] = pd.Series("", index=out.index, dtype=object)
+    out.loc[cut, "not_expected_reason"] = reason.reindex(
+        out.loc[cut, "subject_id"].to_numpy()
+    ).to_numpy()
+    visits = summarize_visits(out)
+    why = (
+        out[cut]
+        .groupby(["subject_id", "visit_index"], sort=False)["not_expected_reason"]
+        .first()
+        .rename("_why")
+        .reset_index()
+    )
+    visits = visits.merge(why, on=["subject_id", "visit_index"], how="left")
+    notes = []
+    for status, not_done, why_text in zip(
+        visits["status"], visits["not_done"], visits["_why"], strict=True
+    ):
+        if not isinstance(why_text, str) or not why_text:
+            notes.append(not_done)
+        elif status == "not_expected":
+            notes.append(f"({why_text})")
+        else:
+            rest = f"rest not expected ({why_text})"
+            notes.append(f"{not_done}; {rest}" if not_done else rest)
+    visits["not_done"] = pd.Series(notes, index=visits.index, dtype="str")
+    return Schedule(schedule.infusions, out, visits.drop(columns="_why"))

@@ -129,7 +129,9 @@ def test_pdf_renders_to_non_blank_pages(demo, tmp_path):
         # the right margin stays empty: nothing runs off the page
         margin = pixels[:, int(pixels.shape[1] * 0.97) :]
         assert (margin < 200).mean() < 0.001, f"{page.name}: content cut off at the right edge"
-    assert min(ink) > 0.001  # every page carries text (a table's last rows at least)
+    # every page but the last carries text (a table's last rows at least); the document may end
+    # with a few lines
+    assert min(ink[:-1]) > 0.001 and ink[-1] > 0
     assert np.mean(ink) > 0.01
 
 

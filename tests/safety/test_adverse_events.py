@@ -163,7 +163,7 @@ def test_overview_counts_subjects_and_events():
     related = "Adverse event related to the product (possibly, probably, definitely)"
     assert table.loc[related, "events"] == 2
     assert table.loc["Adverse event with onset within 24 h of an infusion", "events"] == 2
-    assert table.loc["Death (grade 5 adverse event)", "subjects"] == 0
+    assert table.loc["Death (adverse event of grade 5 or with a fatal outcome)", "subjects"] == 0
 
 
 def test_terms_by_worst_grade():

@@ -92,7 +92,10 @@ def analyse_safety(
 ) -> SafetySummary:
     """All safety tables of the study's own subjects (``inputs``: :func:`derive_safety_inputs` of
     these frames, if already made; ``previous``: a summary made from the same lab grades, whose
-    lab tables are taken as they are)."""
+    lab tables are taken as they are).
+
+    The safety population is the subjects who received any infusion (a first infusion time);
+    subjects enrolled without one (registered from a lab file, say) are named apart."""
     window = protocol.safety.infusion_reaction_window_hours
     timed = derive_ae_timing(
         frames.adverse_events,
@@ -101,8 +104,10 @@ def analyse_safety(
         follow_up_days=protocol.safety.ae_follow_up_days,
     )
     lab_grades, signals = derive_safety_inputs(protocol, frames) if inputs is None else inputs
+    subjects = frames.subjects
+    treated = subjects["first_infusion"].notna()
     return summarize_safety(
-        frames.subjects["subject_id"].tolist(),
+        subjects.loc[treated, "subject_id"].tolist(),
         timed,
         lab_grades=lab_grades,
         signals=signals,
@@ -112,4 +117,5 @@ def analyse_safety(
             if previous is None
             else (previous.shifts, previous.lab_toxicities, previous.lab_baseline_abnormalities)
         ),
+        not_treated=subjects.loc[~treated, "subject_id"].tolist(),
     )

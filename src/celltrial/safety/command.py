@@ -24,8 +24,15 @@ def safety_command(
     output = Output(output_format)
     study = open_study(directory, db_url=db, read_only=True)
     summary = analyse_safety(study.protocol, read_study_frames(study))
-    output.title(f"{study.study_id} — safety, {summary.n} subjects")
+    output.title(f"{study.study_id} — safety population: {summary.population}")
     output.table(summary.summary, f"Safety overview (N = {summary.n})")
+    if len(summary.data_problems):
+        problems = summary.data_problems.drop(columns=["rule"]).astype(object)
+        output.table(
+            problems.where(problems.notna(), None),  # no study day without an infusion
+            "Adverse-event data problems: how deaths are recorded (query the site; nothing was "
+            "changed)",
+        )
     if len(summary.by_term):
         output.table(summary.by_term, "Adverse events by term (subjects by worst grade)")
     if len(summary.serious):

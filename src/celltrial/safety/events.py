@@ -165,13 +165,14 @@ def adverse_event_problems(
                 resolved,
                 f"a time at or after onset {show_time(onset, zone=zone)}",
             )
+        deaths = vocabulary["deaths"]
         if (
-            event.get("outcome") == "fatal"
+            event.get("outcome") == deaths["fatal_outcome"]
             and grade is not None
             and not pd.isna(grade)
-            and grade != 5
+            and grade != deaths["fatal_grade"]
         ):
-            bad(index, "grade", grade, "grade 5 for a fatal outcome")
+            bad(index, "grade", grade, f"grade {deaths['fatal_grade']} for a fatal outcome")
         if subjects is not None:
             _subject_problems(index, event, onset, subjects, bad, zone=zone)
         if now is not None and onset is not None and onset > now:

@@ -38,7 +38,12 @@ def _version() -> str:
 def render_safety_html(summary: SafetySummary, context: ReportContext) -> Markup:
     """Overview, AEs by term and worst grade, SAEs, lab shifts and toxicities, infusion signals."""
     counter = context.tables
-    parts = [Markup("<p>") + escape(" ".join(summary.caveats)) + Markup("</p>")]
+    parts = [
+        Markup('<p class="population"><strong>Safety population: ')
+        + escape(summary.population)
+        + Markup(".</strong></p>"),
+        Markup("<p>") + escape(" ".join(summary.caveats)) + Markup("</p>"),
+    ]
     if summary.conventions:
         parts.append(Markup("<p>") + escape(summary.conventions) + Markup("</p>"))
     overview = summary.summary.assign(
@@ -47,6 +52,27 @@ def render_safety_html(summary: SafetySummary, context: ReportContext) -> Markup
     parts.append(
         render_table(overview, caption=f"Safety overview (N = {summary.n}).", counter=counter)
     )
+    problems = summary.data_problems
+    if len(problems):
+        parts.append(
+            render_table(
+                pd.DataFrame(
+                    {
+                        "subject": problems["subject_id"],
+                        "term": problems["term"],
+                        "onset day": problems["onset_day"],
+                        "grade": problems["grade"],
+                        "serious": problems["serious"].map({True: "yes", False: "no"}),
+                        "outcome": problems["outcome"],
+                        "problem": problems["problem"],
+                        "what to fix": problems["fix"],
+                    }
+                ),
+                caption="Adverse-event data problems: how deaths are recorded (to be queried "
+                "with the site; the events are shown as recorded, nothing was changed).",
+                counter=counter,
+            )
+        )
     if len(summary.by_term):
         parts.append(
             render_table(

@@ -9,6 +9,7 @@ subject's baseline grade); abnormalities already there before treatment are show
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from celltrial.safety.conventions import GradingConventions, load_grading_conventions
+from celltrial.safety.deaths import DEATH_PROBLEM_COLUMNS, list_death_problems, load_death_rules
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,11 @@ class SafetySummary:
     term, the values of grade ≥ 3 after the first infusion that are no worse than baseline
     (there before treatment; never counted as toxicities). ``signals``: vital-sign signals
     detected after infusions, beside ``reported``: the AEs reported in the reaction window.
+
+    ``n`` is the safety population: the subjects who received any infusion; ``n_enrolled`` the
+    study's subjects in all and ``not_treated`` those without an infusion recorded (outside every
+    table). ``data_problems``: adverse events that break the rules for recording a death
+    (:func:`~celltrial.safety.deaths.list_death_problems`), to be queried, never corrected here.
     """
 
     summary: pd.DataFrame
@@ -45,6 +52,25 @@ class SafetySummary:
     caveats: tuple[str, ...] = field(default_factory=tuple)
     lab_baseline_abnormalities: pd.DataFrame = field(default_factory=pd.DataFrame)
     conventions: str = ""  # the grading conventions applied, in a sentence
+    data_problems: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=list(DEATH_PROBLEM_COLUMNS))
+    )
+    n_enrolled: int | None = None  # None: every subject given was treated
+    not_treated: tuple[str, ...] = ()
+
+    @property
+    def population(self) -> str:
+        """The safety population in words: "the 5 subjects who received any infusion", or
+        "the 6 subjects who received any infusion, of 8 enrolled (not treated: S007, S008 — no
+        infusion recorded)"."""
+        text = f"the {self.n} subject{'s' if self.n != 1 else ''} who received any infusion"
+        if self.not_treated:
+            enrolled = self.n_enrolled if self.n_enrolled is not None else self.n
+            text += (
+                f", of {enrolled} enrolled (not treated: {', '.join(self.not_treated)} — no "
+                "infusion recorded)"
+            )
+        return text
 
 
 def _row(label: str, subjects: pd.Series, n: int, events: int) -> dict:
@@ -74,6 +100,12 @@ def summarize_ae_overview(
     ae = adverse_events[adverse_events["subject_id"].isin(subject_ids)]
     emergent = ae[ae["treatment_emergent"]] if "treatment_emergent" in ae else ae
     grade = emergent["grade"]
+    deaths = load_death_rules()
+    fatal = grade.fillna(0).eq(deaths.fatal_grade).to_numpy(dtype=bool)
+    if "outcome" in emergent:
+        fatal = fatal | emergent["outcome"].eq(deaths.fatal_outcome).to_numpy(
+            dtype=bool, na_value=False
+        )
     categories = [
         ("Any treatment-emergent adverse event", np.ones(len(emergent), dtype=bool)),
         ("Serious adverse event", emergent["serious"].astype(bool).to_numpy()),
@@ -86,7 +118,7 @@ def summarize_ae_overview(
             f"Adverse event with onset within {window_hours:g} h of an infusion",
             emergent["infusion_related"].to_numpy(dtype=bool),
         ),
-        ("Death (grade 5 adverse event)", (grade == 5).to_numpy(dtype=bool)),
+        ("Death (adverse event of grade 5 or with a fatal outcome)", fatal),
     ]
     subjects = emergent["subject_id"].to_numpy()
     rows = [_row(label, subjects[mask], n, int(mask.sum())) for label, mask in categories]
@@ -450,15 +482,26 @@ def summarize_safety(
     window_hours: float,
     lab_tables: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None = None,
     conventions: GradingConventions | None = None,
+    not_treated: Sequence[str] = (),
 ) -> SafetySummary:
     """All safety tables of a study (inputs already timed, graded and flagged; ``lab_tables``:
     the shift table, the treatment-emergent grade ≥ 3 listing and the baseline abnormalities of
-    these lab grades, if already made)."""
+    these lab grades, if already made).
+
+    ``subject_ids``: the safety population (the subjects who received any infusion); every
+    table counts them alone. ``not_treated``: the study's other subjects (enrolled, no infusion
+    recorded), named in the caveats. The data problems of deaths are listed over every adverse
+    event given."""
     conventions = conventions or load_grading_conventions()
     if lab_tables is None:
+        in_population = lab_grades["subject_id"].isin(subject_ids)
+        if not in_population.all():  # values of subjects never treated: in no table
+            lab_grades = lab_grades[in_population]
         lab_grades = _with_emergence(lab_grades, conventions)
     n = len(subject_ids)
+    not_treated = tuple(sorted(set(not_treated) - set(subject_ids)))
     own = adverse_events["subject_id"].isin(subject_ids)
+    data_problems = list_death_problems(adverse_events)
     serious = adverse_events[adverse_events["serious"].astype(bool) & own]
     detected = signals[signals["detected"].astype(bool)] if len(signals) else signals
     reported = adverse_events[adverse_events["infusion_related"] & own]
@@ -470,6 +513,25 @@ def summarize_safety(
             " % (exact binomial), so absence of an event is weak evidence of its rarity."
             if n
             else "No subjects."
+        )
+    if not_treated:
+        outside = adverse_events["subject_id"].isin(not_treated)
+        caveats.append(
+            f"Safety population: the {n} subject(s) who received any infusion. "
+            f"{len(not_treated)} enrolled subject(s) have no infusion recorded "
+            f"({', '.join(not_treated)}) and are in no table"
+            + (
+                f" ({int(outside.sum())} adverse event(s) of theirs are not counted)."
+                if outside.any()
+                else "."
+            )
+        )
+    if len(data_problems):
+        who = ", ".join(sorted(set(data_problems["subject_id"])))
+        caveats.append(
+            f"{len(data_problems)} adverse-event data problem(s) in how deaths are recorded "
+            f"(subjects {who}): listed with what to fix under 'Adverse-event data problems'; "
+            "the tables show the events as recorded."
         )
     if len(detected):
         unreported = _unreported_signals(detected, reported)
@@ -515,6 +577,9 @@ def summarize_safety(
         ),
         caveats=tuple(caveats),
         conventions=conventions.describe(),
+        data_problems=data_problems,
+        n_enrolled=n + len(not_treated),
+        not_treated=not_treated,
     )
 
 
