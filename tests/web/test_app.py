@@ -271,6 +271,11 @@ INJECTIONS = [
 
 def test_injection_strings_are_stored_and_shown_inertly(clients):
     client = clients["investigator"]
+    # treated: the dashboard's safety tables list the safety population's events
+    given = clients["coordinator"].post(
+        "/api/v1/subjects/S004/infusions", json=infusion(2, label_subject_code="S004")
+    )
+    assert given.status_code == 201, given.text
     for text in INJECTIONS:
         body = {"term": text, "onset_at": iso(1), "grade": 1, "description": text}
         assert client.post("/api/v1/subjects/S004/adverse-events", json=body).status_code == 201

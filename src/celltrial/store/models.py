@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column, relationship
@@ -346,8 +347,12 @@ class AppUser(Base):
     role: Mapped[str] = mapped_column(String(32))
     password_hash: Mapped[str] = mapped_column(Text)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None]
+    #: set by an administrator (new account, reset): until the user has chosen a password of
+    #: their own, their sessions reach only the change-password page
+    must_change_password: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    password_changed_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     last_login_at: Mapped[datetime | None]
 
@@ -365,8 +370,24 @@ class WebSession(Base):
     expires_at: Mapped[datetime]
 
 
-#: Tables that are not study data: the audit log, batches, accounts and sign-in sessions.
-UNAUDITED_TABLES = frozenset({"audit_event", "import_batch", "app_user", "web_session"})
+class SignInThrottle(Base):
+    """Failed sign-ins counted per client address (``address:<ip>``), per user name
+    (``account:<name>``, known or not) and per pair (``pair:<name> <ip>``), with the time until
+    which attempts are refused (see :mod:`celltrial.services.sign_in`). Not study data."""
+
+    __tablename__ = "sign_in_throttle"
+
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime] = mapped_column(index=True)
+    blocked_until: Mapped[datetime | None]
+
+
+#: Tables that are not study data: the audit log, batches, accounts, sign-in sessions and the
+#: sign-in throttle (account changes and sign-ins are written to the audit log by the services).
+UNAUDITED_TABLES = frozenset(
+    {"audit_event", "import_batch", "app_user", "web_session", "sign_in_throttle"}
+)
 
 #: Tables whose rows are study data (changes audited).
 AUDITED_TABLES = frozenset(

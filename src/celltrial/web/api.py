@@ -4,11 +4,14 @@ pages, behind the same sign-in, roles and CSRF token (``X-CSRF-Token`` header on
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel, ConfigDict, Field
 
+from celltrial.services import accounts as account_service
 from celltrial.services import (
     adverse_events,
     clinical_status,
@@ -21,7 +24,9 @@ from celltrial.services import (
     vital_signs,
 )
 from celltrial.services.accounts import SESSION_LIFETIME, ActiveSession, sign_in, sign_out
+from celltrial.services.audit_log import read_audit_log
 from celltrial.services.audit_trail import read_audit_trail
+from celltrial.services.errors import NotPermitted, SignInRefused
 from celltrial.services.subject_records import read_subject_records
 from celltrial.web.schemas import (
     AdverseEventCreate,
@@ -54,10 +59,13 @@ from celltrial.web.schemas import (
     VitalSignsUpdate,
 )
 from celltrial.web.security import (
+    CSRF_HEADER,
     SESSION_COOKIE,
     allowed,
     api_write,
+    check_csrf,
     clear_session_cookie,
+    client_address,
     set_session_cookie,
     signed_in,
     study_of,
@@ -86,8 +94,11 @@ def openapi(request: Request, _active: Reader) -> dict:
 
 @router.post("/v1/session", response_model=SignInResponse, responses={401: _errors[401]})
 def create_session(body: SignInRequest, request: Request, response: Response) -> SignInResponse:
-    """Sign in; the session cookie is set, the CSRF token is returned."""
-    signed = sign_in(study_of(request).engine, body.username, body.password)
+    """Sign in; the session cookie is set, the CSRF token is returned. An account whose password
+    an administrator set may then only change it (``POST /api/v1/account/password``)."""
+    signed = sign_in(
+        study_of(request).engine, body.username, body.password, address=client_address(request)
+    )
     set_session_cookie(response, signed.token, max_age=int(SESSION_LIFETIME.total_seconds()))
     return SignInResponse(
         username=signed.account.username,
@@ -102,10 +113,12 @@ def delete_session(
     request: Request, response: Response, active: Annotated[ActiveSession, Depends(signed_in)]
 ) -> None:
     """Sign out (needs the CSRF header)."""
-    from celltrial.web.security import CSRF_HEADER, check_csrf
-
     check_csrf(active, request.headers.get(CSRF_HEADER))
-    sign_out(study_of(request).engine, request.cookies.get(SESSION_COOKIE, ""))
+    sign_out(
+        study_of(request).engine,
+        request.cookies.get(SESSION_COOKIE, ""),
+        address=client_address(request),
+    )
     clear_session_cookie(response)
 
 
@@ -512,3 +525,221 @@ def sign_casebook(
         meaning=body.meaning,
     )
     return SignatureOut.model_validate(record)
+
+
+# --- accounts ----------------------------------------------------------------------------------
+
+
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024)
+
+
+class AccountOut(BaseModel):
+    username: str
+    full_name: str
+    role: str
+    active: bool
+    must_change_password: bool
+    locked_until: datetime | None
+    last_login_at: datetime | None
+    sessions: int
+
+
+class AccountChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="", max_length=2000)
+
+
+class RoleChange(AccountChange):
+    role: str = Field(max_length=32)
+
+
+class OneTimePassword(BaseModel):
+    username: str
+    one_time_password: str = Field(description="Shown once; must be changed at the next sign-in.")
+
+
+class AuditLogEntryOut(BaseModel):
+    id: int
+    time: datetime
+    user: str
+    action: str
+    table: str
+    row_id: str | None
+    subject_code: str | None
+    before: dict[str, Any]
+    after: dict[str, Any]
+    reason: str | None
+
+
+class AuditLogOut(BaseModel):
+    entries: list[AuditLogEntryOut]
+    older: int | None = Field(description="Pass as `before` for the next, older page.")
+    newer: int | None = Field(description="Pass as `after` for the previous, newer page.")
+
+
+_account_refused = {
+    400: {"model": ErrorOut, "description": "Refused (weak password, last administrator…)"},
+    404: {"model": ErrorOut, "description": "No such user"},
+}
+Admin = Annotated[ActiveSession, api_write("manage_users")]
+
+
+def _reason(body: AccountChange | None) -> str:
+    return body.reason if body is not None else ""
+
+
+@router.post(
+    "/v1/account/password",
+    status_code=204,
+    responses={400: _account_refused[400]},
+)
+def change_own_password(
+    body: PasswordChange,
+    request: Request,
+    active: Annotated[ActiveSession, Depends(signed_in)],
+) -> None:
+    """Change one's own password (the current one is required); the other sessions end."""
+    check_csrf(active, request.headers.get(CSRF_HEADER))
+    try:
+        account_service.change_password(
+            study_of(request).engine,
+            active.account.username,
+            body.current_password,
+            body.new_password,
+            keep_token=request.cookies.get(SESSION_COOKIE, ""),
+            address=client_address(request),
+        )
+    except SignInRefused as exc:  # the session stands: a refusal, not a sign-out
+        raise NotPermitted(str(exc)) from None
+
+
+@router.get("/v1/users", response_model=list[AccountOut])
+def list_users(
+    request: Request, _active: Annotated[ActiveSession, allowed("manage_users")]
+) -> list[AccountOut]:
+    return [
+        AccountOut(
+            username=u.username,
+            full_name=u.full_name,
+            role=u.role,
+            active=u.active,
+            must_change_password=u.must_change_password,
+            locked_until=u.locked_until,
+            last_login_at=u.last_login_at,
+            sessions=u.sessions,
+        )
+        for u in account_service.list_users(study_of(request).engine)
+    ]
+
+
+@router.post(
+    "/v1/users/{username}/reset-password",
+    response_model=OneTimePassword,
+    responses=_account_refused,
+)
+def reset_password(
+    username: str, request: Request, active: Admin, body: AccountChange | None = None
+) -> OneTimePassword:
+    """A one-time password to pass on to the user, who must change it at the next sign-in."""
+    one_time = account_service.reset_password(
+        study_of(request).engine, username, by=active.account.username, reason=_reason(body)
+    )
+    return OneTimePassword(username=username, one_time_password=one_time)
+
+
+@router.post("/v1/users/{username}/unlock", status_code=204, responses=_account_refused)
+def unlock_user(
+    username: str, request: Request, active: Admin, body: AccountChange | None = None
+) -> None:
+    account_service.unlock(
+        study_of(request).engine, username, by=active.account.username, reason=_reason(body)
+    )
+
+
+@router.post("/v1/users/{username}/deactivate", status_code=204, responses=_account_refused)
+def deactivate_user(
+    username: str, request: Request, active: Admin, body: AccountChange | None = None
+) -> None:
+    """Deactivate the account: it cannot sign in, its sessions end."""
+    account_service.deactivate(
+        study_of(request).engine, username, by=active.account.username, reason=_reason(body)
+    )
+
+
+@router.post("/v1/users/{username}/reactivate", status_code=204, responses=_account_refused)
+def reactivate_user(
+    username: str, request: Request, active: Admin, body: AccountChange | None = None
+) -> None:
+    account_service.reactivate(
+        study_of(request).engine, username, by=active.account.username, reason=_reason(body)
+    )
+
+
+@router.post("/v1/users/{username}/role", status_code=204, responses=_account_refused)
+def change_role(username: str, body: RoleChange, request: Request, active: Admin) -> None:
+    account_service.set_role(
+        study_of(request).engine,
+        username,
+        body.role,
+        by=active.account.username,
+        reason=_reason(body),
+    )
+
+
+@router.post("/v1/users/{username}/end-sessions", status_code=204, responses=_account_refused)
+def end_user_sessions(
+    username: str, request: Request, active: Admin, body: AccountChange | None = None
+) -> None:
+    account_service.end_sessions(
+        study_of(request).engine, username, by=active.account.username, reason=_reason(body)
+    )
+
+
+@router.get("/v1/audit", response_model=AuditLogOut)
+def audit_log(
+    request: Request,
+    _active: Annotated[ActiveSession, allowed("read_audit_log")],
+    user: str = "",
+    table: str = "",
+    since: str = "",
+    until: str = "",
+    before: str = "",
+    after: str = "",
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> AuditLogOut:
+    """The study's audit log, newest first (``since``/``until``: dates in the study's time
+    zone); page with ``before`` (older) or ``after`` (newer)."""
+    page = read_audit_log(
+        study_of(request),
+        user=user,
+        table=table,
+        since=since,
+        until=until,
+        before=before,
+        after=after,
+        limit=limit,
+    )
+    return AuditLogOut(
+        entries=[
+            AuditLogEntryOut(
+                id=e.id,
+                time=e.time,
+                user=e.user,
+                action=e.action,
+                table=e.table,
+                row_id=e.row_id,
+                subject_code=e.subject_code,
+                before={f: b for f, b, _ in e.changes if b is not None},
+                after={f: a for f, _, a in e.changes if a is not None},
+                reason=e.reason,
+            )
+            for e in page.entries
+        ],
+        older=page.older,
+        newer=page.newer,
+    )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Callable
 from functools import partial
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel
 
@@ -31,19 +32,30 @@ from celltrial.services.accounts import (
     SESSION_LIFETIME,
     ActiveSession,
     add_user,
+    change_password,
+    deactivate,
+    end_sessions,
     list_users,
+    reactivate,
+    read_session,
+    reset_password,
+    set_role,
     sign_in,
     sign_out,
+    unlock,
 )
+from celltrial.services.audit_log import read_audit_log
 from celltrial.services.audit_trail import audit_chain_status, read_audit_trail
 from celltrial.services.casebook import MYCOPLASMA_RESULTS, RELEASE_STATUSES, STERILITY_RESULTS
 from celltrial.services.errors import (
     AccountError,
     EditConflict,
+    NotFound,
     NotPermitted,
     SignatureRefused,
     SignInRefused,
 )
+from celltrial.services.passwords import MIN_PASSWORD_LENGTH
 from celltrial.services.subject_records import read_subject_records
 from celltrial.study import StudyHandle
 from celltrial.web.forms import local_input, parse_form, record_values
@@ -60,14 +72,17 @@ from celltrial.web.schemas import (
     VitalSignsUpdate,
 )
 from celltrial.web.security import (
+    CHANGE_PASSWORD_PAGE,
     SESSION_COOKIE,
     SIGN_IN_COOKIE,
     allowed,
     checked_form,
     clear_session_cookie,
+    client_address,
     new_sign_in_token,
     set_session_cookie,
     set_sign_in_cookie,
+    signed_in,
     study_of,
 )
 
@@ -153,15 +168,29 @@ def _save_edit(
 # --- sign-in -----------------------------------------------------------------------------------
 
 
-@router.get("/login")
-def login_page(request: Request, next: str = "/") -> HTMLResponse:
+def _login_form(
+    request: Request, *, next: str, status: int = 200, error: str | None = None
+) -> HTMLResponse:
     # keep a token the browser already holds: a second tab or a redirected favicon request must
-    # not invalidate the form on screen
+    # not invalidate the form on screen (a refused attempt gets a new one)
     held = request.cookies.get(SIGN_IN_COOKIE, "")
-    token = held if len(held) == 43 else new_sign_in_token()
-    response = render(request, "login.html.j2", None, next=_safe_next(next), form_token=token)
+    token = held if len(held) == 43 and error is None else new_sign_in_token()
+    response = render(
+        request, "login.html.j2", None, status=status, next=next, form_token=token, error=error
+    )
     set_sign_in_cookie(response, token)
     return response
+
+
+@router.get("/login")
+def login_page(request: Request, next: str = "/") -> Response:
+    target = _safe_next(next)
+    token = request.cookies.get(SESSION_COOKIE, "")
+    active = read_session(study_of(request).engine, token) if token else None
+    if active is not None and active.account.must_change_password:
+        # a session whose password an administrator set: to the page that changes it
+        return RedirectResponse(f"{CHANGE_PASSWORD_PAGE}?next={quote(target)}", status_code=303)
+    return _login_form(request, next=target)
 
 
 @router.post("/login")
@@ -171,37 +200,19 @@ async def login(request: Request) -> Response:
     posted = str(form.get("form_token") or "")
     target = _safe_next(str(form.get("next") or "/"))
     if not cookie or not hmac.compare_digest(cookie, posted):
-        token = new_sign_in_token()
-        response = render(
-            request,
-            "login.html.j2",
-            None,
-            status=403,
-            next=target,
-            form_token=token,
-            error="The sign-in form expired. Please sign in again.",
-        )
-        set_sign_in_cookie(response, token)
-        return response
+        error = "The sign-in form expired. Please sign in again."
+        return _login_form(request, next=target, status=403, error=error)
     try:
         signed = sign_in(
             study_of(request).engine,
             str(form.get("username") or "").strip(),
             str(form.get("password") or ""),
+            address=client_address(request),
         )
     except SignInRefused as exc:
-        token = new_sign_in_token()
-        response = render(
-            request,
-            "login.html.j2",
-            None,
-            status=401,
-            next=target,
-            form_token=token,
-            error=str(exc),
-        )
-        set_sign_in_cookie(response, token)
-        return response
+        return _login_form(request, next=target, status=401, error=str(exc))
+    if signed.account.must_change_password:
+        target = f"{CHANGE_PASSWORD_PAGE}?next={quote(target)}"
     response = RedirectResponse(target, status_code=303)
     set_session_cookie(response, signed.token, max_age=int(SESSION_LIFETIME.total_seconds()))
     response.delete_cookie(SIGN_IN_COOKIE, path="/")
@@ -211,10 +222,67 @@ async def login(request: Request) -> Response:
 @router.post("/logout")
 async def logout(request: Request, active: Reader) -> Response:
     await checked_form(request, active)
-    sign_out(study_of(request).engine, request.cookies.get(SESSION_COOKIE, ""))
+    sign_out(
+        study_of(request).engine,
+        request.cookies.get(SESSION_COOKIE, ""),
+        address=client_address(request),
+    )
     response = RedirectResponse("/login", status_code=303)
     clear_session_cookie(response)
     return response
+
+
+def _password_form(
+    request: Request,
+    active: ActiveSession,
+    *,
+    next: str,
+    status: int = 200,
+    error: str | None = None,
+) -> HTMLResponse:
+    return render(
+        request,
+        "account_password.html.j2",
+        active,
+        status=status,
+        next=next,
+        error=error,
+        min_length=MIN_PASSWORD_LENGTH,
+    )
+
+
+@router.get(CHANGE_PASSWORD_PAGE)
+def password_page(
+    request: Request, active: Annotated[ActiveSession, Depends(signed_in)], next: str = "/"
+) -> HTMLResponse:
+    """Change one's own password (the only page a password set by an administrator reaches)."""
+    return _password_form(request, active, next=_safe_next(next))
+
+
+@router.post(CHANGE_PASSWORD_PAGE)
+async def change_own_password(
+    request: Request, active: Annotated[ActiveSession, Depends(signed_in)]
+) -> Response:
+    values = await checked_form(request, active)
+    target = _safe_next(str(values.get("next") or "/"))
+    new = str(values.get("new_password") or "")
+    if new != str(values.get("confirm_password") or ""):
+        error = "new password: the two entries differ; nothing was changed"
+        return _password_form(request, active, next=target, status=422, error=error)
+    try:
+        change_password(
+            study_of(request).engine,
+            active.account.username,
+            str(values.get("current_password") or ""),
+            new,
+            keep_token=request.cookies.get(SESSION_COOKIE, ""),
+            address=client_address(request),
+        )
+    except SignInRefused as exc:
+        return _password_form(request, active, next=target, status=403, error=str(exc))
+    except AccountError as exc:
+        return _password_form(request, active, next=target, status=422, error=str(exc))
+    return RedirectResponse(target, status_code=303)
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -747,43 +815,132 @@ async def edit_lot(
 
 # --- accounts ----------------------------------------------------------------------------------
 
+#: What the users page says after an administrator's action (?done=KEY&user=NAME).
+_DONE = {
+    "created": "account created; its password must be changed at the first sign-in",
+    "unlocked": "unlocked",
+    "deactivated": "deactivated; its sessions ended",
+    "reactivated": "reactivated",
+    "role": "role changed",
+    "sessions": "sessions ended",
+}
+Admin = Annotated[ActiveSession, allowed("manage_users")]
+
+
+def _users_page(
+    request: Request,
+    active: ActiveSession,
+    *,
+    values: dict[str, Any] | None = None,
+    status: int = 200,
+    error: str | None = None,
+    notice: str | None = None,
+    one_time: tuple[str, str] | None = None,
+) -> HTMLResponse:
+    return render(
+        request,
+        "users.html.j2",
+        active,
+        status=status,
+        users=list_users(study_of(request).engine),
+        roles=ROLES,
+        values=values or {},
+        error=error,
+        notice=notice,
+        one_time=one_time,
+        min_length=MIN_PASSWORD_LENGTH,
+    )
+
 
 @router.get("/users")
-def users_page(
-    request: Request, active: Annotated[ActiveSession, allowed("manage_users")]
-) -> HTMLResponse:
-    users = list_users(study_of(request).engine)
-    return render(request, "users.html.j2", active, users=users, roles=ROLES, values={})
+def users_page(request: Request, active: Admin, done: str = "", user: str = "") -> HTMLResponse:
+    notice = None
+    if done in _DONE and re.fullmatch(r"[a-z0-9._-]{1,64}", user):
+        notice = f"{user}: {_DONE[done]}."
+    return _users_page(request, active, notice=notice)
 
 
 @router.post("/users")
-async def create_user(
-    request: Request, active: Annotated[ActiveSession, allowed("manage_users")]
-) -> Response:
+async def create_user(request: Request, active: Admin) -> Response:
     values = await checked_form(request, active)
-    engine = study_of(request).engine
+    username = str(values.get("username") or "").strip()
     try:
         add_user(
-            engine,
-            username=str(values.get("username") or "").strip(),
+            study_of(request).engine,
+            username=username,
             role=str(values.get("role") or ""),
             password=str(values.get("password") or ""),
             full_name=str(values.get("full_name") or ""),
             by=active.account.username,
+            must_change_password=True,
         )
     except AccountError as exc:
         values.pop("password", None)
+        return _users_page(request, active, values=values, status=422, error=str(exc))
+    return RedirectResponse(f"/users?done=created&user={quote(username)}", status_code=303)
+
+
+@router.post("/users/{username}/{action}")
+async def change_user(username: str, action: str, request: Request, active: Admin) -> Response:
+    """An administrator's change to one account: reset-password, unlock, deactivate, reactivate,
+    role or end-sessions (each audited, with the reason given)."""
+    values = await checked_form(request, active)
+    engine = study_of(request).engine
+    by = active.account.username
+    reason = str(values.get("reason") or "")
+    try:
+        if action == "reset-password":
+            one_time = reset_password(engine, username, by=by, reason=reason)
+            return _users_page(request, active, one_time=(username, one_time))
+        if action == "unlock":
+            unlock(engine, username, by=by, reason=reason)
+            done = "unlocked"
+        elif action == "deactivate":
+            deactivate(engine, username, by=by, reason=reason)
+            done = "deactivated"
+        elif action == "reactivate":
+            reactivate(engine, username, by=by, reason=reason)
+            done = "reactivated"
+        elif action == "role":
+            set_role(engine, username, str(values.get("role") or ""), by=by, reason=reason)
+            done = "role"
+        elif action == "end-sessions":
+            end_sessions(engine, username, by=by, reason=reason)
+            done = "sessions"
+        else:
+            raise NotFound(f"no account action {action!r}")
+    except AccountError as exc:
+        return _users_page(request, active, status=422, error=str(exc))
+    return RedirectResponse(f"/users?done={done}&user={quote(username)}", status_code=303)
+
+
+@router.get("/audit")
+def audit_log_page(
+    request: Request,
+    active: Annotated[ActiveSession, allowed("read_audit_log")],
+    user: str = "",
+    table: str = "",
+    since: str = "",
+    until: str = "",
+    before: str = "",
+    after: str = "",
+) -> HTMLResponse:
+    """The study's audit log, newest first, by user, table and dates (study time zone)."""
+    study = study_of(request)
+    filters = {"user": user, "table": table, "since": since, "until": until}
+    try:
+        page = read_audit_log(study, **filters, before=before, after=after)
+    except DataError as exc:
         return render(
             request,
-            "users.html.j2",
+            "audit_log.html.j2",
             active,
             status=422,
-            users=list_users(engine),
-            roles=ROLES,
-            values=values,
+            page=read_audit_log(study),
             error=str(exc),
+            filters=filters,
         )
-    return RedirectResponse("/users", status_code=303)
+    return render(request, "audit_log.html.j2", active, page=page, error=None, filters=filters)
 
 
 # --- queries -----------------------------------------------------------------------------------

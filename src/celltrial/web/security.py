@@ -7,6 +7,9 @@
   cookie.
 - Every route names the permission it needs; a role without it gets 403, nobody signed in 401
   (API) or the sign-in page (pages).
+- A session whose password an administrator set (a new account, a reset) reaches only the
+  change-password page and sign-out until the user has chosen their own: pages lead there
+  (through the sign-in page), the API answers 403 naming the call that changes it.
 """
 
 from __future__ import annotations
@@ -36,6 +39,25 @@ class CsrfRefused(Exception):
     """A write without the session's CSRF token."""
 
 
+class PasswordChangeRequired(NotSignedIn):
+    """The session may only change its password: handled as not signed in (to the sign-in page,
+    which sends a session that must change its password on to the change-password page)."""
+
+
+CHANGE_PASSWORD_PAGE = "/account/password"
+CHANGE_PASSWORD_API = "/api/v1/account/password"
+#: What a session that must change its password may still reach.
+_BEFORE_PASSWORD_CHANGE = frozenset(
+    {CHANGE_PASSWORD_PAGE, CHANGE_PASSWORD_API, "/logout", "/api/v1/session"}
+)
+
+
+def client_address(request: Request) -> str:
+    """The client's address as the server saw it (behind a reverse proxy, the address it
+    forwarded: ``celltrial serve`` trusts the proxy headers of the loopback only)."""
+    return request.client.host if request.client else "unknown"
+
+
 def study_of(request: Request) -> StudyHandle:
     return request.app.state.study
 
@@ -48,6 +70,13 @@ def signed_in(request: Request) -> ActiveSession:
     active = read_session(study_of(request).engine, token) if token else None
     if active is None:
         raise NotSignedIn()
+    if active.account.must_change_password and request.url.path not in _BEFORE_PASSWORD_CHANGE:
+        if request.url.path.startswith("/api/"):
+            raise NotPermitted(
+                "your password was set by an administrator: change it first "
+                f"(POST {CHANGE_PASSWORD_API})"
+            )
+        raise PasswordChangeRequired()
     request.state.active = active
     return active
 
