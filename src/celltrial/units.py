@@ -300,7 +300,8 @@ def convert(
     mm = None if molar_mass is None else float(molar_mass)
     scale, offset = _affine(from_unit, to_unit, mm, valence)
     if isinstance(value, np.ndarray):
-        out = np.multiply(value, scale, dtype=np.float64)
+        with np.errstate(over="ignore"):  # a value too large becomes inf: the caller refuses it
+            out = np.multiply(value, scale, dtype=np.float64)
         if offset:
             out += offset
         return out

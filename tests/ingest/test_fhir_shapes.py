@@ -101,5 +101,9 @@ def test_unreadable_time_of_death_is_an_error_not_a_blank(study, tmp_path):
 def test_a_number_beyond_float_is_reported_not_stored_as_infinity(study, tmp_path, digits):
     value = '"value": 1' + "0" * digits
     raw = json.dumps(bundle(PATIENT, observation())).replace('"value": 12', value)
-    result = import_file(study, write_json(tmp_path, None, raw=raw), register=True)
-    assert result.counts["inserted"] == 0 and result.report.counts["reported"] == 1
+    # the bundle's one result cannot be stored: an import that stores nothing is refused
+    with pytest.raises(ImportRefused) as refused:
+        import_file(study, write_json(tmp_path, None, raw=raw), register=True)
+    report = refused.value.report
+    assert report.counts["reported"] == 1 and report.counts["stored"] == 0
+    assert set(report.messages["kind"]) == {"text_result", "nothing_stored"}

@@ -232,7 +232,10 @@ def test_unknown_subject_is_named_on_the_subject_column(study, write):
 
 
 def test_text_result_is_named_on_its_own_cell(study, write):
-    path = write("text.csv", LONG + "S001,2020-02-10 08:00,CRP,pending,mg/L\n")
+    path = write(
+        "text.csv",
+        LONG + "S001,2020-02-10 08:00,CRP,pending,mg/L\nS001,2020-02-11 08:00,CRP,5,mg/L\n",
+    )
     message = only(import_file(study, path).report.messages, "text_result")
     assert (message["row"], message["column"], message["value"]) == (2, "Result", "pending")
 

@@ -54,9 +54,12 @@ def test_first_or_last_in_file_order(study, write, tmp_path, rule, kept, dropped
 
 
 def test_values_with_a_clock_time_are_still_a_conflict(study, write, tmp_path):
-    text = "S001,2020-02-03 08:00,CRP,12,mg/L\nS001,2020-02-03 08:00,CRP,9,mg/L\n"
+    text = (
+        "S001,2020-02-03 08:00,CRP,12,mg/L\nS001,2020-02-03 08:00,CRP,9,mg/L\n"
+        "S001,2020-02-04 08:00,CRP,7,mg/L\n"
+    )
     result = run(study, write, tmp_path, text, "last")
-    assert values(study) == []
+    assert values(study) == [7.0]
     assert result.report.messages.query("kind == 'duplicate_conflict'")["row"].tolist() == [2, 3]
 
 

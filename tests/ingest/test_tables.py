@@ -11,7 +11,7 @@ from openpyxl import Workbook
 from sqlalchemy import func, select
 
 from celltrial.errors import DataError
-from celltrial.ingest import import_file
+from celltrial.ingest import ImportRefused, import_file
 from celltrial.ingest.tables import read_csv_chunks, read_csv_table, read_workbook_sheet
 from celltrial.store.models import ImportBatch, Subject
 
@@ -165,9 +165,12 @@ def test_a_workbook_number_beyond_2_53_stays_a_float(tmp_path):
     assert isinstance(read_workbook_sheet(path, dtype=object).loc[0, "value"], float)
 
 
-def test_a_changed_result_with_a_long_raw_text_is_updated_not_refused(study, write):
-    # the update path kept the whole text, and the length check refused the file without a row
+def test_a_result_longer_than_the_database_keeps_is_an_error_by_row(study, write):
+    # the update path kept the whole text, and the length check refused the file without a row;
+    # now the length is checked before the database, the same on SQLite and PostgreSQL
     long = "0." + "0" * 70 + "1"
     import_file(study, write("a.csv", HEADER + "S001,2020-02-10 08:00,CRP,12,mg/L\n"))
-    result = import_file(study, write("b.csv", HEADER + f"S001,2020-02-10 08:00,CRP,{long},mg/L\n"))
-    assert result.counts["updated"] == 1
+    with pytest.raises(ImportRefused) as refused:
+        import_file(study, write("b.csv", HEADER + f"S001,2020-02-10 08:00,CRP,{long},mg/L\n"))
+    error = refused.value.report.errors.iloc[0]
+    assert (error["kind"], error["row"], error["column"]) == ("too_long", 2, "value")

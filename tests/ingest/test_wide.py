@@ -101,8 +101,12 @@ def test_an_age_that_is_not_an_age_is_a_warning_and_left_empty(study, tmp_path, 
 
 def test_a_huge_whole_number_in_a_csv_is_reported_not_a_crash(study, write):
     text = ",".join(HEADER) + f"\n1,2020-02-10 08:00,61,1,2020-02-01,2020-03-01,0,{'3' * 400}\n"
-    result = import_file(study, write("wide.csv", text), register=True, cohort="wide")
-    assert result.report.counts == {"results": 1, "stored": 0, "flagged": 0, "reported": 1}
+    # its only result cannot be stored: the import that would store nothing is refused
+    with pytest.raises(ImportRefused) as refused:
+        import_file(study, write("wide.csv", text), register=True, cohort="wide")
+    report = refused.value.report
+    assert report.counts == {"results": 1, "stored": 0, "flagged": 0, "reported": 1}
+    assert report.errors["kind"].tolist() == ["nothing_stored"]
 
 
 def test_rows_with_nothing_in_them_are_not_draws(study, write):

@@ -1,13 +1,26 @@
-"""Find reporting limits hidden as plain numbers: a column's floor or ceiling repeated many times.
+"""Limits: reporting limits hidden as plain numbers, and the size limits of what is read.
 
 A laboratory that reports "> 21" as "21" leaves a tell-tale spike of identical values at the top
-of a column (D-dimer: 172 of 630 results are exactly 21). Such values are censored, not measured.
+of a column (D-dimer: 172 of 630 results are exactly 21). Such values are censored, not measured
+(:func:`compute_reporting_limits`).
+
+Files larger than any study's in shape are refused before they are read, with a message: a CSV
+header of more than :data:`MAX_COLUMNS` columns (read with a byte cap), a workbook sheet spanning
+more columns or cells than that (its declared dimension, before pandas builds the grid).
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import re
+import zipfile
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+
+from celltrial.errors import DataError
 
 MIN_REPEATS = 3
 MIN_SHARE = 0.005  # of the column's results
@@ -50,3 +63,103 @@ def _spike(
     region[index] = False
     typical = float(np.quantile(sizes[region], 0.9)) if region.any() else 1.0
     return float(level) if sizes[index] >= SPIKE * max(typical, 1.0) else None
+
+
+# --- size limits: refuse what no study file is, before reading it ----------------------------
+
+#: Columns a table may have (the widest real LIS export has a few hundred; a header of a million
+#: columns took 157 s and 3.2 GB to read).
+MAX_COLUMNS = 5_000
+#: Bytes the header line of a CSV file may have (5,000 columns of long names).
+MAX_HEADER_BYTES = 1 << 20
+#: Cells a workbook's sheet may span (its used range, rows × columns: one cell at XFD1048576
+#: made a 66 KB file take 2.25 GB).
+MAX_SHEET_CELLS = 30_000_000
+_DIMENSION = re.compile(rb"<(?:\w+:)?dimension\s+ref=\"([A-Z]+)?(\d+)?(?::([A-Z]+)(\d+))?\"")
+_CELL_REF = re.compile(rb"<(?:\w+:)?c\s[^>]*?r=\"([A-Z]+)(\d+)\"")
+
+
+def check_csv_header(path: Path) -> None:
+    """Raise :class:`DataError` when a CSV file's header line is longer than
+    :data:`MAX_HEADER_BYTES` or has more than :data:`MAX_COLUMNS` columns (read with a byte
+    cap: the rest of the file is not touched)."""
+    with path.open("rb") as handle:
+        head = handle.read(MAX_HEADER_BYTES + 1)
+    line_end = head.find(b"\n")
+    if line_end < 0 and len(head) > MAX_HEADER_BYTES:
+        raise DataError(
+            f"{path}: the header row is longer than {MAX_HEADER_BYTES // 1024} KB; expected "
+            f"column names (at most {MAX_COLUMNS:,} columns)"
+        )
+    line = head if line_end < 0 else head[:line_end]
+    text = line.decode("utf-8-sig", errors="replace")
+    try:
+        header = next(csv.reader(io.StringIO(text)), [])
+    except csv.Error:
+        return  # reported by the table reader, with its own message
+    if len(header) > MAX_COLUMNS:
+        raise DataError(
+            f"{path}: the header row has {len(header):,} columns; expected at most "
+            f"{MAX_COLUMNS:,} (is this a lab file?)"
+        )
+
+
+def check_sheet_size(path: Path, sheet: str | int | None) -> None:
+    """Raise :class:`DataError` when a workbook's sheet spans more than :data:`MAX_COLUMNS`
+    columns or :data:`MAX_SHEET_CELLS` cells, from its ``<dimension ref=…>`` (else the cell
+    references) before pandas builds a grid of that size."""
+    from openpyxl import load_workbook
+
+    book = load_workbook(path, read_only=True, data_only=True, keep_links=False)
+    try:
+        target = book.worksheets[sheet or 0] if not isinstance(sheet, str) else book[sheet]
+        part = getattr(target, "_worksheet_path", None)
+    except (IndexError, KeyError):
+        return  # the reader says which sheet is missing
+    finally:
+        book.close()
+    if part is None:
+        return
+    rows, columns = _sheet_extent(path, part.lstrip("/"))
+    if columns > MAX_COLUMNS or rows * columns > MAX_SHEET_CELLS:
+        name = sheet if sheet is not None else "the first sheet"
+        raise DataError(
+            f"{path}: {name} spans {rows:,} rows × {columns:,} columns (to column "
+            f"{_column_letters(columns)}); expected at most {MAX_COLUMNS:,} columns and "
+            f"{MAX_SHEET_CELLS:,} cells: delete the cells far outside the table (a stray value "
+            "or format at the sheet's end) and save it again"
+        )
+
+
+def _sheet_extent(path: Path, part: str) -> tuple[int, int]:
+    """(last row, last column) of a sheet's XML part: its dimension, else its cell refs."""
+    with zipfile.ZipFile(path) as archive, archive.open(part) as handle:
+        start = handle.read(1 << 16)
+        found = _DIMENSION.search(start)
+        if found and found.group(3):
+            return int(found.group(4)), _column_number(found.group(3).decode())
+        rows = columns = 0
+        tail = b""
+        block = start
+        while block:
+            for match in _CELL_REF.finditer(tail + block):
+                columns = max(columns, _column_number(match.group(1).decode()))
+                rows = max(rows, int(match.group(2)))
+            tail = block[-256:]
+            block = handle.read(1 << 20)
+        return rows, columns
+
+
+def _column_number(letters: str) -> int:
+    number = 0
+    for letter in letters:
+        number = number * 26 + (ord(letter) - ord("A") + 1)
+    return number
+
+
+def _column_letters(number: int) -> str:
+    letters = ""
+    while number > 0:
+        number, rest = divmod(number - 1, 26)
+        letters = chr(ord("A") + rest) + letters
+    return letters

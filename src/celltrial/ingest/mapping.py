@@ -54,8 +54,17 @@ Sections:
     the first or last in file order is stored, the others are reported (``same_day_repeat``,
     info: "kept the last of 2 values on 2020-02-03 (row 4) (mapping: same_day_repeats: last)").
     Values with a clock time stay a conflict. Within one file chunk (200,000 rows of a long CSV).
+``date_format`` / ``dayfirst``
+    How the file writes dates with the year last: ``date_format: DD/MM/YYYY`` (or
+    ``dayfirst: true``) reads ``10/02/2020`` as 10 February, ``date_format: MM/DD/YYYY`` (or
+    ``dayfirst: false``) as 2 October; the separator (``/``, ``.``, ``-``) and a two-digit year
+    do not matter. Without it a file's dates are read in the one order its own dates allow
+    (``13/02/2020`` can only be day first), and a file whose dates read both ways is refused
+    (see :mod:`celltrial.ingest.times`).
 ``dictionary``
     REDCap data dictionary (relative to the mapping file).
+
+YAML anchors and aliases (``&name``, ``*name``) are refused: a mapping is written out.
 """
 
 from __future__ import annotations
@@ -159,9 +168,38 @@ class Mapping(BaseModel):
     dictionary: str | None = None  # REDCap data dictionary (relative to the mapping file)
     offsets: Offsets | None = None
     same_day_repeats: Literal["conflict", "first", "last"] = "conflict"
+    date_format: str | None = None
+    dayfirst: bool | None = None
+
+    @field_validator("date_format")
+    @classmethod
+    def _date_format(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if _format_dayfirst(value) is None:
+            raise ValueError(
+                f"date_format {value!r}: expected DD/MM/YYYY (day first) or MM/DD/YYYY "
+                "(month first)"
+            )
+        return value
+
+    @property
+    def date_dayfirst(self) -> bool | None:
+        """Whether the file writes the day before the month (None: the mapping does not say)."""
+        by_format = _format_dayfirst(self.date_format) if self.date_format else None
+        return by_format if by_format is not None else self.dayfirst
 
     @model_validator(mode="after")
     def _offsets_agree(self) -> Mapping:
+        if (
+            self.date_format is not None
+            and self.dayfirst is not None
+            and _format_dayfirst(self.date_format) != self.dayfirst
+        ):
+            raise ValueError(
+                f"date_format {self.date_format!r} and dayfirst: {self.dayfirst} disagree; "
+                "expected one of them"
+            )
         day_columns = [
             name
             for name, entry in self.tests.items()
@@ -203,6 +241,36 @@ class Mapping(BaseModel):
         return entry
 
 
+def _format_dayfirst(text: str) -> bool | None:
+    """True for a format with the day before the month (DD/MM/YYYY, %d.%m.%Y), False for the
+    month before the day; None when it names neither (or puts the year first with the day
+    before the month)."""
+    folded = text.strip().upper().replace("%D", "DD").replace("%M", "MM")
+    day, month = folded.find("D"), folded.find("M")
+    if day < 0 or month < 0 or "Y" not in folded:
+        return None
+    year = folded.find("Y")
+    if year < min(day, month):  # year first: YYYY-MM-DD
+        return False if month < day else None
+    return day < month
+
+
+def check_no_aliases(text: str, path: Path) -> None:
+    """Refuse YAML anchors and aliases (``&name``, ``*name``) before building anything: nine
+    lines of nested aliases expand to billions of values (an "alias bomb")."""
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                mark = event.start_mark
+                raise DataError(
+                    f"cannot read mapping file {path}, line {mark.line + 1}: YAML anchors and "
+                    "aliases (&name, *name) are not allowed in a mapping; expected every value "
+                    "written out"
+                )
+    except yaml.YAMLError:
+        return  # reported by the loader, with its line
+
+
 def read_mapping(path: str | Path | None) -> Mapping:
     """Read and validate a mapping file; an empty mapping when ``path`` is ``None``."""
     if path is None:
@@ -214,6 +282,7 @@ def read_mapping(path: str | Path | None) -> Mapping:
         text = path.read_bytes().decode("utf-8-sig")
         if flow_depth(text) > MAX_DEPTH:
             raise RecursionError
+        check_no_aliases(text, path)
         data = yaml.safe_load(text) or {}
     except UnicodeDecodeError as exc:
         raise DataError(

@@ -56,7 +56,22 @@ KINDS: dict[str, str] = {
     "missing_column": "a required column is missing",
     "assumption": "an assumption made while reading the file",
     "bad_choice": "a code that is not among the field's choices in the data dictionary",
+    "misaligned_columns": "a column holds another column's content (shifted or swapped "
+    "columns): nothing stored",
+    "nothing_stored": "a file with results none of which can be stored: refused",
+    "ambiguous_date": "a date that reads both ways (day/month or month/day): say which in the "
+    "mapping (date_format)",
+    "too_long": "text longer than the database keeps",
+    "not_finite": "a number too large to store (beyond about ±1.8e308, or infinite after "
+    "conversion): not stored",
+    "bad_reference": "a reference limit that is not a finite number: left empty",
 }
+
+#: First column of the report's CSV: what became of the import.
+STATUS_COLUMN = "import"
+NOT_IMPORTED = "not imported: nothing was stored (the file was refused)"
+DRY_RUN = "dry run: nothing was stored"
+IMPORTED = "imported"
 
 
 @dataclass
@@ -134,9 +149,18 @@ class ValidationReport:
         c = self.counts
         return c["results"] == c["stored"] + c["flagged"] + c["reported"]
 
-    def write_csv(self, path: str | Path) -> Path:
+    def write_csv(self, path: str | Path, *, status: str | None = None) -> Path:
+        """The messages as CSV; with ``status`` (:data:`NOT_IMPORTED`, :data:`DRY_RUN`,
+        :data:`IMPORTED`) in a first column on every line, and on a line of its own when there
+        are no messages, so that the file says whether anything was stored."""
         path = Path(path)
-        self.messages.to_csv(path, index=False)
+        messages = self.messages
+        if status is not None:
+            if messages.empty:
+                messages = pd.DataFrame([dict.fromkeys(MESSAGE_COLUMNS, None)])
+                messages["file"] = self.file
+            messages.insert(0, STATUS_COLUMN, status)
+        messages.to_csv(path, index=False)
         return path
 
     def summary(self, *, limit: int = 2000) -> dict[str, Any]:

@@ -135,10 +135,12 @@ def update_subject_facts(
     cohort: str | None,
     report: ValidationReport,
     zone: ZoneInfo | str = "UTC",
+    apply: bool = True,
 ) -> int:
     """Apply the facts ``info`` gives for subjects already stored: each changed fact is an
     audited update (before, after, the import as reason) and a message in ``report``; a fact
-    the file leaves empty is kept. Returns the number of subjects changed."""
+    the file leaves empty is kept. Returns the number of subjects changed. With ``apply``
+    False, only reports and counts them (reads only: no write lock, nothing to roll back)."""
     columns = [c for c in FACTS if c in info.columns]
     if not columns or info.empty:
         return 0
@@ -162,7 +164,8 @@ def update_subject_facts(
             old = getattr(subject, attribute)
             if _same_fact(old, value):
                 continue
-            setattr(subject, attribute, value)
+            if apply:
+                setattr(subject, attribute, value)
             changes.append((column, old, value))
         if changes:
             changed_subjects += 1
@@ -178,7 +181,8 @@ def update_subject_facts(
                 ],
                 expected="the value stored before (changed by this import, audited)",
             )
-    session.flush()
+    if apply:
+        session.flush()
     return changed_subjects
 
 
@@ -226,9 +230,12 @@ class ObservationWriter:
         *,
         source: str,
         on_progress: Callable[[int], None] | None = None,
+        dry: bool = False,
     ) -> None:
         self.session = session
         self.batch = batch
+        #: count what would be stored, reading only (a dry run: no write lock is taken)
+        self.dry = dry
         self.report = report
         self.source = source
         self.on_progress = on_progress
@@ -261,8 +268,11 @@ class ObservationWriter:
                 & (merged["qualifier"].fillna("") == merged["qualifier_old"].fillna("")).to_numpy()
             )
             self.counts["unchanged"] += int(same.sum())
-            self.counts["updated"] += _update(
-                self.session, self.batch, merged[found & ~same], self.source
+            changed = merged[found & ~same]
+            self.counts["updated"] += (
+                len(changed)
+                if self.dry
+                else _update(self.session, self.batch, changed, self.source)
             )
             frame = merged.loc[~found, frame.columns]
         self.counts["inserted"] += self._insert(frame)
@@ -292,6 +302,8 @@ class ObservationWriter:
             .distinct()
         ).scalars()
         self._prior = set(found)
+        if self.dry:
+            return
         if self.session.connection().dialect.name != "sqlite" or first_chunk < BULK_ROWS:
             return
         total = self.session.scalar(select(func.count()).select_from(Observation)) or 0
@@ -370,7 +382,7 @@ class ObservationWriter:
     def _remove_earlier(self, conflicts: pd.DataFrame) -> None:
         """A conflict with a row stored from an earlier chunk: that row is not kept either."""
         rows = conflicts["source_row_old"].astype(int).tolist()
-        for start in range(0, len(rows), 500):
+        for start in range(0, 0 if self.dry else len(rows), 500):
             part = rows[start : start + 500]
             self.session.execute(
                 delete(Observation).where(
@@ -400,6 +412,9 @@ class ObservationWriter:
     def _insert(self, frame: pd.DataFrame) -> int:
         if frame.empty:
             return 0
+        if self.dry:
+            self._add_batch_count(len(frame))
+            return len(frame)
         connection = self.session.connection()
         if connection.dialect.name != "sqlite":
             records = _columns(frame, self.batch, self.source)

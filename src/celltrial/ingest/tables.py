@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from celltrial.errors import DataError
+from celltrial.ingest.limits import check_csv_header, check_sheet_size
 
 WORKBOOK_SUFFIXES = (".xlsx", ".xlsm", ".xls")
 #: The first bytes of the workbook formats: Office Open XML (a zip) and the legacy OLE2 .xls.
@@ -139,6 +140,7 @@ def read_csv_table(
     """A whole CSV file (UTF-8, with or without a byte-order mark) as pandas reads it;
     ``id_columns`` as text exactly as written (see the module's docstring)."""
     check_readable(path)
+    check_csv_header(path)
     names = _csv_text_options(path, id_columns, options)
     try:
         table = pd.read_csv(path, encoding="utf-8-sig", **options)
@@ -163,6 +165,7 @@ def read_csv_chunks(
     """A CSV file in chunks of ``chunk_rows`` rows; any error in it is a :class:`DataError`;
     ``id_columns`` as text exactly as written."""
     check_readable(path)
+    check_csv_header(path)
     names = _csv_text_options(path, id_columns, options)
     header: list[str] | None = None
     first_row = 2
@@ -201,6 +204,13 @@ def read_workbook_sheet(
             f"{path}: not an Excel workbook, though named {path.suffix} (its content is "
             f"{_looks_like(start)}); save it from Excel as .xlsx, or as .csv if it is text"
         )
+    if start.startswith(_ZIP_SIGNATURE):
+        try:
+            check_sheet_size(path, sheet)
+        except DataError:
+            raise
+        except Exception:  # a damaged workbook: the reader below says so
+            pass
     try:
         table = pd.read_excel(path, sheet_name=sheet if sheet is not None else 0, **options)
     except ImportError as exc:

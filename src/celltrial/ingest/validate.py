@@ -26,12 +26,17 @@ import pandas as pd
 from celltrial.catalogue import TestDefinition, load_catalogue
 from celltrial.errors import UnitError
 from celltrial.ingest import values as V
+from celltrial.ingest.alignment import MAX_SUBJECT_CODE
 from celltrial.ingest.frame import map_unique, strip_text
 from celltrial.ingest.limits import compute_reporting_limits
 from celltrial.ingest.report import ValidationReport
 from celltrial.ingest.times import (
+    AMBIGUOUS_DATE_HINT,
+    ambiguous_dates,
+    current_date_order,
     date_only,
     dates_from_offsets,
+    describe_two_ways,
     parse_day_offsets,
     parse_times,
 )
@@ -60,6 +65,10 @@ BLOOD_SPECIMENS = frozenset(
 )
 _NO_UNIT = "<no unit given>"
 _BASIS = re.compile(r"\b(FEU|DDU)\b", re.IGNORECASE)
+
+#: The longest text the database keeps of a stored result (``observation``'s VARCHAR lengths),
+#: checked here so that SQLite (which keeps more) and PostgreSQL (which refuses more) agree.
+MAX_TEXT = {"raw_value": 64, "raw_unit": 32, "specimen": 32}
 
 STORED_COLUMNS = (
     "subject",
@@ -245,9 +254,12 @@ class _Run:
         self._subjects()
         self._specimens()
         self._sentinels()
+        self._lengths()
         self.slope = pd.Series(np.nan, index=self.raw.index)
         self.offset = pd.Series(np.nan, index=self.raw.index)
         unit = self._units()
+        self._finite()
+        self._references()
         self._plausible(unit)
         if detect_limits:
             self._censored()
@@ -358,6 +370,23 @@ class _Run:
         times, unreadable = parse_times(self.raw["time"], self.zone)
         unreadable = unreadable.fillna(False).astype(bool)
         self.time = times
+        two_ways = unreadable & ambiguous_dates(self.raw["time"]).to_numpy()
+        if two_ways.any():
+            cells = self.cells("time", two_ways)
+            order = current_date_order()
+            said = f" ({order.describe()})" if order is not None else ""
+            expected = cells.map(
+                lambda v: (
+                    AMBIGUOUS_DATE_HINT.format(
+                        value=v, one=describe_two_ways(v)[0], other=describe_two_ways(v)[1]
+                    )
+                    + said
+                )
+            )
+            self.drop(
+                two_ways, "ambiguous_date", expected.reindex(self.raw.index), "error", role="time"
+            )
+            unreadable &= ~two_ways
         if unreadable.any():
             example = pd.Timestamp("2020-02-10 08:30", tz=str(self.zone)).isoformat("T", "minutes")
             self.drop(
@@ -396,6 +425,70 @@ class _Run:
                 ],
             )
             self.outcome[unknown] = REPORTED
+
+    def _lengths(self) -> None:
+        """Text longer than the database keeps: an error by row, on both backends alike."""
+        long_code = (self.subject.str.len() > MAX_SUBJECT_CODE).fillna(False).astype(bool)
+        self.drop(
+            long_code & self.live(),
+            "too_long",
+            f"a subject ID of at most {MAX_SUBJECT_CODE} characters",
+            "error",
+            role="subject",
+        )
+        for column, role in (("raw_value", "value"), ("raw_unit", "unit"), ("specimen", "value")):
+            limit = MAX_TEXT[column]
+            text = strip_text(self.raw[column]) if column != "raw_value" else self.text
+            lengths = text.astype("string").str.len()
+            over = (lengths > limit).fillna(False).astype(bool) & self.live()
+            if not over.any():
+                continue
+            what = {"raw_value": "result", "raw_unit": "unit", "specimen": "specimen"}[column]
+            self.drop(
+                over,
+                "too_long",
+                f"a {what} of at most {limit} characters (the database keeps no more)"
+                + (
+                    ": the specimen " + text[over].astype(str).str[:40]
+                    if column == "specimen"
+                    else ""
+                ),
+                "error",
+                role=role,
+            )
+
+    def _finite(self) -> None:
+        """A value that is infinite once converted (1e308 mg/dL in mg/L) is not stored."""
+        values = self.value.astype(float)
+        bad = values.notna() & ~np.isfinite(values.fillna(0.0)) & self.live()
+        self.drop(
+            bad.astype(bool),
+            "not_finite",
+            "a number a computer can hold (within about ±1.8e308, also once converted to the "
+            "test's unit)",
+        )
+        self.value = self.value.where(~bad)
+
+    def _references(self) -> None:
+        """Reference limits that are not finite numbers (1e309) are left empty, with a warning."""
+        for column in ("ref_low", "ref_high"):
+            cells = self.raw[column]
+            numbers = pd.to_numeric(cells, errors="coerce").astype(float)
+            bad = (numbers.notna() & ~np.isfinite(numbers.fillna(0.0))) & self.live()
+            if not bad.any():
+                continue
+            rows = self.raw.loc[bad]
+            self.report.add(
+                "warning",
+                "bad_reference",
+                row=rows["source_row"].tolist(),
+                column=column,
+                value=_cell_text(cells[bad]).tolist(),
+                expected="a finite reference limit; left empty",
+            )
+            values = cells.astype(object).copy()
+            values[bad] = None
+            self.raw = self.raw.assign(**{column: values})
 
     def _per_test(self, value_of) -> pd.Series:
         """``value_of(definition)`` of each row's test (object dtype; None for rows without a
@@ -737,7 +830,8 @@ class _Run:
         numbers = pd.to_numeric(values, errors="coerce").astype(float)
         if numbers.isna().all():
             return numbers
-        return numbers * self.slope[keep] + self.offset[keep]
+        converted = numbers * self.slope[keep] + self.offset[keep]
+        return converted.where(np.isfinite(converted.fillna(0.0)))
 
     def _specimen(self, keep: pd.Series) -> pd.Series:
         given = self.raw.loc[keep, "specimen"].astype("string")

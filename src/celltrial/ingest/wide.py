@@ -32,7 +32,13 @@ from celltrial.ingest.long import read_sheet, row_anchors
 from celltrial.ingest.mapping import Mapping
 from celltrial.ingest.report import ValidationReport
 from celltrial.ingest.tables import id_series, is_workbook, read_csv_table
-from celltrial.ingest.times import OFFSET_COLUMNS, RANGE_TEXT, parse_times
+from celltrial.ingest.times import (
+    OFFSET_COLUMNS,
+    RANGE_TEXT,
+    ambiguous_dates,
+    describe_two_ways,
+    parse_times,
+)
 
 SUBJECT_ROLES = ("subject", "time", *FACT_ROLES)
 #: The fact each numeric role fills (see :data:`celltrial.ingest.frame.SUBJECT_FIELDS`).
@@ -350,13 +356,18 @@ def _read_number(table: pd.DataFrame, column: str, field: str) -> _Parsed:
 
 def _read_time(table: pd.DataFrame, column: str, role: str, zone: ZoneInfo | str) -> _Parsed:
     times, unreadable = parse_times(table[column], zone)
-    return _Parsed(
-        times,
-        unreadable,
-        f"the subject's {role} date and time in the years {RANGE_TEXT}, e.g. 2020-02-10 08:30",
-        "error",
-        "bad_time",
+    expected = (
+        f"the subject's {role} date and time in the years {RANGE_TEXT}, e.g. 2020-02-10 08:30"
     )
+    two_ways = (unreadable & ambiguous_dates(table[column])).fillna(False).astype(bool)
+    if two_ways.any():
+        example = str(table.loc[two_ways.to_numpy(), column].iloc[0]).strip()
+        one, other = describe_two_ways(example)
+        expected += (
+            f"; a date such as {example!r} reads as {one} or {other}: say how the file writes "
+            "dates in the mapping (date_format: DD/MM/YYYY or MM/DD/YYYY)"
+        )
+    return _Parsed(times, unreadable, expected, "error", "bad_time")
 
 
 def _read_birth(table: pd.DataFrame, column: str, zone: ZoneInfo | str) -> _Parsed:

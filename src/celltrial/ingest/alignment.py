@@ -1,0 +1,138 @@
+"""Refuse files whose columns are not where their header says: a shifted or swapped column.
+
+A trailing comma on every row, a cell missing at the start of each row, or a header whose
+columns are in another order put times, test names or results where the subject IDs belong.
+Imported as they are, such a file registers subjects named ``2020-02-10 08:00`` or ``CRP`` and
+drops every result. Two checks stop it before anything is stored:
+
+- :func:`check_subject_codes`: most of a file's subject codes look like times, test names or
+  numbers with decimals — an error naming the column ("column X holds times, not subject IDs:
+  are the columns shifted?");
+- :func:`check_something_stored`: a file with results none of which can be stored is refused
+  (an import that stores nothing never reports success).
+
+Subject codes are also checked against what the database keeps (:data:`MAX_SUBJECT_CODE`
+characters), the same on SQLite (which would keep more) and PostgreSQL (which refuses more).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+from celltrial.ingest.report import ValidationReport
+
+#: The longest subject code the database keeps (``subject.code``, VARCHAR(64)).
+MAX_SUBJECT_CODE = 64
+#: The longest cohort name the database keeps (``subject.cohort``, VARCHAR(64)).
+MAX_COHORT = 64
+#: Share of a file's rows whose subject code looks like another column's content for the
+#: subject column to count as misplaced (a study may have a code like 6.5 among others).
+MISPLACED_SHARE = 0.5
+#: Distinct codes with decimals it takes to call a subject column one of results.
+MIN_DECIMAL_CODES = 3
+_DECIMAL = re.compile(r"^\s*[+-]?\d+[.,]\d+\s*$")
+_DIGITS = re.compile(r"^\s*\d+\s*$")
+_SHOWN = 5
+
+
+def code_kind(code: str) -> str | None:
+    """What a subject code looks like when it is not one: ``times``, ``test names`` or
+    ``numbers with decimals``; None for a plausible code."""
+    from celltrial.ingest.names import match_test
+    from celltrial.ingest.times import _DATE
+
+    text = str(code).strip()
+    if not text:
+        return None
+    if _DECIMAL.match(text):
+        return "numbers with decimals"
+    if not _DIGITS.match(text) and _DATE.search(text):  # 20200210 may be a hospital number
+        return "times"
+    if not _DIGITS.match(text) and match_test(text) is not None:
+        return "test names"
+    return None
+
+
+def check_subject_codes(
+    codes: pd.Series, rows: pd.Series, report: ValidationReport, *, column: str
+) -> bool:
+    """Report (error) subject codes that cannot be stored (too long) and a subject column that
+    holds another column's content. ``codes``: each row's code as written (None where empty);
+    ``rows``: the file's row numbers. Returns whether the column was found misplaced."""
+    text = codes.astype("string").str.strip()
+    present = text.notna() & (text != "")
+    if not present.any():
+        return False
+    frame = pd.DataFrame({"code": text[present].astype(str), "row": rows[present].to_numpy()})
+    first = frame.drop_duplicates("code")
+    too_long = first[first["code"].str.len() > MAX_SUBJECT_CODE]
+    if len(too_long):
+        report.add(
+            "error",
+            "too_long",
+            row=too_long["row"].astype(int).tolist(),
+            column=column,
+            value=[c[:40] + "…" for c in too_long["code"]],
+            expected=[
+                f"a subject ID of at most {MAX_SUBJECT_CODE} characters (this one has {len(c)})"
+                for c in too_long["code"]
+            ],
+        )
+    kinds = dict(zip(first["code"], first["code"].map(code_kind), strict=True))
+    per_row = frame["code"].map(kinds)
+    counts = per_row.value_counts()
+    if counts.empty or counts.sum() <= MISPLACED_SHARE * len(frame):
+        return False
+    kind = str(counts.index[0])
+    examples = frame[per_row == kind].drop_duplicates("code")
+    if kind == "numbers with decimals" and len(examples) < MIN_DECIMAL_CODES:
+        return False  # a study may number a patient 6.5; results are many and vary
+    shown = ", ".join(f"{c!r} (row {int(r)})" for c, r in examples.head(_SHOWN).to_numpy())
+    more = f" and {len(examples) - _SHOWN} more" if len(examples) > _SHOWN else ""
+    report.add(
+        "error",
+        "misaligned_columns",
+        row=int(examples["row"].iloc[0]),
+        column=column,
+        value=str(examples["code"].iloc[0]),
+        expected=f"subject IDs: column {column} holds {kind}, not subject IDs ({shown}{more}; "
+        f"{int(counts.sum())} of {len(frame)} rows): are the columns shifted (a cell too many "
+        "or too few on each row, e.g. a trailing comma) or the header's names in another "
+        "order? Nothing was stored",
+    )
+    return True
+
+
+def check_something_stored(report: ValidationReport) -> None:
+    """An error when the file has results and none of them can be stored."""
+    counts = report.counts
+    if not counts.get("results") or counts.get("stored", 0) + counts.get("flagged", 0) > 0:
+        return
+    if not report.ok:
+        return  # refused already, for the errors named
+    messages = report.messages
+    reasons = messages[messages["severity"] != "info"]["kind"].value_counts()
+    why = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in reasons.head(4).items())
+    report.add(
+        "error",
+        "nothing_stored",
+        row=None,
+        column=None,
+        value=f"{counts['results']} results",
+        expected="at least one result that can be stored: none of the file's "
+        f"{counts['results']} results can be ({why or 'see the messages'}); an import that "
+        "stores nothing is refused. Are the columns shifted, or does the file need a mapping "
+        "(--suggest-mapping)?",
+    )
+
+
+def check_cohort_name(cohort: str | None) -> str | None:
+    """A message when an external cohort's name is longer than the database keeps."""
+    if cohort is not None and len(cohort) > MAX_COHORT:
+        return (
+            f"the cohort name {cohort[:40]!r}… has {len(cohort)} characters; expected at most "
+            f"{MAX_COHORT} (give a shorter one with --cohort NAME)"
+        )
+    return None
