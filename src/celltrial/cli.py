@@ -11,7 +11,15 @@ import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from celltrial import __version__
-from celltrial.cli_support import DbOption, FormatOption, Output, console, say, user_errors
+from celltrial.cli_support import (
+    DbOption,
+    FormatOption,
+    Output,
+    console,
+    errors,
+    say,
+    user_errors,
+)
 from celltrial.efficacy.command import efficacy as efficacy_command
 from celltrial.errors import CelltrialError
 from celltrial.export.command import export_command
@@ -56,6 +64,9 @@ def main(
     ] = False,
 ) -> None:
     """celltrial: one system from the infusion schedule to the study report."""
+    from celltrial.store.write_wait import notify_write_waits
+
+    notify_write_waits(lambda text: errors.print(text))
 
 
 @app.command()

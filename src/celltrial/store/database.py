@@ -21,6 +21,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 
 from celltrial.errors import StudyBusy, StudyError
 from celltrial.store.audit import StudySession
+from celltrial.store.write_wait import say_if_write_waits
 
 DATABASE_ENV = "CELLTRIAL_DATABASE_URL"
 DATABASE_FILE = "celltrial.db"
@@ -136,6 +137,7 @@ def study_session(
     engine: Engine, *, user: str, reason: str | None = None
 ) -> Iterator[StudySession]:
     """An audited session: commits on success, rolls everything back on any error."""
+    say_if_write_waits(engine, busy_seconds=SQLITE_BUSY_SECONDS)
     session = StudySession(engine, info={"user": user, "reason": reason})
     try:
         yield session
