@@ -8,10 +8,12 @@ import sqlite3
 import threading
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from celltrial.store import database
-from celltrial.store.models import AdverseEvent
+from celltrial.store.models import AdverseEvent, Observation
+from tests.store.backends import BACKENDS, fresh_database
 from tests.web.conftest import NOW, build_study, client_for
 
 
@@ -124,3 +126,56 @@ def test_writes_that_wait_for_an_import_are_all_stored(tmp_path):
     finally:
         app.state.study.engine.dispose()
         study.engine.dispose()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_large_import_and_web_writes_together_lose_nothing(backend, tmp_path):
+    """An import of 40,000 results runs while the web app records adverse events: every event
+    and every result is stored (a write answered 503 is sent again, as the page asks)."""
+    from celltrial.ingest import import_file
+    from celltrial.web import create_app
+
+    with fresh_database(backend, tmp_path) as url:
+        study = build_study(tmp_path / "study", subjects=("S001", "S002"), db_url=url)
+        app = create_app(tmp_path / "study", db_url=url)
+        labs = tmp_path / "labs.csv"
+        start = NOW - timedelta(days=11)
+        rows = [
+            f"S00{1 + n % 2},{(start + timedelta(seconds=15 * n)):%Y-%m-%d %H:%M:%S},CRP,{n % 97 + 1},mg/L"
+            for n in range(40_000)
+        ]
+        labs.write_text("subject_id,time,test,value,unit\n" + "\n".join(rows) + "\n")
+        done: dict[str, object] = {}
+
+        def run_import() -> None:
+            try:
+                done["result"] = import_file(study, labs, user="importer")
+            except BaseException as exc:  # re-raised below, on the test's thread
+                done["error"] = exc
+
+        try:
+            client = client_for(app, "investigator")
+            worker = threading.Thread(target=run_import)
+            worker.start()
+            answers = []
+            n, overlapped = 0, False
+            while worker.is_alive() or n < 5:
+                form = _event_form(client) | {"term": f"Event {n}"}
+                answer = client.post("/subjects/S001/adverse-events", data=form)
+                while answer.status_code == 503:  # study busy: the user sends it again
+                    answer = client.post("/subjects/S001/adverse-events", data=form)
+                answers.append(answer.status_code)
+                overlapped = overlapped or worker.is_alive()
+                n += 1
+            worker.join()
+            assert overlapped  # at least one event was recorded while the import ran
+            error = done.get("error")
+            assert error is None, getattr(error, "report", error) and error.report.errors
+
+            assert set(answers) == {200} and _events(study) == n  # redirected to the subject
+            with study.engine.connect() as connection:
+                stored = connection.scalar(select(func.count()).select_from(Observation))
+            assert stored == 40_000 == done["result"].counts["inserted"]
+        finally:
+            app.state.study.engine.dispose()
+            study.engine.dispose()
