@@ -141,7 +141,8 @@ def test_a_large_import_and_web_writes_together_lose_nothing(backend, tmp_path):
         labs = tmp_path / "labs.csv"
         start = NOW - timedelta(days=11)
         rows = [
-            f"S00{1 + n % 2},{(start + timedelta(seconds=15 * n)):%Y-%m-%d %H:%M:%S},CRP,{n % 97 + 1},mg/L"
+            f"S00{1 + n % 2},{start + timedelta(seconds=15 * n):%Y-%m-%d %H:%M:%S},CRP,"
+            f"{n % 97 + 1},mg/L"
             for n in range(40_000)
         ]
         labs.write_text("subject_id,time,test,value,unit\n" + "\n".join(rows) + "\n")
