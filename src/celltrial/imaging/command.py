@@ -70,24 +70,71 @@ def segment(
     ] = "auto",
     overlay: Annotated[bool, typer.Option(help="Also write overlay.png.")] = True,
 ) -> None:
-    """Segment lungs and lesions; write lungs.nii.gz, lesions.nii.gz and result.json per input."""
+    """Segment lungs and lesions; write lungs.nii.gz, lesions.nii.gz and result.json per input.
+
+    An input that cannot be read as CT in HU or cannot be scored (not a chest, too little lung,
+    lungs cut by the field of view) gets a result.json with the reason and no masks; the others
+    are still done, and the command then exits 1.
+    """
+    from celltrial.imaging.io import ImagingError
+    from celltrial.imaging.lungs import ZONES as ZONE_NAMES
     from celltrial.imaging.overlays import render_overlays
-    from celltrial.imaging.scan import input_stem, measure_scan, write_scan_result
+    from celltrial.imaging.scan import (
+        claim_folder,
+        measure_scan,
+        output_names,
+        write_refusal,
+        write_scan_result,
+    )
+    from celltrial.imaging.scorable import NotScorable
 
     parsed = _parse_window(window)
-    for image in images:
-        result = measure_scan(image, method=method, window=parsed)
-        folder = write_scan_result(result, out / input_stem(image))
+    refused = 0
+    for image, name in zip(images, output_names(images), strict=True):
+        if not image.exists():
+            raise CelltrialError(f"{image}: no such file or folder")
+        try:
+            result = measure_scan(image, method=method, window=parsed)
+        except ImagingError as exc:
+            reason = exc.reason if isinstance(exc, NotScorable) else str(exc)
+            reason = reason.removeprefix(f"{image}: ")
+            folder, _ = claim_folder(out, name, str(image))
+            write_refusal(str(image), reason, folder)
+            console.print(f"{image}: not scored: {reason} → {folder}")
+            refused += 1
+            continue
+        folder, replaced = claim_folder(out, name, result.volume.source)
+        write_scan_result(result, folder)
         if overlay:
             render_overlays([result], folder / "overlay.png")
         q = result.quantification
+        if result.volume.meta.get("spacing_unknown"):
+            per_ml = 1000.0 / result.volume.voxel_ml
+            amounts = (
+                f"lungs {q.lung_ml * per_ml:.0f} voxels, lesions {q.lesion_ml * per_ml:.0f} "
+                "voxels (pixel size unknown)"
+            )
+        else:
+            amounts = (
+                f"lungs {q.lung_ml:.0f} mL, ground-glass {q.ground_glass_ml:.1f} mL, "
+                f"consolidation {q.consolidation_ml:.1f} mL"
+            )
+        scored = [
+            z
+            for z, v in q.zones.items()
+            if z.split("_")[1] in ZONE_NAMES and v["score"] is not None
+        ]
+        score = f"score {q.score}/30"
+        if len(scored) < 6:
+            score = f"score {q.score}/{5 * len(scored)} ({len(scored)} of 6 zones in the scan)"
         console.print(
-            f"{image}: lungs {q.lung_ml:.0f} mL, ground-glass {q.ground_glass_ml:.1f} mL, "
-            f"consolidation {q.consolidation_ml:.1f} mL, {q.involvement_pct:.1f} % involved, "
-            f"score {q.score}/30 → {folder}"
+            f"{image}: {amounts}, {q.involvement_pct:.1f} % involved, {score} → "
+            f"{folder}" + (" (earlier result replaced)" if replaced else "")
         )
         for caveat in q.caveats:
             console.print(f"  note: {caveat}")
+    if refused:
+        raise CelltrialError(f"{refused} of {len(images)} input(s) not scored (reasons above)")
 
 
 @app.command("quantify")

@@ -204,6 +204,11 @@ def _orientation(affine: np.ndarray, source: str) -> np.ndarray:
     return ornt
 
 
+#: Values below this (HU) are padding outside the field of view (−2048, −3024), not measured air.
+PADDING_HU = -1100.0
+#: What a DICOM image's Pixel Padding Value pixels become (the common padding value).
+PADDING_FILL_HU = -3024
+
 #: Slices converted at a time from the input's type and orientation to the internal int16.
 SLAB = 16
 
@@ -270,11 +275,18 @@ def _check_ct_values(hu: np.ndarray, source: str, approximate: bool) -> None:
     if approximate:
         return
     sample = hu[:: max(1, hu.shape[0] // 8), ::4, ::4]
-    low, high = np.percentile(sample, [1, 99])
-    if low > -500 or high < -200 or low < -3000:
+    # padding outside the field of view (−2048, −3024, PixelPaddingValue) is not data
+    measured = sample[sample > PADDING_HU]
+    if measured.size < 0.1 * sample.size:
         raise ImagingError(
-            f"{source}: values ({low:.0f} to {high:.0f} at the 1st/99th percentiles) do not look "
-            "like chest CT in HU (air about −1000, soft tissue about 40)"
+            f"{source}: nearly all values are below {PADDING_HU:.0f} (padding); not CT in HU"
+        )
+    low, high = np.percentile(measured, [1, 99])
+    if low > -500 or high < -200:
+        raise ImagingError(
+            f"{source}: not CT in Hounsfield units (an MR volume or a display image?): values "
+            f"run from {low:.0f} to {high:.0f} at the 1st/99th percentiles, where a chest CT "
+            "holds air at about −1000 and soft tissue at about 40"
         )
 
 
@@ -593,6 +605,10 @@ def read_dicom_series(path: Path | str, *, series_uid: str | None = None) -> CtV
         if isinstance(first.thickness, str):
             raise ImagingError(first.thickness)
         step = first.thickness
+    if not first.spacing_known:
+        notes.append(
+            "pixel size unknown (no Pixel Spacing (0028,0030)): areas in pixels, no volumes in mL"
+        )
     stack = None  # slices, rows, cols: int16 HU, filled slice by slice
     for i, item in enumerate(items):
         pixels = _slice_pixels(item)
@@ -606,6 +622,8 @@ def read_dicom_series(path: Path | str, *, series_uid: str | None = None) -> CtV
         elif pixels.shape != stack.shape[1:]:
             raise ImagingError(f"{item.file}: image size {pixels.shape} differs from the series")
         values = np.rint(pixels.astype(np.float32) * item.slope + item.intercept)
+        if item.padding is not None:  # Pixel Padding Value: outside the field of view, not data
+            values[pixels == item.padding] = PADDING_FILL_HU
         if values.min(initial=0) < -32768 or values.max(initial=0) > 32767:
             raise ImagingError(f"{path}: values outside the int16 range; not CT in HU")
         stack[i] = values
@@ -623,7 +641,7 @@ def read_dicom_series(path: Path | str, *, series_uid: str | None = None) -> CtV
         notes=tuple(notes),
         series_uid=None if chosen == "unknown" else chosen,
         checksum=compute_checksum(path),
-        meta={"slices": len(items)},
+        meta={"slices": len(items), "spacing_unknown": not first.spacing_known},
     )
 
 
@@ -643,6 +661,8 @@ class _Slice:
     intercept: float
     numbered: bool  # has an InstanceNumber
     compressed: bool
+    padding: float | None = None  # Pixel Padding Value (stored value), if any
+    spacing_known: bool = True  # Pixel Spacing present
 
 
 #: Attributes read from each DICOM image: keyword → (name as DICOM says it, how many numbers).
@@ -718,6 +738,10 @@ def _slice_header(file: Path, ds: Any) -> _Slice:
             "HU (usually 1)"
         )
     intercept = numbers("RescaleIntercept")
+    try:  # a stored value; ambiguous VR (US or SS) in files read with force=True
+        padding = float(ds.get("PixelPaddingValue"))
+    except (TypeError, ValueError):
+        padding = None
     meta = getattr(ds, "file_meta", None)
     syntax = meta.get("TransferSyntaxUID") if meta is not None else None
     return _Slice(
@@ -733,6 +757,8 @@ def _slice_header(file: Path, ds: Any) -> _Slice:
         intercept=0.0 if intercept is None else float(intercept[0]),
         numbered=ds.get("InstanceNumber") is not None,
         compressed=bool(syntax is not None and getattr(syntax, "is_compressed", False)),
+        padding=padding,
+        spacing_known=spacing is not None,
     )
 
 

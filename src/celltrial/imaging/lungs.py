@@ -1,11 +1,16 @@
 """Lung segmentation that keeps diseased lung: air, airways removed, left/right, fills, zones.
 
 Steps (on a grid of about 1.5 mm in-plane, refined back to full resolution at the boundary):
-air below ``AIR_HU`` inside the body; outside air (touching the image edge and as dark as air) left
-out; trachea and main bronchi grown from the trachea at ``AIRWAY_HU`` and removed; the two largest
-components are the lungs (split at the anterior/posterior junction when they touch); each lung,
-slice by slice, closed and hole-filled (vessels, inner lesions) and its convex-hull bays on the
-chest-wall side filled (dense consolidation against the pleura, which a threshold loses).
+the body first (the largest component denser than ``BODY_HU``, each slice's holes filled; padding
+below −1024 HU read as air, so outside the body; issue 24), then air below ``AIR_HU`` inside it;
+outside air (touching the image edge and as dark as air) left out; trachea and main bronchi grown
+from the trachea and removed; the two largest components are the lungs (split at the
+anterior/posterior junction when they touch; further components below the largest one's lower
+quarter are gas under the diaphragm); each lung, slice by slice, closed and hole-filled (vessels,
+inner lesions) and its convex-hull bays on the chest-wall side filled when lung lies below them
+(dense consolidation against the pleura, which a threshold loses, but not the liver or spleen
+under the dome's crescent of lung); the result kept within the body. Display images (approximate
+HU, often cropped through the body) skip the body.
 
 Memory and time (issue 10): the full-resolution volume is only read, never copied; the coarse
 grid is made slab by slab, whole-volume counts and lookups go by slabs, and per-slice work stays
@@ -25,6 +30,10 @@ from celltrial.imaging.parallel import map_threads
 AIR_HU = -400.0
 AIRWAY_HU = -950.0
 OUTSIDE_AIR_HU = -975.0
+#: The trachea is looked for in the top this many mm of the air inside the body, as air below
+#: TRACHEA_SEED_HU.
+TRACHEA_SEARCH_MM = 100.0
+TRACHEA_SEED_HU = -900.0
 MIN_LUNG_ML = 20.0
 #: In a stack too thin to hold MIN_LUNG_ML (a single slice, a few slices), a lung has at least
 #: this area (mm²) in each slice instead.
@@ -38,11 +47,21 @@ HULL_TOLERANCE = 0.25
 #: Radius of curvature (mm) assumed for the costal pleura between aerated points.
 PLEURA_RADIUS_MM = 60.0
 #: Hull facets whose outward normal points down more steeply than this cosine span the dome.
-DOME_COS = 0.6
+DOME_COS = 0.4
 #: Holes in a slice's lung larger than this (mm²) are filled only with lung below them.
 DOME_MIN_MM2 = 300.0
 #: A slice's air region mostly darker than OUTSIDE_AIR_HU is bowel or outside gas, not lung.
 GAS_SHARE = 0.5
+#: Tissue denser than this (HU) makes the body (skin, muscle, fat at about −100, bone).
+BODY_HU = -500.0
+#: Air touching the image's edge with more than this share inside the convex hull of the body's
+#: slice is lung cut by the field of view, not outside air.
+CUT_HULL_SHARE = 0.6
+#: ... and reaches this deep (mm, area over the length of its contact with the edge).
+CUT_DEPTH_MM = 15.0
+#: A lung's further air component (beside its largest) whose centre lies below this share of the
+#: largest one's height (from its base) is bowel or stomach gas under the diaphragm.
+GAS_BELOW_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -52,18 +71,28 @@ class LungMasks:
     labels: np.ndarray
     notes: tuple[str, ...] = ()
     airway_ml: float = 0.0
+    #: Share of the lungs' slices in which a lung reaches the edge of the field of view.
+    cut_share: float = 0.0
 
 
 def segment_lungs(volume: CtVolume, *, target_mm: float = 1.4) -> LungMasks:
     """Right and left lungs of a CT volume (see the module's description)."""
     hu = volume.hu
     factor = max(1, round(target_mm / max(volume.spacing[1], 1e-6)))
-    smooth = _downsample(hu, factor, sigma=0.7)
+    # padding (−2048, −3024) is read as air, outside the body; display images' approximate HU
+    # run below −1024 by their window and are left as they are
+    smooth = _downsample(hu, factor, sigma=0.7, floor=None if volume.approximate else -1024)
     spacing = (volume.spacing[0], volume.spacing[1] * factor, volume.spacing[2] * factor)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     min_ml = min(MIN_LUNG_ML, MIN_LUNG_MM2 * hu.shape[0] * spacing[0] / 1000.0)
     notes: list[str] = []
-    labels, n = ndi.label(smooth < AIR_HU)
+    # display images are often cropped through the body: their body outline says nothing
+    body = None if volume.approximate else _body_mask(smooth, spacing)
+    air = smooth < AIR_HU
+    if body is not None:
+        air &= body
+    labels, n = ndi.label(air)
+    del air
     if n == 0:
         raise ImagingError(f"{volume.source}: no air-filled region found; is this a chest CT?")
     # display images (approximate HU): how dark air is says nothing (the window saturates)
@@ -119,15 +148,88 @@ def segment_lungs(volume: CtVolume, *, target_mm: float = 1.4) -> LungMasks:
     del candidates
     filled = _fill_lungs(lungs, smooth, spacing, _midline(lungs > 0))
     del smooth
+    if body is not None:
+        filled[~body] = 0
+    cut = _cut_share(filled)
     full = _refine(filled, lungs, hu, factor) if factor > 1 else filled
-    return LungMasks(full, tuple(notes), airway_ml)
+    return LungMasks(full, tuple(notes), airway_ml, cut)
+
+
+def _body_mask(smooth: np.ndarray, spacing) -> np.ndarray:
+    """The body, slice by slice filled: what lies inside the skin, the lungs included.
+
+    The largest 3-D component denser than ``BODY_HU`` (the table, a blanket and the arms of
+    another component are left out), each slice's holes filled. Outside air, the mattress under
+    the patient and padding beyond the field of view touch the image's edge and stay outside;
+    air touching the edge but lying mostly inside the convex hull of the body's slice is lung
+    cut by the field of view and is kept (the cut is then reported by :func:`_cut_share`) when
+    it reaches at least ``CUT_DEPTH_MM`` deep on average from the edge (outside air left between
+    a body wider than the image and its edge is a thin strip).
+    """
+    depth_px = CUT_DEPTH_MM / max(spacing[1], 1e-6)
+    labels, n = ndi.label(smooth > BODY_HU)
+    if n == 0:
+        return np.zeros(smooth.shape, dtype=bool)
+    sizes = _count_components(labels, n)[0]
+    sizes[0] = 0
+    keep = np.zeros(n + 1, dtype=bool)
+    keep[int(np.argmax(sizes))] = True
+    tissue = _lookup(keep, labels)
+    del labels
+    body = np.zeros(smooth.shape, dtype=bool)
+
+    def fill(k: int) -> None:
+        if not tissue[k].any():
+            return
+        # the regions around the tissue: holes (inside) unless they touch the image's edge
+        outside, m = ndi.label(~tissue[k])
+        filled = tissue[k].copy()
+        if m:
+            contact = np.zeros(m + 1, dtype=np.int64)
+            for edge in (outside[0], outside[-1], outside[:, 0], outside[:, -1]):
+                contact += np.bincount(edge, minlength=m + 1)
+            border = contact > 0
+            border[0] = False
+            hole = ~border
+            hole[0] = False
+            filled |= hole[outside]
+            count = np.bincount(outside.ravel(), minlength=m + 1)
+            dark = np.bincount(outside[smooth[k] < OUTSIDE_AIR_HU], minlength=m + 1)
+            cut = border & (count >= depth_px * contact) & (dark < GAS_SHARE * count)
+            if cut.any():  # the hull only for what may be cut lung (outside air is dark)
+                inside = np.bincount(outside[_hull_image(tissue[k])], minlength=m + 1)
+                cut &= inside > CUT_HULL_SHARE * count
+                filled |= cut[outside]
+        body[k] = filled
+
+    map_threads(
+        lambda start: [fill(k) for k in range(start, min(start + SLAB, smooth.shape[0]))],
+        range(0, smooth.shape[0], SLAB),
+    )
+    return body
+
+
+def _cut_share(lungs: np.ndarray) -> float:
+    """Share of the slices holding lung in which the lungs reach the image's edge."""
+    present = lungs.any(axis=(1, 2))
+    if not present.any():
+        return 0.0
+    edge = (
+        lungs[:, 0, :].any(axis=1)
+        | lungs[:, -1, :].any(axis=1)
+        | lungs[:, :, 0].any(axis=1)
+        | lungs[:, :, -1].any(axis=1)
+    )
+    return float(np.count_nonzero(edge & present)) / float(np.count_nonzero(present))
 
 
 #: Slices per slab where whole-volume temporaries would cost more than the volume itself.
 SLAB = 16
 
 
-def _downsample(hu: np.ndarray, factor: int, *, sigma: float) -> np.ndarray:
+def _downsample(
+    hu: np.ndarray, factor: int, *, sigma: float, floor: int | None = None
+) -> np.ndarray:
     """Block means of ``factor`` × ``factor`` pixels (float32), smoothed in plane, by slabs.
 
     Slab by slab (slabs may run in threads, see :mod:`celltrial.imaging.parallel`) so that
@@ -141,6 +243,8 @@ def _downsample(hu: np.ndarray, factor: int, *, sigma: float) -> np.ndarray:
 
     def slab(start: int) -> None:
         part = hu[start : start + SLAB]
+        if floor is not None:  # values below ``floor`` read as ``floor`` (a copy of the slab)
+            part = np.maximum(part, np.int16(floor))
         if factor == 1:
             block = part.astype(np.float32)
         else:
@@ -208,8 +312,9 @@ def _grow_airway(smooth, candidates, box, spacing, notes) -> np.ndarray:
     nz = smooth.shape[0]
     pixel_mm2 = spacing[1] * spacing[2]
     seed = None
-    for k in range(nz - 1, max(-1, nz - 1 - int(60 / spacing[0])), -1):
-        blobs, m = ndi.label(candidates[k] & (smooth[k] < AIRWAY_HU))
+    # the trachea's air in a low-dose scan's neck is noisy: seed at TRACHEA_SEED_HU
+    for k in range(nz - 1, max(-1, nz - 1 - int(TRACHEA_SEARCH_MM / spacing[0])), -1):
+        blobs, m = ndi.label(candidates[k] & (smooth[k] < TRACHEA_SEED_HU))
         if m == 0:
             continue
         areas = np.bincount(blobs.ravel())[1:] * pixel_mm2
@@ -333,12 +438,28 @@ def _two_lungs(
         if biggest < min_ml:
             continue
         keep = np.concatenate([[False], sizes >= max(0.1 * biggest, min_ml * 0.25)])
+        keep &= _not_below(labels, n, int(np.argmax(sizes)) + 1)
         out[box][_lookup(keep, labels)] = value
         found.append(value)
     if not found:
-        raise ImagingError(f"{source}: no lung-sized air region found inside the body")
+        raise ImagingError(
+            f"{source}: no lung-sized air region found inside the body; not a chest CT?"
+        )
     if len(found) == 1:
         notes.append(f"only one lung found ({'right' if found[0] == RIGHT else 'left'})")
+    return out
+
+
+def _not_below(labels: np.ndarray, n: int, largest: int) -> np.ndarray:
+    """Components (0..n) not lying under the largest one's base (gas below the diaphragm)."""
+    z = np.arange(labels.shape[0], dtype=float)
+    per_slice = np.stack([np.bincount(labels[k].ravel(), minlength=n + 1) for k in range(len(z))])
+    count = np.maximum(per_slice.sum(axis=0), 1)
+    centre = (per_slice * z[:, None]).sum(axis=0) / count
+    present = np.flatnonzero(per_slice[:, largest])
+    floor = present[0] + GAS_BELOW_SHARE * (present[-1] - present[0])
+    out = centre >= floor
+    out[largest] = True
     return out
 
 
@@ -472,8 +593,18 @@ def _fill_one_lung(lungs: np.ndarray, value: int, smooth: np.ndarray, spacing, m
                     edge[np.unique(bays[-1])] = True
                 if x1 == nx_:
                     edge[np.unique(bays[:, -1])] = True
-                add = np.concatenate([[False], lateral & (share > 0.6) & ~edge[1:]])
+                # a bay over the diaphragm's dome (liver, spleen, heart under a crescent of
+                # lung) has no lung below it; dense lung against the pleura has (in the first
+                # slice, a single image among them, what lies below is not known)
+                if k > 0:
+                    under = _label_sums(bays, grounded[k - 1, y0:y1, x0:x1], m) / count
+                else:
+                    under = np.ones(m)
+                add = np.concatenate(
+                    [[False], lateral & (share > 0.6) & ~edge[1:] & (under >= 0.5)]
+                )
                 shape |= add[bays]
+                grounded[k, y0:y1, x0:x1] |= add[bays]
         filled[k, y0:y1, x0:x1] |= shape
     return filled
 

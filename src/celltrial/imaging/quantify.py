@@ -92,8 +92,13 @@ def summarize_ct(
     spacing: tuple[float, float, float],
     method: str = "density",
     caveats: tuple[str, ...] = (),
+    uncovered: frozenset[str] = frozenset(),
 ) -> CtQuantification:
-    """Quantify one scan from its HU, lung labels and lesion labels (all internal orientation)."""
+    """Quantify one scan from its HU, lung labels and lesion labels (all internal orientation).
+
+    Zones in ``uncovered`` (``upper``, ``lower``: the scan cut the lungs there) get no score
+    (``None``); the total is then the sum over the zones scored.
+    """
     voxel_ml = float(np.prod(spacing)) / 1000.0
     bands = load_bands()["bands"]
     low, high = bands["well_aerated"]
@@ -108,12 +113,12 @@ def summarize_ct(
     rows = []
     for side_value, side in SIDES.items():
         for zone_index, zone in enumerate(ZONES, start=1):
-            rows.append(_row(side, zone, counts[side_value, zone_index]))
+            rows.append(_row(side, zone, counts[side_value, zone_index], zone in uncovered))
         rows.append(_row(side, "all", counts[side_value, 1:].sum(axis=0)))
     rows.append(_row("both", "all", counts[1:, 1:].sum(axis=(0, 1))))
     summary = pd.DataFrame(rows)
     zone_rows = summary[summary["zone"] != "all"]
-    score = int(zone_rows["score"].sum())
+    score = int(zone_rows["score"].dropna().sum())
     total = summary.iloc[-1]
     n_lung = int(per_slice[:, 1:].sum())
     mean_density = hu_sum / n_lung if n_lung else float("nan")
@@ -124,7 +129,7 @@ def summarize_ct(
             "ggo_ml": round(r.ggo_ml, 2),
             "consolidation_ml": round(r.consolidation_ml, 2),
             "involvement_pct": round(r.involvement_pct, 3),
-            "score": int(r.score),
+            "score": None if r.score is None or r.score != r.score else int(r.score),
         }
         for r in summary.itertuples()
     }
@@ -169,7 +174,7 @@ def _count_slices(
     return per_slice, float(hu_sum), aerated
 
 
-def _row(lung: str, zone: str, counts: np.ndarray) -> dict[str, Any]:
+def _row(lung: str, zone: str, counts: np.ndarray, uncovered: bool = False) -> dict[str, Any]:
     lung_ml = float(counts.sum())
     ggo, cons = float(counts[1]), float(counts[2])
     pct = 100.0 * (ggo + cons) / lung_ml if lung_ml > 0 else 0.0
@@ -183,7 +188,7 @@ def _row(lung: str, zone: str, counts: np.ndarray) -> dict[str, Any]:
         "ggo_pct": 100.0 * ggo / lung_ml if lung_ml > 0 else 0.0,
         "consolidation_pct": 100.0 * cons / lung_ml if lung_ml > 0 else 0.0,
         "involvement_pct": pct,
-        "score": compute_zone_score(pct) if zone != "all" else 0,
+        "score": None if uncovered else (compute_zone_score(pct) if zone != "all" else 0),
     }
 
 

@@ -55,6 +55,11 @@ def measure_scan_record(
 
     result = measure_scan(path, method=method, window=window)
     volume = result.volume
+    if volume.meta.get("spacing_unknown"):
+        raise ImagingError(
+            f"{path}: the pixel size is not in the file (no Pixel Spacing): volumes in mL "
+            "cannot be stored; `celltrial ct segment` reports its areas in pixels"
+        )
     if views_dir is not None:
         from celltrial.imaging.overlays import compute_views, save_views
 

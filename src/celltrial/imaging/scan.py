@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from celltrial.imaging.io import CtVolume, read_ct, write_mask
+from celltrial.imaging.io import CtVolume, ImagingError, read_ct, write_mask
 from celltrial.imaging.lesions import compute_learned_lesions, segment_lesions
 from celltrial.imaging.lungs import add_adjacent_lesions, segment_lungs
 from celltrial.imaging.quantify import CtQuantification, summarize_ct
+from celltrial.imaging.scorable import assess_coverage
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,11 @@ def measure_scan(
     method: str = "auto",
     window: tuple[float, float] | None = None,
 ) -> ScanResult:
-    """Read (unless given a volume), segment lungs and lesions, and quantify one scan."""
+    """Read (unless given a volume), segment lungs and lesions, and quantify one scan.
+
+    Raises :class:`~celltrial.imaging.scorable.NotScorable` (an :class:`ImagingError`) with the
+    reason when the scan cannot be scored (see :mod:`celltrial.imaging.scorable`).
+    """
     if isinstance(source, CtVolume):
         volume = source
     elif window is not None:
@@ -39,6 +44,13 @@ def measure_scan(
         volume = read_ct(source)
     lungs = segment_lungs(volume)
     labels, notes = lungs.labels, list(lungs.notes)
+    coverage = assess_coverage(
+        labels,
+        volume.spacing,
+        source=volume.source,
+        cut_share=lungs.cut_share,
+    )
+    notes += coverage.notes
     used = method if method != "auto" else ("learned" if volume.approximate else "density")
     if used == "learned" and volume.approximate:
         # on display images the network's lesions against a lung are lung (dense consolidation
@@ -56,7 +68,13 @@ def measure_scan(
         lesions = segment_lesions(volume, labels, method=used)
     caveats = list(volume.notes) + notes
     quantification = summarize_ct(
-        volume.hu, labels, lesions, spacing=volume.spacing, method=used, caveats=caveats
+        volume.hu,
+        labels,
+        lesions,
+        spacing=volume.spacing,
+        method=used,
+        caveats=caveats,
+        uncovered=coverage.uncovered,
     )
     return ScanResult(volume, labels, lesions, quantification)
 
@@ -70,6 +88,52 @@ def input_stem(path: Path | str) -> str:
     return Path(name).stem if "." in name else name
 
 
+def output_names(paths: list[Path] | list[str]) -> list[str]:
+    """One distinct output folder name per input: its stem, prefixed with as few of its parent
+    folders' names as tell inputs of the same name apart (``a/image.nii.gz`` and
+    ``b/image.nii.gz`` → ``a-image``, ``b-image``), numbered when none do (the same input
+    twice)."""
+    paths = [Path(p).absolute() for p in paths]
+    names = [input_stem(p) for p in paths]
+    out = list(names)
+    for stem in set(names):
+        group = [i for i, name in enumerate(names) if name == stem]
+        if len(group) == 1:
+            continue
+        depth = max(len(paths[i].parents) for i in group)
+        for d in range(1, depth):
+            tried = [
+                "-".join([p.name for p in reversed(paths[i].parents[:d])] + [stem]) for i in group
+            ]
+            if len(set(tried)) == len(tried):
+                break
+        else:
+            tried = [stem if n == 0 else f"{stem}-{n + 1}" for n in range(len(group))]
+        for i, name in zip(group, tried, strict=True):
+            out[i] = name
+    return out
+
+
+def claim_folder(parent: Path | str, name: str, source: str) -> tuple[Path, bool]:
+    """The output folder for ``source``: ``parent/name``, or when that holds the result of
+    another input, ``name-2``, ``name-3``… (a result is never overwritten silently). The flag
+    says the folder held an earlier result of this same input, which is replaced."""
+    parent = Path(parent)
+    for n in range(1, 1000):
+        folder = parent / (name if n == 1 else f"{name}-{n}")
+        result = folder / "result.json"
+        if not folder.exists() or not any(folder.iterdir()):
+            return folder, False
+        if result.is_file():
+            try:
+                earlier = json.loads(result.read_text(encoding="utf-8")).get("source")
+            except (ValueError, OSError, AttributeError):
+                earlier = None
+            if earlier == source:
+                return folder, True
+    raise ImagingError(f"{parent}: more than 999 result folders named {name}")
+
+
 def write_scan_result(result: ScanResult, folder: Path | str) -> Path:
     """Write ``lungs.nii.gz``, ``lesions.nii.gz`` (input geometry) and ``result.json``."""
     folder = Path(folder)
@@ -78,14 +142,52 @@ def write_scan_result(result: ScanResult, folder: Path | str) -> Path:
     write_mask(result.volume, result.lesions, folder / "lesions.nii.gz")
     payload = {
         "source": result.volume.source,
+        "scorable": True,
         "checksum": result.volume.checksum,
         "series_uid": result.volume.series_uid,
         "approximate_hu": result.volume.approximate,
         "spacing_mm": list(result.volume.spacing),
         **result.quantification.to_dict(),
     }
+    if result.volume.meta.get("spacing_unknown"):
+        payload = _in_voxels(payload, 1000.0 / float(np.prod(result.volume.spacing)))
+        payload["spacing_mm"] = None
     (folder / "result.json").write_text(json.dumps(payload, indent=2), encoding="utf-8")
     return folder
 
 
-__all__ = ["ScanResult", "input_stem", "measure_scan", "write_scan_result"]
+def _in_voxels(payload: dict, per_ml: float) -> dict:
+    """``payload`` with each ``…_ml`` value replaced by ``None`` and given as ``…_voxels``
+    (the pixel size is unknown: the counts are real, millilitres would be invented)."""
+    out: dict = {}
+    for key, value in payload.items():
+        if isinstance(value, dict):
+            out[key] = _in_voxels(value, per_ml)
+        elif key.endswith("_ml") and isinstance(value, int | float):
+            out[key] = None
+            out[key[: -len("_ml")] + "_voxels"] = round(value * per_ml)
+        else:
+            out[key] = value
+    return out
+
+
+def write_refusal(source: str, reason: str, folder: Path | str) -> Path:
+    """Write ``result.json`` saying why ``source`` was not scored (no masks)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in ("lungs.nii.gz", "lesions.nii.gz", "overlay.png"):
+        (folder / stale).unlink(missing_ok=True)  # an earlier result of this input
+    payload = {"source": source, "scorable": False, "reason": reason}
+    (folder / "result.json").write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    return folder
+
+
+__all__ = [
+    "ScanResult",
+    "claim_folder",
+    "input_stem",
+    "measure_scan",
+    "output_names",
+    "write_refusal",
+    "write_scan_result",
+]
