@@ -7,6 +7,7 @@ The rules are data (``adverse_events.yaml``, ``deaths``); the boundaries here ar
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pandas as pd
@@ -143,11 +144,24 @@ def test_events_without_outcome_or_seriousness_columns() -> None:
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    """The demo's cohort (5 subjects, seed 2020: S004 dies on day 14 with ARDS grade 4 "fatal"
-    beside "Death NOS" grade 5), plus, through the audited entry path, a grade 5 event recorded
-    as not serious for S002 and a well-recorded grade 5 fatal serious event for S003."""
+    """The demo's cohort (5 subjects, seed 2020: S004 dies on day 14 of ARDS) with S004's death
+    recorded the way a site might (ARDS grade 4 "fatal" beside "Death NOS" grade 5, as data
+    loaded from elsewhere), plus, through the audited entry path, a grade 5 event recorded as
+    not serious for S002 and a well-recorded grade 5 fatal serious event for S003."""
     handle = init_study(tmp_path_factory.mktemp("deaths") / "study", user="test")
     cohort = simulate(handle.protocol, 5, seed=2020)
+    events = cohort.adverse_events
+    ards = (events["subject_id"] == "S004") & (
+        events["term"] == "Acute respiratory distress syndrome"
+    )
+    assert ards.sum() == 1 and events.loc[ards, "grade"].item() == 5  # the simulator's own record
+    death_nos = events.loc[ards].assign(
+        term="Death NOS", onset=events.loc[ards, "resolved"], description="Death"
+    )
+    events.loc[ards, ["grade", "serious_criteria"]] = [4, "life-threatening"]
+    cohort = dataclasses.replace(
+        cohort, adverse_events=pd.concat([events, death_nos], ignore_index=True)
+    )
     with study_session(handle.engine, user="test", reason="test cohort") as session:
         load_simulated_cohort(session, handle.study_id, cohort)
     frames = read_study_frames(handle)

@@ -281,42 +281,45 @@ class _CohortBuilder:
                     "outcome": "recovered",
                 }
             )
-        if not responder:
-            worse = self._first_worsening_day(who_by_day)
-            if worse is not None:
-                self.adverse_events.append(
-                    {
-                        "subject_id": code,
-                        "term": "Acute respiratory distress syndrome",
-                        "description": "Worsening respiratory failure due to COVID-19",
-                        "onset": local_time(day0, worse, 14.0, self.zone),
-                        "resolved": None,
-                        "grade": 4,
-                        "serious": True,
-                        "serious_criteria": "life-threatening",
-                        "relatedness": "not related",
-                        "expected": False,
-                        "action": "none",
-                        "outcome": "not recovered" if died_day is None else "fatal",
-                    }
-                )
         died = local_time(day0, died_day, 12.0, self.zone) if died_day is not None else None
-        if died is not None:
+        # a death is recorded once, as the fatal outcome (grade 5, serious: results in death) of
+        # the event that caused it (CTCAE v5.0; safety/adverse_events.yaml, deaths)
+        fatal = {
+            "resolved": died,
+            "grade": 5,
+            "serious_criteria": "results in death",
+            "outcome": "fatal",
+        }
+        worse = None if responder else self._first_worsening_day(who_by_day)
+        if worse is not None:
+            event = {
+                "subject_id": code,
+                "term": "Acute respiratory distress syndrome",
+                "description": "Worsening respiratory failure due to COVID-19",
+                "onset": local_time(day0, worse, 14.0, self.zone),
+                "resolved": None,
+                "grade": 4,
+                "serious": True,
+                "serious_criteria": "life-threatening",
+                "relatedness": "not related",
+                "expected": False,
+                "action": "none",
+                "outcome": "not recovered",
+            }
+            self.adverse_events.append(event | (fatal if died is not None else {}))
+        elif died is not None:
             self.adverse_events.append(
                 {
                     "subject_id": code,
                     "term": "Death NOS",
                     "description": "Death due to COVID-19 respiratory failure",
                     "onset": died,
-                    "resolved": died,
-                    "grade": 5,
                     "serious": True,
-                    "serious_criteria": "results in death",
                     "relatedness": "not related",
                     "expected": False,
                     "action": "none",
-                    "outcome": "fatal",
                 }
+                | fatal
             )
         self.subjects.append(
             {
