@@ -7,9 +7,10 @@ Per scan: lung volume (mL), mean lung density (HU), % involved (density method),
 the zones not scored, wall seconds of ``measure_scan`` (read included); on COVID-CT-MD, the
 slice-level AUC of lesion area against the radiologists' infected slices (``slice_labels.csv``;
 slices matched by position along z); on CIP, the Dice of the lung mask against its whole-lung
-mask. Scans that are not scored print the reason. Targets: the normal scan 2–8.5 L, below
-−650 HU, ≤ 1 % involved; CIP Dice ≥ 0.95; the abdomen, the mediastinal crop and the 2-slice
-series refused. A scan that is absent is skipped with a line saying so.
+mask; on a DICOM series, the wall seconds and size of writing the DICOM SEG of the masks (not
+counted in the scan's seconds). Scans that are not scored print the reason. Targets: the normal
+scan 2–8.5 L, below −650 HU, ≤ 1 % involved; CIP Dice ≥ 0.95; the abdomen, the mediastinal crop
+and the 2-slice series refused. A scan that is absent is skipped with a line saying so.
 """
 
 from __future__ import annotations
@@ -67,6 +68,30 @@ def cip_dice(data: Path, volume, lungs: np.ndarray) -> float:
     return 2.0 * np.count_nonzero(truth & found) / (truth.sum() + found.sum())
 
 
+def seg_seconds(result) -> str:
+    """Wall seconds and size of writing the scan's DICOM SEG (as ``celltrial ct segment`` does),
+    or why none could be written."""
+    import tempfile
+
+    from celltrial.imaging.dicom_seg import write_dicom_seg
+    from celltrial.imaging.io import ImagingError
+
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        try:
+            path = write_dicom_seg(
+                result.volume,
+                result.lungs,
+                result.lesions,
+                Path(folder) / "segmentation.dcm",
+                lesion_method=result.quantification.method,
+            )
+        except ImagingError as exc:
+            return f"not written ({exc})"
+        seconds = time.perf_counter() - start
+        return f"{seconds:.2f} s ({path.stat().st_size / 1e6:.1f} MB)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -98,6 +123,8 @@ def main() -> None:
             line += f", slice AUC {slice_auc(args.data, name.split('/')[1], result.lesions):.2f}"
         if name.startswith("cip-"):
             line += f", whole-lung Dice {cip_dice(args.data, result.volume, result.lungs):.3f}"
+        if result.volume.meta.get("instances"):
+            line += f", DICOM SEG {seg_seconds(result)}"
         print(line, flush=True)
 
 

@@ -140,7 +140,8 @@ def test_unknown_pixel_size_gives_voxels_not_millilitres(tmp_path):
     p = small_phantom()
     volume = dataclasses.replace(p.volume, meta={"spacing_unknown": True})
     result = measure_scan(volume)
-    payload = json.loads((write_scan_result(result, tmp_path) / "result.json").read_text())
+    write_scan_result(result, tmp_path)
+    payload = json.loads((tmp_path / "result.json").read_text())
     assert payload["lung_volume_ml"] is None and payload["spacing_mm"] is None
     voxels = np.count_nonzero(result.lungs)
     assert payload["lung_volume_voxels"] == voxels

@@ -70,7 +70,8 @@ def segment(
     ] = "auto",
     overlay: Annotated[bool, typer.Option(help="Also write overlay.png.")] = True,
 ) -> None:
-    """Segment lungs and lesions; write lungs.nii.gz, lesions.nii.gz and result.json per input.
+    """Segment lungs and lesions; write lungs.nii.gz, lesions.nii.gz and result.json per input
+    (and segmentation.dcm, a DICOM SEG of the series, for DICOM input).
 
     An input that cannot be read as CT in HU or cannot be scored (not a chest, too little lung,
     lungs cut by the field of view) gets a result.json with the reason and no masks; the others
@@ -104,7 +105,7 @@ def segment(
             refused += 1
             continue
         folder, replaced = claim_folder(out, name, result.volume.source)
-        write_scan_result(result, folder)
+        written = write_scan_result(result, folder)
         if overlay:
             render_overlays([result], folder / "overlay.png")
         q = result.quantification
@@ -131,7 +132,7 @@ def segment(
             f"{image}: {amounts}, {q.involvement_pct:.1f} % involved, {score} → "
             f"{folder}" + (" (earlier result replaced)" if replaced else "")
         )
-        for caveat in q.caveats:
+        for caveat in written["caveats"]:
             console.print(f"  note: {caveat}")
     if refused:
         raise CelltrialError(f"{refused} of {len(images)} input(s) not scored (reasons above)")

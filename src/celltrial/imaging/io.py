@@ -73,6 +73,10 @@ class CtVolume:
 
     def compute_native(self, mask: np.ndarray) -> np.ndarray:
         """A mask of the internal (z, y, x) array put back into the input's array geometry."""
+        return np.ascontiguousarray(self.view_native(mask))
+
+    def view_native(self, mask: np.ndarray) -> np.ndarray:
+        """:meth:`compute_native` as a view of ``mask`` (axes swapped and flipped, no copy)."""
         import nibabel as nib
 
         if mask.shape != self.hu.shape:
@@ -81,7 +85,7 @@ class CtVolume:
         back = nib.orientations.ornt_transform(
             nib.orientations.axcodes2ornt(CANONICAL_CODES), self.native_ornt
         )
-        return np.ascontiguousarray(nib.orientations.apply_orientation(xyz, back))
+        return nib.orientations.apply_orientation(xyz, back)
 
     @property
     def native_ornt(self) -> np.ndarray:
@@ -641,7 +645,13 @@ def read_dicom_series(path: Path | str, *, series_uid: str | None = None) -> CtV
         notes=tuple(notes),
         series_uid=None if chosen == "unknown" else chosen,
         checksum=compute_checksum(path),
-        meta={"slices": len(items), "spacing_unknown": not first.spacing_known},
+        meta={
+            "slices": len(items),
+            "spacing_unknown": not first.spacing_known,
+            # the files of the slices read, in the order of the input's slice axis (the DICOM
+            # SEG refers to them frame by frame)
+            "instances": tuple(str(item.file) for item in items),
+        },
     )
 
 

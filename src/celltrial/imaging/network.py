@@ -65,6 +65,24 @@ def load_network(path: Path | None = None):
     )
 
 
+def read_network_identity() -> dict[str, str]:
+    """What names the shipped network in ``result.json`` and the DICOM SEG: its file name, the
+    celltrial release it ships in (it has no version of its own) and the SHA-256 of its weights."""
+    from celltrial import __version__
+
+    return {"name": MODEL_FILE, "version": __version__, "sha256": _network_sha256()}
+
+
+@cache
+def _network_sha256() -> str:
+    import hashlib
+
+    resource = resources.files("celltrial.imaging") / "models" / MODEL_FILE
+    if not resource.is_file():
+        raise ImagingError(f"the lesion network {MODEL_FILE} is missing; reinstall celltrial")
+    return hashlib.sha256(resource.read_bytes()).hexdigest()
+
+
 def compute_network_probabilities(slices: np.ndarray, *, network=None) -> np.ndarray:
     """Probabilities of none, ground-glass and consolidation of each pixel of ``slices``
     (``(n, rows, cols)`` approximate HU): ``(n, rows, cols, 3)`` float32."""
@@ -87,5 +105,6 @@ __all__ = [
     "SIZE",
     "compute_network_probabilities",
     "load_network",
+    "read_network_identity",
     "resize_image",
 ]

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
+from functools import cache
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import yaml
 
-from celltrial.imaging.io import CtVolume, ImagingError, read_ct, write_mask
+from celltrial import __version__
+from celltrial.imaging.dicom_seg import SEG_FILE, write_dicom_seg
+from celltrial.imaging.io import DISPLAY_SUFFIXES, CtVolume, ImagingError, read_ct, write_mask
 from celltrial.imaging.lesions import compute_learned_lesions, segment_lesions
 from celltrial.imaging.lungs import add_adjacent_lesions, segment_lungs
-from celltrial.imaging.quantify import CtQuantification, summarize_ct
+from celltrial.imaging.network import read_network_identity
+from celltrial.imaging.quantify import CtQuantification, load_bands, summarize_ct
 from celltrial.imaging.scorable import assess_coverage
 
 
@@ -134,26 +142,93 @@ def claim_folder(parent: Path | str, name: str, source: str) -> tuple[Path, bool
     raise ImagingError(f"{parent}: more than 999 result folders named {name}")
 
 
-def write_scan_result(result: ScanResult, folder: Path | str) -> Path:
-    """Write ``lungs.nii.gz``, ``lesions.nii.gz`` (input geometry) and ``result.json``."""
+def write_scan_result(result: ScanResult, folder: Path | str) -> dict[str, Any]:
+    """Write ``lungs.nii.gz``, ``lesions.nii.gz`` (input geometry), for a DICOM series also
+    ``segmentation.dcm`` (a DICOM SEG of the source series), and ``result.json``; return what
+    ``result.json`` holds.
+
+    A DICOM series whose images lack what a SEG must refer to gets no SEG; the reason is among
+    the caveats.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    write_mask(result.volume, result.lungs, folder / "lungs.nii.gz")
-    write_mask(result.volume, result.lesions, folder / "lesions.nii.gz")
+    volume, q = result.volume, result.quantification
+    write_mask(volume, result.lungs, folder / "lungs.nii.gz")
+    write_mask(volume, result.lesions, folder / "lesions.nii.gz")
+    model = read_network_identity() if q.method == "learned" else None
+    seg_notes: list[str] = []
+    seg: str | None = None
+    (folder / SEG_FILE).unlink(missing_ok=True)  # an earlier result of this input
+    if volume.meta.get("instances"):
+        try:
+            write_dicom_seg(
+                volume,
+                result.lungs,
+                result.lesions,
+                folder / SEG_FILE,
+                lesion_method=q.method,
+                model=model,
+            )
+            seg = SEG_FILE
+        except ImagingError as exc:
+            seg_notes.append(str(exc).removeprefix(f"{volume.source}: "))
+    quantification = q.to_dict()
+    quantification["caveats"] += seg_notes
     payload = {
-        "source": result.volume.source,
+        "source": volume.source,
         "scorable": True,
-        "checksum": result.volume.checksum,
-        "series_uid": result.volume.series_uid,
-        "approximate_hu": result.volume.approximate,
-        "spacing_mm": list(result.volume.spacing),
-        **result.quantification.to_dict(),
+        "celltrial_version": __version__,
+        "input": {
+            "path": volume.source,
+            "kind": _input_kind(volume),
+            "series_uid": volume.series_uid,
+            "sha256": volume.checksum,
+        },
+        "approximate_hu": volume.approximate,
+        "spacing_mm": list(volume.spacing),
+        "methods": describe_methods(q.method),
+        "model": model,
+        "outputs": {"lungs": "lungs.nii.gz", "lesions": "lesions.nii.gz", "dicom_seg": seg},
+        **quantification,
     }
-    if result.volume.meta.get("spacing_unknown"):
-        payload = _in_voxels(payload, 1000.0 / float(np.prod(result.volume.spacing)))
+    if volume.meta.get("spacing_unknown"):
+        payload = _in_voxels(payload, 1000.0 / float(np.prod(volume.spacing)))
         payload["spacing_mm"] = None
     (folder / "result.json").write_text(json.dumps(payload, indent=2), encoding="utf-8")
-    return folder
+    return payload
+
+
+@cache
+def load_methods() -> dict[str, Any]:
+    """The shipped descriptions and limits of the segmentation methods (``methods.yaml``)."""
+    text = (resources.files("celltrial.imaging") / "methods.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+def describe_methods(lesion_method: str) -> dict[str, Any]:
+    """How the lungs and the lesions were found, with the limits a reader must know."""
+    methods = copy.deepcopy(load_methods())
+    lesions = methods["lesions"][lesion_method]
+    described: dict[str, Any] = {
+        "lungs": {"method": "density", **methods["lungs"]["density"]},
+        "lesions": {"method": lesion_method, **lesions},
+        "limits": list(methods["limits"]),
+    }
+    if lesion_method == "density":
+        bands = load_bands()["bands"]
+        described["lesions"]["bands_hu"] = {
+            name: list(bands[name]) for name in ("ground_glass", "consolidation")
+        }
+    return described
+
+
+def _input_kind(volume: CtVolume) -> str:
+    """``DICOM series``, ``display image`` (an 8-bit PNG/JPEG…) or ``volume file``."""
+    if volume.meta.get("instances"):
+        return "DICOM series"
+    if volume.source.lower().endswith(DISPLAY_SUFFIXES):
+        return "display image"
+    return "volume file"
 
 
 def _in_voxels(payload: dict, per_ml: float) -> dict:
@@ -175,7 +250,7 @@ def write_refusal(source: str, reason: str, folder: Path | str) -> Path:
     """Write ``result.json`` saying why ``source`` was not scored (no masks)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in ("lungs.nii.gz", "lesions.nii.gz", "overlay.png"):
+    for stale in ("lungs.nii.gz", "lesions.nii.gz", "overlay.png", SEG_FILE):
         (folder / stale).unlink(missing_ok=True)  # an earlier result of this input
     payload = {"source": source, "scorable": False, "reason": reason}
     (folder / "result.json").write_text(json.dumps(payload, indent=2), encoding="utf-8")
@@ -185,7 +260,9 @@ def write_refusal(source: str, reason: str, folder: Path | str) -> Path:
 __all__ = [
     "ScanResult",
     "claim_folder",
+    "describe_methods",
     "input_stem",
+    "load_methods",
     "measure_scan",
     "output_names",
     "write_refusal",
