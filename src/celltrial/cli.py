@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import pandas as pd
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from celltrial import __version__
 from celltrial.cli_support import (
@@ -59,14 +60,22 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
 ) -> None:
     """celltrial: one system from the infusion schedule to the study report."""
+    from celltrial.store import unreadable_times
     from celltrial.store.write_wait import notify_write_waits
 
     notify_write_waits(lambda text: errors.print(text))
+    # a stored time that cannot be read is left out, and said once, when the command ends
+    unreadable_times.forget_unreadable_times()
+    unreadable_times.notify_unreadable_times(
+        lambda text: errors.print(Text.assemble(("warning:", "dark_orange"), " ", text))
+    )
+    ctx.call_on_close(unreadable_times.say_unreadable_times)
 
 
 @app.command()

@@ -47,6 +47,7 @@ from celltrial.services.errors import NotFound
 from celltrial.services.vital_signs import summarize_vital_days
 from celltrial.store import frames as store_frames
 from celltrial.store.models import AuditEvent
+from celltrial.store.unreadable_times import unreadable_time_notes
 from celltrial.study import StudyFrames, StudyHandle, read_study_frames
 from celltrial.timeline import derive_study_day
 
@@ -446,6 +447,7 @@ def _dashboard(study: StudyHandle, state: StudyState) -> Dashboard:
         caveats = list(safety.caveats) + ([safety.conventions] if safety.conventions else [])
     elif state.safety_error:
         caveats = [state.safety_error]
+    caveats += unreadable_time_notes(study.engine)  # a stored time left out: which row to fix
     alerts = (
         [
             {"kind": "serious adverse event", "subject_id": r["subject_id"], "text": _sae(r)}

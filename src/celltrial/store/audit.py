@@ -256,10 +256,15 @@ def check_audit_chain(engine: Engine) -> AuditChainCheck:
             count += 1
             expected = compute_chain_hash(previous, values)
             if values["chain_hash"] != expected:
+                when = (  # None: a stored time that cannot be read (unreadable_times)
+                    "at a time that cannot be read"
+                    if values["time"] is None
+                    else f"at {values['time']:%Y-%m-%d %H:%M:%S} UTC"
+                )
                 what = (
                     f"audit event {values['id']} ({values['action']} {values['table_name']}"
                     f"{' ' + values['row_id'] if values['row_id'] else ''} by {values['user']} "
-                    f"at {values['time']:%Y-%m-%d %H:%M:%S} UTC)"
+                    f"{when})"
                 )
                 problem = (
                     f"{what} has no chain hash: it was written outside celltrial"

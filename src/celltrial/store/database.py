@@ -21,6 +21,8 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 
 from celltrial.errors import StudyBusy, StudyError
 from celltrial.store.audit import StudySession
+from celltrial.store.types import load_times_leniently
+from celltrial.store.unreadable_times import remember_database
 from celltrial.store.write_wait import say_if_write_waits
 
 DATABASE_ENV = "CELLTRIAL_DATABASE_URL"
@@ -59,6 +61,9 @@ def open_engine(url: str) -> Engine:
         raise StudyError(f"cannot use database URL {url!r}: {exc}") from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    elif engine.dialect.driver == "psycopg":  # a stored time it cannot hold: read as unknown
+        event.listen(engine, "connect", load_times_leniently)
+    remember_database(url)
     return engine
 
 

@@ -48,6 +48,13 @@ def _frame(
     return frame
 
 
+def _with_time(frame: pd.DataFrame, column: str = "time") -> pd.DataFrame:
+    """``frame`` without the rows whose ``column`` is unknown: a result whose stored time cannot
+    be read is left out (:mod:`celltrial.store.unreadable_times` names it for correction)."""
+    unknown = frame[column].isna()
+    return frame[~unknown].reset_index(drop=True) if unknown.any() else frame
+
+
 def _subject_filter(statement: Select, study_id: str, cohort: str | None) -> Select:
     statement = statement.where(Subject.study_id == study_id)
     if cohort is None:
@@ -179,7 +186,7 @@ def read_observations(
     frame = _frame(
         engine, statement.order_by(Subject.code, Observation.time, Observation.id), ("time",)
     )
-    frame = derive_study_day(frame, first_infusion, zone)
+    frame = derive_study_day(_with_time(frame), first_infusion, zone)
     return frame[list(OBSERVATION_COLUMNS)]
 
 
@@ -205,7 +212,7 @@ def read_adverse_events(
         study_id,
         None,
     ).order_by(Subject.code, AdverseEvent.onset_at, AdverseEvent.id)
-    frame = _frame(engine, statement, ("onset", "resolved"))
+    frame = _with_time(_frame(engine, statement, ("onset", "resolved")), "onset")
     frame = derive_study_day(
         frame, first_infusion, zone, time_column="onset", day_column="onset_day"
     )
@@ -227,7 +234,7 @@ def read_clinical_status(
         study_id,
         None,
     ).order_by(Subject.code, ClinicalStatus.time, ClinicalStatus.id)
-    frame = derive_study_day(_frame(engine, statement, ("time",)), first_infusion, zone)
+    frame = derive_study_day(_with_time(_frame(engine, statement, ("time",))), first_infusion, zone)
     return frame[list(CLINICAL_STATUS_COLUMNS)]
 
 
@@ -246,7 +253,7 @@ def read_imaging(
         study_id,
         None,
     ).order_by(Subject.code, ImagingStudy.time, ImagingStudy.id)
-    return derive_study_day(_frame(engine, statement, ("time",)), first_infusion, zone)
+    return derive_study_day(_with_time(_frame(engine, statement, ("time",))), first_infusion, zone)
 
 
 def read_import_batches(engine: Engine) -> pd.DataFrame:
@@ -295,7 +302,7 @@ def read_ct_results(
     )
     if subject is not None:
         statement = statement.where(Subject.code == subject)
-    frame = _frame(engine, statement, ("time",))
+    frame = _with_time(_frame(engine, statement, ("time",)))
     frame["lesion_ml"] = frame["ggo_ml"] + frame["consolidation_ml"]
     return frame
 
@@ -375,4 +382,4 @@ def _chunk_frame(rows: list[tuple], names: list[str]) -> pd.DataFrame:
     frame["time"] = pd.to_datetime(frame["time"], utc=True)
     for column in ("value", "ref_low", "ref_high"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
-    return frame.drop(columns="subject_key")
+    return _with_time(frame.drop(columns="subject_key"))
