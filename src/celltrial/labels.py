@@ -6,6 +6,7 @@ reads "Onset day" and "×10⁹/L", never ``onset_day`` or ``10^9/L``.
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from importlib import resources
 
@@ -58,3 +59,63 @@ def value_label(value: str) -> str:
     if "_" in value and " " not in value and value.islower():
         return value.replace("_", " ")
     return value
+
+
+def header_label(name: str) -> str:
+    """A table header: a listed column label, a test code as its name with its unit, else
+    :func:`column_label`."""
+    if name in _labels()["columns"]:
+        return _labels()["columns"][name]
+    if name in _labels()["assessments"] or name in load_catalogue():
+        label = assessment_label(name, unit=True)
+        return label[:1].upper() + label[1:]
+    if _SYMBOL.match(name):  # p, n pairs, t-test: statistical symbols keep their case
+        return name
+    return column_label(name)
+
+
+def assessment_label(code: str, *, unit: bool = False) -> str:
+    """An assessment code as people name it: a catalogued test (with its unit when ``unit``),
+    or WHO → "WHO clinical progression scale", CT → "chest CT"; other text as it is."""
+    listed = _labels()["assessments"].get(code)
+    if listed is not None:
+        return listed
+    if code in load_catalogue():
+        return test_label(code) if unit else marker_label(code)[0]
+    return code
+
+
+def name_codes(text: str) -> str:
+    """Every catalogued test code written in ``text`` as its name: "Day 1: PLAT not done" →
+    "Day 1: Platelets not done" (whole upper-case words only, so other text is left alone)."""
+    catalogue = load_catalogue()
+    return _CODE.sub(
+        lambda m: marker_label(m.group(0))[0] if m.group(0) in catalogue else m.group(0), text
+    )
+
+
+def plain_words(text: str) -> str:
+    """Analysis text as a reader reads it: variable names in words (``log_LYM`` → "log
+    lymphocytes", ``days_since_admission`` → "days since admission"), units as people write them
+    (10^9/L → ×10⁹/L) and ≥/≤ for >=/<=."""
+    text = _NAME.sub(lambda m: _variable_words(m.group(0)), text)
+    text = text.replace(" >= ", " ≥ ").replace(" <= ", " ≤ ")
+    return _UNIT.sub(lambda m: display_unit(m.group(0)), text)
+
+
+def _variable_words(name: str) -> str:
+    if name.startswith("log_") and "_" not in name[4:]:
+        return f"log {_lower_first(marker_label(name[4:])[0])}"
+    listed = _labels()["columns"].get(name)
+    return _lower_first(listed) if listed else name.replace("_", " ")
+
+
+def _lower_first(words: str) -> str:
+    """ "Lymphocytes" → "lymphocytes", but "C-reactive protein" and "CD4+ T cells" stay."""
+    return words[:1].lower() + words[1:] if words[1:2].islower() else words
+
+
+_NAME = re.compile(r"(?<![\w/.])[a-z][a-z0-9]*(?:_[A-Za-z0-9]+)+(?!\w|/|\.\w)")
+_UNIT = re.compile(r"(?<![\w×])(?:10\^\d+/L|cells/uL|ug/L|umol/L|ug/mL)(?!\w)")
+_SYMBOL = re.compile(r"[a-z](?:$|[ -])")
+_CODE = re.compile(r"(?<![\w+-])[A-Z][A-Z0-9]+(?![\w+-])")

@@ -53,8 +53,11 @@ def test_analysis_covers_markers_status_and_findings(analysis) -> None:
     # the key visit is the protocol's (Day 14), not chosen from the data; CRP has 2 pairs there
     assert handle_key_visit(analysis) == {"Day 14"}
     crp = next(t for t in texts if t.startswith("C-reactive protein"))
+    # S004 died on day 14 without a Day 14 value; S002 and S005 have none (values on days 25, 28)
     assert crp.startswith(
-        "C-reactive protein: Day 14 is the pre-specified key visit; only 2 patient(s) have both"
+        "C-reactive protein: Day 14 is the pre-specified key visit; only 2 of 5 treated patients "
+        "have both a baseline and a Day 14 value (1 died in the Day 14 window; 2 had no Day 14 "
+        "value) — too few"
     )
     assert "or run the test" in crp
     assert texts[-1].startswith("What the design allows: 5 patients")
@@ -172,7 +175,9 @@ def test_holm_family_is_the_same_in_the_cli_and_the_report(study, analysis) -> N
     html = str(build_efficacy_section(context).html)
     paired = re.search(r"Baseline vs each later visit.*?</table>", html, re.S).group(0)
     for visit, p in cli.items():
-        row = re.search(rf"<tr><td>CRP</td><td>{re.escape(visit)}</td>(.*?)</tr>", paired, re.S)
+        row = re.search(  # the report names the marker: CRP → C-reactive protein
+            rf"<tr><td>C-reactive protein</td><td>{re.escape(visit)}</td>(.*?)</tr>", paired, re.S
+        )
         assert row, visit
         cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(1))
         assert cells[6] == p_number(p)  # n pairs, scale, HL, CI, exact p, smallest p, Holm p
@@ -183,4 +188,7 @@ def test_holm_family_is_the_same_in_the_cli_and_the_report(study, analysis) -> N
         app, ["efficacy", str(handle.directory), "--test", "CRP"], env={"COLUMNS": "300"}
     )
     assert family in text.output.replace("\n", " ")
-    assert "DDIMER, CRP, IL6, LYM, NEUT, CD4, CD19, CD1656" in html
+    assert (  # the report names the markers the command line lists by code
+        "D-dimer (FEU), C-reactive protein, Interleukin-6, Lymphocytes, Neutrophils, CD4+ T cells "
+        "(absolute), CD19+ B cells (absolute), CD16+CD56+ NK cells (absolute)" in html
+    )

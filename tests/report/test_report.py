@@ -82,11 +82,11 @@ def test_infusion_table_equals_the_data(demo, html):
 def test_lots_table_states_release(demo, html):
     rows = table(html, "Cell-product lots")
     header, body = rows[0], rows[1:]
-    assert header[0] == "lot" and "criteria met" in header
+    assert header[0] == "Lot" and "Criteria met" in header
     lots = read_study_frames(demo.study).lots
     assert [r[0] for r in body] == lots["lot_id"].tolist()
-    assert all(r[header.index("criteria met")] == "yes" for r in body)
-    assert sum(int(r[header.index("infusions")]) for r in body) == 12
+    assert all(r[header.index("Criteria met")] == "yes" for r in body)
+    assert sum(int(r[header.index("Infusions")]) for r in body) == 12
 
 
 def test_deviation_counts_equal_the_overview(demo, html):
@@ -114,10 +114,16 @@ def test_cells_formatting():
     assert format_cells(2.5e8) == "2.5 × 10⁸"
 
 
-@pytest.mark.skipif(PDFTOPPM is None, reason="pdftoppm (poppler-utils) is not installed")
-def test_pdf_renders_to_non_blank_pages(demo, tmp_path):
+@pytest.fixture(scope="module")
+def pdf(demo, tmp_path_factory):
     pytest.importorskip("weasyprint", reason="WeasyPrint is not installed")
-    (pdf,) = write_report(demo.study, out=tmp_path / "r.pdf", report_format="pdf")
+    out = tmp_path_factory.mktemp("pdf") / "r.pdf"
+    (path,) = write_report(demo.study, out=out, report_format="pdf", today=demo.overview.today)
+    return path
+
+
+@pytest.mark.skipif(PDFTOPPM is None, reason="pdftoppm (poppler-utils) is not installed")
+def test_pdf_renders_to_non_blank_pages(pdf, tmp_path):
     subprocess.run([PDFTOPPM, "-r", "40", "-gray", str(pdf), str(tmp_path / "page")], check=True)
     pages = sorted(tmp_path.glob("page-*.pgm"))
     assert len(pages) >= 5
@@ -189,7 +195,7 @@ def test_data_quality_lists_import_warnings(demo, tmp_path):
     (html_path,) = write_report(demo.study, out=tmp_path / "q.html")
     rows = table(html_path.read_text(encoding="utf-8"), "Validation messages of each import")
     header, body = rows[0], rows[1:]
-    assert header == ["batch", "source", "severity", "kind", "count"]
+    assert header == ["Batch", "Source", "Severity", "Kind", "Count"]
     assert any(r[1] == "labs.csv" and r[2] == "warning" for r in body)
 
 

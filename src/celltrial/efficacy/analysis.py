@@ -8,7 +8,7 @@ the report section and the ``celltrial efficacy`` command render it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import numpy as np
@@ -21,6 +21,11 @@ from celltrial.efficacy.clinical_status import (
     ClinicalStatusSummary,
     derive_who_scale,
     summarize_clinical_status,
+)
+from celltrial.efficacy.denominators import (
+    Denominator,
+    derive_follow_up_days,
+    summarize_pair_denominator,
 )
 from celltrial.efficacy.findings import Finding, compute_direction_counts, summarize_findings
 from celltrial.efficacy.mixed import MixedModelResult, summarize_mixed_model
@@ -47,7 +52,10 @@ EFFICACY_MARKERS: tuple[str, ...] = ("DDIMER", "CRP", "IL6", "LYM", "NEUT", "CD4
 
 @dataclass(frozen=True, eq=False)
 class EfficacyAnalysis:
-    """Everything :func:`summarize_efficacy` computed (``summary``: per-marker key results)."""
+    """Everything :func:`summarize_efficacy` computed (``summary``: per-marker key results;
+    ``n``: subjects enrolled, ``n_treated``: those with a first infusion, whom the findings count;
+    ``denominators``: per marker, the treated at its key visit and why those without a pair are
+    missing)."""
 
     summary: pd.DataFrame
     tests: tuple[str, ...]
@@ -65,6 +73,8 @@ class EfficacyAnalysis:
     n: int
     method: str
     caveats: tuple[str, ...]
+    n_treated: int = 0
+    denominators: Mapping[str, Denominator] = field(default_factory=lambda: MappingProxyType({}))
 
 
 def visit_table(protocol: Protocol) -> pd.DataFrame:
@@ -109,6 +119,7 @@ def summarize_efficacy(
     tests: Sequence[str] | None = None,
     confidence: float = 0.95,
     key_visit_day: int | None = None,
+    today: pd.Timestamp | None = None,
 ) -> EfficacyAnalysis:
     """Run the efficacy analysis of a study's own subjects on the protocol's schedule.
 
@@ -117,8 +128,12 @@ def summarize_efficacy(
     summaries, baseline-vs-visit exact tests and a mixed model; then oxygenation, the WHO scale
     and its outcomes, responders and findings. Holm's adjustment runs over one family whatever
     ``tests`` asks for (:func:`holm_family_markers` × post-baseline visits); the findings are
-    stated at the protocol's pre-specified key visit (``key_visit_day`` overrides it).
+    stated at the protocol's pre-specified key visit (``key_visit_day`` overrides it), their
+    counts of every treated subject with the reasons those without a pair are missing as of
+    ``today`` (default: now; see :mod:`celltrial.efficacy.denominators`).
     """
+    if today is None:
+        today = pd.Timestamp.now(tz="UTC")
     observations = frames.observations
     present = set(observations["test"].dropna().astype(str))
     wanted = tuple(tests) if tests else tuple(t for t in EFFICACY_MARKERS if t in present)
@@ -166,14 +181,18 @@ def summarize_efficacy(
         if len(status)
         else None
     )
+    follow_up = derive_follow_up_days(subjects, today=today, zone=zone)
+    treated = [s for s in subjects["subject_id"] if s in follow_up.index]
     responders = summarize_responders(
         rows_for_responders(observations, rows, first_infusion, protocol),
-        subjects=subjects["subject_id"],
+        subjects=treated,
         clinical=clinical,
         confidence=confidence,
+        follow_up=follow_up,
     )
     key_visit = key_visit_of(protocol, day=key_visit_day)
     key_visits = {t: key_visit for t in wanted} if key_visit is not None else {}
+    denominators = _denominators(rows, follow_up, protocol, key_visits)
     findings = summarize_findings(
         paired,
         compute_direction_counts(rows),
@@ -182,15 +201,16 @@ def summarize_efficacy(
         favourable=load_responder_rules().favourable_direction,
         responders=responders,
         clinical=clinical,
-        n_subjects=len(subjects),
+        n_subjects=len(treated),
         prespecified=True,
+        denominators=denominators,
     )
     summary = _key_results(wanted, paired, mixed, key_visits)
     caveats = list(paired.caveats)
-    if len(subjects) < 10:
+    if len(treated) < 10:
         caveats.append(
-            f"{len(subjects)} subjects: every estimate is imprecise; the individual trajectories "
-            "are the primary evidence"
+            f"{len(treated)} treated subjects: every estimate is imprecise; the individual "
+            "trajectories are the primary evidence"
         )
     return EfficacyAnalysis(
         summary=summary,
@@ -209,7 +229,29 @@ def summarize_efficacy(
         n=len(subjects),
         method=_method(protocol, visits, paired, mixed, oxygen_summary, clinical, responders),
         caveats=tuple(dict.fromkeys(caveats)),
+        n_treated=len(treated),
+        denominators=MappingProxyType(denominators),
     )
+
+
+def _denominators(
+    rows: pd.DataFrame,
+    follow_up: pd.DataFrame,
+    protocol: Protocol,
+    key_visits: Mapping[str, str],
+) -> dict[str, Denominator]:
+    """Per marker: the treated subjects at its key visit and why those without a pair are
+    missing (the visit's window from the protocol)."""
+    windows = {v.name: (v.day, v.day + v.window_after) for v in protocol.visits}
+    out = {}
+    for test, visit in key_visits.items():
+        if visit not in windows:
+            continue
+        day, last_day = windows[visit]
+        out[test] = summarize_pair_denominator(
+            rows, follow_up, test=test, visit=visit, day=day, last_day=last_day
+        )
+    return out
 
 
 def rows_for_responders(
@@ -303,7 +345,10 @@ def _method(
         parts.append(f"Clinical status: {clinical.method}.")
     parts.append(f"Responders: {responders.method}.")
     parts.append(
-        "Findings are worded from these results by fixed rules: direction counts, the "
+        "Findings are worded from these results by fixed rules: direction counts of every "
+        "treated subject (first infusion given), with why those without a pair are missing "
+        "(died or withdrew before the visit window closed, window not yet closed, no baseline "
+        "value, no value at the visit) — the tests and estimates use the pairs available; the "
         "Hodges–Lehmann estimate with its achieved-level interval and the exact p, with the "
         "smallest achievable p stated when it exceeds α, Holm adjustment when p < α, and no causal "
         "verbs (single arm, no control)."

@@ -49,8 +49,12 @@ def efficacy(
         study = open_study(directory, db_url=db, read_only=True)
         frames = read_study_frames(study)
         analysis = summarize_efficacy(frames, study.protocol, tests=[t.upper() for t in test or []])
-        output.title(f"{study.study_id} — efficacy, {analysis.n} subjects")
-        if analysis.n == 0:
+        untreated = analysis.n - analysis.n_treated
+        output.title(
+            f"{study.study_id} — efficacy, {analysis.n_treated} treated subjects"
+            + (f" ({untreated} enrolled but not treated)" if untreated else "")
+        )
+        if analysis.n_treated == 0:
             output.line(
                 "No treated subjects yet: the efficacy analysis starts once subjects have "
                 "an infusion (celltrial import, or the web app)."

@@ -9,6 +9,9 @@ The wording rules, in order of strength (``Finding.evidence``):
 * ``"nominal"``: p < α unadjusted, but not after Holm's adjustment over all comparisons;
 * ``"adjusted"``: Holm-adjusted p < α.
 
+Counts are of every treated patient (``Denominator``): "fell in 3 of 5 treated patients (1 died
+before Day 14; 1 had no Day 14 value)", never "3 of 3"; tests and estimates stay on the pairs.
+
 Verbs describe what was measured ("fell", "rose"), never what caused it ("improved", "alleviated"):
 a single-arm study cannot separate the cells from the natural course and standard care.
 """
@@ -23,6 +26,7 @@ import pandas as pd
 
 from celltrial.efficacy.changes import PairedChangeSummary
 from celltrial.efficacy.clinical_status import ClinicalStatusSummary
+from celltrial.efficacy.denominators import Denominator, count_reasons, select_pair_rows
 from celltrial.efficacy.paired import PairedComparison
 from celltrial.efficacy.responders import ResponderSummary
 from celltrial.efficacy.signedrank import compute_snapped
@@ -85,6 +89,7 @@ def state_paired_change(
     alpha: float = 0.05,
     favourable: str | None = None,
     prespecified: bool = False,
+    denominator: Denominator | None = None,
 ) -> Finding:
     """Word one baseline-vs-visit comparison (``compare_paired`` result and direction counts).
 
@@ -92,26 +97,36 @@ def state_paired_change(
     and ``n_tests`` give the multiplicity context; ``favourable`` ("up"/"down") only adds "the
     direction hoped for" — it never changes the test. ``prespecified``: ``visit`` is the
     protocol's key visit (said, with the number of pairs, also when too few to test).
+    ``denominator``: the treated patients, and why those without a pair are missing — counts are
+    then "of N treated" with the reasons, and the estimate says how many pairs it rests on.
     """
     n = comparison.n
     span = f"from baseline to {visit}" + (" (the pre-specified key visit)" if prespecified else "")
     key = f"{visit} is the pre-specified key visit; " if prespecified else ""
+    why = denominator.describe() if denominator is not None else ""
     if n == 0:
-        return Finding(
-            marker,
-            f"{marker}: {key}no patient has both a baseline and a {visit} value"
-            + (": the test is not run." if prespecified else "."),
-            "no data",
+        text = f"{marker}: {key}no patient has both a baseline and a {visit} value" + (
+            ": the test is not run" if prespecified else ""
         )
+        if denominator is not None:
+            text += f"; of {denominator.treated} treated, {why or 'none missing'}"
+        return Finding(marker, text + ".", "no data")
     if n < MIN_PAIRS:
+        who = (
+            f"{n} of {denominator.treated} treated patients have"
+            if denominator is not None
+            else f"{n} patient(s) have"
+        )
         return Finding(
             marker,
-            f"{marker}: {key}only {n} patient(s) have both a baseline and a {visit} value — too "
-            f"few to estimate a change"
+            f"{marker}: {key}only {who} both a baseline and a {visit} value"
+            + (f" ({why})" if why else "")
+            + " — too few to estimate a change"
             + (" or run the test" if prespecified else "")
             + f"; {marker} {_counts(n_down, n_up, n_same)}.",
             "too few",
         )
+    of = f"{denominator.treated} treated patients" if denominator is not None else f"{n} patients"
     if n_down > n_up and n_down > n_same:
         direction, count = "fell", n_down
     elif n_up > n_down and n_up > n_same:
@@ -122,12 +137,14 @@ def state_paired_change(
         others = _counts(
             0 if direction == "fell" else n_down, 0 if direction == "rose" else n_up, n_same
         )
-        head = f"{marker} {direction} {span} in {count} of {n} patients"
-        head += f" ({others})" if others else ""
+        head = f"{marker} {direction} {span} in {count} of {of}"
+        aside = "; ".join(part for part in (others, why) if part)
+        head += f" ({aside})" if aside else ""
         if favourable and (direction == "fell") == (favourable == "down"):
             head += ", the direction hoped for"
     else:
-        head = f"{marker} did not move one way {span}: it {_counts(n_down, n_up, n_same)} of {n}"
+        head = f"{marker} did not move one way {span}: it {_counts(n_down, n_up, n_same)} of {of}"
+        head += f" ({why})" if why else ""
     level = format_level(comparison.ci_level)
     exact = "exact " if comparison.exact else ""
     low, high = comparison.ci
@@ -147,7 +164,8 @@ def state_paired_change(
         )
         null, null_text = 0.0, "no change"
     p_text = f"{exact}{format_p(comparison.p_value)}"
-    text = f"{head}; {estimate}; {p_text}"
+    on = f"on the {n} with both values, " if why else ""
+    text = f"{head}; {on}{estimate}; {p_text}"
     holm = p_holm is not None and bool(np.isfinite(p_holm))
     outside = p_holm is not None and not holm  # NaN: not in the Holm family
     excludes = bool(np.isfinite(low) and np.isfinite(high) and (low > null or high < null))
@@ -187,12 +205,7 @@ def compute_direction_counts(observations: pd.DataFrame) -> pd.DataFrame:
     Uses the same rows as :func:`~celltrial.efficacy.changes.summarize_paired_changes`
     (scheduled, after the baseline time, both values present).
     """
-    keep = observations["visit"].notna() & observations["baseline"].notna()
-    keep &= observations["value"].notna()
-    keep &= (observations["time"] > observations["baseline_time"]).fillna(False).astype(bool)
-    if "unscheduled" in observations.columns:
-        keep &= ~observations["unscheduled"].fillna(False).astype(bool)
-    rows = observations.loc[keep, ["test", "visit", "value", "baseline"]]
+    rows = observations.loc[select_pair_rows(observations), ["test", "visit", "value", "baseline"]]
     records = []
     for (test, visit), group in rows.groupby(["test", "visit"], sort=False):
         d = compute_snapped(group["value"].to_numpy(float) - group["baseline"].to_numpy(float))
@@ -219,13 +232,18 @@ def summarize_findings(
     clinical: ClinicalStatusSummary | None = None,
     n_subjects: int | None = None,
     prespecified: bool = False,
+    denominators: Mapping[str, Denominator] | None = None,
 ) -> list[Finding]:
     """Findings for each marker at its key visit, the responder rules and the clinical course.
 
     ``markers`` maps test code → (display name, unit); ``key_visits`` test code → visit label;
     ``directions`` is :func:`compute_direction_counts`; ``prespecified``: the key visits are the
-    protocol's pre-specified key visit. The last finding says what the design allows.
+    protocol's pre-specified key visit. ``denominators``: per test code, the treated patients at its
+    key visit and why those without a pair are missing. Responder counts are of every subject in
+    ``responders`` (the treated), with why those not counted are not. The last finding says what
+    the design allows.
     """
+    denominators = denominators or {}
     alpha = 1.0 - paired.confidence
     favourable = favourable or {}
     findings: list[Finding] = []
@@ -237,14 +255,18 @@ def summarize_findings(
         if visit is None:
             findings.append(Finding(name, f"{name}: no baseline-to-visit pairs.", "no data"))
             continue
+        denominator = denominators.get(test)
         if key not in paired.comparisons:
             text = (
                 f"{name}: {visit} is the pre-specified key visit; no patient has both a baseline "
-                f"and a {visit} value: the test is not run."
+                f"and a {visit} value: the test is not run"
                 if prespecified
-                else f"{name}: no baseline-to-visit pairs."
+                else f"{name}: no baseline-to-visit pairs"
             )
-            findings.append(Finding(name, text, "no data"))
+            if denominator is not None:
+                missing = denominator.describe() or "none missing"
+                text += f"; of {denominator.treated} treated, {missing}"
+            findings.append(Finding(name, text + ".", "no data"))
             continue
         row = counts.loc[key] if counts is not None and key in counts.index else None
         findings.append(
@@ -261,11 +283,29 @@ def summarize_findings(
                 alpha=alpha,
                 favourable=favourable.get(test),
                 prespecified=prespecified,
+                denominator=denominator,
             )
         )
     if responders is not None:
+        listing = responders.listing
+        days = {rule.id: rule.by_day for rule in responders.rules}
         for item in responders.summary.itertuples(index=False):
-            findings.append(state_responders(item, confidence=responders.confidence))
+            part = listing[listing["rule"] == item.rule]
+            counted = part["status"].isin(["responder", "non-responder"])
+            denominator = Denominator(
+                len(part), count_reasons(part.loc[~counted, "reason"], order=RESPONDER_ORDER)
+            )
+            reason = part["reason"].astype(str)
+            died = int((part["status"].eq("non-responder") & reason.str.startswith("died")).sum())
+            findings.append(
+                state_responders(
+                    item,
+                    confidence=responders.confidence,
+                    denominator=denominator,
+                    died=died,
+                    by_day=days.get(item.rule),
+                )
+            )
     if clinical is not None:
         findings.append(state_clinical(clinical))
     findings.append(state_design(n_subjects if n_subjects is not None else _n(paired), paired))
@@ -276,10 +316,26 @@ def _n(paired: PairedChangeSummary) -> int:
     return int(paired.summary["n"].max()) if len(paired.summary) else 0
 
 
-def state_responders(row: object, *, confidence: float) -> Finding:
-    """One responder rule: k of n with its exact interval."""
+#: Reasons a subject is not counted by a responder rule, in the order they are stated (the rule's
+#: day varies; these come first when present).
+RESPONDER_ORDER = ("had no baseline value", "had no baseline WHO score")
+
+
+def state_responders(
+    row: object,
+    *,
+    confidence: float,
+    denominator: Denominator | None = None,
+    died: int = 0,
+    by_day: float | None = None,
+) -> Finding:
+    """One responder rule: k of n with its exact interval; with a ``denominator``, k of every
+    treated patient with the reasons the others are not counted, and how many non-responders
+    (``died``) died by the rule's day (``by_day``); the interval stays on the n evaluable."""
     label = str(row.label)  # type: ignore[attr-defined]
     k, n = int(row.responders), int(row.evaluable)  # type: ignore[attr-defined]
+    if denominator is not None:
+        return _state_responders_of_treated(row, k, n, confidence, denominator, died, by_day)
     if n == 0:
         return Finding(label, f"{label}: no evaluable patient.", "no data")
     extra = []
@@ -294,6 +350,36 @@ def state_responders(row: object, *, confidence: float) -> Finding:
         f"{100 * row.ci_high:.0f} %."  # type: ignore[attr-defined]
     )
     return Finding(label, text, "too few" if n < MIN_PAIRS else "descriptive")
+
+
+def _state_responders_of_treated(
+    row: object,
+    k: int,
+    n: int,
+    confidence: float,
+    denominator: Denominator,
+    died: int,
+    by_day: float | None,
+) -> Finding:
+    label = str(row.label)  # type: ignore[attr-defined]
+    why = denominator.describe()
+    if n == 0:
+        text = f"{label}: no evaluable patient of {denominator.treated} treated" + (
+            f" ({why})." if why else "."
+        )
+        return Finding(label, text, "no data")
+    parts = [f"{label}: {k} of {denominator.treated} treated patients"]
+    if died:
+        when = f" by day {by_day:g}" if by_day is not None else ""
+        parts[0] += f" ({died} of the non-responders died{when})"
+    if why:
+        parts.append(why)
+    ci = (
+        f"exact {format_level(confidence)} CI {100 * row.ci_low:.0f} % to "  # type: ignore[attr-defined]
+        f"{100 * row.ci_high:.0f} %"  # type: ignore[attr-defined]
+    )
+    parts.append(f"{k} of the {n} evaluable, {ci}" if why else ci)
+    return Finding(label, "; ".join(parts) + ".", "too few" if n < MIN_PAIRS else "descriptive")
 
 
 def state_clinical(clinical: ClinicalStatusSummary) -> Finding:

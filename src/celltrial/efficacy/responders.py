@@ -15,6 +15,7 @@ import yaml
 from scipy import stats
 
 from celltrial.efficacy.clinical_status import ClinicalStatusSummary
+from celltrial.efficacy.denominators import explain_unevaluable
 from celltrial.efficacy.normalisation import summarize_time_to_normal
 from celltrial.efficacy.observations import check_confidence
 from celltrial.errors import CelltrialError
@@ -22,6 +23,10 @@ from celltrial.frames import check_columns
 
 KINDS = ("percent_change", "back_in_range", "who_improvement")
 STATUSES = ("responder", "non-responder", "not evaluable", "not applicable")
+
+#: One result of a rule for one subject: status, day of response, detail, reason — why the subject
+#: is not evaluable or not applicable, or "died by day N" for a non-responder who died ("" else).
+Result = tuple[str, float, str, str]
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,9 @@ def load_responder_rules() -> ResponderRules:
 
 @dataclass(frozen=True, eq=False)
 class ResponderSummary:
-    """``listing``: one row per subject × rule; ``summary``: per rule counts and exact CI."""
+    """``listing``: one row per subject × rule (``reason``: why not evaluable or not applicable,
+    or that a non-responder died, in words that group); ``summary``: per rule counts and exact
+    CI."""
 
     summary: pd.DataFrame
     listing: pd.DataFrame
@@ -113,6 +120,7 @@ def summarize_responders(
     clinical: ClinicalStatusSummary | None = None,
     rules: ResponderRules | None = None,
     confidence: float = 0.95,
+    follow_up: pd.DataFrame | None = None,
 ) -> ResponderSummary:
     """Classify each subject by each rule; count responders with a Clopper–Pearson interval.
 
@@ -120,6 +128,9 @@ def summarize_responders(
     :func:`~celltrial.efficacy.baseline.derive_change_from_baseline` and ``study_day``.
     ``subjects`` lists every subject to classify (a subject with no data is "not evaluable").
     ``clinical`` gives death days and the WHO course; without it WHO rules are not evaluable.
+    ``follow_up`` (:func:`~celltrial.efficacy.denominators.derive_follow_up_days`) says why a
+    subject without values is not evaluable (withdrawn, or the rule's day not yet passed), and
+    gives death days where ``clinical`` has none.
     """
     confidence = check_confidence(confidence)
     check_columns(
@@ -130,18 +141,20 @@ def summarize_responders(
     rules = rules or load_responder_rules()
     ids = [str(s) for s in pd.unique(pd.Series(list(subjects), dtype=object))]
     death: dict[str, float] = {}
+    if follow_up is not None and "died" in follow_up:
+        death = {str(k): float(v) for k, v in follow_up["died"].items()}
     if clinical is not None:
         table = clinical.summary
-        death = dict(zip(table["subject_id"], table["death_day"].astype(float), strict=True))
+        death |= dict(zip(table["subject_id"], table["death_day"].astype(float), strict=True))
     records = []
     for rule in rules.rules:
         if rule.kind == "percent_change":
-            results = _percent_change(observations, rule, ids, death)
+            results = _percent_change(observations, rule, ids, death, follow_up)
         elif rule.kind == "back_in_range":
-            results = _back_in_range(observations, rule, ids, death)
+            results = _back_in_range(observations, rule, ids, death, follow_up)
         else:
-            results = _who(clinical, rule, ids)
-        for subject, (status, day, detail) in zip(ids, results, strict=True):
+            results = _who(clinical, rule, ids, follow_up)
+        for subject, (status, day, detail, reason) in zip(ids, results, strict=True):
             records.append(
                 {
                     "subject_id": subject,
@@ -150,10 +163,11 @@ def summarize_responders(
                     "status": status,
                     "day": day,
                     "detail": detail,
+                    "reason": reason,
                 }
             )
     listing = pd.DataFrame.from_records(
-        records, columns=["subject_id", "rule", "label", "status", "day", "detail"]
+        records, columns=["subject_id", "rule", "label", "status", "day", "detail", "reason"]
     )
     rows = []
     for rule in rules.rules:
@@ -218,9 +232,26 @@ def _died_by(death: Mapping[str, float], subject: str, day: float) -> bool:
     return bool(np.isfinite(value) and value <= day)
 
 
+def _no_values(subject: str, follow_up: pd.DataFrame | None, by_day: float) -> Result:
+    why = explain_unevaluable(subject, follow_up, by_day=by_day)
+    return (
+        "not evaluable",
+        np.nan,
+        why or f"no value on days 1–{by_day:g}",
+        why or f"had no value on days 1–{by_day:g}",
+    )
+
+
+NO_BASELINE: Result = ("not evaluable", np.nan, "no baseline value", "had no baseline value")
+
+
 def _percent_change(
-    observations: pd.DataFrame, rule: ResponderRule, ids: list[str], death: Mapping[str, float]
-) -> list[tuple[str, float, str]]:
+    observations: pd.DataFrame,
+    rule: ResponderRule,
+    ids: list[str],
+    death: Mapping[str, float],
+    follow_up: pd.DataFrame | None,
+) -> list[Result]:
     frame = _rows(observations, rule)
     threshold = float(rule.threshold_pct or 0.0)
     has_base = set(frame.loc[frame["baseline"].notna(), "subject_id"])
@@ -232,65 +263,87 @@ def _percent_change(
     met = post["pct_change"] <= threshold if threshold < 0 else post["pct_change"] >= threshold
     first = post[met].drop_duplicates("subject_id").set_index("subject_id")
     best = post.groupby("subject_id")["pct_change"].agg("min" if threshold < 0 else "max")
-    out = []
+    died = f"died by day {rule.by_day:g}"
+    out: list[Result] = []
     for subject in ids:
         if subject in first.index:
             row = first.loc[subject]
-            out.append(("responder", float(row["study_day"]), f"{row['pct_change']:+.0f} %"))
+            out.append(("responder", float(row["study_day"]), f"{row['pct_change']:+.0f} %", ""))
         elif subject not in has_base:
-            out.append(("not evaluable", np.nan, "no baseline value"))
+            out.append(NO_BASELINE)
         elif subject in best.index:
-            out.append(("non-responder", np.nan, f"largest change {best[subject]:+.0f} %"))
+            reason = died if _died_by(death, subject, rule.by_day) else ""
+            out.append(("non-responder", np.nan, f"largest change {best[subject]:+.0f} %", reason))
         elif _died_by(death, subject, rule.by_day):
-            out.append(("non-responder", np.nan, f"died by day {rule.by_day:g}"))
+            out.append(("non-responder", np.nan, died, died))
         else:
-            out.append(("not evaluable", np.nan, f"no value on days 1–{rule.by_day:g}"))
+            out.append(_no_values(subject, follow_up, rule.by_day))
     return out
 
 
 def _back_in_range(
-    observations: pd.DataFrame, rule: ResponderRule, ids: list[str], death: Mapping[str, float]
-) -> list[tuple[str, float, str]]:
+    observations: pd.DataFrame,
+    rule: ResponderRule,
+    ids: list[str],
+    death: Mapping[str, float],
+    follow_up: pd.DataFrame | None,
+) -> list[Result]:
     frame = _rows(observations, rule)
     frame = frame[frame["study_day"].isna() | (frame["study_day"] <= rule.by_day)]
     if frame.empty or "is_baseline" not in frame:
-        return [("not evaluable", np.nan, "no baseline value")] * len(ids)
+        return [NO_BASELINE] * len(ids)
     normal = summarize_time_to_normal(frame).summary.set_index("subject_id")
     post = frame[(frame["time"] > frame["baseline_time"]) & frame["value"].notna()]
     post = post[post["study_day"] >= 1]
     seen = set(post["subject_id"])
-    out = []
+    died = f"died by day {rule.by_day:g}"
+    out: list[Result] = []
     for subject in ids:
         if subject not in normal.index:
-            out.append(("not evaluable", np.nan, "no baseline value"))
+            out.append(NO_BASELINE)
             continue
         row = normal.loc[subject]
         if not bool(row["abnormal_at_baseline"]):
-            out.append(("not applicable", np.nan, f"in range at baseline ({row['baseline']:g})"))
+            out.append(
+                (
+                    "not applicable",
+                    np.nan,
+                    f"in range at baseline ({row['baseline']:g})",
+                    "in range at baseline (not applicable)",
+                )
+            )
         elif bool(row["normalised"]) and float(row["day"]) >= 1:
-            out.append(("responder", float(row["day"]), f"baseline {row['baseline']:g}"))
+            out.append(("responder", float(row["day"]), f"baseline {row['baseline']:g}", ""))
         elif subject in seen or _died_by(death, subject, rule.by_day):
-            out.append(("non-responder", np.nan, f"baseline {row['baseline']:g}"))
+            reason = died if _died_by(death, subject, rule.by_day) else ""
+            out.append(("non-responder", np.nan, f"baseline {row['baseline']:g}", reason))
         else:
-            out.append(("not evaluable", np.nan, f"no value on days 1–{rule.by_day:g}"))
+            out.append(_no_values(subject, follow_up, rule.by_day))
     return out
 
 
 def _who(
-    clinical: ClinicalStatusSummary | None, rule: ResponderRule, ids: list[str]
-) -> list[tuple[str, float, str]]:
+    clinical: ClinicalStatusSummary | None,
+    rule: ResponderRule,
+    ids: list[str],
+    follow_up: pd.DataFrame | None,
+) -> list[Result]:
     if clinical is None:
-        return [("not evaluable", np.nan, "no clinical status")] * len(ids)
+        return [("not evaluable", np.nan, "no clinical status", "had no clinical status")] * len(
+            ids
+        )
     if rule.points != clinical.points:
         raise CelltrialError(
             f"responder rule {rule.id} wants a {rule.points}-point improvement but the clinical "
             f"summary was computed for {clinical.points} points"
         )
     table = clinical.summary.set_index("subject_id")
-    out = []
+    out: list[Result] = []
     for subject in ids:
         if subject not in table.index or pd.isna(table.loc[subject, "baseline_who"]):
-            out.append(("not evaluable", np.nan, "no baseline WHO score"))
+            out.append(
+                ("not evaluable", np.nan, "no baseline WHO score", "had no baseline WHO score")
+            )
             continue
         row = table.loc[subject]
         event_day = float(row["improvement_time"])
@@ -300,11 +353,28 @@ def _who(
                 if pd.isna(row["improved_day"]) or row["discharge_day"] < row["improved_day"]
                 else f"WHO {row['baseline_who']:g} → ≤ {row['baseline_who'] - rule.points:g}"
             )
-            out.append(("responder", event_day, how))
+            out.append(("responder", event_day, how, ""))
         elif pd.notna(row["death_day"]) and row["death_day"] <= rule.by_day:
-            out.append(("non-responder", np.nan, f"died on day {row['death_day']:g}"))
+            out.append(
+                (
+                    "non-responder",
+                    np.nan,
+                    f"died on day {row['death_day']:g}",
+                    f"died by day {rule.by_day:g}",
+                )
+            )
         elif row["last_day"] >= rule.by_day:
-            out.append(("non-responder", np.nan, f"WHO {row['who_at_horizon']:g} at last score"))
+            out.append(
+                ("non-responder", np.nan, f"WHO {row['who_at_horizon']:g} at last score", "")
+            )
         else:
-            out.append(("not evaluable", np.nan, f"followed to day {row['last_day']:g} only"))
+            why = explain_unevaluable(str(subject), follow_up, by_day=rule.by_day)
+            out.append(
+                (
+                    "not evaluable",
+                    np.nan,
+                    f"followed to day {row['last_day']:g} only",
+                    why or f"followed for less than {rule.by_day:g} days",
+                )
+            )
     return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -16,6 +16,8 @@ from celltrial.efficacy.figures import (
     render_swimmer,
 )
 from celltrial.efficacy.findings import format_level, format_number
+from celltrial.efficacy.mixed import MixedModelResult
+from celltrial.labels import assessment_label, name_codes, test_label
 from celltrial.pvalues import p_number
 from celltrial.report.figures import render_figure
 from celltrial.report.sections import ReportContext, Section
@@ -67,11 +69,18 @@ def build_efficacy_section(context: ReportContext) -> Section | None:
     frames, protocol = context.frames, context.study.protocol
     if frames.observations.empty and frames.clinical_status.empty:
         return None
-    analysis = summarize_efficacy(frames, protocol)
+    analysis = summarize_efficacy(frames, protocol, today=context.overview.today)
     if not analysis.tests and analysis.clinical is None:
         return None
     html = render_efficacy_html(analysis, frames.infusions, frames.adverse_events, context)
     return Section(id="efficacy", title="Efficacy", html=html, methods=(analysis.method,))
+
+
+def _population(analysis: EfficacyAnalysis) -> str:
+    """The population analysed: the treated subjects, and those enrolled but never treated."""
+    text = f"{analysis.n_treated} treated subjects"
+    untreated = analysis.n - analysis.n_treated
+    return text + (f" ({untreated} enrolled but not treated, not analysed)" if untreated else "")
 
 
 def render_efficacy_html(
@@ -85,10 +94,11 @@ def render_efficacy_html(
     days = infusion_days_of(infusions)
     parts: list[Markup] = [
         _p(
-            f"{analysis.n} subjects; markers {', '.join(analysis.tests) or 'none'}. Study day 0 is "
-            "each subject's first infusion. The individual trajectories are the primary evidence "
-            "at this sample size; tests and models are secondary and stated with what they can "
-            "and cannot show."
+            f"{_population(analysis)}; markers "
+            f"{', '.join(assessment_label(t) for t in analysis.tests) or 'none'}. Study day 0 "
+            "is each subject's first infusion. The individual trajectories are the primary "
+            "evidence at this sample size; tests and models are secondary and stated with what "
+            "they can and cannot show."
         ),
         Markup("<h3>Findings</h3>"),
         _items((f.text for f in analysis.findings), css="findings"),
@@ -112,11 +122,10 @@ def render_efficacy_html(
         parts.append(_visit_table(analysis, tables))
         parts.append(Markup("<h3>Change from baseline: exact paired tests</h3>"))
         parts.append(_paired_table(analysis, tables))
-        parts.append(_items(analysis.paired.caveats))
+        parts.append(_items(_paired_notes(analysis.paired.caveats)))
         parts.append(Markup("<h3>Mixed-effects models (all visits)</h3>"))
         parts.append(_mixed_table(analysis, tables))
-        model_caveats = {c for m in analysis.mixed.values() for c in m.caveats}
-        parts.append(_items(sorted(model_caveats)))
+        parts.append(_items(_model_notes(analysis.mixed)))
     if analysis.clinical is not None:
         parts.append(Markup("<h3>Oxygenation and clinical status</h3>"))
         daily = analysis.oxygenation_summary.daily if analysis.oxygenation_summary else None
@@ -154,7 +163,7 @@ def _visit_table(analysis: EfficacyAnalysis, counter: TableCounter) -> Markup:
     table = analysis.visits.summary
     frame = pd.DataFrame(
         {
-            "marker": table["test"],
+            "marker": [test_label(t) for t in table["test"]],
             "visit": table["visit"],
             "n": table["n"],
             "median (IQR)": [
@@ -205,7 +214,7 @@ def _paired_table(analysis: EfficacyAnalysis, counter: TableCounter) -> Markup:
     )
     family = analysis.paired.family
     holm = (
-        f" Holm p: {family.describe()}."
+        f" Holm p: {name_codes(family.describe())}."
         if family is not None and analysis.paired.n_tests > 1
         else ""
     )
@@ -221,14 +230,14 @@ def _paired_table(analysis: EfficacyAnalysis, counter: TableCounter) -> Markup:
 def _mixed_table(analysis: EfficacyAnalysis, counter: TableCounter) -> Markup:
     rows = []
     for test, model in analysis.mixed.items():
-        if not model.fitted:
+        if not model.fitted or not model.converged:  # no estimates to read (see _model_notes)
             rows.append(
                 {
                     "marker": test,
                     "visit": "—",
                     "n": 0,
-                    "effect vs baseline": "not fitted",
-                    "CI": "; ".join(model.caveats[1:2]),
+                    "effect vs baseline": "not fitted" if not model.fitted else "not converged",
+                    "CI": "—",
                     "p": "—",
                     "Holm p": "—",
                 }
@@ -254,6 +263,65 @@ def _mixed_table(analysis: EfficacyAnalysis, counter: TableCounter) -> Markup:
         "tests' family).",
         counter=counter,
     )
+
+
+def _paired_notes(caveats: Iterable[str]) -> list[str]:
+    """The paired tests' caveats for a reader: the analysis's pointers to its own fields become
+    the report's columns, and the note for programmers (where per-comparison caveats live) goes."""
+    pointers = {
+        "(see min_p_value)": "(column 'smallest possible p')",
+        "(see ci_level)": "(the achieved level is given beside each interval)",
+    }
+    notes = []
+    for line in caveats:
+        if "comparisons[" in line:
+            continue
+        for pointer, words in pointers.items():
+            line = line.replace(pointer, words)
+        notes.append(line)
+    return notes
+
+
+def _model_notes(models: Mapping[str, MixedModelResult]) -> list[str]:
+    """What each model's fitting problems mean for the reader, then the shared caveats.
+
+    The fitting library's own warnings (optimiser retries, deprecations) are not shown as they
+    are: a model that did not converge has no estimates in the table, one whose between-subject
+    variance sits at zero has intervals that may be too narrow.
+    """
+    specific: list[str] = []
+    shared: dict[str, None] = {}
+    for test, model in models.items():
+        name = assessment_label(test)
+        warnings = " ".join(c for c in model.caveats if c.startswith("model fitting warning"))
+        if not model.fitted:
+            reasons = [
+                c
+                for c in model.caveats[1:]
+                if not c.startswith(("model fitting warning", "model could not be fitted"))
+            ]
+            specific.append(
+                f"the model for {name} could not be fitted"
+                + (f" ({reasons[0]})" if reasons else "")
+                + ": it has no estimates"
+            )
+            continue
+        if not model.converged:
+            specific.append(f"the model for {name} did not converge: its estimates are not shown")
+            continue
+        if "boundary of the parameter space" in warnings:
+            specific.append(
+                f"the model for {name} estimates no variation between subjects beyond the "
+                "visit effects (a variance at its lower limit of zero): its intervals may be too "
+                "narrow"
+            )
+        elif "converge" in warnings:
+            specific.append(f"the model for {name} converged only at a second attempt")
+        for line in model.caveats:
+            if line.startswith(("model fitting warning", "the optimiser did not converge")):
+                continue
+            shared[line.replace(" in statsmodels", " in the software used")] = None
+    return specific + sorted(shared)
 
 
 def _clinical_tables(analysis: EfficacyAnalysis, counter: TableCounter) -> list[Markup]:

@@ -12,6 +12,7 @@ from celltrial.external.balance import render_love_plot, variable_label
 from celltrial.external.cohorts import choose_cohort, read_external_cohorts, read_external_frames
 from celltrial.external.figures import render_mortality, render_trajectories
 from celltrial.external.spec import resolve_target_trial
+from celltrial.labels import name_codes, plain_words
 from celltrial.pvalues import p_number
 from celltrial.report.figures import render_figure
 from celltrial.report.sections import ReportContext, Section
@@ -31,11 +32,26 @@ def _num(value: object, digits: int = 3) -> str:
 
 
 def _p(text: str) -> Markup:
-    return Markup(f"<p>{escape(text)}</p>")
+    return Markup(f"<p>{escape(plain_words(name_codes(text)))}</p>")
 
 
 def _items(lines) -> Markup:
-    return Markup("<ul>" + "".join(f"<li>{escape(x)}</li>" for x in lines) + "</ul>")
+    """A list of the analysis's sentences, variable names and units in words."""
+    return Markup(
+        "<ul>" + "".join(f"<li>{escape(plain_words(name_codes(x)))}</li>" for x in lines) + "</ul>"
+    )
+
+
+def _table(frame: pd.DataFrame, *, caption: str, **options) -> Markup:
+    """A report table with the analysis's codes and variable names in words (LYM day 7 →
+    "Lymphocytes day 7", log_LYM → "log lymphocytes") in its caption and text cells."""
+    named = frame.copy()
+    for column in named.columns:
+        if named[column].dtype == object or pd.api.types.is_string_dtype(named[column]):
+            named[column] = named[column].map(
+                lambda v: plain_words(name_codes(v)) if isinstance(v, str) else v
+            )
+    return render_table(named, caption=plain_words(name_codes(caption)), **options)
 
 
 def build_external_section(context: ReportContext) -> Section | None:
@@ -87,7 +103,7 @@ def render_external_html(result: ExternalComparison, context: ReportContext) -> 
         ],
         ignore_index=True,
     )[["arm", "status", "n"]]
-    parts.append(render_table(flow, caption="Eligibility at time zero, by arm", counter=tables))
+    parts.append(_table(flow, caption="Eligibility at time zero, by arm", counter=tables))
     parts.append(
         _p(
             f"{matching.n_matched_treated} of {matching.n_treated} eligible treated subjects "
@@ -97,16 +113,14 @@ def render_external_html(result: ExternalComparison, context: ReportContext) -> 
     )
     if len(matching.unmatched):
         parts.append(
-            render_table(
-                matching.unmatched, caption="Treated subjects without a match", counter=tables
-            )
+            _table(matching.unmatched, caption="Treated subjects without a match", counter=tables)
         )
     parts.append(Markup("<h3>Balance</h3>"))
     balance = result.balance.summary.copy()
     balance["variable"] = balance["variable"].map(variable_label)
     balance["meets_target"] = balance["meets_target"].map({True: "yes", False: "NO"})
     parts.append(
-        render_table(
+        _table(
             balance,
             caption="Baseline balance before and after matching (controls weighted); target: "
             f"{result.balance.rule}",
@@ -133,7 +147,7 @@ def render_external_html(result: ExternalComparison, context: ReportContext) -> 
         )
     )
     parts.append(
-        render_table(
+        _table(
             result.availability,
             caption="Subjects with a value per marker and pre-specified day (follow-up "
             "availability)",
@@ -141,7 +155,7 @@ def render_external_html(result: ExternalComparison, context: ReportContext) -> 
         )
     )
     parts.append(
-        render_table(
+        _table(
             result.changes,
             caption="Change from baseline: median fold change per arm and ratio of geometric "
             "mean fold changes (treated / controls) with a 95 % Welch t interval on the log "
@@ -159,7 +173,7 @@ def render_external_html(result: ExternalComparison, context: ReportContext) -> 
         models = pd.concat(model_rows, ignore_index=True)
         models = models[["marker", *[c for c in models.columns if c != "marker"]]]
         parts.append(
-            render_table(
+            _table(
                 models,
                 caption="Mixed model on log values, arm × day: ratio of fold changes from "
                 "baseline, treated vs controls",
@@ -176,7 +190,7 @@ def render_external_html(result: ExternalComparison, context: ReportContext) -> 
         )
     )
     parts.append(
-        render_table(
+        _table(
             result.mortality.summary,
             caption=f"{result.mortality.horizon:g}-day mortality by arm (crude risk with an "
             "exact interval)",
@@ -199,7 +213,7 @@ def render_external_html(result: ExternalComparison, context: ReportContext) -> 
     )
     norm = result.normalisation
     parts.append(
-        render_table(
+        _table(
             norm.summary,
             caption=f"Time to {norm.marker} ≥ {norm.threshold:g} within {norm.horizon:g} days "
             f"(Kaplan–Meier); difference treated − controls in the proportion normalised "
@@ -209,7 +223,7 @@ def render_external_html(result: ExternalComparison, context: ReportContext) -> 
         )
     )
     parts.append(
-        render_table(
+        _table(
             result.summary,
             caption="Main estimates (95 % intervals as named in the last column)",
             counter=tables,
@@ -218,9 +232,9 @@ def render_external_html(result: ExternalComparison, context: ReportContext) -> 
     )
     if result.landmark is not None:
         landmark = result.landmark
-        added = ", ".join(landmark.variables[len(spec.matching.variables) :])
+        added = plain_words(", ".join(landmark.variables[len(spec.matching.variables) :]))
         parts.append(
-            render_table(
+            _table(
                 landmark.summary,
                 caption=f"Main estimates with aligned landmarks: matched also on {added} "
                 f"({landmark.n_treated} treated, {landmark.n_controls} controls), beside the "
@@ -230,7 +244,7 @@ def render_external_html(result: ExternalComparison, context: ReportContext) -> 
             )
         )
         parts.append(
-            render_table(
+            _table(
                 landmark.timing,
                 caption="Days since admission at time zero by arm, main and aligned matching",
                 counter=tables,
@@ -238,7 +252,7 @@ def render_external_html(result: ExternalComparison, context: ReportContext) -> 
         )
     parts.append(Markup("<h3>Sensitivity</h3>"))
     parts.append(
-        render_table(
+        _table(
             result.e_values,
             caption="E-values (VanderWeele & Ding 2017): the risk ratio an unmeasured "
             "confounder would need with both arm and outcome to explain the estimate away",
@@ -247,7 +261,7 @@ def render_external_html(result: ExternalComparison, context: ReportContext) -> 
     )
     if result.sensitivity is not None:
         parts.append(
-            render_table(
+            _table(
                 result.sensitivity.summary,
                 caption="Main estimates under other matching choices and leaving out each "
                 "treated subject",

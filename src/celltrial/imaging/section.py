@@ -11,7 +11,11 @@ from pathlib import Path
 import pandas as pd
 from markupsafe import Markup
 
-from celltrial.imaging.progression import derive_ct_trajectory
+from celltrial.imaging.progression import (
+    STABLE_PCT_POINTS,
+    STABLE_RELATIVE,
+    derive_ct_trajectory,
+)
 from celltrial.store.frames import read_ct_results
 
 #: Subjects whose baseline and last follow-up are shown side by side.
@@ -90,8 +94,9 @@ def build_ct_section(context) -> object | None:
             render_table(
                 change,
                 caption="CT lesion change from the baseline scan (last scan on or before day 0): "
-                "improved / stable / progressed by the thresholds of "
-                "celltrial.imaging.progression.",
+                "stable when involvement changed by less than "
+                f"{STABLE_PCT_POINTS:g} percentage points or the lesion volume by less than "
+                f"{100 * STABLE_RELATIVE:g} %, else improved or progressed.",
                 counter=context.tables,
                 formats={
                     "day": _day,
@@ -108,7 +113,7 @@ def build_ct_section(context) -> object | None:
         methods=(
             "Chest CT: lungs segmented (airways removed, dense consolidation against the pleura "
             "kept from the lung's convex pleural surface), lesions by density band; volumes, "
-            "% involvement and a 0–30 zone score by celltrial.imaging.",
+            "% involvement and a 0–30 zone score, all computed by celltrial's CT analysis.",
         ),
     )
 

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from celltrial import __version__
 from celltrial.errors import CelltrialError
+from celltrial.labels import assessment_label, name_codes, plain_words, value_label
 from celltrial.overview import StudyOverview, summarize_study
 from celltrial.protocol import Protocol
 from celltrial.protocol.release import check_lot_release
@@ -22,10 +23,18 @@ from celltrial.report.flow import compute_flow, render_flow_svg
 from celltrial.report.pdf import write_pdf
 from celltrial.report.sections import ReportContext, build_sections
 from celltrial.report.tables import TableCounter, render_table, status_badge
+from celltrial.report.times import report_time, zone_note
+from celltrial.store.database import schema_revision
 from celltrial.store.frames import read_import_batches
+from celltrial.store.provenance import SIMULATION_KIND, study_is_simulated
+from celltrial.store.unreadable_times import unreadable_time_notes
 from celltrial.study import StudyFrames, StudyHandle, read_study_frames
 
 PACKAGES = ("numpy", "pandas", "scipy", "SQLAlchemy", "pydantic", "Jinja2")
+
+#: Shown on the title and on every page of a report whose data came (even in part) from the
+#: simulator: a forwarded PDF must not pass for the results of a real study.
+SIMULATED_BANNER = "SIMULATED DATA — not results of a real study"
 
 
 REPORT_FORMATS = ("html", "pdf", "both")
@@ -70,6 +79,7 @@ def write_report(
 def render_report_html(study: StudyHandle, frames: StudyFrames, overview: StudyOverview) -> str:
     """The whole report as one self-contained HTML document (no external resources)."""
     protocol = study.protocol
+    zone = protocol.study.timezone
     context = ReportContext(study=study, frames=frames, overview=overview)
     counter = context.tables
     flow = compute_flow(overview, follow_up_days=protocol.follow_up_days)
@@ -83,7 +93,7 @@ def render_report_html(study: StudyHandle, frames: StudyFrames, overview: StudyO
         "baseline": _baseline_table(frames.subjects, counter),
         "subjects": _subjects_table(overview, counter),
         "lots": _lots_table(protocol, frames, counter),
-        "infusions": _infusion_table(overview, frames, counter),
+        "infusions": _infusion_table(overview, frames, counter, zone=zone),
         "visits": _visit_table(overview, counter),
     }
     deviations = overview.deviations
@@ -93,11 +103,16 @@ def render_report_html(study: StudyHandle, frames: StudyFrames, overview: StudyO
                 deviations=("kind", "size"), subjects=("subject_id", "nunique")
             )
         ).reset_index()
+        counts["kind"] = counts["kind"].map(value_label)
         tables["deviation_counts"] = render_table(
             counts, caption="Protocol deviations by kind.", counter=counter
         )
         tables["deviations"] = render_table(
-            deviations.rename(columns={"subject_id": "subject", "study_day": "day"})[
+            deviations.assign(
+                kind=deviations["kind"].map(value_label),
+                what=deviations["what"].map(name_codes),
+                detail=deviations["detail"].map(name_codes),
+            ).rename(columns={"subject_id": "subject", "study_day": "day"})[
                 ["subject", "day", "kind", "what", "detail"]
             ],
             caption="Listing of protocol deviations.",
@@ -105,10 +120,17 @@ def render_report_html(study: StudyHandle, frames: StudyFrames, overview: StudyO
         )
     extra_sections = build_sections(context)  # numbered after the core tables
     tables["completeness"] = _missing_assessments_table(overview, counter)
-    tables["validation"] = _validation_table(read_import_batches(study.engine), counter)
     batches = read_import_batches(study.engine)
+    tables["validation"] = _validation_table(batches, counter)
     tables["batches"] = render_table(
         batches.assign(
+            time=[report_time(t, zone) for t in batches["time"]],
+            source=[
+                _source_text(kind, source, report)
+                for kind, source, report in zip(
+                    batches["kind"], batches["source"], batches["report"], strict=True
+                )
+            ],
             counts=batches["counts"].map(_counts_text),
             source_sha256=batches["source_sha256"].map(
                 lambda h: f"{h[:12]}…" if isinstance(h, str) and h else "—"  # none for a folder
@@ -133,11 +155,22 @@ def render_report_html(study: StudyHandle, frames: StudyFrames, overview: StudyO
         undefined=StrictUndefined,
     )
     template = env.get_template("report.html.j2")
+    simulated = study_is_simulated(study.engine)
+    cutoff = report_time(overview.today, zone)
+    revision = schema_revision(study.engine) or "none"
+    footer = (
+        f"{protocol.study.id} · data cut-off {cutoff} ({zone}) · database revision {revision} · "
+        f"celltrial {__version__}"
+    )
     return template.render(
         protocol=protocol,
         css=Markup(files("celltrial.report").joinpath("templates/report.css").read_text("utf-8")),
-        today=overview.today.strftime("%Y-%m-%d %H:%M UTC"),
-        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        page_css=page_css(footer=footer, banner=SIMULATED_BANNER if simulated else None),
+        simulated_banner=SIMULATED_BANNER if simulated else None,
+        zone_note=zone_note(zone, at=overview.today),
+        today=cutoff,
+        generated=report_time(datetime.now(UTC), zone),
+        revision=revision,
         version=__version__,
         sections=sections,
         regimen_text=regimen_text(protocol),
@@ -149,25 +182,60 @@ def render_report_html(study: StudyHandle, frames: StudyFrames, overview: StudyO
         n_deviations=len(deviations),
         n_subjects_with_deviations=deviations["subject_id"].nunique(),
         extra_sections=extra_sections,
-        methods=[overview.method, *(m for s in extra_sections for m in s.methods)],
+        # read last: every read of the report is done, so every unreadable time was met
+        unreadable_times=unreadable_time_notes(study.engine),
+        methods=[
+            plain_words(name_codes(m))
+            for m in (overview.method, *(m for s in extra_sections for m in s.methods))
+        ],
         protocol_sha=hashlib.sha256((study.directory / "protocol.yaml").read_bytes()).hexdigest()[
             :16
         ],
         database=study.engine.url.render_as_string(hide_password=True),
         versions=_versions(),
         seeds="; ".join(
-            f"{source} (seed {report.get('seed')})"
-            for source, report in zip(batches["source"], batches["report"], strict=True)
-            if isinstance(report, dict) and "seed" in report
+            _source_text(kind, source, report)
+            for kind, source, report in zip(
+                batches["kind"], batches["source"], batches["report"], strict=True
+            )
+            if kind == SIMULATION_KIND
         ),
         inputs="; ".join(
             f"{source}: {digest}"
             for kind, source, digest in zip(
                 batches["kind"], batches["source"], batches["source_sha256"], strict=True
             )
-            if kind != "simulation" and digest
+            if kind != SIMULATION_KIND and digest
         ),
     )
+
+
+def page_css(*, footer: str, banner: str | None) -> Markup:
+    """The paged-media rules that carry text: every page's footer (study, data cut-off, database
+    revision, celltrial version) and, for simulated data, the banner at the top of every page."""
+    rules = [f"@bottom-left {{ content: {_css_string(footer)}; }}"]
+    if banner:
+        rules.append(
+            f"@top-center {{ content: {_css_string(banner)}; color: #9b0020; font-size: 9pt; "
+            "font-weight: bold; letter-spacing: .04em; }"
+        )
+    return Markup("@page { " + " ".join(rules) + " }")
+
+
+def _css_string(text: str) -> str:
+    """``text`` as a CSS string literal that cannot end the string or the style element."""
+    escaped = "".join(c if c.isalnum() or c in " ·—:.-()+/" else f"\\{ord(c):x} " for c in text)
+    return f'"{escaped}"'
+
+
+def _source_text(kind: str, source: str, report: object) -> str:
+    """Where a load came from, in words: a simulation as its size and seed, a file by its name."""
+    if kind == SIMULATION_KIND:
+        details = report if isinstance(report, dict) else {}
+        size = f"{details['subjects']} subjects" if "subjects" in details else "subjects"
+        seed = f", random seed {details['seed']}" if "seed" in details else ""
+        return f"simulated cohort ({size}{seed})"
+    return str(source)
 
 
 def regimen_text(protocol: Protocol) -> str:
@@ -220,13 +288,26 @@ def flow_text(overview: StudyOverview) -> str:
 
 
 def _schedule_table(protocol: Protocol, counter: TableCounter) -> Markup:
+    """The visits and what each assesses; a full panel is named once, in the caption, so the
+    table stays a table (test names are long: "CD16+CD56+ NK cells (absolute)")."""
+    labs = list(dict.fromkeys(t for v in protocol.visits for t in v.labs))
+    vitals = list(dict.fromkeys(t for v in protocol.visits for t in v.vitals))
+
+    def listed(codes: tuple[str, ...], panel: list[str], what: str) -> str:
+        if len(panel) > 3 and set(codes) == set(panel):
+            return f"all {len(panel)} {what}"
+        missing = [t for t in panel if t not in codes]
+        if len(panel) > 3 and len(missing) < len(codes):
+            return "all but " + ", ".join(assessment_label(t) for t in missing)
+        return ", ".join(assessment_label(t) for t in codes)
+
     rows = [
         {
             "visit": v.name,
             "day": v.day,
             "window": f"{v.first_day} to {v.last_day}",
-            "labs": ", ".join(v.labs),
-            "vital signs": ", ".join(v.vitals),
+            "labs": listed(v.labs, labs, "laboratory tests"),
+            "vital signs": listed(v.vitals, vitals, "vital signs"),
             "WHO scale": "yes" if v.clinical_status else "",
             "chest CT": "yes" if v.chest_ct else "",
         }
@@ -236,9 +317,13 @@ def _schedule_table(protocol: Protocol, counter: TableCounter) -> Markup:
     if protocol.daily:
         caption += (
             f" Daily from day {protocol.daily.from_day} to {protocol.daily.to_day} in hospital: "
-            f"{', '.join(protocol.daily.vitals)}"
+            f"{', '.join(assessment_label(t) for t in protocol.daily.vitals)}"
             + (" and WHO clinical progression scale." if protocol.daily.clinical_status else ".")
         )
+    if len(labs) > 3:
+        caption += f" Laboratory tests: {', '.join(assessment_label(t) for t in labs)}."
+    if len(vitals) > 3:
+        caption += f" Vital signs: {', '.join(assessment_label(t) for t in vitals)}."
     return render_table(pd.DataFrame(rows), caption=caption, counter=counter)
 
 
@@ -284,7 +369,9 @@ def _subjects_table(overview: StudyOverview, counter: TableCounter) -> Markup:
     return render_table(summary, caption="Subjects at data cut-off.", counter=counter)
 
 
-def _infusion_table(overview: StudyOverview, frames: StudyFrames, counter: TableCounter) -> Markup:
+def _infusion_table(
+    overview: StudyOverview, frames: StudyFrames, counter: TableCounter, *, zone: str
+) -> Markup:
     detail = overview.infusions.merge(
         frames.infusions[
             ["subject_id", "number", "planned_time", "start_time", "end_time", "cells_given"]
@@ -306,7 +393,7 @@ def _infusion_table(overview: StudyOverview, frames: StudyFrames, counter: Table
             "lot": detail["lot_id"],
             "cells (×10⁷)": detail["cells_given"] / 1e7,
             "cells/kg (×10⁵)": detail["cells_given"] / detail["weight_kg"] / 1e5,
-            "start": detail["start_time"],
+            "start": [report_time(t, zone) for t in detail["start_time"]],
         }
     )
 
@@ -405,6 +492,10 @@ def _missing_assessments_table(overview: StudyOverview, counter: TableCounter) -
         .pivot_table(index="assessment", columns="status", values="n", aggfunc="sum", fill_value=0)
         .reset_index()
     )
+    counts["assessment"] = [
+        label[:1].upper() + label[1:] for label in counts["assessment"].map(assessment_label)
+    ]
+    counts = counts.sort_values("assessment", key=lambda s: s.str.casefold())
     ordered = [
         c
         for c in ("done", "out_of_window", "missed", "due", "upcoming", "not_expected")
@@ -426,7 +517,7 @@ def _visit_table(overview: StudyOverview, counter: TableCounter) -> Markup:
     order = visits.drop_duplicates("visit_index").sort_values("visit_index")["visit"].tolist()
     cells = visits.assign(
         cell=[
-            status_badge(s) + (f"<br><small>{n}</small>" if n else "")
+            status_badge(s) + (f"<br><small>{escape(name_codes(n))}</small>" if n else "")
             for s, n in zip(visits["status"], visits["not_done"], strict=True)
         ]
     )
@@ -441,7 +532,7 @@ def _visit_table(overview: StudyOverview, counter: TableCounter) -> Markup:
 
 
 def _counts_text(counts: dict) -> str:
-    return ", ".join(f"{table}: {n}" for table, n in (counts or {}).items())
+    return ", ".join(f"{table.replace('_', ' ')}: {n}" for table, n in (counts or {}).items())
 
 
 def _versions() -> str:

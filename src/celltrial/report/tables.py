@@ -1,4 +1,10 @@
-"""HTML tables for the report: numbered captions, escaped cells, numbers right-aligned."""
+"""HTML tables for the report: numbered captions, escaped cells, numbers right-aligned.
+
+Headers are what people read (``labels.yaml`` through :func:`celltrial.labels.header_label`):
+a frame may keep its code's column names (``onset_day``), the reader sees "Onset day". So are
+codes in the cells of the columns that hold them: a test or marker code shows its name (CD1656 →
+"CD16+CD56+ NK cells (absolute)") and a unit as people write it (cells/uL → cells/µL).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,12 @@ from typing import Any
 
 import pandas as pd
 from markupsafe import Markup
+
+from celltrial.labels import assessment_label, display_unit, header_label
+
+#: Columns whose text cells are assessment codes, shown by name; and those holding units.
+CODE_COLUMNS = frozenset({"test", "marker", "assessment"})
+UNIT_COLUMNS = frozenset({"unit"})
 
 
 class TableCounter:
@@ -37,14 +49,23 @@ def render_table(
     formats = formats or {}
     numeric = {c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])}
     head = "".join(
-        f'<th class="num">{escape(str(c))}</th>' if c in numeric else f"<th>{escape(str(c))}</th>"
+        f'<th class="num">{escape(header_label(str(c)))}</th>'
+        if c in numeric
+        else f"<th>{escape(header_label(str(c)))}</th>"
         for c in frame.columns
     )
     body = []
     for row in frame.itertuples(index=False):
         cells = []
         for column, value in zip(frame.columns, row, strict=True):
-            text = formats[column](value) if column in formats else _default_text(value)
+            if column in formats:
+                text = formats[column](value)
+            elif isinstance(value, str) and column in CODE_COLUMNS:
+                text = assessment_label(value)
+            elif isinstance(value, str) and column in UNIT_COLUMNS:
+                text = display_unit(value)
+            else:
+                text = _default_text(value)
             text = text if column in raw_html else escape(text)
             css = ' class="num"' if column in numeric else ""
             cells.append(f"<td{css}>{text}</td>")
@@ -67,6 +88,8 @@ def _default_text(value: Any) -> str:
         return "—"
     if isinstance(value, float):
         return f"{value:.4g}"
-    if isinstance(value, pd.Timestamp):
-        return value.strftime("%Y-%m-%d %H:%M")
+    if isinstance(value, pd.Timestamp):  # callers give local times as text (report.times)
+        if value.tzinfo is None:
+            return value.strftime("%Y-%m-%d %H:%M")
+        return value.tz_convert("UTC").strftime("%Y-%m-%d %H:%M UTC")
     return str(value)
