@@ -34,3 +34,25 @@ class DataError(CelltrialError):
 
 class UnitError(CelltrialError):
     """A value's unit is unknown or cannot be converted to the one required."""
+
+
+class EntryRefused(DataError):
+    """An entry not saved, said field by field (each field as the form and the API name it).
+
+    ``problems`` must be corrected; ``overridable`` are refused unless the user gives a reason to
+    override them (kept in the audit trail); ``warnings`` are saved once the user confirms them
+    (the confirmation is kept in the audit trail too). The message lists them all in plain words.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        problems: dict[str, list[str]] | None = None,
+        overridable: dict[str, list[str]] | None = None,
+        warnings: dict[str, list[str]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.problems = problems or {}
+        self.overridable = overridable or {}
+        self.warnings = warnings or {}

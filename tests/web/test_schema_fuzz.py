@@ -1,4 +1,5 @@
-"""Fuzz the JSON API from its own OpenAPI schema (schemathesis): no request may cause a 5xx.
+"""Fuzz the JSON API from its own OpenAPI schema (schemathesis): no request may cause a 5xx, and
+every answer is one the schema documents (status code, content type, body schema).
 
 Every operation of /api/openapi.json is called in-process with generated requests, valid and
 invalid (types, lengths, ranges, unknown fields, huge numbers), signed in with a role that may
@@ -21,6 +22,11 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 from schemathesis.generation import GenerationMode  # noqa: E402
+from schemathesis.specs.openapi.checks import (  # noqa: E402
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from tests.web.conftest import NOW, PASSWORD, RELEASED, client_for  # noqa: E402
 
@@ -39,6 +45,13 @@ ENDS_SESSION = {("DELETE", "/api/v1/session")}
 EXAMPLES = 20
 #: Fewer examples for calls that check a password (Argon2: tens of ms of CPU each).
 FEWER = {("POST", "/api/v1/session"): 8, ("POST", "/api/v1/subjects/{code}/signatures"): 8}
+#: What every answer is checked for.
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
 #: Path parameter values of records that exist (made by ``records``), by parameter name.
 KNOWN = {
     "code": ["S001", "S002"],
@@ -135,7 +148,7 @@ def _fuzz(app, operation, signed_in_headers):
             headers = _sign_in(client_for(app), "coordinator")
         else:
             headers = signed_in_headers[ROLE_OF.get(key, "coordinator")]
-        case.call_and_validate(headers=headers, checks=[not_a_server_error])
+        case.call_and_validate(headers=headers, checks=CHECKS)
 
     return call
 

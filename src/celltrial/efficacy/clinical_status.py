@@ -58,6 +58,8 @@ class WhoScaleRules:
     rules: tuple[WhoRule, ...]
     #: Score -> what it means (the scale's own wording), for forms and listings.
     levels: Mapping[int, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: The support texts a form offers: one per device, each a key of ``support``.
+    offered: tuple[str, ...] = ()
 
 
 @cache
@@ -87,6 +89,12 @@ def load_who_scale_rules() -> WhoScaleRules:
             )
         )
     severe = data["severe_oxygenation"]
+    offered = tuple(str(t).strip().lower() for t in data.get("offered", []))
+    unknown = [t for t in offered if t not in support]
+    if unknown or len(set(offered)) != len(offered):
+        raise CelltrialError(
+            f"{path}: offered: {unknown or 'a term listed twice'} — each once, a key of support"
+        )
     return WhoScaleRules(
         support=MappingProxyType(support),
         vasopressor_support=frozenset(s.lower() for s in data.get("vasopressor_support", [])),
@@ -94,6 +102,7 @@ def load_who_scale_rules() -> WhoScaleRules:
         sf_below=float(severe["sf_below"]),
         rules=tuple(rules),
         levels=MappingProxyType({int(k): str(v) for k, v in data.get("scale", {}).items()}),
+        offered=offered,
     )
 
 

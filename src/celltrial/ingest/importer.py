@@ -54,6 +54,7 @@ from celltrial.ingest.storage import (
     register_subjects,
     update_subject_facts,
 )
+from celltrial.ingest.subject_codes import report_new_subject_codes
 from celltrial.ingest.tables import read_table
 from celltrial.ingest.times import DateOrder, date_order_scope
 from celltrial.ingest.validate import check_results
@@ -304,7 +305,12 @@ def _validate(
     if plan.register is not None:
         plan.register = plan.register.drop_duplicates("subject")
         plan.new_subjects = len(plan.register)
+        report_new_subject_codes(plan.register, report, column=subject_column)
     return plan
+
+
+#: The dtype of subject times while a file's facts are applied (:func:`_as_updated`).
+_TIME = "datetime64[us, UTC]"
 
 
 def _as_updated(known: pd.DataFrame, info: pd.DataFrame, *, register: bool) -> pd.DataFrame:
@@ -314,13 +320,18 @@ def _as_updated(known: pd.DataFrame, info: pd.DataFrame, *, register: bool) -> p
     out = known.copy()
     if info.empty:
         return out
+    # one dtype on both sides of every assignment below (pandas 3.0.0 refuses NaT of another
+    # unit or zone into a datetime column)
+    for column in ("enrolled", "admitted", "discharged", "died"):
+        if column in out.columns:
+            out[column] = pd.to_datetime(out[column], utc=True).astype(_TIME)
     given = info.drop_duplicates("subject").set_index(
         info.drop_duplicates("subject")["subject"].astype(str)
     )
     times = {}
     for column in ("admitted", "discharged", "died"):
         values = given[column] if column in given.columns else pd.Series(pd.NaT, index=given.index)
-        times[column] = pd.to_datetime(values, utc=True)
+        times[column] = pd.to_datetime(values, utc=True).astype(_TIME)
     outcome_given = times["discharged"].notna() | times["died"].notna()
     have = given.index[given.index.isin(out.index)]
     if len(have):
@@ -328,7 +339,7 @@ def _as_updated(known: pd.DataFrame, info: pd.DataFrame, *, register: bool) -> p
         out.loc[have, "admitted"] = admitted.where(admitted.notna(), out.loc[have, "admitted"])
         stated = outcome_given.reindex(have).to_numpy()
         for column in ("discharged", "died"):
-            out.loc[have[stated], column] = times[column].reindex(have[stated]).to_numpy()
+            out.loc[have[stated], column] = times[column].reindex(have[stated]).array
     if register:
         fresh = given.index[~given.index.isin(out.index)]
         if len(fresh):

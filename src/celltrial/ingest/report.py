@@ -9,6 +9,8 @@ not stored and reported; :attr:`ValidationReport.accounting` adds them up.
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +67,8 @@ KINDS: dict[str, str] = {
     "not_finite": "a number too large to store (beyond about ±1.8e308, or infinite after "
     "conversion): not stored",
     "bad_reference": "a reference limit that is not a finite number: left empty",
+    "bad_subject_code": "a new subject's code with characters a code may not have (a / makes "
+    "the subject's page unreachable): nothing stored",
 }
 
 #: First column of the report's CSV: what became of the import.
@@ -160,7 +164,12 @@ class ValidationReport:
                 messages = pd.DataFrame([dict.fromkeys(MESSAGE_COLUMNS, None)])
                 messages["file"] = self.file
             messages.insert(0, STATUS_COLUMN, status)
-        messages.to_csv(path, index=False)
+        messages["file"] = messages["file"].map(lambda f: None if _missing(f) else Path(f).name)
+        folder = str(Path(self.file).parent)
+        for column in messages.columns:
+            messages[column] = messages[column].map(lambda v: safe_cell(v, folder=folder))
+        # CRLF line ends: a cell holding a line break of either kind is quoted (RFC 4180)
+        messages.to_csv(path, index=False, lineterminator="\r\n")
         return path
 
     def summary(self, *, limit: int = 2000) -> dict[str, Any]:
@@ -173,6 +182,26 @@ class ValidationReport:
             "messages": _json_records(messages.head(limit)),
             "messages_total": len(messages),
         }
+
+
+#: First characters that make a spreadsheet read a text cell as a formula (and tab / carriage
+#: return, which some spreadsheets strip before they look).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+
+
+def safe_cell(value: Any, *, folder: str | None = None) -> Any:
+    """A report cell safe to open in a spreadsheet: text that would start a formula gets a
+    leading apostrophe (``=HYPERLINK(…)`` stays text); numbers, and text that is a plain number
+    such as ``-1``, are kept as they are; ``folder`` (the server's folder of the file) is cut
+    out of the text so that the report names files, not server paths."""
+    if not isinstance(value, str):
+        return value
+    if folder and folder not in ("", "."):
+        value = value.replace(folder + os.sep, "").replace(folder, "")
+    if value.startswith(FORMULA_STARTS) and not _PLAIN_NUMBER.match(value):
+        return "'" + value
+    return value
 
 
 def describe_place(message: Mapping[str, Any]) -> str:

@@ -94,13 +94,16 @@ def adverse_event_problems(
     subjects: pd.DataFrame | None = None,
     now: datetime | None = None,
     zone: str | None = None,
+    death_rules: bool = False,
 ) -> list[AEProblem]:
     """Every problem of every event (see :func:`check_adverse_events` for the rules).
 
     ``rows``: each event's row in its file (header = line 1); without, a single event has none
     and several are numbered from 1. ``subjects`` (index: subject code; columns ``enrolled``,
     ``first_infusion``, ``died``, aware or NaT) adds the subject and timing rules; ``now`` (aware)
-    the rule against onsets in the future.
+    the rule against onsets in the future. ``death_rules`` (an event entered by hand) adds the
+    rules of :mod:`celltrial.safety.deaths` that a stored event is only listed for: a grade 5
+    event is serious and its outcome is fatal (an empty outcome too).
     """
     check_columns(events, ("subject_id", "term", "onset", "grade", "serious"), what="events")
     vocabulary = load_ae_vocabulary()
@@ -173,11 +176,35 @@ def adverse_event_problems(
             and grade != deaths["fatal_grade"]
         ):
             bad(index, "grade", grade, f"grade {deaths['fatal_grade']} for a fatal outcome")
+        if death_rules:
+            problems += _death_problems(rows[index], event, grade)
         if subjects is not None:
             _subject_problems(index, event, onset, subjects, bad, zone=zone)
         if now is not None and onset is not None and onset > now:
             bad(index, "onset", onset, f"a time that has passed (now: {show_time(now, zone=zone)})")
     return problems
+
+
+def _death_problems(row: int | None, event: dict, grade: Any) -> list[AEProblem]:
+    """The rules of a grade 5 event (:func:`celltrial.safety.deaths.load_death_rules`: what is
+    wrong and what to fix, as data): serious, and fatal."""
+    from celltrial.safety.deaths import load_death_rules  # deaths builds on this module
+
+    rules = load_death_rules()
+    if grade is None or pd.isna(grade) or grade != rules.fatal_grade:
+        return []
+    found = []
+    serious = event.get("serious")
+    if serious is None or pd.isna(serious) or not serious:
+        text = rules.rules["grade_5_not_serious"]
+        found.append(AEProblem(row, "serious", f"{text['problem']}: {text['fix']}"))
+    outcome = event.get("outcome")
+    if outcome != rules.fatal_outcome:
+        text = rules.rules["grade_5_not_fatal"]
+        shown = "not given" if _empty(outcome) else str(outcome)
+        problem = text["problem"].format(outcome=shown)
+        found.append(AEProblem(row, "outcome", f"{problem}: {text['fix']}"))
+    return found
 
 
 def _subject_problems(

@@ -20,7 +20,7 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from celltrial.errors import DataError
+from celltrial.errors import DataError, EntryRefused
 from celltrial.ingest.tables import read_csv_table
 from celltrial.ingest.times import parse_time
 from celltrial.safety.events import (
@@ -105,12 +105,16 @@ def record_adverse_event(
     *,
     zone: str | None = None,
     now: datetime | None = None,
+    death_rules: bool = False,
 ) -> AdverseEvent:
     """Check one AE (keys as in :data:`AE_FILE_COLUMNS`) and add it; audited as an insert.
 
     :class:`DataError` listing every problem at once (the rules of the module doc); times in
-    messages are shown in ``zone`` (the study's), ``now`` (default: the clock) is for tests."""
-    subject_id = check_adverse_event(session, study_id, event, zone=zone, now=now)
+    messages are shown in ``zone`` (the study's), ``now`` (default: the clock) is for tests;
+    ``death_rules``: see :func:`check_adverse_event`."""
+    subject_id = check_adverse_event(
+        session, study_id, event, zone=zone, now=now, death_rules=death_rules
+    )
     row = AdverseEvent(**_event_row(event, subject_id))
     session.add(row)
     session.flush()
@@ -124,16 +128,26 @@ def check_adverse_event(
     *,
     zone: str | None = None,
     now: datetime | None = None,
+    death_rules: bool = False,
 ) -> int:
     """Check one AE, new or edited, against the vocabulary and its subject's dates (enrolment,
-    first infusion, death) and the clock; the subject's ``subject.id``, else :class:`DataError`
-    listing every problem."""
+    first infusion, death) and the clock; the subject's ``subject.id``, else
+    :class:`~celltrial.errors.EntryRefused` listing every problem (``problems``: by field, as
+    this module names them). ``death_rules`` (an event entered by hand): a grade 5 event must
+    also be serious and fatal (see :func:`~celltrial.safety.events.adverse_event_problems`)."""
     subjects = _subject_dates(session, study_id)
     problems = adverse_event_problems(
-        pd.DataFrame([event]), subjects=subjects, now=now or datetime.now(UTC), zone=zone
+        pd.DataFrame([event]),
+        subjects=subjects,
+        now=now or datetime.now(UTC),
+        zone=zone,
+        death_rules=death_rules,
     )
     if problems:
-        raise DataError(describe_problems("adverse event", problems))
+        by_field: dict[str, list[str]] = {}
+        for problem in problems:
+            by_field.setdefault(problem.field, []).append(problem.text)
+        raise EntryRefused(describe_problems("adverse event", problems), problems=by_field)
     return int(subjects.loc[event["subject_id"], "id"])
 
 

@@ -56,6 +56,8 @@ _ALL = frozenset(ROLES)
 #: permission -> roles that have it. Every page and API call names one of these.
 PERMISSIONS: dict[str, frozenset[str]] = {
     "read_study": _ALL,
+    #: a new subject and their demographics (later changes need edit_data and a reason)
+    "enrol_subject": frozenset({"investigator", "coordinator"}),
     "enter_infusion": frozenset({"investigator", "coordinator"}),
     "enter_adverse_event": frozenset({"investigator", "coordinator"}),
     "enter_vital_signs": frozenset({"investigator", "coordinator"}),

@@ -1,13 +1,20 @@
-"""Record and edit adverse events through the audited write path, with the vocabulary checks."""
+"""Record and edit adverse events through the audited write path, with the vocabulary checks.
+
+A hand entry is held to the rules of :func:`celltrial.safety.recording.check_adverse_event` and
+to the death rules (a grade 5 event is serious and fatal); an onset before the study (or the
+subject's admission, without an enrolment date), a resolution after the subject's death or in
+the future is saved once the user confirms it (kept in the audit trail,
+:mod:`celltrial.services.entry_checks`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from celltrial.errors import EntryRefused
 from celltrial.safety.events import split_criteria
 from celltrial.safety.recording import check_adverse_event, record_adverse_event
 from celltrial.services.editing import (
@@ -17,6 +24,7 @@ from celltrial.services.editing import (
     find_study_record,
     refusing_lost_updates,
 )
+from celltrial.services.entry_checks import EntryCheck, check_date, subject_dates
 from celltrial.services.infusions import find_subject
 from celltrial.store.database import study_session
 from celltrial.store.models import AdverseEvent, Subject
@@ -36,6 +44,20 @@ class AdverseEventEntry:
     action: str | None = None
     outcome: str | None = None
     description: str | None = None
+    #: The user has seen the warnings about this entry's dates and saves it all the same
+    confirm_warnings: bool = False
+
+
+#: How the fields of an adverse event are named in messages.
+FIELD_LABELS = {
+    "subject": "subject",
+    "onset_at": "onset",
+    "resolved_at": "resolved",
+    "grade": "CTCAE grade",
+    "serious_criteria": "seriousness criteria",
+}
+#: The fields of :mod:`celltrial.safety.events` as the form and the API name them.
+_FIELDS = {"onset": "onset_at", "resolved": "resolved_at", "subject_id": "subject"}
 
 
 @dataclass(frozen=True)
@@ -98,17 +120,53 @@ def _record(row: AdverseEvent, subject_code: str) -> AdverseEventRecord:
     )
 
 
+def _check(
+    session: Session,
+    study: StudyHandle,
+    subject: Subject,
+    entry: AdverseEventEntry,
+    *,
+    onset_changed: bool = True,
+    resolved_changed: bool = True,
+) -> None:
+    """The rules of a hand entry (problems by form field), then the date warnings; the
+    confirmed warnings go into the reason of the audit event."""
+    zone = study.protocol.study.timezone
+    try:
+        check_adverse_event(
+            session, study.study_id, _event(entry, subject.code), zone=zone, death_rules=True
+        )
+    except EntryRefused as exc:
+        problems = {_FIELDS.get(k, k): v for k, v in exc.problems.items()}
+        said = [f"{FIELD_LABELS.get(k, k)}: {t}" for k, texts in problems.items() for t in texts]
+        raise EntryRefused(
+            "adverse event not saved: " + "; ".join(said), problems=problems
+        ) from None
+    check = EntryCheck("adverse event", FIELD_LABELS)
+    dates = subject_dates(session, study, subject)
+    if onset_changed:  # before enrolment, after death and in the future: refused above
+        check_date(check, "onset_at", entry.onset_at, dates, zone=zone, future=False)
+    if resolved_changed:
+        check_date(check, "resolved_at", entry.resolved_at, dates, zone=zone, before=False)
+    note = check.settle(confirmed=entry.confirm_warnings)
+    if note:
+        session.info["reason"] = f"{session.info.get('reason') or ''}; {note}".lstrip("; ")
+
+
 def record_event(
     study: StudyHandle, subject_code: str, entry: AdverseEventEntry, *, user: str
 ) -> AdverseEventRecord:
-    """Store a new AE (vocabulary and consistency checks of :mod:`celltrial.safety.events`)."""
+    """Store a new AE (vocabulary and consistency checks of :mod:`celltrial.safety.events`,
+    the death rules, the date warnings)."""
     with study_session(study.engine, user=user, reason="adverse event recorded") as session:
         subject = find_subject(session, study, subject_code)
+        _check(session, study, subject, entry)
         row = record_adverse_event(
             session,
             study.study_id,
             _event(entry, subject.code),
             zone=study.protocol.study.timezone,
+            death_rules=True,
         )
         session.refresh(row)
         return _record(row, subject.code)
@@ -129,12 +187,20 @@ def edit_event(
         refusing_lost_updates("the adverse event was"),
         study_session(study.engine, user=user, reason=reason) as session,
     ):
-        row, code = _find(session, study, event_id)
+        row, subject = find_study_record(session, study, AdverseEvent, event_id, "adverse event")
+        code = subject.code
         check_version(session, row, version, f"adverse event {row.id} ({row.term})")
         event = _event(entry, code)
-        check_adverse_event(
-            session, study.study_id, event, zone=study.protocol.study.timezone
-        )  # the same rules as a new event: vocabulary, the subject's dates, not in the future
+        # the same rules as a new event: vocabulary, the subject's dates, not in the future,
+        # grade 5 serious and fatal; the warnings only for a date the edit changes
+        _check(
+            session,
+            study,
+            subject,
+            entry,
+            onset_changed=_utc(row.onset_at) != entry.onset_at,
+            resolved_changed=_utc(row.resolved_at) != entry.resolved_at,
+        )
         apply_changes(
             row,
             {
@@ -154,6 +220,11 @@ def edit_event(
         session.flush()
         session.refresh(row)
         return _record(row, code)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """A stored time, aware (SQLite returns it naive, in UTC)."""
+    return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _find(session: Session, study: StudyHandle, event_id: int) -> tuple[AdverseEvent, str]:

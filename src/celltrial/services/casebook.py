@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from celltrial.errors import DataError
+from celltrial.ingest.subject_codes import check_subject_code
 from celltrial.protocol.model import ReleaseCriteria
 from celltrial.protocol.release import check_lot_release
 from celltrial.store.database import study_session
@@ -52,9 +53,7 @@ MYCOPLASMA_RESULTS = ("negative", "positive", "pending")
 
 def enrol_subject(study: StudyHandle, subject: NewSubject, *, user: str) -> int:
     """Add a study subject (audited insert); returns its database id."""
-    code = subject.code.strip()
-    if not code:
-        raise DataError("subject code: required")
+    code = check_subject_code(subject.code)
     if subject.sex not in (None, "F", "M"):
         raise DataError(f"sex: {subject.sex!r} — expected F or M")
     with study_session(study.engine, user=user, reason="subject enrolled") as session:

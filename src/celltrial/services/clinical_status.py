@@ -61,8 +61,14 @@ class ClinicalStatusRecord:
 
 
 def support_options() -> tuple[str, ...]:
-    """The oxygen-support texts the rules know (what the form offers)."""
+    """The oxygen-support texts the rules know (synonyms included: what an entry may say)."""
     return tuple(load_who_scale_rules().support)
+
+
+def offered_support() -> tuple[str, ...]:
+    """The oxygen-support texts a form offers: one term per device (``who_scale.yaml``,
+    ``offered``)."""
+    return load_who_scale_rules().offered
 
 
 def who_levels() -> dict[int, str]:

@@ -2,14 +2,17 @@
 
 Before an infusion is stored the bedside check must pass: the lot is a lot of this study, is
 released and meets the protocol's release criteria, has not expired at the start of the infusion,
-and the subject code on the bag label is this subject's. Anything else a protocol deviation
-describes (timing, dose) is stored and shown on the dashboard, not refused.
+and the subject code on the bag label is this subject's. A dose outside the protocol's tolerance
+is refused unless the user gives a reason to override it, and a start before the study or the
+subject's enrolment, or after the subject's death, is saved once confirmed (see
+:mod:`celltrial.services.entry_checks`; both kept in the audit trail). Anything else a protocol
+deviation describes (timing) is stored and shown on the dashboard, not refused.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
@@ -23,13 +26,31 @@ from celltrial.services.editing import (
     check_version,
     refusing_lost_updates,
 )
+from celltrial.services.entry_checks import (
+    CLOCK_SKEW,
+    EntryCheck,
+    check_date,
+    check_dose,
+    subject_dates,
+)
 from celltrial.services.errors import BedsideCheckFailed, NotFound
 from celltrial.store.database import study_session
 from celltrial.store.models import Infusion, ProductLot, Subject
 from celltrial.study import StudyHandle
 
-#: A start time this far in the future is a typing error, not a plan.
-_CLOCK_SKEW = timedelta(minutes=10)
+#: How the fields of an infusion are named in messages.
+FIELD_LABELS = {
+    "lot_code": "lot code",
+    "vial_id": "vial",
+    "label_subject_code": "subject code on the bag label",
+    "number": "infusion number",
+    "started_at": "start",
+    "ended_at": "stop",
+    "cells_given": "cells given",
+    "volume_ml": "volume",
+    "stop_reason": "reason the infusion was stopped",
+    "reaction_description": "reaction",
+}
 
 
 @dataclass(frozen=True)
@@ -50,6 +71,10 @@ class InfusionEntry:
     reaction: bool | None = False
     reaction_description: str | None = None
     label_subject_code: str | None = None
+    #: Why a dose outside the protocol's tolerance is right (audited with the entry)
+    override_reason: str | None = None
+    #: The user has seen the warnings about this entry's dates and saves it all the same
+    confirm_warnings: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,29 +169,65 @@ def check_bedside(
     return lot
 
 
-def _check_entry(entry: InfusionEntry, study: StudyHandle) -> None:
-    problems: list[str] = []
+def _check_entry(entry: InfusionEntry, study: StudyHandle) -> EntryCheck:
+    """The problems of the entry's own fields, raised at once
+    (:class:`~celltrial.errors.EntryRefused`); else the check that :func:`_settle` completes."""
+    check = EntryCheck("infusion", FIELD_LABELS)
     if not entry.vial_id.strip():
-        problems.append("vial: required")
+        check.refuse("vial_id", "required")
     if entry.started_at.tzinfo is None:
-        problems.append("start: needs a time zone")
-    elif entry.started_at > datetime.now(UTC) + _CLOCK_SKEW:
-        problems.append("start: is in the future")
+        check.refuse("started_at", "needs a time zone")
+    elif entry.started_at > datetime.now(UTC) + CLOCK_SKEW:
+        check.refuse("started_at", "is in the future")
     if entry.ended_at is not None and entry.ended_at < entry.started_at:
-        problems.append("stop: before the start")
+        check.refuse("ended_at", "before the start")
     if not entry.cells_given > 0:
-        problems.append("cells given: expected a positive number")
+        check.refuse("cells_given", "expected a positive number")
     if entry.volume_ml is not None and not entry.volume_ml > 0:
-        problems.append("volume: expected a positive number of mL")
+        check.refuse("volume_ml", "expected a positive number of mL")
     if not entry.completed and not _text(entry.stop_reason):
-        problems.append("reason the infusion was stopped: required when it was not completed")
+        check.refuse("stop_reason", "required when it was not completed")
     if entry.reaction and not _text(entry.reaction_description):
-        problems.append("reaction: describe the reaction during the infusion")
+        check.refuse("reaction_description", "describe the reaction during the infusion")
     n = study.protocol.regimen.n_infusions
     if entry.number is not None and not 1 <= entry.number <= n:
-        problems.append(f"infusion number: expected 1–{n}")
-    if problems:
-        raise DataError("infusion: " + "; ".join(problems))
+        check.refuse("number", f"expected 1–{n}")
+    if check.problems:
+        check.settle()
+    return check
+
+
+def _settle(
+    check: EntryCheck,
+    session: Session,
+    study: StudyHandle,
+    subject: Subject,
+    entry: InfusionEntry,
+    *,
+    dose_changed: bool = True,
+    start_changed: bool = True,
+) -> None:
+    """Add the dose and date checks against the protocol and the subject; raise
+    :class:`~celltrial.errors.EntryRefused` unless the entry may be saved, else put the override
+    and the confirmed warnings into the reason of the audit event. An edit is checked only for
+    what it changes (a dose overridden once is not refused again when the volume is
+    corrected)."""
+    if dose_changed and entry.cells_given > 0:
+        check_dose(
+            check,
+            "cells_given",
+            entry.cells_given,
+            study.protocol.regimen.dose,
+            weight_kg=subject.weight_kg,
+            completed=entry.completed,
+        )
+    if start_changed and entry.started_at.tzinfo is not None:
+        dates = subject_dates(session, study, subject)
+        zone = study.protocol.study.timezone
+        check_date(check, "started_at", entry.started_at, dates, zone=zone, future=False)
+    note = check.settle(override_reason=entry.override_reason, confirmed=entry.confirm_warnings)
+    if note:
+        session.info["reason"] = f"{session.info.get('reason') or ''}; {note}".lstrip("; ")
 
 
 def _values(entry: InfusionEntry, lot: ProductLot) -> dict:
@@ -189,10 +250,11 @@ def record_infusion(
     study: StudyHandle, subject_code: str, entry: InfusionEntry, *, user: str
 ) -> InfusionRecord:
     """Store a new infusion after the bedside check (audited insert)."""
-    _check_entry(entry, study)
+    check = _check_entry(entry, study)
     with study_session(study.engine, user=user, reason="infusion recorded") as session:
         subject = find_subject(session, study, subject_code)
-        lot = check_bedside(session, study, subject, entry, new=True)
+        lot = check_bedside(session, study, subject, entry, new=True)  # "do not infuse" first
+        _settle(check, session, study, subject, entry)
         last = session.scalar(
             select(func.max(Infusion.number)).where(Infusion.subject_id == subject.id)
         )
@@ -226,7 +288,7 @@ def edit_infusion(
     """Change a saved infusion: needs a reason, and the version the user saw (no overwrite)."""
     reason = check_reason(reason)
     entry = replace(entry, number=None)
-    _check_entry(entry, study)
+    check = _check_entry(entry, study)
     with (
         refusing_lost_updates("the infusion was"),
         study_session(study.engine, user=user, reason=reason) as session,
@@ -234,6 +296,20 @@ def edit_infusion(
         row = _find(session, study, infusion_id)
         check_version(session, row, version, f"infusion {row.number} of {row.subject.code}")
         lot = check_bedside(session, study, row.subject, entry, new=False)
+        started = (
+            row.started_at
+            if row.started_at is None or row.started_at.tzinfo
+            else row.started_at.replace(tzinfo=UTC)
+        )
+        _settle(
+            check,
+            session,
+            study,
+            row.subject,
+            entry,
+            dose_changed=row.cells_given != entry.cells_given,
+            start_changed=started != entry.started_at,
+        )
         apply_changes(row, _values(entry, lot))
         session.flush()
         session.refresh(row)

@@ -2,22 +2,33 @@
 closes the query.
 
 A query names one field of one observation, infusion, adverse event or daily clinical status of a
-study subject and keeps
-the value as it was when raised. Raising, answering and closing are audited changes of the query
-row (table ``data_query``), so :func:`celltrial.services.audit_trail.read_audit_trail` shows each
-query's history: who, when, what and why.
+study subject and keeps the value as it was when raised. Raising, answering and closing are
+audited changes of the query row (table ``data_query``), so
+:func:`celltrial.services.audit_trail.read_audit_trail` shows each query's history: who, when,
+what and why.
+
+What people read of a query comes with each :class:`QueryRecord`: the record it names in words
+(a test and its time, an infusion, an adverse event), the field's label (``query_fields.yaml``)
+and the value (a time as a time, shown in the study's zone by the page; a lot by its code; a lab
+value with its unit), never column names or record numbers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
 
-from sqlalchemy import Select, select
+import yaml
+from sqlalchemy import Boolean, Float, Select, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
+from celltrial.catalogue import load_catalogue
 from celltrial.errors import DataError
+from celltrial.labels import display_unit, marker_label
 from celltrial.services.editing import check_version
 from celltrial.services.errors import EditConflict, NotFound
 from celltrial.services.infusions import find_subject
@@ -29,8 +40,10 @@ from celltrial.store.models import (
     DataQuery,
     Infusion,
     Observation,
+    ProductLot,
     Subject,
 )
+from celltrial.store.types import UTCDateTime
 from celltrial.study import StudyHandle
 
 #: Records a query may name, by table name.
@@ -65,6 +78,105 @@ class QueryRecord:
     closed_by: str | None
     closed_at: datetime | None
     version: int
+    #: what the record is, in words ("lab result: C-reactive protein", "infusion 2"), and its time
+    record_label: str = ""
+    record_time: datetime | None = None
+    #: the field's label and the value as shown (a time value in ``value_time`` instead)
+    field_label: str = ""
+    value_shown: str | None = None
+    value_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class QueryTarget:
+    """One record a query may name, in words: its subject, what it is and each field's label
+    and current value (as :class:`QueryRecord` shows them)."""
+
+    subject_code: str
+    record_label: str
+    record_time: datetime | None
+    fields: tuple[tuple[str, str, str | None, datetime | None], ...]  # name, label, shown, time
+
+
+@cache
+def _field_labels() -> dict[str, dict[str, str]]:
+    text = resources.files("celltrial.services").joinpath("query_fields.yaml").read_text("utf-8")
+    return {
+        t: {str(k): str(v) for k, v in fields.items()} for t, fields in yaml.safe_load(text).items()
+    }
+
+
+def field_label(table: str, field: str) -> str:
+    """What a field a query may name is called (``query_fields.yaml``)."""
+    return _field_labels().get(table, {}).get(field, field.replace("_", " "))
+
+
+def _describe_record(table: str, row: Base | None) -> tuple[str, datetime | None]:
+    """(what the record is, in words; its time)."""
+    if row is None:
+        return table.replace("_", " "), None
+    if isinstance(row, Observation):
+        name = marker_label(row.test)[0]
+        catalogue = load_catalogue()
+        vital = row.test in catalogue and catalogue.get(row.test).category == "vital"
+        return f"{'vital sign' if vital else 'lab result'}: {name}", row.time
+    if isinstance(row, Infusion):
+        return f"infusion {row.number}", row.started_at or row.planned_at
+    if isinstance(row, AdverseEvent):
+        return f"adverse event: {row.term}", row.onset_at
+    return "clinical status", row.time  # type: ignore[attr-defined]
+
+
+def _number_text(text: str) -> str:
+    """A stored number as people write it: 112.0 → 112, 30000000.0 → 30000000, 0.3 → 0.3."""
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    if number.is_integer() and abs(number) < 1e15:
+        return str(int(number))
+    return str(number)
+
+
+def _show_value(
+    session: Session, table: str, row: Base | None, field: str, text: str | None
+) -> tuple[str | None, datetime | None]:
+    """(the value as shown, the value as a time): times parsed (shown in the study's zone by
+    the page), yes/no for true/false, a lot by its code, a lab value with its unit."""
+    if text is None:
+        return None, None
+    column = QUERYABLE[table].__table__.columns.get(field)
+    if column is not None and isinstance(column.type, UTCDateTime):
+        try:
+            return None, datetime.fromisoformat(text)
+        except ValueError:
+            return text, None
+    if column is not None and isinstance(column.type, Boolean):
+        return {"True": "yes", "False": "no"}.get(text, text), None
+    if column is not None and isinstance(column.type, Float):
+        text = _number_text(text)
+    if table == "infusion" and field == "lot_id" and text.isdigit():
+        code = session.scalar(select(ProductLot.code).where(ProductLot.id == int(text)))
+        return code or text, None
+    if isinstance(row, Observation):
+        if field == "test":
+            return marker_label(text)[0], None
+        if field in ("value", "ref_low", "ref_high") and row.unit:
+            return f"{text} {display_unit(row.unit)}", None
+    return text, None
+
+
+def read_target_described(study: StudyHandle, table: str, row_id: int) -> QueryTarget:
+    """The record ``row_id`` of ``table`` in words, with its queryable fields' labels and
+    current values (what the query form offers)."""
+    with study_session(study.engine, user="read") as session:
+        row, subject = _target(session, study, table, row_id)
+        label, time = _describe_record(table, row)
+        fields = []
+        for name in queryable_fields(table):
+            shown, when = _show_value(session, table, row, name, _value_text(getattr(row, name)))
+            fields.append((name, field_label(table, name), shown, when))
+        return QueryTarget(subject.code, label, time, tuple(fields))
 
 
 def queryable_fields(table: str) -> tuple[str, ...]:
@@ -103,15 +215,30 @@ def _target(session: Session, study: StudyHandle, table: str, row_id: int) -> tu
     return row, subject
 
 
-def read_target(study: StudyHandle, table: str, row_id: int) -> tuple[str, dict[str, str | None]]:
-    """The subject code and the queryable fields with their current values of one record."""
-    with study_session(study.engine, user="read") as session:
-        row, subject = _target(session, study, table, row_id)
-        fields = {f: _value_text(getattr(row, f)) for f in queryable_fields(table)}
-        return subject.code, fields
+def _records(session: Session, found: Iterable[tuple[DataQuery, str]]) -> list[QueryRecord]:
+    """Query rows (with their subject's code) as records, each described in words (the records
+    they name read once per table)."""
+    found = list(found)
+    targets: dict[tuple[str, int], Base] = {}
+    by_table: dict[str, set[int]] = {}
+    for query, _code in found:
+        if query.table_name in QUERYABLE:
+            by_table.setdefault(query.table_name, set()).add(query.row_id)
+    for table, ids in by_table.items():
+        model = QUERYABLE[table]
+        for target in session.scalars(select(model).where(model.id.in_(sorted(ids)))):
+            targets[(table, target.id)] = target
+    return [
+        _record(query, code, session=session, target=targets.get((query.table_name, query.row_id)))
+        for query, code in found
+    ]
 
 
-def _record(row: DataQuery, subject_code: str) -> QueryRecord:
+def _record(
+    row: DataQuery, subject_code: str, *, session: Session, target: Base | None
+) -> QueryRecord:
+    record_label, record_time = _describe_record(row.table_name, target)
+    shown, value_time = _show_value(session, row.table_name, target, row.field, row.value_text)
     return QueryRecord(
         id=row.id,
         subject_code=subject_code,
@@ -130,6 +257,11 @@ def _record(row: DataQuery, subject_code: str) -> QueryRecord:
         closed_by=row.closed_by,
         closed_at=row.closed_at,
         version=row.version,
+        record_label=record_label,
+        record_time=record_time,
+        field_label=field_label(row.table_name, row.field),
+        value_shown=shown,
+        value_time=value_time,
     )
 
 
@@ -156,7 +288,7 @@ def raise_query(
         )
         session.add(query)
         session.flush()
-        return _record(query, subject.code)
+        return _record(query, subject.code, session=session, target=row)
 
 
 def _find(session: Session, study: StudyHandle, query_id: int) -> tuple[DataQuery, str]:
@@ -193,7 +325,7 @@ def _change(
             for key, value in values.items():
                 setattr(query, key, value)
             session.flush()
-            return _record(query, code)
+            return _records(session, [(query, code)])[0]
     except StaleDataError:
         raise EditConflict(
             f"query {query_id} was changed by someone else while you saved; reload the page"
@@ -254,7 +386,7 @@ def close_query(
 def read_query(study: StudyHandle, query_id: int) -> QueryRecord:
     with study_session(study.engine, user="read") as session:
         query, code = _find(session, study, query_id)
-        return _record(query, code)
+        return _records(session, [(query, code)])[0]
 
 
 def list_queries(
@@ -276,13 +408,13 @@ def list_queries(
             statement = statement.where(DataQuery.status != "closed")
         if status is not None:
             statement = statement.where(DataQuery.status == status)
-        return [_record(q, code) for q, code in session.execute(statement)]
+        return _records(session, session.execute(statement).all())
 
 
 def subject_queries(session: Session, subject: Subject) -> list[QueryRecord]:
     """The subject's queries, oldest first (within a session of the caller's)."""
     statement = _listing(subject.study_id).where(DataQuery.subject_id == subject.id)
-    return [_record(q, code) for q, code in session.execute(statement)]
+    return _records(session, session.execute(statement).all())
 
 
 def _listing(study_id: str) -> Select:

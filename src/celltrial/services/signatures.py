@@ -32,6 +32,7 @@ from celltrial.store.models import (
     CasebookSignature,
     ClinicalStatus,
     CtResult,
+    DataQuery,
     ImagingStudy,
     Infusion,
     Observation,
@@ -193,6 +194,10 @@ def sign_casebook(
         study.engine, user=username, reason=f"casebook signed: {statement}"
     ) as session:
         subject = find_subject(session, study, subject_code)
+        unresolved = open_query_ids(session, subject)
+        if unresolved:  # signing is allowed (the page warned); the audit trail says so
+            listed = ", ".join(f"#{n}" for n in unresolved)
+            session.info["reason"] += f"; signed with {len(unresolved)} open queries ({listed})"
         rows = _signed_rows(session, subject)
         signature = CasebookSignature(
             subject_id=subject.id,
@@ -206,6 +211,17 @@ def sign_casebook(
         session.add(signature)
         session.flush()
         return _record(session, signature, subject, rows)
+
+
+def open_query_ids(session: Session, subject: Subject) -> list[int]:
+    """The subject's queries not yet closed (open or answered), by number."""
+    return list(
+        session.scalars(
+            select(DataQuery.id)
+            .where(DataQuery.subject_id == subject.id, DataQuery.status != "closed")
+            .order_by(DataQuery.id)
+        )
+    )
 
 
 def list_signatures(study: StudyHandle, subject_code: str) -> list[SignatureRecord]:

@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field
 
 from celltrial.services import accounts as account_service
@@ -28,6 +27,7 @@ from celltrial.services.audit_log import read_audit_log
 from celltrial.services.audit_trail import read_audit_trail
 from celltrial.services.errors import NotPermitted, SignInRefused
 from celltrial.services.subject_records import read_subject_records
+from celltrial.web.openapi import build_openapi
 from celltrial.web.schemas import (
     AdverseEventCreate,
     AdverseEventOut,
@@ -38,6 +38,7 @@ from celltrial.web.schemas import (
     ClinicalStatusUpdate,
     CtScanOut,
     DashboardOut,
+    EntryRefusedOut,
     ErrorOut,
     InfusionCreate,
     InfusionOut,
@@ -83,13 +84,7 @@ Reader = Annotated[ActiveSession, allowed("read_study")]
 
 @router.get("/openapi.json", include_in_schema=False)
 def openapi(request: Request, _active: Reader) -> dict:
-    app = request.app
-    return get_openapi(
-        title=app.title,
-        version=app.version,
-        description=app.description,
-        routes=app.routes,  # every router of the app; pages are excluded from the schema
-    )
+    return build_openapi(request.app)  # every router of the app; pages are not in it
 
 
 @router.post("/v1/session", response_model=SignInResponse, responses={401: _errors[401]})
@@ -153,7 +148,7 @@ def subject_infusions(code: str, request: Request, _active: Reader) -> list[Infu
     "/v1/subjects/{code}/infusions",
     response_model=InfusionOut,
     status_code=201,
-    responses={422: {"model": ErrorOut, "description": "Bedside check or entry refused"}},
+    responses={422: {"model": EntryRefusedOut, "description": "Bedside check or entry refused"}},
 )
 def create_infusion(
     code: str,
@@ -161,7 +156,10 @@ def create_infusion(
     request: Request,
     active: Annotated[ActiveSession, api_write("enter_infusion")],
 ) -> InfusionOut:
-    """Record an infusion; the bedside check (lot of this study, released, label) must pass."""
+    """Record an infusion; the bedside check (lot of this study, released, label) must pass. A
+    dose outside the protocol's tolerance needs ``override_reason``; a start before the study or
+    the subject's enrolment, or after the subject's death, needs ``confirm_warnings`` (422
+    lists them by field)."""
     record = infusions.record_infusion(
         study_of(request), code, body.entry(), user=active.account.username
     )
@@ -176,7 +174,10 @@ def get_infusion(infusion_id: int, request: Request, _active: Reader) -> Infusio
 @router.put(
     "/v1/infusions/{infusion_id}",
     response_model=InfusionOut,
-    responses={409: {"model": ErrorOut, "description": "Changed since the version you read"}},
+    responses={
+        409: {"model": ErrorOut, "description": "Changed since the version you read"},
+        422: {"model": EntryRefusedOut, "description": "Entry refused (by field)"},
+    },
 )
 def update_infusion(
     infusion_id: int,
@@ -203,7 +204,7 @@ def subject_events(code: str, request: Request, _active: Reader) -> list[Adverse
     "/v1/subjects/{code}/adverse-events",
     response_model=AdverseEventOut,
     status_code=201,
-    responses={422: {"model": ErrorOut, "description": "Entry refused"}},
+    responses={422: {"model": EntryRefusedOut, "description": "Entry refused (by field)"}},
 )
 def create_event(
     code: str,
@@ -211,6 +212,9 @@ def create_event(
     request: Request,
     active: Annotated[ActiveSession, api_write("enter_adverse_event")],
 ) -> AdverseEventOut:
+    """Record an adverse event: the vocabulary, the subject's dates and the death rules (grade 5
+    is serious and fatal) must hold; an onset before the study, a resolution after the subject's
+    death or in the future needs ``confirm_warnings`` (422 lists them by field)."""
     record = adverse_events.record_event(
         study_of(request), code, body.entry(), user=active.account.username
     )
@@ -225,7 +229,10 @@ def get_event(event_id: int, request: Request, _active: Reader) -> AdverseEventO
 @router.put(
     "/v1/adverse-events/{event_id}",
     response_model=AdverseEventOut,
-    responses={409: {"model": ErrorOut, "description": "Changed since the version you read"}},
+    responses={
+        409: {"model": ErrorOut, "description": "Changed since the version you read"},
+        422: {"model": EntryRefusedOut, "description": "Entry refused (by field)"},
+    },
 )
 def update_event(
     event_id: int,

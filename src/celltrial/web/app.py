@@ -16,9 +16,10 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from celltrial import __version__
-from celltrial.errors import CelltrialError, DataError, StudyBusy
+from celltrial.errors import CelltrialError, DataError, EntryRefused, StudyBusy
 from celltrial.services.errors import EditConflict, NotFound, NotPermitted, SignInRefused
 from celltrial.services.monitoring import (
     refresh_after_write,
@@ -28,6 +29,9 @@ from celltrial.services.monitoring import (
     write_in_flight,
 )
 from celltrial.study import StudyHandle, open_study
+from celltrial.web.body_limit import MAX_BODY_BYTES, BodyLimit
+from celltrial.web.dry_runs import DryRunProcess
+from celltrial.web.paths import SLASH_IN_SEGMENT, EncodedSlashes, path_part, restore_slashes
 from celltrial.web.security import SECURITY_HEADERS, SESSION_COOKIE, CsrfRefused, NotSignedIn
 
 WEB_USER = "celltrial-web"
@@ -52,6 +56,7 @@ def _templates() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["status"] = lambda s: str(s or "").replace("_", " ")
+    env.filters["urlpart"] = path_part  # a code in an address: /subjects/{{ code|urlpart }}
     return env
 
 
@@ -80,6 +85,21 @@ _IMPORTED_ON_FIRST_USE = (
 )
 
 
+#: Methods a route may answer, in the order an ``Allow`` header lists them.
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """The methods the routes of ``path`` answer (the ``Allow`` header of a 405): every route of
+    the path, not only the first one the router found."""
+    allowed = []
+    for method in _METHODS:
+        scope = {"type": "http", "method": method, "path": path, "root_path": ""}
+        if any(route.matches(scope)[0] == Match.FULL for route in app.router.routes):
+            allowed.append(method)
+    return allowed
+
+
 def _warm_up(study: StudyHandle) -> None:
     """Make at start what the first requests would: the study's analyses and dashboard, and the
     modules imported on first use. Then move all of it (some 300,000 objects that live as long
@@ -96,12 +116,18 @@ def _warm_up(study: StudyHandle) -> None:
 
 
 def create_app(
-    study_dir: str | Path, db_url: str | None = None, *, figure_process: bool = False
+    study_dir: str | Path,
+    db_url: str | None = None,
+    *,
+    figure_process: bool = False,
+    upload_process: bool = False,
 ) -> FastAPI:
     """The web app of the study in ``study_dir`` (database: ``db_url``, else the study default).
 
     ``figure_process``: draw subject figures in a separate process while the app runs (what
     ``celltrial serve`` does), so that drawing does not hold up the other requests.
+    ``upload_process``: check uploaded files in a worker process (``celltrial serve`` too), so
+    that parsing a large workbook does not slow the pages down.
     """
     study = open_study(study_dir, db_url=db_url, user=WEB_USER)
 
@@ -109,12 +135,18 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if figure_process:
             start_figure_process()
+        if upload_process:
+            app.state.dry_runs = DryRunProcess(study, user=WEB_USER)
+            app.state.dry_runs.start()
         await run_in_threadpool(_warm_up, study)
         try:
             yield
         finally:
             if figure_process:
                 stop_figure_process()
+            if upload_process:
+                app.state.dry_runs.stop()
+                app.state.dry_runs = None
 
     app = FastAPI(
         lifespan=lifespan,
@@ -125,7 +157,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
-        dependencies=[Depends(_record_numbers_in_range)],
+        dependencies=[Depends(_record_numbers_in_range), Depends(restore_slashes)],
     )
     app.state.study = study
     app.state.templates = _templates()
@@ -176,7 +208,8 @@ def create_app(
     async def _not_signed_in(request: Request, _exc: NotSignedIn) -> Response:
         if wants_json(request):
             return JSONResponse({"detail": "sign in first"}, status_code=401)
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        path = request.url.path.replace(SLASH_IN_SEGMENT, "%2F")
+        target = path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
 
     @app.exception_handler(NotPermitted)
@@ -209,6 +242,18 @@ def create_app(
     async def _data(request: Request, exc: DataError) -> Response:
         return error_page(request, 422, "Not saved", str(exc))
 
+    @app.exception_handler(EntryRefused)
+    async def _entry_refused(request: Request, exc: EntryRefused) -> Response:
+        # the API says it field by field (the forms show each message beside its field)
+        if not wants_json(request):
+            return error_page(request, 422, "Not saved", str(exc))
+        fields = {
+            "problems": exc.problems,
+            "overridable": exc.overridable,
+            "warnings": exc.warnings,
+        }
+        return JSONResponse({"detail": str(exc)} | fields, status_code=422)
+
     @app.exception_handler(StudyBusy)
     async def _busy(request: Request, exc: StudyBusy) -> Response:
         response = error_page(request, 503, "Study busy, try again", str(exc))
@@ -221,21 +266,36 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        return error_page(request, exc.status_code, "Error", str(exc.detail))
+        response = error_page(request, exc.status_code, "Error", str(exc.detail))
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path, not only its first route's
+            response.headers["Allow"] = ", ".join(allowed_methods(app, request.url.path))
+        return response
 
     @app.get("/static/style.css", include_in_schema=False)
     def stylesheet() -> Response:
         return Response(app.state.css, media_type="text/css")
 
-    from celltrial.web import imports, reports
+    from celltrial.web import imports, reports, subjects
     from celltrial.web.api import router as api_router
     from celltrial.web.pages import router as pages_router
+
+    def body_limit(scope) -> int:
+        if (scope.get("method"), scope.get("path")) in imports.UPLOAD_ROUTES:
+            return imports.upload_body_limit(app)
+        return MAX_BODY_BYTES
+
+    app.add_middleware(EncodedSlashes)
+    # outermost of the app's own layers: a body over the limit is refused before anything reads it
+    app.add_middleware(BodyLimit, limit_for=body_limit)
 
     app.state.report_builder = reports.ReportBuilder(study)
     app.include_router(api_router)
     app.include_router(imports.api_router)
     app.include_router(reports.api_router)
+    app.include_router(subjects.api_router)
     app.include_router(pages_router)
     app.include_router(imports.router)
     app.include_router(reports.router)
+    app.include_router(subjects.router)
     return app

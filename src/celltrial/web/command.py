@@ -44,7 +44,7 @@ def serve_command(
     from celltrial.services.accounts import count_users
     from celltrial.web import create_app
 
-    app = create_app(directory, db_url=db, figure_process=True)
+    app = create_app(directory, db_url=db, figure_process=True, upload_process=True)
     if max_upload_mb is not None:
         app.state.upload_limit = int(max_upload_mb * 2**20)
     if count_users(app.state.study.engine) == 0:

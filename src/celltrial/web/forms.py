@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ValidationError
 
-from celltrial.errors import DataError
+from celltrial.errors import EntryRefused
+from celltrial.services import adverse_events, enrolment, infusions, vital_signs
 
 DATETIME_FIELDS = (
     "started_at",
@@ -20,13 +21,102 @@ DATETIME_FIELDS = (
     "assessed_at",
     "manufactured_at",
     "expires_at",
+    "admitted_at",
+    "enrolled_at",
 )
-CHECKBOXES = {"infusion": ("completed", "reaction"), "adverse_event": ("serious",)}
+CHECKBOXES = {
+    "infusion": ("completed", "reaction", "confirm_warnings"),
+    "adverse_event": ("serious", "confirm_warnings"),
+}
 #: A checkbox whose saved value is unknown (imported) is a select instead: "" keeps it unknown.
 ANSWERS = {"reaction": "reaction_answer"}
 LISTS = ("serious_criteria",)
 #: Fields posted as one input per key (``marker_CD73``) and validated as a dict.
 DICTS = {"markers_pct": "marker_"}
+
+
+#: Each form's fields as its messages name them ("field: what is wrong"), to show each message
+#: beside its field.
+FIELD_LABELS: dict[str, dict[str, str]] = {
+    "infusion": infusions.FIELD_LABELS,
+    "adverse_event": {"term": "term", "description": "description"} | adverse_events.FIELD_LABELS,
+    "vital_signs": {"time": "time"} | vital_signs.FIELD_LABELS,
+    "clinical_status": {
+        "assessed_at": "time",
+        "who_scale": "WHO scale",
+        "oxygen_support": "oxygen support",
+        "fio2": "FiO2",
+    },
+    "demographics": enrolment.FIELD_LABELS,
+}
+_EXAMPLE_TIME = "e.g. 2020-02-10 14:30"
+
+
+class ErrorMessage(str):
+    """The message of a refused form (shown above it) with what it says of each field (shown
+    beside the field): ``problems``, ``overridable`` and ``warnings``, field -> texts."""
+
+    problems: dict[str, list[str]]
+    overridable: dict[str, list[str]]
+    warnings: dict[str, list[str]]
+
+    @classmethod
+    def of(cls, exc: Exception, *, kind: str = "") -> ErrorMessage:
+        """The message of ``exc``: an :class:`EntryRefused` says it by field; another error's
+        parts "label: text" (separated by "; ") are placed by the form's labels."""
+        message = cls(str(exc))
+        message.overridable, message.warnings = {}, {}
+        if isinstance(exc, EntryRefused):
+            message.problems = dict(exc.problems)
+            message.overridable = dict(exc.overridable)
+            message.warnings = dict(exc.warnings)
+            return message
+        fields = {label.lower(): name for name, label in FIELD_LABELS.get(kind, {}).items()}
+        message.problems = {}
+        text = (
+            str(exc).split(": ", 1)[1]
+            if str(exc).startswith(f"{kind.replace('_', ' ')}: ")
+            else str(exc)
+        )
+        for part in text.split("; "):
+            label, _, said = part.partition(": ")
+            name = fields.get(label.strip().lower())
+            if name and said:
+                message.problems.setdefault(name, []).append(said)
+        return message
+
+
+def _plain(error: dict[str, Any], value: Any) -> str:
+    """A pydantic error in plain words (never its type names or Python reprs)."""
+    kind, ctx = error["type"], error.get("ctx") or {}
+    shown = f"'{value}'" if isinstance(value, str) else str(value)
+
+    def number(key: str) -> str:
+        return f"{ctx.get(key):g}" if isinstance(ctx.get(key), int | float) else str(ctx.get(key))
+
+    if kind in ("missing", "string_too_short"):
+        return "required"
+    if kind in ("float_parsing", "float_type", "finite_number"):
+        return f"{shown} is not a number (e.g. 30000000, 3e7 or 3.5)"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"{shown} is not a whole number"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"{shown}: expected yes or no"
+    if kind == "greater_than":
+        return f"expected more than {number('gt')}, not {shown}"
+    if kind == "greater_than_equal":
+        return f"expected at least {number('ge')}, not {shown}"
+    if kind == "less_than":
+        return f"expected less than {number('lt')}, not {shown}"
+    if kind == "less_than_equal":
+        return f"expected at most {number('le')}, not {shown}"
+    if kind == "string_too_long":
+        return f"at most {ctx.get('max_length')} characters"
+    if kind in ("literal_error", "enum"):
+        return f"{shown} is not one of the choices ({ctx.get('expected', '')})"
+    if kind.startswith(("datetime", "timezone")):
+        return f"{shown} is not a date and time ({_EXAMPLE_TIME})"
+    return str(error["msg"]).replace("Input should be", "expected").replace("Value error, ", "")
 
 
 def local_input(value: datetime | None, zone: ZoneInfo) -> str:
@@ -52,9 +142,10 @@ def record_values(record: Any, zone: ZoneInfo) -> dict[str, Any]:
 def parse_form(
     values: dict[str, Any], schema: type[BaseModel], *, kind: str, zone: ZoneInfo
 ) -> BaseModel:
-    """Validate a posted form; :class:`DataError` lists every field that is wrong."""
+    """Validate a posted form; :class:`~celltrial.errors.EntryRefused` lists every field that
+    is wrong, in plain words (a value that cannot be read, a missing one, one out of range)."""
     data: dict[str, Any] = {}
-    problems: list[str] = []
+    problems: dict[str, list[str]] = {}
     for key, prefix in DICTS.items():
         if key in schema.model_fields:
             data[key] = {
@@ -73,7 +164,8 @@ def parse_form(
             try:
                 stamp = datetime.fromisoformat(str(value))
             except ValueError:
-                problems.append(f"{key.replace('_', ' ')}: {value!r} is not a date and time")
+                said = f"'{value}' is not a date and time ({_EXAMPLE_TIME})"
+                problems.setdefault(key, []).append(said)
                 continue
             data[key] = stamp if stamp.tzinfo else stamp.replace(tzinfo=zone)
         elif key in LISTS:
@@ -89,14 +181,18 @@ def parse_form(
                 data[box] = box in values
             else:
                 data[box] = {"yes": True, "no": False}.get(answer)
-    if problems:
-        raise DataError("; ".join(problems))
     try:
-        return schema.model_validate(data)
+        body = schema.model_validate(data)
     except ValidationError as exc:
-        raise DataError(
-            "; ".join(
-                f"{'.'.join(map(str, e['loc'])).replace('_', ' ') or 'form'}: {e['msg']}"
-                for e in exc.errors()
-            )
-        ) from None
+        for error in exc.errors():
+            key = str(error["loc"][0]) if error["loc"] else "form"
+            if key not in problems:  # a value that could not be read is said once
+                problems.setdefault(key, []).append(_plain(error, values.get(key)))
+        body = None
+    if problems or body is None:
+        labels = FIELD_LABELS.get(kind, {})
+        said = "; ".join(
+            f"{labels.get(k, k.replace('_', ' '))}: {t}" for k, ts in problems.items() for t in ts
+        )
+        raise EntryRefused(f"{kind.replace('_', ' ')} not saved: {said}", problems=problems)
+    return body

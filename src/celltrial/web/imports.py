@@ -5,7 +5,9 @@ The flow, over :func:`celltrial.ingest.importer.import_file` (the service behind
 
 1. upload (``POST /imports``, ``POST /api/v1/uploads``): the file, an optional mapping YAML and an
    optional REDCap data dictionary are staged under ``<study>/uploads/<token>/source/`` (size
-   limit, sanitised names), then validated as a dry run: nothing is stored;
+   limit, sanitised names; a workbook of more cells than :data:`MAX_UPLOAD_CELLS` refused before
+   it is parsed), then validated as a dry run: nothing is stored (``celltrial serve``: in a worker
+   process, :mod:`celltrial.web.dry_runs`, as is the import of a confirmed upload);
 2. review (``GET /imports/<token>``): the validation report grouped by kind, each message with its
    file, row, column, value and what was expected;
 3. confirm (``POST /imports/<token>/confirm``): the all-or-nothing import, one transaction, one
@@ -19,8 +21,10 @@ upload, confirm or cancel; the import history is part of the audit trail (``read
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import hmac
+import io
 import json
 import logging
 import os
@@ -29,6 +33,7 @@ import secrets
 import shutil
 import unicodedata
 import zipfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,7 +41,13 @@ from typing import Annotated, Any, BinaryIO
 
 import pandas as pd
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from pydantic import BaseModel, Field
 from python_multipart.exceptions import FormParserError
 from starlette.concurrency import run_in_threadpool
@@ -45,13 +56,15 @@ from starlette.datastructures import UploadFile
 from celltrial.errors import CelltrialError, DataError
 from celltrial.ingest.importer import ImportRefused, import_file
 from celltrial.ingest.layouts import TABLE_SUFFIXES
+from celltrial.ingest.limits import MAX_UPLOAD_CELLS, check_workbook_cells
 from celltrial.ingest.mapping import read_mapping
 from celltrial.ingest.redcap import DICTIONARY_NAMES
-from celltrial.ingest.report import KINDS, ValidationReport
+from celltrial.ingest.report import KINDS, ValidationReport, safe_cell
 from celltrial.services.accounts import ActiveSession
 from celltrial.services.errors import NotFound
 from celltrial.store.frames import read_import_batches
 from celltrial.study import StudyHandle
+from celltrial.web.dry_runs import DryRunProcess
 from celltrial.web.pages import render
 from celltrial.web.schemas import ErrorOut
 from celltrial.web.security import (
@@ -78,6 +91,8 @@ STAGED_FOR = timedelta(hours=24)
 MESSAGES_SHOWN = 50
 DATA_SUFFIXES = (*TABLE_SUFFIXES, ".json", ".ndjson")
 MAPPING_SUFFIXES = (".yaml", ".yml")
+#: Workbooks whose cells are counted before they are parsed (zip archives of XML).
+WORKBOOK_SUFFIXES = (".xlsx", ".xlsm")
 REGISTER_CHOICES = {
     "no": "are errors (not registered)",
     "cohort": "are registered: external cohort",
@@ -216,8 +231,12 @@ def stage_upload(
     username: str,
     key: str,
     limit: int = MAX_UPLOAD_BYTES,
+    max_cells: int = MAX_UPLOAD_CELLS,
+    checker: DryRunProcess | None = None,
 ) -> StagedUpload:
-    """Stage an upload under ``<study>/uploads/<token>/`` and validate it as a dry run."""
+    """Stage an upload under ``<study>/uploads/<token>/`` and validate it as a dry run (in
+    ``checker``'s worker process when given, else here); a workbook of more than ``max_cells``
+    cells is refused before it is parsed."""
     if register not in REGISTER_CHOICES:
         raise UploadRefused(f"register: {register!r} is not one of {', '.join(REGISTER_CHOICES)}")
     name = safe_filename(data.filename)
@@ -255,12 +274,28 @@ def stage_upload(
         if dictionary is not None:
             _copy(dictionary.file, source / DICTIONARY_NAMES[0], limit=limit, what="dictionary")
             staged.dictionary_name = safe_filename(dictionary.filename)
-        _dry_run(study, folder, staged)
+        _check_cells(source / name, max_cells)
+        if checker is not None:
+            staged = checker.check(folder, staged)
+        else:
+            dry_run(study, folder, staged)
         _write_meta(folder, staged, key)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
     return staged
+
+
+def _check_cells(path: Path, max_cells: int) -> None:
+    """413 for a workbook of more than ``max_cells`` cells (counted before it is parsed)."""
+    if path.suffix.lower() not in WORKBOOK_SUFFIXES or not zipfile.is_zipfile(path):
+        return  # a legacy .xls is capped by its size; a damaged file is reported by the reader
+    try:
+        check_workbook_cells(path, max_cells=max_cells)
+    except DataError as exc:
+        raise UploadRefused(str(exc), status=413) from None
+    except (zipfile.BadZipFile, OSError, EOFError):  # the reader says what is wrong
+        return
 
 
 def _import_options(folder: Path, staged: StagedUpload) -> dict[str, Any]:
@@ -293,7 +328,7 @@ def _scrub(text: str, folder: Path) -> str:
     return text
 
 
-def _dry_run(study: StudyHandle, folder: Path, staged: StagedUpload) -> None:
+def dry_run(study: StudyHandle, folder: Path, staged: StagedUpload) -> None:
     """Validate the staged file without storing anything; fills in the upload's report."""
     path = folder / SOURCE_DIR / staged.file_name
     try:
@@ -421,6 +456,15 @@ def confirm_upload(study: StudyHandle, token: str, key: str, *, username: str) -
     return Imported(batch_id=result.batch_id, counts=dict(result.counts))
 
 
+def _confirm(request: Request, token: str, key: str, *, username: str) -> Imported:
+    """:func:`confirm_upload`, in the app's worker process when it has one (the file is read
+    again: not in the process that answers requests)."""
+    checker: DryRunProcess | None = getattr(request.app.state, "dry_runs", None)
+    if checker is not None:
+        return checker.confirm(token, key, username=username)
+    return confirm_upload(study_of(request), token, key, username=username)
+
+
 def cancel_upload(study: StudyHandle, token: str, key: str) -> StagedUpload:
     """Delete a staged upload and its files (nothing was stored)."""
     staged = read_staged(study, token, key)
@@ -529,8 +573,21 @@ class UploadForm:
     cohort: str | None
 
 
+#: The routes that take an upload (their body limit is the upload limit, not the general one).
+UPLOAD_ROUTES = frozenset({("POST", "/imports"), ("POST", "/api/v1/uploads")})
+
+
 def upload_limit(request: Request) -> int:
     return int(getattr(request.app.state, "upload_limit", MAX_UPLOAD_BYTES))
+
+
+def upload_cells(request: Request) -> int:
+    return int(getattr(request.app.state, "upload_cells", MAX_UPLOAD_CELLS))
+
+
+def upload_body_limit(app: Any) -> int:
+    """The largest request an upload route reads: the file limit plus a mapping file."""
+    return int(getattr(app.state, "upload_limit", MAX_UPLOAD_BYTES)) + MAX_MAPPING_BYTES
 
 
 async def read_upload_form(
@@ -541,7 +598,7 @@ async def read_upload_form(
     length = request.headers.get("content-length", "")
     if not length.isdigit():
         raise UploadRefused("the upload must state its size (Content-Length)", status=411)
-    if int(length) > limit + MAX_MAPPING_BYTES:
+    if int(length) > upload_body_limit(request.app):
         raise UploadRefused(
             f"the upload ({_megabytes(int(length))}) is larger than the limit of "
             f"{_megabytes(limit)}",
@@ -584,6 +641,8 @@ async def _stage(request: Request, active: ActiveSession, *, csrf_in_form: bool)
             username=active.account.username,
             key=session_key(request),
             limit=upload_limit(request),
+            max_cells=upload_cells(request),
+            checker=getattr(request.app.state, "dry_runs", None),
         )
     finally:
         for upload in (form.data, form.mapping, form.dictionary):
@@ -651,8 +710,35 @@ def batch_report(batch_id: int, request: Request, _active: HistoryReader) -> Res
     return _csv(batch.report_csv, f"import-{batch_id}-report.csv")
 
 
-def _csv(path: Path, name: str) -> FileResponse:
-    return FileResponse(path, media_type="text/csv; charset=utf-8", filename=name)
+def _csv(path: Path, name: str) -> StreamingResponse:
+    """A report CSV as downloaded: every text cell made safe for spreadsheets and every file
+    named without its server folder (also in reports written before these rules)."""
+    return StreamingResponse(
+        _safe_csv_lines(path),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{safe_filename(name)}"'},
+    )
+
+
+def _safe_csv_lines(path: Path) -> Iterator[str]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            return
+        file_column = header.index("file") if "file" in header else None
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\r\n")  # a line break in a cell is quoted
+        writer.writerow(header)
+        for number, row in enumerate(reader, start=1):
+            if file_column is not None and file_column < len(row) and row[file_column]:
+                row[file_column] = re.split(r"[\\/]", row[file_column])[-1]
+            writer.writerow([safe_cell(cell) for cell in row])
+            if number % 1000 == 0:
+                yield out.getvalue()
+                out.seek(0)
+                out.truncate()
+        yield out.getvalue()
 
 
 def _review(
@@ -700,7 +786,7 @@ async def confirm(token: str, request: Request, active: Importer) -> Response:
     study, key = study_of(request), session_key(request)
     try:
         done = await run_in_threadpool(
-            confirm_upload, study, token, key, username=active.account.username
+            _confirm, request, token, key, username=active.account.username
         )
     except DataError as exc:
         folder = _folder(study, token)
@@ -907,7 +993,7 @@ def api_confirm(
     """Import a staged upload: all or nothing, in one transaction, recorded as one batch."""
     study = study_of(request)
     try:
-        done = confirm_upload(study, token, session_key(request), username=active.account.username)
+        done = _confirm(request, token, session_key(request), username=active.account.username)
     except ImportRefused as refused:  # the study changed since the dry run: nothing stored
         raise DataError(_scrub(str(refused), _folder(study, token))) from None
     return _batch_out(read_batch(study, done.batch_id))

@@ -58,7 +58,8 @@ from celltrial.services.errors import (
 from celltrial.services.passwords import MIN_PASSWORD_LENGTH
 from celltrial.services.subject_records import read_subject_records
 from celltrial.study import StudyHandle
-from celltrial.web.forms import local_input, parse_form, record_values
+from celltrial.web.forms import ErrorMessage, local_input, parse_form, record_values
+from celltrial.web.paths import path_part
 from celltrial.web.schemas import (
     AdverseEventCreate,
     AdverseEventUpdate,
@@ -121,16 +122,22 @@ def _safe_next(target: str | None) -> str:
 
 
 def _saved(
-    save: Callable[[], str], show: Callable[..., HTMLResponse], values: dict[str, Any]
+    save: Callable[[], str],
+    show: Callable[..., HTMLResponse],
+    values: dict[str, Any],
+    *,
+    kind: str = "",
 ) -> Response:
     """Run ``save`` (it returns the page to go to next); when the entry is refused or the record
-    changed meanwhile, show the form again with the values posted and the message."""
+    changed meanwhile, show the form again with the values posted and the message (what it
+    says of each field of form ``kind`` beside the field: :class:`ErrorMessage`)."""
     try:
         target = save()
     except EditConflict as exc:
         return show(values=values, error=str(exc), status=409)
     except DataError as exc:
-        return show(values=values, error=str(exc), status=422)
+        values.pop("confirm_warnings", None)  # a confirmation holds for the warnings it saw
+        return show(values=values, error=ErrorMessage.of(exc, kind=kind), status=422)
     except StudyBusy as exc:  # nothing stored; the entry stays in the form to submit again
         response = show(
             values=values,
@@ -162,7 +169,7 @@ def _save_edit(
         body.save(edit, study, row_id, active.account.username)
         return then
 
-    return _saved(save, show, values)
+    return _saved(save, show, values, kind=kind)
 
 
 # --- sign-in -----------------------------------------------------------------------------------
@@ -396,11 +403,11 @@ async def create_infusion(
         body = parse_form(values, InfusionCreate, kind="infusion", zone=study.protocol.study.zone)
         record = infusions.record_infusion(study, code, body.entry(), user=active.account.username)
         if record.reaction:
-            return f"/subjects/{code}/adverse-events/new?infusion={record.number}"
-        return f"/subjects/{code}"
+            return f"/subjects/{path_part(code)}/adverse-events/new?infusion={record.number}"
+        return f"/subjects/{path_part(code)}"
 
     show = partial(_infusion_form, request, active, code)
-    return _saved(save, show, values)
+    return _saved(save, show, values, kind="infusion")
 
 
 @router.get("/infusions/{infusion_id}/edit")
@@ -428,7 +435,7 @@ async def edit_infusion(
         schema=InfusionUpdate,
         kind="infusion",
         edit=infusions.edit_infusion,
-        then=f"/subjects/{record.subject_code}",
+        then=f"/subjects/{path_part(record.subject_code)}",
         show=partial(_infusion_form, request, active, record.subject_code, record=record),
     )
 
@@ -494,9 +501,9 @@ async def create_event(
         zone = study.protocol.study.zone
         body = parse_form(values, AdverseEventCreate, kind="adverse_event", zone=zone)
         adverse_events.record_event(study, code, body.entry(), user=active.account.username)
-        return f"/subjects/{code}"
+        return f"/subjects/{path_part(code)}"
 
-    return _saved(save, partial(_event_form, request, active, code), values)
+    return _saved(save, partial(_event_form, request, active, code), values, kind="adverse_event")
 
 
 @router.get("/adverse-events/{event_id}/edit")
@@ -525,7 +532,7 @@ async def edit_event(
         schema=AdverseEventUpdate,
         kind="adverse_event",
         edit=adverse_events.edit_event,
-        then=f"/subjects/{record.subject_code}",
+        then=f"/subjects/{path_part(record.subject_code)}",
         show=partial(_event_form, request, active, record.subject_code, record=record),
     )
 
@@ -594,9 +601,10 @@ async def create_vital_signs(
         zone = study.protocol.study.zone
         body = parse_form(values, VitalSignsCreate, kind="vital_signs", zone=zone)
         vital_signs.record_vital_signs(study, code, body.entry(), user=active.account.username)
-        return f"/subjects/{code}#vital-signs"
+        return f"/subjects/{path_part(code)}#vital-signs"
 
-    return _saved(save, partial(_vital_signs_form, request, active, code), values)
+    show = partial(_vital_signs_form, request, active, code)
+    return _saved(save, show, values, kind="vital_signs")
 
 
 @router.get("/vital-signs/{round_id}/edit")
@@ -627,7 +635,7 @@ async def edit_vital_signs(
         schema=VitalSignsUpdate,
         kind="vital_signs",
         edit=vital_signs.edit_vital_signs,
-        then=f"/subjects/{record.subject_code}#vital-signs",
+        then=f"/subjects/{path_part(record.subject_code)}#vital-signs",
         show=partial(_vital_signs_form, request, active, record.subject_code, record=record),
     )
 
@@ -655,7 +663,7 @@ def _status_form(
         record=record,
         error=error,
         levels=clinical_status.who_levels(),
-        supports=clinical_status.support_options(),
+        supports=clinical_status.offered_support(),
         fio2_units=vital_signs.ENTRY_UNITS["fio2"],
         unit_labels=vital_signs.UNIT_LABELS,
     )
@@ -686,9 +694,10 @@ async def create_clinical_status(
         clinical_status.record_clinical_status(
             study, code, body.entry(), user=active.account.username
         )
-        return f"/subjects/{code}#clinical-status"
+        return f"/subjects/{path_part(code)}#clinical-status"
 
-    return _saved(save, partial(_status_form, request, active, code), values)
+    show = partial(_status_form, request, active, code)
+    return _saved(save, show, values, kind="clinical_status")
 
 
 @router.get("/clinical-status/{status_id}/edit")
@@ -716,7 +725,7 @@ async def edit_clinical_status(
         schema=ClinicalStatusUpdate,
         kind="clinical_status",
         edit=clinical_status.edit_clinical_status,
-        then=f"/subjects/{record.subject_code}#clinical-status",
+        then=f"/subjects/{path_part(record.subject_code)}#clinical-status",
         show=partial(_status_form, request, active, record.subject_code, record=record),
     )
 
@@ -956,16 +965,16 @@ def _query_form(
     error: str | None = None,
     status: int = 200,
 ) -> HTMLResponse:
-    code, fields = queries.read_target(study_of(request), table, row_id)
+    target = queries.read_target_described(study_of(request), table, row_id)
     return render(
         request,
         "query_form.html.j2",
         active,
         status=status,
-        code=code,
+        code=target.subject_code,
         table=table,
         row_id=row_id,
-        fields=fields,
+        target=target,
         values=values,
         error=error,
     )
@@ -1005,7 +1014,7 @@ async def create_query(
         return _query_form(
             request, active, table, row_id, values=values, error=str(exc), status=422
         )
-    return RedirectResponse(f"/subjects/{record.subject_code}#queries", status_code=303)
+    return RedirectResponse(f"/subjects/{path_part(record.subject_code)}#queries", status_code=303)
 
 
 def _version(values: dict[str, object]) -> int | None:
@@ -1025,7 +1034,7 @@ async def answer_query(
         user=active.account.username,
         version=_version(values),
     )
-    return RedirectResponse(f"/subjects/{record.subject_code}#queries", status_code=303)
+    return RedirectResponse(f"/subjects/{path_part(record.subject_code)}#queries", status_code=303)
 
 
 @router.post("/queries/{query_id}/close")
@@ -1040,7 +1049,7 @@ async def close_query(
         user=active.account.username,
         version=_version(values),
     )
-    return RedirectResponse(f"/subjects/{record.subject_code}#queries", status_code=303)
+    return RedirectResponse(f"/subjects/{path_part(record.subject_code)}#queries", status_code=303)
 
 
 # --- casebook signature ------------------------------------------------------------------------
@@ -1067,6 +1076,7 @@ def _sign_form(
         meanings=signatures.SIGNATURE_MEANINGS,
         meaning=meaning,
         error=error,
+        open_queries=queries.list_queries(study, subject_code=code, open_only=True),
     )
 
 
@@ -1094,4 +1104,4 @@ async def sign(
     except (SignatureRefused, DataError) as exc:
         status = 403 if isinstance(exc, NotPermitted) else 422
         return _sign_form(request, active, code, error=str(exc), status=status, meaning=meaning)
-    return RedirectResponse(f"/subjects/{code}#signature", status_code=303)
+    return RedirectResponse(f"/subjects/{path_part(code)}#signature", status_code=303)

@@ -7,19 +7,21 @@ Requests are validated here (types, lengths, ranges); the services check the stu
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
+from celltrial.ingest.alignment import MAX_SUBJECT_CODE
 from celltrial.safety.events import load_ae_vocabulary
-from celltrial.services import adverse_events, clinical_status, infusions, vital_signs
+from celltrial.services import adverse_events, clinical_status, enrolment, infusions, vital_signs
 from celltrial.services.casebook import (
     MYCOPLASMA_RESULTS,
     RELEASE_STATUSES,
     STERILITY_RESULTS,
     NewLot,
 )
+from celltrial.store.unreadable_times import EARLIEST, LATEST
 from celltrial.study import StudyHandle
 
 T = TypeVar("T")
@@ -29,6 +31,22 @@ Relatedness = Literal[tuple(_vocabulary["relatedness"])]  # type: ignore[valid-t
 Outcome = Literal[tuple(_vocabulary["outcomes"])]  # type: ignore[valid-type]
 Action = Literal[tuple(_vocabulary["actions"])]  # type: ignore[valid-type]
 SeriousCriterion = Literal[tuple(_vocabulary["serious_criteria"])]  # type: ignore[valid-type]
+
+
+def _in_study_years(value: datetime) -> datetime:
+    """A time in the years celltrial stores (1900–2099, as imports check)."""
+    try:
+        utc = value.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:  # year 1 or 9999 moved across midnight by its offset
+        utc = None
+    if utc is None or not EARLIEST <= utc < LATEST:
+        raise ValueError(f"expected a time in the years {EARLIEST.year + 1}–{LATEST.year - 1}")
+    return value
+
+
+#: An aware time in the years celltrial stores: a time outside them is refused on entry, as
+#: it could never be read back (see :mod:`celltrial.store.unreadable_times`).
+StudyTime = Annotated[AwareDatetime, AfterValidator(_in_study_years)]
 
 ShortText = Field(max_length=64)
 LongText = Field(default=None, max_length=2000)
@@ -73,8 +91,8 @@ class InfusionFields(_Strict):
 
     lot_code: str = Field(min_length=1, max_length=64, description="Lot code on the bag.")
     vial_id: str = Field(min_length=1, max_length=64)
-    started_at: AwareDatetime
-    ended_at: AwareDatetime | None = None
+    started_at: StudyTime
+    ended_at: StudyTime | None = None
     cells_given: float = Field(gt=0, lt=1e12, description="Viable cells infused.")
     volume_ml: float | None = Field(default=None, gt=0, lt=10000)
     completed: bool = True
@@ -86,6 +104,17 @@ class InfusionFields(_Strict):
         "infusions).",
     )
     reaction_description: str | None = LongText
+    override_reason: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="Why a dose outside the protocol's tolerance is right (audited; without "
+        "it such a dose is refused).",
+    )
+    confirm_warnings: bool = Field(
+        default=False,
+        description="Save despite the warnings about the dates (audited; without it an entry "
+        "with warnings is refused, listing them).",
+    )
 
     def entry(self) -> infusions.InfusionEntry:
         """The fields as the service takes them (without version and reason)."""
@@ -126,8 +155,8 @@ class InfusionOut(BaseModel):
 
 class AdverseEventFields(_Strict):
     term: str = Field(min_length=1, max_length=200)
-    onset_at: AwareDatetime
-    resolved_at: AwareDatetime | None = None
+    onset_at: StudyTime
+    resolved_at: StudyTime | None = None
     grade: int | None = Field(default=None, ge=1, le=5, description="CTCAE grade 1–5.")
     serious: bool = False
     serious_criteria: list[SeriousCriterion] = Field(default_factory=list)  # type: ignore[valid-type]
@@ -136,6 +165,11 @@ class AdverseEventFields(_Strict):
     action: Action | None = None  # type: ignore[valid-type]
     outcome: Outcome | None = None  # type: ignore[valid-type]
     description: str | None = LongText
+    confirm_warnings: bool = Field(
+        default=False,
+        description="Save despite the warnings about the dates (audited; without it an entry "
+        "with warnings is refused, listing them).",
+    )
 
     def entry(self) -> adverse_events.AdverseEventEntry:
         """The fields as the service takes them (without version and reason)."""
@@ -222,6 +256,20 @@ class ErrorOut(BaseModel):
     detail: str
 
 
+class EntryRefusedOut(ErrorOut):
+    """An entry not saved, field by field (field name -> what is wrong, in plain words); a
+    refusal of another kind (the bedside check) has the message only."""
+
+    problems: dict[str, list[str]] = Field(default_factory=dict, description="To correct.")
+    overridable: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Saved only with an override_reason (e.g. a dose outside the tolerance).",
+    )
+    warnings: dict[str, list[str]] = Field(
+        default_factory=dict, description="Saved once sent with confirm_warnings."
+    )
+
+
 # --- vital signs ---------------------------------------------------------------------------------
 
 #: A value as typed ("37,8") or a number; converted and checked against the catalogue.
@@ -233,7 +281,7 @@ Fio2Unit = Literal[vital_signs.ENTRY_UNITS["fio2"]]  # type: ignore[valid-type]
 class VitalSignsFields(_Strict):
     """One round of vital signs: the time and any of the values (at least one)."""
 
-    time: AwareDatetime
+    time: StudyTime
     temperature: Reading = None
     temperature_unit: TemperatureUnit = Field(default="degC", description="degC or degF")  # type: ignore[valid-type]
     heart_rate: Reading = Field(default=None, description="beats per minute")
@@ -302,7 +350,7 @@ OxygenSupport = Literal[clinical_status.support_options()]  # type: ignore[valid
 class ClinicalStatusFields(_Strict):
     """The day's status: WHO clinical progression scale, oxygen support and FiO2."""
 
-    assessed_at: AwareDatetime = Field(description="When assessed (one status a calendar day).")
+    assessed_at: StudyTime = Field(description="When assessed (one status a calendar day).")
     who_scale: int = Field(ge=0, le=10, description="WHO clinical progression scale 0–10.")
     oxygen_support: OxygenSupport | None = None  # type: ignore[valid-type]
     fio2: Reading = Field(default=None, description="a fraction (0.21–1), or % with fio2_unit")
@@ -355,8 +403,8 @@ class LotFields(_Strict):
     total_cells: float | None = Field(default=None, gt=0, lt=1e13)
     donor_id: str | None = Field(default=None, max_length=64)
     tissue_source: str | None = Field(default=None, max_length=2000)
-    manufactured_at: AwareDatetime | None = None
-    expires_at: AwareDatetime | None = None
+    manufactured_at: StudyTime | None = None
+    expires_at: StudyTime | None = None
 
     def entry(self) -> NewLot:
         """The fields as the service takes them (without version and reason)."""
@@ -458,6 +506,11 @@ class QueryOut(BaseModel):
     closed_by: str | None
     closed_at: datetime | None
     version: int
+    record_label: str = Field(default="", description="The record queried, in words.")
+    record_time: datetime | None = Field(default=None, description="The record's time.")
+    field_label: str = Field(default="", description="The field queried, in words.")
+    value_shown: str | None = Field(default=None, description="The value when raised, as shown.")
+    value_time: datetime | None = Field(default=None, description="The value, when a time.")
 
 
 class SignatureCreate(_Strict):
@@ -478,3 +531,80 @@ class SignatureOut(BaseModel):
     data_sha256: str
     valid: bool
     invalidated_by: str | None
+
+
+# --- enrolment and demographics ------------------------------------------------------------------
+
+Measure = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class DemographicsFields(_Strict):
+    """A subject's demographics (checked as imports check them: plausible ranges, sex words)."""
+
+    sex: str | None = Field(default=None, max_length=16, description="F or M (female, male).")
+    birth_date: date | None = Field(
+        default=None, description="Gives the age at admission (only the age is stored)."
+    )
+    age: Measure | None = Field(default=None, description="Completed years.")
+    height_cm: Measure | None = None
+    weight_kg: Measure | None = None
+    admitted_at: StudyTime | None = Field(default=None, description="Hospital admission.")
+    enrolled_at: StudyTime | None = Field(
+        default=None, description="Enrolment (consent); default now, an edit without it keeps it."
+    )
+
+    def entry(self) -> enrolment.DemographicsEntry:
+        """The fields as the service takes them (without code, site, version and reason)."""
+        return enrolment.DemographicsEntry(
+            **self.model_dump(exclude={"code", "site", "version", "reason"})
+        )
+
+
+class SubjectEnrol(DemographicsFields):
+    code: str = Field(min_length=1, max_length=MAX_SUBJECT_CODE, description="Subject code.")
+    site: str | None = Field(default=None, max_length=32, description="Default: the first site.")
+
+
+class DemographicsUpdate(DemographicsFields, _Edit):
+    version: Version
+    reason: Reason
+
+
+class DemographicsOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    code: str
+    site: str | None
+    sex: str | None
+    age: float | None
+    height_cm: float | None
+    weight_kg: float | None
+    enrolled_at: datetime | None
+    admitted_at: datetime | None
+    version: int
+
+
+class LabResultOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int = Field(description="The observation (raise a query on table observation).")
+    time: datetime
+    study_day: int | None
+    value: float | None
+    qualifier: str
+    text: str | None = Field(description="The value as received, when not a number.")
+    ref_low: float | None
+    ref_high: float | None
+    grade: int | None = Field(description="CTCAE grade (the worse side).")
+    ctcae_term: str | None
+    not_gradable: str | None
+    flags: list[str]
+
+
+class LabTestOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    code: str
+    name: str
+    unit: str
+    results: list[LabResultOut]

@@ -1,0 +1,162 @@
+"""Run schemathesis with every check against the web app's JSON API and count failures by check.
+
+A small study (``tests/web/conftest.build_study``) is made in a temporary folder (SQLite, or
+``--db`` URL), ``celltrial serve`` runs it on a free loopback port, a coordinator signs in, and
+``schemathesis run --checks all`` calls every operation with that session's cookie and CSRF
+header. Signing out (``DELETE /api/v1/session``) is left out: it would end the session the run
+uses. Heavier than a test (minutes); the test suite runs a small in-process fuzz instead
+(``tests/web/test_schema_fuzz.py``).
+
+    python scripts/fuzz_api.py --max-examples 5
+    PYTHONPATH=/path/to/other/src python scripts/fuzz_api.py   # another version of the app
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.web.conftest import PASSWORD, build_study  # noqa: E402
+
+
+def _serve(study_dir: Path, db_url: str | None) -> tuple[subprocess.Popen, str]:
+    command = [
+        str(Path(sys.executable).with_name("celltrial")),
+        "serve",
+        str(study_dir),
+        "--port",
+        "0",
+    ]
+    if db_url:
+        command += ["--db", db_url]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = server.stdout.readline() if server.stdout else ""
+    found = re.search(r"http://[^/]+/", line)
+    if not found:
+        server.terminate()
+        raise SystemExit(f"the server did not start: {line!r}")
+    url = found.group(0).rstrip("/")
+    for _ in range(120):
+        try:
+            httpx.get(f"{url}/login", timeout=2)
+            return server, url
+        except httpx.TransportError:
+            time.sleep(0.5)
+    server.terminate()
+    raise SystemExit("the server did not answer")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-examples", type=int, default=5)
+    parser.add_argument("--db", default=None, help="database URL (default: SQLite)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep-report", default=None, help="copy the NDJSON events here")
+    parser.add_argument(
+        "--phases", default="examples,coverage,fuzzing", help="schemathesis phases to run"
+    )
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory() as temporary:
+        study_dir = Path(temporary) / "study"
+        build_study(study_dir, db_url=options.db).engine.dispose()
+        server, url = _serve(study_dir, options.db)
+        try:
+            signed = httpx.post(
+                f"{url}/api/v1/session", json={"username": "coordinator", "password": PASSWORD}
+            )
+            signed.raise_for_status()
+            token = signed.cookies.get("celltrial_session")
+            report = Path(temporary) / "report.json"
+            command = [
+                "schemathesis",
+                "run",
+                f"{url}/api/openapi.json",
+                "-H",
+                f"Cookie: celltrial_session={token}",
+                "-H",
+                f"X-CSRF-Token: {signed.json()['csrf_token']}",
+                "--checks",
+                "all",
+                "--exclude-checks",
+                "ignored_auth",  # the session is a cookie the schema cannot describe
+                "--exclude-operation-id",  # signing out would end the session of the run
+                "delete_session_api_v1_session_delete",
+                "--max-examples",
+                str(options.max_examples),
+                "--seed",
+                str(options.seed),
+                "--workers",
+                "1",
+                "--phases",
+                options.phases,
+                "--continue-on-failure",
+                "--report",
+                "ndjson",
+                "--report-ndjson-path",
+                str(report),
+            ]
+            run = subprocess.run(
+                command, capture_output=True, text=True, env=os.environ, cwd=temporary
+            )
+            tail = run.stdout.strip().splitlines()[-25:]
+            print("\n".join(tail))
+            print(_counts(report))
+            if options.keep_report and report.is_file():
+                shutil.copyfile(report, options.keep_report)
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+def _counts(report: Path) -> str:
+    """Distinct failures by check, from the NDJSON events: a check failing on one operation
+    counts once, however many test cases found it (a 405 without ``Allow``: once per method)."""
+    if not report.is_file():
+        return "no report written"
+    distinct: set[tuple[str, str, str]] = set()
+    for line in report.read_text(encoding="utf-8").splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        for failure in _failures(event.get("ScenarioFinished")):
+            message = str(failure.get("message", ""))
+            # a 405 without Allow: once per method and path; other failures once per operation
+            method = message.split(" ", 1)[0] if failure.get("code") == "ST204" else ""
+            distinct.add((failure["title"], str(failure.get("operation")), method))
+    by_check = Counter(title for title, _, _ in distinct)
+    lines = [f"{n:4d}  {title}" for title, n in by_check.most_common()]
+    lines += [
+        f"  {title}: {operation}: {message}" for title, operation, message in sorted(distinct)
+    ]
+    return f"{len(distinct)} distinct failures\n" + "\n".join(lines)
+
+
+def _failures(node: object) -> list[dict]:
+    if isinstance(node, dict):
+        found = [node] if "title" in node and "code" in node else []
+        return found + [f for value in node.values() for f in _failures(value)]
+    if isinstance(node, list):
+        return [f for value in node for f in _failures(value)]
+    return []
+
+
+if __name__ == "__main__":
+    main()
