@@ -5,7 +5,6 @@ same time (one password-hash check each, the same rows written)."""
 
 from __future__ import annotations
 
-import statistics
 import time
 from datetime import timedelta
 
@@ -182,13 +181,15 @@ def test_unknown_locked_and_wrong_password_attempts_take_the_same_time(app, engi
                 assert response.status_code == 401, response.text
                 if i >= 0:  # the first two rounds warm up
                     times[kind].append(elapsed)
-        return {kind: statistics.median(values) for kind, values in times.items()}
+        # the fastest of each kind: the work the server does, least disturbed by other programs
+        # on a busy machine (a median still moved by 10–15 ms there)
+        return {kind: min(values) for kind, values in times.items()}
 
     # within 20 % of each other (before: 20 ms for a locked account, 300 ms for a wrong password).
     # The machine may be busy with other work: a real difference shows in every one of 3 tries.
     for _try in range(3):
         medians = measure()
-        print("median sign-in refusal times (ms):", {k: round(v, 1) for k, v in medians.items()})
+        print("fastest sign-in refusal times (ms):", {k: round(v, 1) for k, v in medians.items()})
         if max(medians.values()) - min(medians.values()) <= 0.2 * min(medians.values()):
             break
     else:
