@@ -115,7 +115,8 @@ def import_command(
         if result.cohort is not None
         else "the study's own subjects"
     )
-    registered = "new subjects to register" if dry_run else "new subjects registered"
+    subjects = "new subject" if c["subjects"] == 1 else "new subjects"
+    registered = f"{subjects} to register" if dry_run else f"{subjects} registered"
     facts = (
         f", {c['subjects_updated']} with changed facts (audited)" if c["subjects_updated"] else ""
     )
