@@ -38,7 +38,7 @@ def test_dry_run_prints_the_counts_the_import_then_reports(study, write):
     dry = runner.invoke(app, [*command, "--dry-run"])
     real = runner.invoke(app, command)
     assert dry.exit_code == 0 and real.exit_code == 0, dry.output + real.output
-    counts = "2 new, 0 updated (audited), 0 unchanged results; 1 new subjects"
+    counts = "2 new, 0 updated (audited), 0 unchanged results; 1 new subject"
     dry_text, real_text = (" ".join(r.output.split()) for r in (dry, real))
     # (the file's path may be wrapped over lines: looked for apart)
     assert dry_text.count("would import") == 1 and "nothing was stored (dry run)" in dry_text
