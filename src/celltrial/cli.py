@@ -270,14 +270,38 @@ def report(
     db: DbOption = None,
 ) -> None:
     """Write the study report (self-contained HTML and/or PDF) from the study database."""
-    from celltrial.report import write_report
+    import time
+
+    from celltrial.report.build import REPORT_STEPS, write_report
     from celltrial.study import open_study
 
     study = open_study(directory, db_url=db, read_only=True)
-    with console.status("analysing and writing the report…"):
-        paths = write_report(study, out=out, report_format=report_format)
+    steps = [s for s in REPORT_STEPS if report_format != "html" or s != "write PDF"]
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=not sys.stdout.isatty(),
+    ) as progress:
+        task = progress.add_task("report", total=len(steps))
+        current: list[tuple[str, float]] = []
+
+        def step(name: str) -> None:  # each stage finished is printed with its time
+            if current:
+                done, started = current.pop()
+                progress.console.print(f"  {done}: {time.perf_counter() - started:.1f} s")
+            current.append((name, time.perf_counter()))
+            progress.update(task, description=name, completed=steps.index(name))
+
+        paths = write_report(study, out=out, report_format=report_format, on_step=step)
+        step_done = current.pop() if current else None
+        if step_done:
+            progress.console.print(f"  {step_done[0]}: {time.perf_counter() - step_done[1]:.1f} s")
+        progress.update(task, completed=len(steps), description="done")
     for path in paths:
-        console.print(f"report: {path}")
+        console.print(f"{'listings' if path.stem.endswith('-listings') else 'report'}: {path}")
 
 
 def _status_style(status: object) -> str | None:

@@ -118,10 +118,11 @@ def test_no_internals_in_what_a_reader_sees(visible):
 
 def test_tests_named_with_units(html):  # noqa: F811
     rows = table(html, "Per-visit summaries of the efficacy markers")
-    markers = {r[0] for r in rows[1:]}
-    assert "Lymphocytes (×10⁹/L)" in markers
-    assert "CD16+CD56+ NK cells (absolute) (cells/µL)" in markers
-    assert "D-dimer (FEU) (mg/L)" in markers
+    assert rows[0][:3] == ["Marker", "Unit", "Visit"]  # the unit in a column of its own
+    markers = {(r[0], r[1]) for r in rows[1:]}
+    assert ("Lymphocytes", "×10⁹/L") in markers
+    assert ("CD16+CD56+ NK cells (absolute)", "cells/µL") in markers
+    assert ("D-dimer (FEU)", "mg/L") in markers
     deviations = table(html, "Protocol deviations by kind")
     assert "assessment missed" in {r[1] for r in deviations[1:]}
 

@@ -38,6 +38,22 @@ INFUSION_COLOUR = "#555555"
 MAX_COLOURED = len(SUBJECT_COLOURS)
 #: The swimmer plot shows at most this many subjects (the first by id).
 MAX_SWIMMER_LANES = 40
+#: Height (inches) the swimmer's lanes share when there are many subjects (one printed page).
+SWIMMER_LANES_IN = 6.0
+#: The WHO clinical progression scale's steps as the swimmer's colour bar names them.
+WHO_TICK_LABELS = (
+    "0 uninfected",
+    "1 asymptomatic",
+    "2 symptomatic",
+    "3 needs assistance",
+    "4 hospitalised",
+    "5 oxygen by mask",
+    "6 high-flow/NIV",
+    "7 ventilated",
+    "8 ventilated",
+    "9 ventilated",
+    "10 dead",
+)
 
 #: WHO scale colours 0–10: light (well) to dark (ventilated), black for death (cividis, CVD-safe).
 WHO_COLOURS = (
@@ -327,7 +343,9 @@ def render_swimmer(
     ids = sorted(map(str, clinical["subject_id"]))[:MAX_SWIMMER_LANES]
     lane = {s: i for i, s in enumerate(reversed(ids))}
     with_oxygen = oxygenation is not None and oxygenation["sf_ratio"].notna().any()
-    height = 0.42 * len(ids) + 1.6
+    # lanes narrow as subjects are added so that the figure keeps to one printed page
+    lane_in = min(0.42, SWIMMER_LANES_IN / max(len(ids), 1))
+    height = lane_in * len(ids) + 1.6
     figure = Figure(figsize=(8.2, height + (2.6 if with_oxygen else 0.0)), layout="constrained")
     if with_oxygen:
         ax, ax2 = figure.subplots(
@@ -440,7 +458,7 @@ def render_swimmer(
                 fontsize=7,
                 va="center",
             )
-    ax.set_yticks(range(len(ids)), list(reversed(ids)))
+    ax.set_yticks(range(len(ids)), list(reversed(ids)), fontsize=7 if len(ids) > 20 else 9)
     ax.set_ylim(-0.7, len(ids) - 0.3)
     ax.set_xlim(min(-2.5, frame["_day"].min() - 0.5 if len(frame) else -2.5), horizon_days + 1.5)
     ax.axvline(0, color=INFUSION_COLOUR, lw=0.8, ls=":")
@@ -454,10 +472,10 @@ def render_swimmer(
         fraction=0.04,
         pad=0.02,
     )
-    scale.set_label(
-        "WHO scale (4 hospitalised, 5 O₂, 6 high-flow/NIV, 7–9 ventilated, 10 dead)", fontsize=7.5
-    )
-    scale.ax.tick_params(labelsize=7)
+    # the meaning of each step beside it: a long axis label ran past a short colour bar
+    scale.ax.set_yticks(range(11), WHO_TICK_LABELS)
+    scale.set_label("WHO scale", fontsize=7.5)
+    scale.ax.tick_params(labelsize=6.5)
     handles = [
         Line2D([], [], marker="v", color="#0072B2", ls="", ms=6, label="infusion"),
         Line2D(

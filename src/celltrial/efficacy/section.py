@@ -17,14 +17,12 @@ from celltrial.efficacy.figures import (
 )
 from celltrial.efficacy.findings import format_level, format_number
 from celltrial.efficacy.mixed import MixedModelResult
-from celltrial.labels import assessment_label, name_codes, test_label
+from celltrial.labels import assessment_label, marker_label, name_codes
 from celltrial.pvalues import p_number
 from celltrial.report.figures import render_figure
 from celltrial.report.sections import ReportContext, Section
 from celltrial.report.tables import TableCounter, render_table
 
-#: Listings (one row per subject) show at most this many subjects.
-MAX_LISTED = 50
 FIGURE_DPI = 110
 
 
@@ -163,7 +161,8 @@ def _visit_table(analysis: EfficacyAnalysis, counter: TableCounter) -> Markup:
     table = analysis.visits.summary
     frame = pd.DataFrame(
         {
-            "marker": [test_label(t) for t in table["test"]],
+            "marker": [assessment_label(t) for t in table["test"]],
+            "unit": [marker_label(t)[1] for t in table["test"]],
             "visit": table["visit"],
             "n": table["n"],
             "median (IQR)": [
@@ -363,7 +362,7 @@ def _clinical_tables(analysis: EfficacyAnalysis, counter: TableCounter) -> list[
             counter=counter,
         )
     )
-    table = clinical.summary.head(MAX_LISTED)
+    table = clinical.summary
     listing = pd.DataFrame(
         {
             "subject": table["subject_id"],
@@ -376,14 +375,13 @@ def _clinical_tables(analysis: EfficacyAnalysis, counter: TableCounter) -> list[
             "outcome": table["outcome"],
         }
     )
-    more = f" First {MAX_LISTED} of {clinical.n} subjects." if clinical.n > MAX_LISTED else ""
     out.append(
         render_table(
             listing,
-            caption="Clinical course per subject (WHO clinical progression scale, study days)."
-            + more,
+            caption="Clinical course per subject (WHO clinical progression scale, study days).",
             counter=counter,
             formats={c: _int_or_dash for c in listing.columns if c not in ("subject", "outcome")},
+            listing=True,
         )
     )
     out.append(_items(clinical.caveats))
@@ -451,12 +449,15 @@ def _responder_tables(analysis: EfficacyAnalysis, counter: TableCounter) -> list
             ],
         }
     )
-    wide = responders.wide.head(MAX_LISTED).rename(columns={"subject_id": "subject"})
+    wide = responders.wide.rename(columns={"subject_id": "subject"})
     return [
         render_table(
             frame, caption="Responders per rule (rules in responders.yaml).", counter=counter
         ),
         render_table(
-            wide, caption="Responder listing per subject (day of response).", counter=counter
+            wide,
+            caption="Responder listing per subject (day of response).",
+            counter=counter,
+            listing=True,
         ),
     ]

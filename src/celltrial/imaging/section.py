@@ -74,6 +74,7 @@ def build_ct_section(context) -> object | None:
                 "consolidation mL": lambda v: f"{v:.1f}",
                 "involved %": lambda v: f"{v:.1f}",
             },
+            listing=True,
         )
     )
     if not trajectory.empty:
@@ -103,6 +104,7 @@ def build_ct_section(context) -> object | None:
                     "lesions mL": lambda v: f"{v:.1f}",
                     "change mL": lambda v: f"{v:+.1f}",
                 },
+                listing=True,
             )
         )
     parts.extend(_overlays(known, context))

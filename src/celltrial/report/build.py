@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import platform
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from importlib.resources import files
@@ -22,11 +23,11 @@ from celltrial.protocol.release import check_lot_release
 from celltrial.report.flow import compute_flow, render_flow_svg
 from celltrial.report.pdf import write_pdf
 from celltrial.report.sections import ReportContext, build_sections
-from celltrial.report.tables import TableCounter, render_table, status_badge
+from celltrial.report.tables import LISTINGS_SUFFIX, TableCounter, render_table, status_badge
 from celltrial.report.times import report_time, zone_note
 from celltrial.store.database import schema_revision
 from celltrial.store.frames import read_import_batches
-from celltrial.store.provenance import SIMULATION_KIND, study_is_simulated
+from celltrial.store.provenance import SIMULATION_KIND, read_data_cutoff, study_is_simulated
 from celltrial.store.unreadable_times import unreadable_time_notes
 from celltrial.study import StudyFrames, StudyHandle, read_study_frames
 
@@ -38,6 +39,17 @@ SIMULATED_BANNER = "SIMULATED DATA — not results of a real study"
 
 
 REPORT_FORMATS = ("html", "pdf", "both")
+#: The stages of writing a report, in order, for progress display.
+REPORT_STEPS = (
+    "read study data",
+    "summarise schedule and deviations",
+    "analyse and draw (safety, efficacy, CT, external, profiles)",
+    "write HTML",
+    "write PDF",
+)
+#: Subject profiles are drawn in the report's body up to this many subjects, else in the
+#: listings file (up to :data:`celltrial.report.profiles.MAX_PROFILES`).
+PROFILES_IN_BODY = 12
 
 
 def write_report(
@@ -48,23 +60,36 @@ def write_report(
     frames: StudyFrames | None = None,
     overview: StudyOverview | None = None,
     today: pd.Timestamp | None = None,
+    on_step: Callable[[str], None] = lambda _step: None,
 ) -> list[Path]:
-    """Write the report as HTML, PDF or both; returns the paths written.
+    """Write the report as HTML, PDF or both; returns the paths written (the report first, then
+    its listings file when long listings went there).
 
     ``out`` is a file ending in .html or .pdf (the suffix is set per format) or else a
-    directory; by default
-    ``report.html``/``report.pdf`` in the study directory.
+    directory; by default ``report.html``/``report.pdf`` in the study directory. The data
+    cut-off (``today``) is by default the time of the study data's last change, so that two runs
+    on the same data say the same. ``on_step`` is called with each of :data:`REPORT_STEPS`
+    before it starts (the PDF step only when a PDF is written).
     """
     if report_format not in REPORT_FORMATS:
         raise CelltrialError(
             f"unknown report format {report_format!r}; choose one of {', '.join(REPORT_FORMATS)}"
         )
-    frames = frames or read_study_frames(study)
-    overview = overview or summarize_study(study.protocol, frames, today=today)
-    html = render_report_html(study, frames, overview)
     base = Path(out) if out else study.directory / "report.html"
     if base.suffix.lower() not in (".html", ".htm", ".pdf"):  # a directory
         base = base / "report.html"
+    listings = base.with_name(f"{base.stem}{LISTINGS_SUFFIX}.html")
+    on_step(REPORT_STEPS[0])
+    frames = frames or read_study_frames(study)
+    on_step(REPORT_STEPS[1])
+    if overview is None:
+        cutoff = today if today is not None else read_data_cutoff(study.engine)
+        overview = summarize_study(study.protocol, frames, today=cutoff)
+    on_step(REPORT_STEPS[2])
+    html, listings_html = render_report_documents(
+        study, frames, overview, listings_file=listings.name
+    )
+    on_step(REPORT_STEPS[3])
     written = []
     if report_format in ("html", "both"):
         path = base.with_suffix(".html")
@@ -72,15 +97,42 @@ def write_report(
         path.write_text(html, encoding="utf-8")
         written.append(path)
     if report_format in ("pdf", "both"):
+        on_step(REPORT_STEPS[4])
         written.append(write_pdf(html, base.with_suffix(".pdf")))
+    if listings_html is not None:
+        listings.parent.mkdir(parents=True, exist_ok=True)
+        listings.write_text(listings_html, encoding="utf-8")
+        written.append(listings)
+    else:
+        listings.unlink(missing_ok=True)  # an older, longer study's listings would mislead
     return written
 
 
 def render_report_html(study: StudyHandle, frames: StudyFrames, overview: StudyOverview) -> str:
-    """The whole report as one self-contained HTML document (no external resources)."""
+    """The whole report as one self-contained HTML document, listings included (no external
+    resources, no listings file)."""
+    return render_report_documents(study, frames, overview, listings_file=None)[0]
+
+
+def render_report_documents(
+    study: StudyHandle,
+    frames: StudyFrames,
+    overview: StudyOverview,
+    *,
+    listings_file: str | None,
+) -> tuple[str, str | None]:
+    """The report's body and, when ``listings_file`` names one and long listings went there, the
+    listings document (both self-contained HTML)."""
     protocol = study.protocol
     zone = protocol.study.timezone
-    context = ReportContext(study=study, frames=frames, overview=overview)
+    n_subjects = len(frames.subjects)
+    context = ReportContext(
+        study=study,
+        frames=frames,
+        overview=overview,
+        tables=TableCounter(listings_file=listings_file),
+        profiles="body" if n_subjects <= PROFILES_IN_BODY or not listings_file else "listings",
+    )
     counter = context.tables
     flow = compute_flow(overview, follow_up_days=protocol.follow_up_days)
     figures = context.figures
@@ -117,6 +169,7 @@ def render_report_html(study: StudyHandle, frames: StudyFrames, overview: StudyO
             ],
             caption="Listing of protocol deviations.",
             counter=counter,
+            listing=True,
         )
     extra_sections = build_sections(context)  # numbered after the core tables
     tables["completeness"] = _missing_assessments_table(overview, counter)
@@ -155,6 +208,8 @@ def render_report_html(study: StudyHandle, frames: StudyFrames, overview: StudyO
         undefined=StrictUndefined,
     )
     template = env.get_template("report.html.j2")
+    css = Markup(files("celltrial.report").joinpath("templates/report.css").read_text("utf-8"))
+    generated = report_time(datetime.now(UTC), zone)
     simulated = study_is_simulated(study.engine)
     cutoff = report_time(overview.today, zone)
     revision = schema_revision(study.engine) or "none"
@@ -162,14 +217,16 @@ def render_report_html(study: StudyHandle, frames: StudyFrames, overview: StudyO
         f"{protocol.study.id} · data cut-off {cutoff} ({zone}) · database revision {revision} · "
         f"celltrial {__version__}"
     )
-    return template.render(
+    page = page_css(footer=footer, banner=SIMULATED_BANNER if simulated else None)
+    body = template.render(
         protocol=protocol,
-        css=Markup(files("celltrial.report").joinpath("templates/report.css").read_text("utf-8")),
-        page_css=page_css(footer=footer, banner=SIMULATED_BANNER if simulated else None),
+        css=css,
+        page_css=page,
         simulated_banner=SIMULATED_BANNER if simulated else None,
         zone_note=zone_note(zone, at=overview.today),
         today=cutoff,
-        generated=report_time(datetime.now(UTC), zone),
+        generated=generated,
+        listings_file=listings_file if counter.listings else None,
         revision=revision,
         version=__version__,
         sections=sections,
@@ -208,6 +265,21 @@ def render_report_html(study: StudyHandle, frames: StudyFrames, overview: StudyO
             if kind != SIMULATION_KIND and digest
         ),
     )
+    if not counter.listings:
+        return body, None
+    listings = env.get_template("listings.html.j2").render(
+        protocol=protocol,
+        css=css,
+        page_css=page,
+        simulated_banner=SIMULATED_BANNER if simulated else None,
+        zone_note=zone_note(zone, at=overview.today),
+        today=cutoff,
+        generated=generated,
+        version=__version__,
+        revision=revision,
+        listings=counter.listings,
+    )
+    return body, listings
 
 
 def page_css(*, footer: str, banner: str | None) -> Markup:
@@ -366,7 +438,7 @@ def _subjects_table(overview: StudyOverview, counter: TableCounter) -> Markup:
             "visits_complete": "visits complete",
         }
     )
-    return render_table(summary, caption="Subjects at data cut-off.", counter=counter)
+    return render_table(summary, caption="Subjects at data cut-off.", counter=counter, listing=True)
 
 
 def _infusion_table(
@@ -413,6 +485,7 @@ def _infusion_table(
             "actual day": lambda v: "—" if pd.isna(v) else str(int(v)),
         },
         raw_html=frozenset({"status"}),
+        listing=True,
     )
 
 
@@ -528,6 +601,7 @@ def _visit_table(overview: StudyOverview, counter: TableCounter) -> Markup:
         caption="Visit status per subject (assessments not done in window listed).",
         counter=counter,
         raw_html=frozenset(order),
+        listing=True,
     )
 
 

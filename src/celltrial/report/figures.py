@@ -44,11 +44,12 @@ def render_figure(
     return render_png(figure_png(figure, dpi=dpi, tight=tight), caption=caption, counter=counter)
 
 
-def render_png(png: bytes, *, caption: str, counter: TableCounter) -> Markup:
-    """A numbered ``<figure>`` from PNG bytes already rendered."""
+def render_png(png: bytes, *, caption: str, counter: TableCounter | None) -> Markup:
+    """A ``<figure>`` from PNG bytes already rendered, numbered by ``counter`` (None: not
+    numbered, as the listings' subject profiles)."""
     data = base64.b64encode(png).decode("ascii")
-    number = counter.next()
+    label = f"Figure {counter.next()}. " if counter is not None else ""
     return Markup(
         f'<figure><img alt="{escape(caption)}" src="data:image/png;base64,{data}">'
-        f"<figcaption>Figure {number}. {escape(caption)}</figcaption></figure>"
+        f"<figcaption>{label}{escape(caption)}</figcaption></figure>"
     )

@@ -8,9 +8,12 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pandas as pd
 from markupsafe import Markup, escape
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.text import Text
+from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
+from celltrial.labels import assessment_label, display_unit
 from celltrial.report.figures import PALETTE, figure_png, render_png
 from celltrial.report.sections import ReportContext, Section
 
@@ -22,8 +25,8 @@ PANELS = (
 )
 PROFILE_DPI = 72
 #: Profile figure size and its margins (left, right, top, bottom) in inches.
-PROFILE_SIZE_IN = (8.0, 7.2)
-PROFILE_MARGINS_IN = (0.75, 0.75, 0.3, 0.5)
+PROFILE_SIZE_IN = (8.0, 4.6)
+PROFILE_MARGINS_IN = (0.45, 0.15, 0.45, 0.45)
 #: Largest number of subjects given a profile page (the rest are listed in the text).
 MAX_PROFILES = 100
 
@@ -34,15 +37,11 @@ def build_profiles_section(context: ReportContext) -> Section | None:
     subjects = frames.subjects["subject_id"].tolist()
     if not subjects:
         return None
+    if context.profiles == "none":
+        return None
     shown = subjects[:MAX_PROFILES]
+    in_listings = context.profiles == "listings"
     parts = []
-    if len(subjects) > len(shown):
-        parts.append(
-            Markup(
-                f"<p>Profiles of the first {len(shown)} of {len(subjects)} subjects; the "
-                "others are in the listings above.</p>"
-            )
-        )
     obs = frames.observations
     by_subject = {code: rows for code, rows in obs.groupby("subject_id")}
     status = {code: rows for code, rows in frames.clinical_status.groupby("subject_id")}
@@ -60,15 +59,43 @@ def build_profiles_section(context: ReportContext) -> Section | None:
         )
         for code in shown
     ]
+    figures = []
     for code, png in zip(shown, _render_all(jobs), strict=True):
         caption = (
             f"Subject {code}: infusions, adverse events, markers and clinical status by study day."
         )
-        parts.append(
+        counter = None if in_listings else context.figures  # the listings' are not numbered
+        figures.append(
             Markup('<div class="profile">')
-            + render_png(png, caption=caption, counter=context.figures)
+            + render_png(png, caption=caption, counter=counter)
             + Markup("</div>")
         )
+    more = (
+        f" Profiles of the first {len(shown)} of {len(subjects)} subjects (by subject code)."
+        if len(subjects) > len(shown)
+        else ""
+    )
+    if in_listings:
+        context.tables.listings.append(
+            Markup('<h2 id="profiles">Individual subject profiles</h2><p>')
+            + more.strip()
+            + Markup("</p>")
+            + Markup("").join(figures)
+        )
+        parts.append(
+            Markup("<p>")
+            + f"The profiles of {len(shown)} subjects (infusions, adverse events, markers and "
+            f"clinical status by study day) are in the listings file, "
+            + Markup(f'<a href="{escape(context.tables.listings_file or "")}#profiles">')
+            + (context.tables.listings_file or "")
+            + Markup("</a>.")
+            + more
+            + Markup("</p>")
+        )
+    else:
+        if more:
+            parts.append(Markup("<p>") + more.strip() + Markup("</p>"))
+        parts += figures
     return Section(
         id="profiles",
         title="Individual subject profiles",
@@ -129,45 +156,36 @@ def render_subject_profile(
     *,
     follow_up_days: int,
 ) -> Figure:
-    """A four-row figure: WHO scale and SpO2/FiO2, then the marker panels, sharing study days."""
-    width, height = PROFILE_SIZE_IN
-    figure = Figure(figsize=PROFILE_SIZE_IN)
-    # fixed margins (inches) for the tick and axis labels: an automatic layout engine measures
-    # every tick label of every panel and costs more than drawing the figure
-    left, right, top, bottom = PROFILE_MARGINS_IN
-    axes = figure.subplots(
-        len(PANELS) + 1,
-        1,
-        sharex=True,
-        gridspec_kw={
-            "left": left / width,
-            "right": 1 - right / width,
-            "top": 1 - top / height,
-            "bottom": bottom / height,
-            "hspace": 0.12,
-        },
-    )
+    """Three rows of two panels sharing study days: WHO scale and SpO2/FiO2, then the marker
+    panels. Two profiles fit a printed page.
+
+    The panels, titles and axes are made once per process (:func:`_template`) and each subject's
+    data drawn into them: making six axes with their ticks cost more than drawing the data.
+    The figure returned is therefore the same object on the next call: render it before that.
+    """
+    figure, axes = _template(follow_up_days)
+    for axis in axes[:5]:
+        for artist in [*axis.lines, *axis.collections, *axis.texts]:
+            artist.remove()
+        if axis.get_legend() is not None:
+            axis.get_legend().remove()
+    figure.texts[0].set_text(f"Subject {code}")
+    status_axis, oxygen = axes[0], axes[1]
     infusion_days = _days(infusions, "study_day")
-    status_axis = axes[0]
     if len(clinical_status):
         status_axis.step(
             clinical_status["study_day"],
             clinical_status["who_scale"],
             where="post",
             color=PALETTE[7],
-            label="WHO scale",
+            linewidth=1.2,
         )
-    status_axis.set_ylim(-0.5, 10.5)
-    status_axis.set_ylabel("WHO scale (0–10)")
-    status_axis.set_title(f"Subject {code}", loc="left", fontsize=11, fontweight="bold")
-    oxygen = status_axis.twinx()
     spo2 = _series(observations, "SPO2")
     fio2 = _series(observations, "FIO2")
     if len(spo2) and len(fio2):
         ratio = _nearest_ratio(spo2, fio2)
-        oxygen.plot(ratio["x"], ratio["y"], ".", color=PALETTE[5], markersize=3, label="SpO2/FiO2")
-    oxygen.set_ylabel("SpO2/FiO2", color=PALETTE[5])
-    for axis, (title, tests, log) in zip(axes[1:], PANELS, strict=True):
+        oxygen.plot(ratio["x"], ratio["y"], ".", color=PALETTE[5], markersize=3)
+    for axis, (_title, tests, _log) in zip(axes[2:5], PANELS, strict=True):
         for test, colour in tests:
             series = _series(observations, test)
             if len(series):
@@ -176,42 +194,98 @@ def render_subject_profile(
                     series["y"],
                     "o-",
                     color=PALETTE[colour],
-                    markersize=3,
-                    linewidth=1.2,
+                    markersize=2.5,
+                    linewidth=1.1,
                     label=_label(series, test),
                 )
-        if log:
-            axis.set_yscale("log")
-            axis.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-            axis.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
-            axis.yaxis.set_minor_formatter(NullFormatter())
-        axis.set_ylabel(title)
         if axis.get_legend_handles_labels()[0]:
-            axis.legend(loc="upper right", fontsize=7, frameon=False)
-    for axis in axes:
+            axis.legend(loc="upper right", fontsize=6.5, frameon=False, handlelength=1.5)
+    for axis in axes[:5]:
         for day in infusion_days:
-            axis.axvline(day, color="#555", linestyle="--", linewidth=0.8)
-        axis.grid(alpha=0.25)
+            axis.axvline(day, color="#555", linestyle="--", linewidth=0.7)
     # an AE without a study day (no infusion yet: no day 0) has no place on the day axis
     placed = adverse_events[adverse_events["onset_day"].notna()] if len(adverse_events) else []
     if len(placed):
         days = _days(placed, "onset_day")
         grades = placed["grade"].tolist()
-        status_axis.scatter(days, [10] * len(days), marker="v", color=PALETTE[3], zorder=5)
+        status_axis.scatter(days, [10.4] * len(days), marker="v", color=PALETTE[3], zorder=5)
         for day, grade in zip(days, grades, strict=True):
             label = "AE" if pd.isna(grade) else f"G{int(grade)}"
             status_axis.annotate(
                 label,
-                (day, 10),
+                (day, 10.4),
                 textcoords="offset points",
-                xytext=(0, -14),
+                xytext=(0, -11),
                 ha="center",
-                fontsize=7,
+                fontsize=6.5,
                 color=PALETTE[3],
             )
-    axes[-1].set_xlim(-3, follow_up_days + 1)
-    axes[-1].set_xlabel("study day (0 = first infusion)")
+    for axis in axes[1:5]:  # the WHO panel keeps its fixed 0–10 scale
+        axis.relim()
+        axis.autoscale_view(scalex=False)
     return figure
+
+
+#: The profile figure of this process, by follow-up days (see :func:`render_subject_profile`).
+_TEMPLATES: dict[int, tuple[Figure, list[Axes]]] = {}
+
+
+def _template(follow_up_days: int) -> tuple[Figure, list[Axes]]:
+    """The profile's empty figure: panels, titles, scales, ticks and the key, made once."""
+    if follow_up_days in _TEMPLATES:
+        return _TEMPLATES[follow_up_days]
+    width, height = PROFILE_SIZE_IN
+    figure = Figure(figsize=PROFILE_SIZE_IN)
+    # fixed margins (inches) for the tick and axis labels: an automatic layout engine measures
+    # every tick label of every panel and costs more than drawing the figure
+    left, right, top, bottom = PROFILE_MARGINS_IN
+    grid = figure.subplots(
+        3,
+        2,
+        sharex=True,
+        gridspec_kw={
+            "left": left / width,
+            "right": 1 - right / width,
+            "top": 1 - top / height,
+            "bottom": bottom / height,
+            "hspace": 0.28,
+            "wspace": 0.22,
+        },
+    )
+    axes = list(grid.ravel())
+    figure.text(left / width, 0.995, "", ha="left", va="top", fontsize=10, fontweight="bold")
+    # the WHO scale is whole numbers from 0 to 10: ticks on whole steps only
+    axes[0].set_ylim(-0.5, 10.9)
+    axes[0].set_yticks(range(0, 11, 2))
+    axes[0].set_title("WHO clinical progression scale", loc="left", fontsize=8)
+    axes[1].set_title("SpO₂/FiO₂ ratio", loc="left", fontsize=8)
+    for axis, (title, _tests, log) in zip(axes[2:5], PANELS, strict=True):
+        if log:
+            axis.set_yscale("log")
+            axis.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            axis.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+            axis.yaxis.set_minor_locator(NullLocator())  # minor ticks: thousands of objects
+        axis.set_title(title, loc="left", fontsize=8)
+    for axis in axes[:5]:
+        axis.grid(alpha=0.25)
+        axis.tick_params(labelsize=7)
+    axes[0].set_xlim(-3, follow_up_days + 1)
+    for axis in axes[3:5]:
+        axis.set_xlabel("study day (0 = first infusion)", fontsize=7)
+        axis.xaxis.set_tick_params(labelbottom=True)
+    axes[5].axis("off")
+    axes[5].add_artist(
+        Text(
+            0.02,
+            0.5,
+            "dashed lines: infusions\n▼ adverse events (G = CTCAE grade)",
+            fontsize=7,
+            va="center",
+            transform=axes[5].transAxes,
+        )
+    )
+    _TEMPLATES[follow_up_days] = figure, axes
+    return figure, axes
 
 
 def _days(frame: pd.DataFrame, column: str) -> list[float]:
@@ -248,8 +322,10 @@ def _nearest_ratio(spo2: pd.DataFrame, fio2: pd.DataFrame) -> pd.DataFrame:
 
 
 def _label(series: pd.DataFrame, test: str) -> str:
+    """The legend entry: the test's name with the unit of its values (×10⁹/L, not 10^9/L)."""
+    name = assessment_label(test)
     unit = series["unit"].iloc[0] if len(series) else ""
-    return f"{test} ({escape(str(unit))})" if unit else test
+    return f"{name} ({display_unit(str(unit))})" if unit else name
 
 
 __all__ = ["build_profiles_section", "render_subject_profile"]

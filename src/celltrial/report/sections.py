@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -42,6 +43,10 @@ class ReportContext:
     overview: StudyOverview
     tables: TableCounter = field(default_factory=TableCounter)
     figures: TableCounter = field(default_factory=TableCounter)
+    #: Where the subject profiles go: "body", "listings" (the listings file) or "none".
+    profiles: str = "body"
+    #: Seconds each section builder took (serial runs), for the progress display.
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 SectionBuilder = Callable[[ReportContext], "Section | None"]
@@ -65,7 +70,7 @@ def build_sections(context: ReportContext, *, workers: int | None = None) -> lis
     """
     workers = min(workers or os.cpu_count() or 1, len(SECTION_BUILDERS))
     if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        return [s for s in (_builder(spec)(context) for spec in SECTION_BUILDERS) if s]
+        return [s for s in (_build(spec, context) for spec in SECTION_BUILDERS) if s]
     global _FORKED
     _FORKED = context
     try:
@@ -75,22 +80,35 @@ def build_sections(context: ReportContext, *, workers: int | None = None) -> lis
     finally:
         _FORKED = None
     sections = []
-    for section, n_tables, n_figures in results:
+    for section, n_tables, n_figures, listings in results:
+        offsets = (context.tables.count, context.figures.count)
         if section is not None:
-            html = _renumber(section.html, context.tables.count, context.figures.count)
-            sections.append(replace(section, html=html))
+            sections.append(replace(section, html=_renumber(section.html, *offsets)))
+        context.tables.listings += [_renumber(html, *offsets) for html in listings]
         context.tables.count += n_tables
         context.figures.count += n_figures
     return sections
 
 
 _FORKED: ReportContext | None = None
-_CAPTION = re.compile(r"(<caption>Table |<figcaption>Figure )(\d+)\.")
+#: Where a table's or figure's number is written: captions, listing references and anchors.
+_CAPTION = re.compile(
+    r"(<caption>Table |<figcaption>Figure |<strong>Table |"
+    r'id="table-|#table-|id="figure-)(\d+)(?=[."])'
+)
 
 
 def _builder(spec: str) -> SectionBuilder:
     module, _, name = spec.partition(":")
     return getattr(import_module(module), name)
+
+
+def _build(spec: str, context: ReportContext) -> Section | None:
+    """Run one builder (the stage is timed for the progress display)."""
+    started = time.perf_counter()
+    section = _builder(spec)(context)
+    context.timings[spec.rpartition(":")[2]] = time.perf_counter() - started
+    return section
 
 
 def _fresh_connections() -> None:
@@ -99,18 +117,25 @@ def _fresh_connections() -> None:
         _FORKED.study.engine.dispose(close=False)
 
 
-def _build_in_worker(spec: str) -> tuple[Section | None, int, int]:
+def _build_in_worker(spec: str) -> tuple[Section | None, int, int, list[Markup]]:
     assert _FORKED is not None
-    local = ReportContext(study=_FORKED.study, frames=_FORKED.frames, overview=_FORKED.overview)
+    local = ReportContext(
+        study=_FORKED.study,
+        frames=_FORKED.frames,
+        overview=_FORKED.overview,
+        tables=TableCounter(listings_file=_FORKED.tables.listings_file),
+        profiles=_FORKED.profiles,
+    )
     section = _builder(spec)(local)
-    return section, local.tables.count, local.figures.count
+    return section, local.tables.count, local.figures.count, local.tables.listings
 
 
 def _renumber(html: Markup, table_offset: int, figure_offset: int) -> Markup:
     """Shift the numbers of a section's table and figure captions by the ones before it."""
 
     def shift(match: re.Match[str]) -> str:
-        offset = table_offset if match.group(1).startswith("<caption>") else figure_offset
-        return f"{match.group(1)}{int(match.group(2)) + offset}."
+        figure = match.group(1) in ("<figcaption>Figure ", 'id="figure-')
+        offset = figure_offset if figure else table_offset
+        return f"{match.group(1)}{int(match.group(2)) + offset}"
 
     return Markup(_CAPTION.sub(shift, str(html)))

@@ -1,5 +1,11 @@
 """HTML tables for the report: numbered captions, escaped cells, numbers right-aligned.
 
+A table with no rows says "None." under its caption (a header alone reads as a rendering fault).
+A *listing* (one row per subject, infusion, event …: its length grows with the study) longer than
+:data:`LISTING_MAX_ROWS` goes to the report's listings file when the counter collects listings;
+the body keeps its number and caption with a link to it, so that the body stays a readable
+summary at any study size.
+
 Headers are what people read (``labels.yaml`` through :func:`celltrial.labels.header_label`):
 a frame may keep its code's column names (``onset_day``), the reader sees "Onset day". So are
 codes in the cells of the columns that hold them: a test or marker code shows its name (CD1656 →
@@ -22,11 +28,23 @@ CODE_COLUMNS = frozenset({"test", "marker", "assessment"})
 UNIT_COLUMNS = frozenset({"unit"})
 
 
-class TableCounter:
-    """Numbers tables in the order they are rendered (Table 1, Table 2…)."""
+#: A listing with more rows than this goes to the listings file (about two printed pages).
+LISTING_MAX_ROWS = 40
+#: The listings file's name beside the report (``report.html`` → ``report-listings.html``).
+LISTINGS_SUFFIX = "-listings"
 
-    def __init__(self) -> None:
+
+class TableCounter:
+    """Numbers tables in the order they are rendered (Table 1, Table 2…).
+
+    ``listings_file``: the name of the listings file that long listings go to (None: they stay
+    in the body); their HTML is collected in :attr:`listings`.
+    """
+
+    def __init__(self, *, listings_file: str | None = None) -> None:
         self.count = 0
+        self.listings_file = listings_file
+        self.listings: list[Markup] = []
 
     def next(self) -> int:
         self.count += 1
@@ -40,13 +58,40 @@ def render_table(
     counter: TableCounter,
     formats: dict[str, Callable[[Any], str]] | None = None,
     raw_html: frozenset[str] = frozenset(),
+    listing: bool = False,
 ) -> Markup:
     """``frame`` as an HTML table with a numbered caption.
 
     ``formats`` turns a column's values into text; ``raw_html`` names columns already holding
-    safe HTML (status badges); everything else is escaped.
+    safe HTML (status badges); everything else is escaped. ``listing``: the frame has one row
+    per subject or event; when long it goes to the listings file (see the module's docstring).
     """
-    formats = formats or {}
+    if frame.empty:
+        number = counter.next()
+        return Markup(
+            f'<p class="table-caption"><strong>Table {number}.</strong> {escape(caption)}</p>'
+            '<p class="none">None.</p>'
+        )
+    html = _table_html(frame, caption, counter, formats or {}, raw_html)
+    if listing and counter.listings_file and len(frame) > LISTING_MAX_ROWS:
+        counter.listings.append(html)
+        number = counter.count
+        target = f"{escape(counter.listings_file)}#table-{number}"
+        return Markup(
+            f'<p class="listing-ref"><strong>Table {number}.</strong> {escape(caption)} '
+            f'{len(frame):,} rows: in the listings file, <a href="{target}">'
+            f"{escape(counter.listings_file)}</a>.</p>"
+        )
+    return html
+
+
+def _table_html(
+    frame: pd.DataFrame,
+    caption: str,
+    counter: TableCounter,
+    formats: dict[str, Callable[[Any], str]],
+    raw_html: frozenset[str],
+) -> Markup:
     numeric = {c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])}
     head = "".join(
         f'<th class="num">{escape(header_label(str(c)))}</th>'
@@ -72,7 +117,7 @@ def render_table(
         body.append("<tr>" + "".join(cells) + "</tr>")
     number = counter.next()
     return Markup(
-        f"<table><caption>Table {number}. {escape(caption)}</caption>"
+        f'<table id="table-{number}"><caption>Table {number}. {escape(caption)}</caption>'
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
     )
 

@@ -71,6 +71,7 @@ def render_safety_html(summary: SafetySummary, context: ReportContext) -> Markup
                 caption="Adverse-event data problems: how deaths are recorded (to be queried "
                 "with the site; the events are shown as recorded, nothing was changed).",
                 counter=counter,
+                listing=True,
             )
         )
     if len(summary.by_term):
@@ -102,6 +103,7 @@ def render_safety_html(summary: SafetySummary, context: ReportContext) -> Markup
                 "infusion before onset).",
                 counter=counter,
                 formats={"hours after start": _hours},
+                listing=True,
             )
         )
     if len(summary.serious):
@@ -120,6 +122,7 @@ def render_safety_html(summary: SafetySummary, context: ReportContext) -> Markup
                 ].rename(columns={"subject_id": "subject"}),
                 caption="Serious adverse events (ICH E2A criteria).",
                 counter=counter,
+                listing=True,
             )
         )
     else:
@@ -160,6 +163,7 @@ def render_safety_html(summary: SafetySummary, context: ReportContext) -> Markup
                 "the first infusion, worse than the subject's baseline grade for the term.",
                 counter=counter,
                 formats={"no baseline (taken as normal)": _yes_no},
+                listing=True,
             )
         )
     else:
@@ -181,6 +185,7 @@ def render_safety_html(summary: SafetySummary, context: ReportContext) -> Markup
                 caption="Laboratory abnormalities of grade ≥ 3 present before treatment and no "
                 "worse after the first infusion: not counted as toxicities.",
                 counter=counter,
+                listing=True,
             )
         )
     if len(summary.signals):
@@ -202,6 +207,7 @@ def render_safety_html(summary: SafetySummary, context: ReportContext) -> Markup
                 "(compare with the adverse events reported).",
                 counter=counter,
                 formats={"hours to first": _hours},
+                listing=True,
             )
         )
     return Markup("").join(parts)

@@ -214,13 +214,19 @@ def write_report_files(study: StudyHandle, folder: Path) -> str | None:
     folder.mkdir(parents=True, exist_ok=True)
     scratch = folder / f".build-{secrets.token_hex(6)}"
     try:
-        (html_path,) = write_report(study, out=scratch / "report.html", report_format="html")
+        html_path, *listings = write_report(
+            study, out=scratch / "report.html", report_format="html"
+        )
         pdf_message = None
         try:
             write_pdf(html_path.read_text(encoding="utf-8"), scratch / "report.pdf")
         except CelltrialError as exc:
             pdf_message = str(exc)
         os.replace(html_path, folder / "report.html")
+        for path in listings:  # the long listings, beside the report that links to them
+            os.replace(path, folder / path.name)
+        if not listings:
+            (folder / "report-listings.html").unlink(missing_ok=True)
         if pdf_message is None:
             os.replace(scratch / "report.pdf", folder / "report.pdf")
         else:
