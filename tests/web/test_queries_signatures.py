@@ -160,9 +160,15 @@ def test_casebook_signature_needs_password_and_role_and_is_invalidated_by_a_chan
         data={"csrf_token": _token(form_page.text), "meaning": "approval", "password": "wrong"},
     )
     assert refused.status_code == 403 and "not confirmed" in refused.text
+    shown = re.search(r'name="confirm_open_queries" value="([\d,]+)"', form_page.text).group(1)
     response = investigator.post(
         "/subjects/S004/sign",
-        data={"csrf_token": _token(form_page.text), "meaning": "approval", "password": PASSWORD},
+        data={
+            "csrf_token": _token(form_page.text),
+            "meaning": "approval",
+            "password": PASSWORD,
+            "confirm_open_queries": shown,  # the open query the form showed
+        },
         follow_redirects=False,
     )
     assert response.status_code == 303

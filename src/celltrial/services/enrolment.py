@@ -28,6 +28,7 @@ from celltrial.services.editing import (
     check_version,
     refusing_lost_updates,
 )
+from celltrial.services.errors import AlreadyExists
 from celltrial.services.infusions import find_subject
 from celltrial.services.vital_signs import CLOCK_SKEW
 from celltrial.store.database import study_session
@@ -199,7 +200,7 @@ def enrol(
             )
         )
         if taken is not None:
-            raise DataError(f"subject code {code!r}: already enrolled in this study")
+            raise AlreadyExists(f"subject code {code!r}: already enrolled in this study")
         sites = session.execute(
             select(Site.id, Site.code).where(Site.study_id == study.study_id).order_by(Site.code)
         ).all()
@@ -213,7 +214,7 @@ def enrol(
         try:
             session.flush()
         except IntegrityError:  # enrolled by someone else since the check above
-            raise DataError(f"subject code {code!r}: already enrolled in this study") from None
+            raise AlreadyExists(f"subject code {code!r}: already enrolled in this study") from None
         return _record(row, chosen[0].code)
 
 

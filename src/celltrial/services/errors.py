@@ -29,5 +29,10 @@ class EditConflict(CelltrialError):
     """The record changed since the user read it; the edit was not saved."""
 
 
+class AlreadyExists(EditConflict):
+    """A record with this key is in the study already (a subject code enrolled): the state of
+    the study, not the entry, is what refuses it (409, like a changed record)."""
+
+
 class BedsideCheckFailed(DataError):
     """The lot, vial or label checked at the bedside does not fit this subject and study."""

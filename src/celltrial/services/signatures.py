@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -20,10 +21,11 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from celltrial.errors import DataError
+from celltrial.errors import DataError, EntryRefused
 from celltrial.services.accounts import confirm_password, role_can
 from celltrial.services.errors import SignatureRefused, SignInRefused
 from celltrial.services.infusions import find_subject
+from celltrial.services.queries import subject_queries
 from celltrial.store.database import study_session
 from celltrial.store.models import (
     AdverseEvent,
@@ -177,10 +179,17 @@ def sign_casebook(
     username: str,
     password: str,
     meaning: str,
+    confirm_open_queries: bool | Collection[int] = False,
     now: datetime | None = None,
 ) -> SignatureRecord:
     """Sign the casebook of ``subject_code``: the password again, and the meaning (a key of
-    :data:`SIGNATURE_MEANINGS`). Only an investigator may sign."""
+    :data:`SIGNATURE_MEANINGS`). Only an investigator may sign.
+
+    A casebook with queries not yet closed is signed only when the signer confirms it:
+    ``confirm_open_queries`` True (any open queries), or the numbers of the queries the signer
+    was shown (the form: a query raised since is not confirmed). Otherwise
+    :class:`~celltrial.errors.EntryRefused` lists them under ``open_queries``; the audit trail of
+    a signature given with open queries names them."""
     if meaning not in SIGNATURE_MEANINGS:
         raise DataError(f"meaning {meaning!r}: expected one of {', '.join(SIGNATURE_MEANINGS)}")
     try:
@@ -195,7 +204,8 @@ def sign_casebook(
     ) as session:
         subject = find_subject(session, study, subject_code)
         unresolved = open_query_ids(session, subject)
-        if unresolved:  # signing is allowed (the page warned); the audit trail says so
+        _check_confirmed(session, subject, unresolved, confirm_open_queries)
+        if unresolved:  # signed with them open, as confirmed; the audit trail says so
             listed = ", ".join(f"#{n}" for n in unresolved)
             session.info["reason"] += f"; signed with {len(unresolved)} open queries ({listed})"
         rows = _signed_rows(session, subject)
@@ -211,6 +221,30 @@ def sign_casebook(
         session.add(signature)
         session.flush()
         return _record(session, signature, subject, rows)
+
+
+def _check_confirmed(
+    session: Session, subject: Subject, unresolved: list[int], confirmed: bool | Collection[int]
+) -> None:
+    """:class:`EntryRefused` unless every query in ``unresolved`` is confirmed."""
+    if confirmed is True or not unresolved:
+        return
+    seen = set() if confirmed is False else {int(n) for n in confirmed}  # type: ignore[union-attr]
+    unconfirmed = set(unresolved) - seen
+    if not unconfirmed:
+        return
+    said = [
+        f"#{q.id} {q.record_label}: {q.field_label}, '{q.question}' ({q.status})"
+        for q in subject_queries(session, subject)
+        if q.id in unconfirmed
+    ]
+    one = len(said) == 1
+    raise EntryRefused(
+        f"not signed: {len(said)} {'query is' if one else 'queries are'} not closed on this "
+        f"casebook ({'; '.join(said)}); confirm that you sign with {'it' if one else 'them'} "
+        f"open, or close {'it' if one else 'them'} first",
+        warnings={"open_queries": said},
+    )
 
 
 def open_query_ids(session: Session, subject: Subject) -> list[int]:

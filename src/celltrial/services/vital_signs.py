@@ -397,12 +397,12 @@ def edit_vital_signs(
     """Change a saved round: values changed, added or cleared (an audited update, insert or
     delete each), or its time; needs a reason and the version the user saw."""
     reason = check_reason(reason)
-    measured = _measure(entry)
     with (
         refusing_lost_updates("the vital signs were"),
         study_session(study.engine, user=user, reason=reason) as session,
     ):
-        anchor, subject = _find(session, study, round_id)
+        anchor, subject = _find(session, study, round_id)  # not found before the values' checks
+        measured = _measure(entry)
         rows = _at(session, subject.id, anchor.time)
         what = f"vital signs of {subject.code} at {_local(anchor.time, study)}"
         current = _token(rows)

@@ -15,6 +15,7 @@ from celltrial.services import (
     adverse_events,
     clinical_status,
     ct_scans,
+    enrolment,
     infusions,
     lots,
     monitoring,
@@ -84,7 +85,8 @@ Reader = Annotated[ActiveSession, allowed("read_study")]
 
 @router.get("/openapi.json", include_in_schema=False)
 def openapi(request: Request, _active: Reader) -> dict:
-    return build_openapi(request.app)  # every router of the app; pages are not in it
+    sites = enrolment.list_sites(study_of(request))
+    return build_openapi(request.app, sites=sites)  # every router of the app; not the pages
 
 
 @router.post("/v1/session", response_model=SignInResponse, responses={401: _errors[401]})
@@ -515,7 +517,14 @@ def subject_signatures(code: str, request: Request, _active: Reader) -> list[Sig
     "/v1/subjects/{code}/signatures",
     response_model=SignatureOut,
     status_code=201,
-    responses={422: {"model": ErrorOut, "description": "Entry refused"}},
+    responses={
+        403: {"model": ErrorOut, "description": "Password not confirmed, or role not permitted"},
+        422: {
+            "model": EntryRefusedOut,
+            "description": "Not signed: queries not closed (warnings.open_queries) and "
+            "confirm_open_queries not given",
+        },
+    },
 )
 def sign_casebook(
     code: str,
@@ -523,13 +532,15 @@ def sign_casebook(
     request: Request,
     active: Annotated[ActiveSession, api_write("sign_casebook")],
 ) -> SignatureOut:
-    """Sign the subject's casebook: your password again and the meaning of the signature."""
+    """Sign the subject's casebook: your password again and the meaning of the signature. A
+    casebook with queries not yet closed is signed only with ``confirm_open_queries: true``."""
     record = signatures.sign_casebook(
         study_of(request),
         code,
         username=active.account.username,
         password=body.password,
         meaning=body.meaning,
+        confirm_open_queries=body.confirm_open_queries,
     )
     return SignatureOut.model_validate(record)
 

@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import jinja2
 from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -33,6 +34,7 @@ from celltrial.web.body_limit import MAX_BODY_BYTES, BodyLimit
 from celltrial.web.dry_runs import DryRunProcess
 from celltrial.web.paths import SLASH_IN_SEGMENT, EncodedSlashes, path_part, restore_slashes
 from celltrial.web.security import SECURITY_HEADERS, SESSION_COOKIE, CsrfRefused, NotSignedIn
+from celltrial.web.validation import page_summary, readable_errors
 
 WEB_USER = "celltrial-web"
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -253,6 +255,14 @@ def create_app(
             "warnings": exc.warnings,
         }
         return JSONResponse({"detail": str(exc)} | fields, status_code=422)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's shape (a list of problems with their place), each said in plain words
+        problems = readable_errors(exc.errors())
+        if not wants_json(request):
+            return error_page(request, 422, "Not done", page_summary(problems))
+        return JSONResponse({"detail": problems}, status_code=422)
 
     @app.exception_handler(StudyBusy)
     async def _busy(request: Request, exc: StudyBusy) -> Response:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from celltrial.errors import EntryRefused
 from celltrial.services import adverse_events, enrolment, infusions, vital_signs
+from celltrial.web.validation import FORM_TIME_EXAMPLE, plain_message
 
 DATETIME_FIELDS = (
     "started_at",
@@ -49,7 +50,6 @@ FIELD_LABELS: dict[str, dict[str, str]] = {
     },
     "demographics": enrolment.FIELD_LABELS,
 }
-_EXAMPLE_TIME = "e.g. 2020-02-10 14:30"
 
 
 class ErrorMessage(str):
@@ -84,39 +84,6 @@ class ErrorMessage(str):
             if name and said:
                 message.problems.setdefault(name, []).append(said)
         return message
-
-
-def _plain(error: dict[str, Any], value: Any) -> str:
-    """A pydantic error in plain words (never its type names or Python reprs)."""
-    kind, ctx = error["type"], error.get("ctx") or {}
-    shown = f"'{value}'" if isinstance(value, str) else str(value)
-
-    def number(key: str) -> str:
-        return f"{ctx.get(key):g}" if isinstance(ctx.get(key), int | float) else str(ctx.get(key))
-
-    if kind in ("missing", "string_too_short"):
-        return "required"
-    if kind in ("float_parsing", "float_type", "finite_number"):
-        return f"{shown} is not a number (e.g. 30000000, 3e7 or 3.5)"
-    if kind in ("int_parsing", "int_type", "int_from_float"):
-        return f"{shown} is not a whole number"
-    if kind in ("bool_parsing", "bool_type"):
-        return f"{shown}: expected yes or no"
-    if kind == "greater_than":
-        return f"expected more than {number('gt')}, not {shown}"
-    if kind == "greater_than_equal":
-        return f"expected at least {number('ge')}, not {shown}"
-    if kind == "less_than":
-        return f"expected less than {number('lt')}, not {shown}"
-    if kind == "less_than_equal":
-        return f"expected at most {number('le')}, not {shown}"
-    if kind == "string_too_long":
-        return f"at most {ctx.get('max_length')} characters"
-    if kind in ("literal_error", "enum"):
-        return f"{shown} is not one of the choices ({ctx.get('expected', '')})"
-    if kind.startswith(("datetime", "timezone")):
-        return f"{shown} is not a date and time ({_EXAMPLE_TIME})"
-    return str(error["msg"]).replace("Input should be", "expected").replace("Value error, ", "")
 
 
 def local_input(value: datetime | None, zone: ZoneInfo) -> str:
@@ -164,7 +131,7 @@ def parse_form(
             try:
                 stamp = datetime.fromisoformat(str(value))
             except ValueError:
-                said = f"'{value}' is not a date and time ({_EXAMPLE_TIME})"
+                said = f"'{value}' is not a date and time ({FORM_TIME_EXAMPLE})"
                 problems.setdefault(key, []).append(said)
                 continue
             data[key] = stamp if stamp.tzinfo else stamp.replace(tzinfo=zone)
@@ -182,12 +149,14 @@ def parse_form(
             else:
                 data[box] = {"yes": True, "no": False}.get(answer)
     try:
-        body = schema.model_validate(data)
+        body = schema.model_validate(data, strict=False)  # a form's values are text
     except ValidationError as exc:
         for error in exc.errors():
             key = str(error["loc"][0]) if error["loc"] else "form"
             if key not in problems:  # a value that could not be read is said once
-                problems.setdefault(key, []).append(_plain(error, values.get(key)))
+                problems.setdefault(key, []).append(
+                    plain_message(error, values.get(key), api=False)
+                )
         body = None
     if problems or body is None:
         labels = FIELD_LABELS.get(kind, {})

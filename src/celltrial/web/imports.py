@@ -926,7 +926,36 @@ _UPLOAD_BODY = {
                             "description": "External cohort name (default: the file name).",
                         },
                     },
-                }
+                },
+                # the file's type is read from its name: the names a client sends as written
+                "encoding": {
+                    part: {
+                        "headers": {
+                            "Content-Disposition": {
+                                "description": "The file's name; its extension gives its type "
+                                f"({', '.join(suffixes)}).",
+                                "schema": {"type": "string", "example": example},
+                            }
+                        }
+                    }
+                    for part, suffixes, example in (
+                        (
+                            "file",
+                            DATA_SUFFIXES,
+                            'form-data; name="file"; filename="results.csv"',
+                        ),
+                        (
+                            "mapping",
+                            MAPPING_SUFFIXES,
+                            'form-data; name="mapping"; filename="mapping.yaml"',
+                        ),
+                        (
+                            "dictionary",
+                            (".csv",),
+                            'form-data; name="dictionary"; filename="dictionary.csv"',
+                        ),
+                    )
+                },
             }
         },
     }

@@ -27,8 +27,9 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def build_openapi(app: FastAPI) -> dict[str, Any]:
-    """The schema of ``app``'s API (pages are not part of it), every response documented."""
+def build_openapi(app: FastAPI, *, sites: list[str] | None = None) -> dict[str, Any]:
+    """The schema of ``app``'s API (pages are not part of it), every response documented;
+    ``sites``: the study's site codes, the values a new subject's ``site`` may take."""
     schema = get_openapi(
         title=app.title,
         version=app.version,
@@ -46,6 +47,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         },
     )
     _add_validation_error(components)
+    _name_the_sites(components, sites)
     for path, operations in schema.get("paths", {}).items():
         for method, operation in operations.items():
             if method in _HTTP_METHODS:
@@ -96,23 +98,31 @@ def _is_upload(operation: dict[str, Any]) -> bool:
 
 def _add_validation_error(components: dict[str, Any]) -> None:
     """FastAPI's own 422 body (a list of problems), also where no route made it appear."""
-    components.setdefault(
-        "ValidationError",
-        {
-            "title": "ValidationError",
-            "type": "object",
-            "required": ["loc", "msg", "type"],
-            "properties": {
-                "loc": {
-                    "title": "Location",
-                    "type": "array",
-                    "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
-                },
-                "msg": {"title": "Message", "type": "string"},
-                "type": {"title": "Error Type", "type": "string"},
+    components["ValidationError"] = {  # what the app answers (celltrial.web.validation)
+        "title": "ValidationError",
+        "type": "object",
+        "required": ["loc", "field", "msg", "type"],
+        "properties": {
+            "loc": {
+                "title": "Location",
+                "type": "array",
+                "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+                "description": "Where: body, query or path, then the field (and item).",
             },
+            "field": {
+                "title": "Field",
+                "type": "string",
+                "description": "The field as the request spells it (markers_pct.CD73, "
+                "serious_criteria[0]); empty for the body as a whole.",
+            },
+            "msg": {
+                "title": "Message",
+                "type": "string",
+                "description": "The field and what was expected, in plain words.",
+            },
+            "type": {"title": "Error Type", "type": "string", "description": "A code."},
         },
-    )
+    }
     components.setdefault(
         "HTTPValidationError",
         {
@@ -127,3 +137,12 @@ def _add_validation_error(components: dict[str, Any]) -> None:
             },
         },
     )
+
+
+def _name_the_sites(components: dict[str, Any], sites: list[str] | None) -> None:
+    """A new subject's ``site``: one of the study's sites (or null, the first)."""
+    site = components.get("SubjectEnrol", {}).get("properties", {}).get("site")
+    if site is None or sites is None:
+        return
+    site.pop("anyOf", None)
+    site.update({"anyOf": [{"type": "string", "enum": list(sites)}, {"type": "null"}]})

@@ -1093,6 +1093,8 @@ async def sign(
 ) -> Response:
     values = await checked_form(request, active)
     meaning = str(values.get("meaning") or "")
+    # the queries the form showed open: those the signer confirms (not one raised since)
+    shown = str(values.get("confirm_open_queries") or "").split(",")
     try:
         signatures.sign_casebook(
             study_of(request),
@@ -1100,6 +1102,7 @@ async def sign(
             username=active.account.username,
             password=str(values.get("password") or ""),
             meaning=meaning,
+            confirm_open_queries=[int(n) for n in shown if n.strip().isdigit()],
         )
     except (SignatureRefused, DataError) as exc:
         status = 403 if isinstance(exc, NotPermitted) else 422

@@ -6,13 +6,24 @@ Requests are validated here (types, lengths, ranges); the services check the stu
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+)
 
+from celltrial.ingest import facts
 from celltrial.ingest.alignment import MAX_SUBJECT_CODE
+from celltrial.ingest.subject_codes import ALLOWED, ALLOWED_PUNCTUATION, subject_code_problem
 from celltrial.safety.events import load_ae_vocabulary
 from celltrial.services import adverse_events, clinical_status, enrolment, infusions, vital_signs
 from celltrial.services.casebook import (
@@ -21,8 +32,8 @@ from celltrial.services.casebook import (
     STERILITY_RESULTS,
     NewLot,
 )
-from celltrial.store.unreadable_times import EARLIEST, LATEST
 from celltrial.study import StudyHandle
+from celltrial.web.validation import API_TIME_EXAMPLE, PATTERN_WORDS, register_pattern, shown
 
 T = TypeVar("T")
 
@@ -33,29 +44,86 @@ Action = Literal[tuple(_vocabulary["actions"])]  # type: ignore[valid-type]
 SeriousCriterion = Literal[tuple(_vocabulary["serious_criteria"])]  # type: ignore[valid-type]
 
 
+#: A time as the API takes it: RFC 3339 (``format: date-time``) in the years 1900–2099 as
+#: written, with seconds (fractions to the microsecond) and its UTC offset. Any such time is
+#: within the years celltrial stores once moved to UTC (see
+#: :mod:`celltrial.store.unreadable_times`: a time outside them could never be read back).
+TIME_PATTERN = register_pattern(
+    r"^(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]"
+    r":[0-5][0-9](\.[0-9]{1,6})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$",
+    f"a date and time in the years 1900–2099 with its UTC offset ({API_TIME_EXAMPLE})",
+)
+#: A calendar date (``format: date``), years 1800–2099.
+DATE_PATTERN = register_pattern(
+    r"^(18|19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$",
+    "a date in the years 1800–2099 (e.g. 1960-05-31)",
+)
+#: Text that is more than spaces (JSON Schema patterns match anywhere in the value).
+NOT_BLANK = register_pattern(r"\S", "some text, not only spaces")
+#: A new subject's code, the rule of :mod:`celltrial.ingest.subject_codes` (letters and digits
+#: of any alphabet: Python's ``\w``, which the schema's patterns follow, see ``_Strict``).
+_PUNCTUATION = "".join(c for c in ALLOWED_PUNCTUATION if c not in "_-")  # _ is in \w
+_INNER = rf"[\w{_PUNCTUATION}-]"
+_LAST = rf"[\w{_PUNCTUATION.replace(' ', '')}-]"
+SUBJECT_CODE_PATTERN = register_pattern(rf"^[^\W_](?:{_INNER}*{_LAST})?$", ALLOWED)
+
+
+def _parsed(pattern: str, kind: type) -> Callable[[Any], Any]:
+    """A validator that reads a time or date from text of ``pattern`` only (a value already of
+    ``kind``, from a form, passes): what the schema says, and nothing pydantic would also read
+    (numbers as Unix times, other layouts)."""
+    compiled = re.compile(pattern)
+    words = PATTERN_WORDS[pattern]
+
+    def read(value: Any) -> Any:
+        if isinstance(value, kind):
+            return value
+        if not isinstance(value, str) or not compiled.search(value):
+            raise ValueError(f"{shown(value)} is not {words}")
+        try:
+            return kind.fromisoformat(value.upper())
+        except ValueError:  # 2021-02-29, 2020-04-31: the pattern lets days up to 31 through
+            raise ValueError(f"{shown(value)} is not a day of the calendar") from None
+
+    return read
+
+
 def _in_study_years(value: datetime) -> datetime:
-    """A time in the years celltrial stores (1900–2099, as imports check)."""
-    try:
-        utc = value.astimezone(UTC).replace(tzinfo=None)
-    except OverflowError:  # year 1 or 9999 moved across midnight by its offset
-        utc = None
-    if utc is None or not EARLIEST <= utc < LATEST:
-        raise ValueError(f"expected a time in the years {EARLIEST.year + 1}–{LATEST.year - 1}")
+    """A time in the years 1900–2099 as written (a form's local time, as the API's)."""
+    if not 1900 <= value.year <= 2099:
+        raise ValueError("expected a time in the years 1900–2099")
     return value
 
 
 #: An aware time in the years celltrial stores: a time outside them is refused on entry, as
 #: it could never be read back (see :mod:`celltrial.store.unreadable_times`).
-StudyTime = Annotated[AwareDatetime, AfterValidator(_in_study_years)]
+StudyTime = Annotated[
+    AwareDatetime,
+    BeforeValidator(_parsed(TIME_PATTERN, datetime)),
+    AfterValidator(_in_study_years),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": TIME_PATTERN}),
+]
+StudyDate = Annotated[
+    date,
+    BeforeValidator(_parsed(DATE_PATTERN, date)),
+    WithJsonSchema({"type": "string", "format": "date", "pattern": DATE_PATTERN}),
+]
 
 ShortText = Field(max_length=64)
 LongText = Field(default=None, max_length=2000)
 Version = Annotated[int, Field(ge=1, description="The version you read (optimistic locking).")]
-Reason = Annotated[str, Field(min_length=1, max_length=2000, description="Why saved data change.")]
+Reason = Annotated[
+    str,
+    Field(min_length=1, max_length=2000, pattern=NOT_BLANK, description="Why saved data change."),
+]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    """A request: exactly the schema's types (no number for a time, no 0 for false, no "2" for
+    2), no unknown fields, text as sent (the forms strip their values), patterns matched as
+    Python's ``re`` matches them (the engine schemathesis and the subject-code rule use)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, regex_engine="python-re")
 
 
 class _Edit:
@@ -89,8 +157,10 @@ class SignInResponse(BaseModel):
 class InfusionFields(_Strict):
     """An infusion as entered at the bedside."""
 
-    lot_code: str = Field(min_length=1, max_length=64, description="Lot code on the bag.")
-    vial_id: str = Field(min_length=1, max_length=64)
+    lot_code: str = Field(
+        min_length=1, pattern=NOT_BLANK, max_length=64, description="Lot code on the bag."
+    )
+    vial_id: str = Field(min_length=1, pattern=NOT_BLANK, max_length=64)
     started_at: StudyTime
     ended_at: StudyTime | None = None
     cells_given: float = Field(gt=0, lt=1e12, description="Viable cells infused.")
@@ -124,7 +194,10 @@ class InfusionFields(_Strict):
 class InfusionCreate(InfusionFields):
     number: int | None = Field(default=None, ge=1, le=100, description="Default: the next one.")
     label_subject_code: str = Field(
-        min_length=1, max_length=64, description="Subject code read off the bag (identity check)."
+        min_length=1,
+        max_length=64,
+        pattern=NOT_BLANK,
+        description="Subject code read off the bag (identity check).",
     )
 
 
@@ -154,7 +227,7 @@ class InfusionOut(BaseModel):
 
 
 class AdverseEventFields(_Strict):
-    term: str = Field(min_length=1, max_length=200)
+    term: str = Field(min_length=1, pattern=NOT_BLANK, max_length=200)
     onset_at: StudyTime
     resolved_at: StudyTime | None = None
     grade: int | None = Field(default=None, ge=1, le=5, description="CTCAE grade 1–5.")
@@ -391,7 +464,7 @@ Percent = Annotated[float, Field(ge=0, le=100)]
 class LotFields(_Strict):
     """A product lot and its release results (from the certificate of analysis)."""
 
-    code: str = Field(min_length=1, max_length=64)
+    code: str = Field(min_length=1, pattern=NOT_BLANK, max_length=64)
     release_status: Literal[RELEASE_STATUSES]  # type: ignore[valid-type]
     viability_pct: Percent | None = None
     markers_pct: dict[Annotated[str, Field(min_length=1, max_length=32)], Percent] = Field(
@@ -472,12 +545,12 @@ class QueryCreate(_Strict):
 
     table: QueryTable
     row_id: int = Field(ge=1, lt=2**31)
-    field: str = Field(min_length=1, max_length=64)
-    question: str = Field(min_length=1, max_length=2000)
+    field: str = Field(min_length=1, pattern=NOT_BLANK, max_length=64)
+    question: str = Field(min_length=1, pattern=NOT_BLANK, max_length=2000)
 
 
 class QueryAnswer(_Strict):
-    answer: str = Field(min_length=1, max_length=2000)
+    answer: str = Field(min_length=1, pattern=NOT_BLANK, max_length=2000)
     version: int | None = Field(default=None, ge=1, description="The version you read.")
 
 
@@ -516,6 +589,12 @@ class QueryOut(BaseModel):
 class SignatureCreate(_Strict):
     password: str = Field(min_length=1, max_length=1024, description="Your password, again.")
     meaning: Literal["review", "approval"] = Field(description="What the signature means.")
+    confirm_open_queries: bool = Field(
+        default=False,
+        description="Sign although queries on the casebook are not closed (the signature's "
+        "audit entry names them; without it such a casebook is not signed: 422 lists the "
+        "queries under warnings.open_queries).",
+    )
 
 
 class SignatureOut(BaseModel):
@@ -538,19 +617,53 @@ class SignatureOut(BaseModel):
 Measure = Annotated[float, Field(allow_inf_nan=False)]
 
 
-class DemographicsFields(_Strict):
-    """A subject's demographics (checked as imports check them: plausible ranges, sex words)."""
-
-    sex: str | None = Field(default=None, max_length=16, description="F or M (female, male).")
-    birth_date: date | None = Field(
-        default=None, description="Gives the age at admission (only the age is stored)."
+def _plausible(fact: str, description: str) -> Any:
+    """A fact's field: a number within the plausible range every import checks (inclusive;
+    the schema says it, the service refuses a value outside it in its own words)."""
+    low, high = facts.PLAUSIBLE[fact]
+    return Field(
+        default=None,
+        description=f"{description} ({low:g}–{high:g}).",
+        json_schema_extra={"minimum": low, "maximum": high},
     )
-    age: Measure | None = Field(default=None, description="Completed years.")
-    height_cm: Measure | None = None
-    weight_kg: Measure | None = None
-    admitted_at: StudyTime | None = Field(default=None, description="Hospital admission.")
+
+
+def _new_code(code: str) -> str:
+    """A new subject's code as the schema's pattern says (the rule of every way in, in its
+    words; no spaces at its ends: the API takes a code as written)."""
+    problem = subject_code_problem(code)
+    if problem is None and code != code.strip():
+        problem = "spaces at its start or end"
+    if problem is not None:
+        raise ValueError(f"{shown(code)}: {problem}; use {ALLOWED}")
+    return code
+
+
+#: How a sex may be written: F or M, or a word (case as listed) that means one of them.
+SEX_SPELLINGS = tuple(dict.fromkeys([*enrolment.SEXES, *facts.SEX_WORDS]))
+
+
+class DemographicsFields(_Strict):
+    """A subject's demographics (checked as imports check them: plausible ranges, sex)."""
+
+    sex: Literal[SEX_SPELLINGS] | None = Field(  # type: ignore[valid-type]
+        default=None, description="F (female) or M (male), or a word for either."
+    )
+    birth_date: StudyDate | None = Field(
+        default=None,
+        description="Gives the age at admission (only the age is stored); not after the "
+        "admission (else the enrolment), nor more than 120 years before it.",
+    )
+    age: Measure | None = _plausible("age", "Completed years")
+    height_cm: Measure | None = _plausible("height_cm", "cm")
+    weight_kg: Measure | None = _plausible("weight_kg", "kg")
+    admitted_at: StudyTime | None = Field(
+        default=None, description="Hospital admission (not in the future)."
+    )
     enrolled_at: StudyTime | None = Field(
-        default=None, description="Enrolment (consent); default now, an edit without it keeps it."
+        default=None,
+        description="Enrolment (consent; not in the future); default now, an edit without it "
+        "keeps it.",
     )
 
     def entry(self) -> enrolment.DemographicsEntry:
@@ -561,8 +674,15 @@ class DemographicsFields(_Strict):
 
 
 class SubjectEnrol(DemographicsFields):
-    code: str = Field(min_length=1, max_length=MAX_SUBJECT_CODE, description="Subject code.")
-    site: str | None = Field(default=None, max_length=32, description="Default: the first site.")
+    code: Annotated[str, AfterValidator(_new_code)] = Field(
+        min_length=1,
+        max_length=MAX_SUBJECT_CODE,
+        json_schema_extra={"pattern": SUBJECT_CODE_PATTERN},
+        description=f"Subject code: {ALLOWED}.",
+    )
+    site: str | None = Field(
+        default=None, max_length=32, description="A site of the study; default: the first."
+    )
 
 
 class DemographicsUpdate(DemographicsFields, _Edit):

@@ -135,7 +135,11 @@ def labs_page(code: str, request: Request, active: Reader) -> HTMLResponse:
 
 
 @api_router.post(
-    "/v1/subjects", response_model=DemographicsOut, status_code=201, responses=_refused
+    "/v1/subjects",
+    response_model=DemographicsOut,
+    status_code=201,
+    responses=_refused
+    | {409: {"model": ErrorOut, "description": "A subject of this code is enrolled already"}},
 )
 def enrol_subject(
     body: SubjectEnrol,

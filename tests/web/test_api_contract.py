@@ -1,0 +1,172 @@
+"""The API's contract with its clients (issue 25): a request that does not fit the schema is
+answered in plain words naming the field; the schema says what the API accepts (subject codes,
+sexes, plausible ranges, times, strict types) and what it refuses; a casebook with open queries
+is signed through the API only with an explicit confirmation."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+
+from tests.web.conftest import NOW, PASSWORD
+
+#: pydantic's and Python's own words, which a client must never read.
+TECHNICAL = ("Input should", "unable to parse", "Value error", "Timestamp(", "ValueError")
+
+
+def _problems(response) -> dict[str, str]:
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert isinstance(detail, list)
+    for problem in detail:
+        assert set(problem) == {"loc", "field", "msg", "type"}
+        assert not any(word in problem["msg"] for word in TECHNICAL), problem
+        assert problem["msg"].startswith(f"{problem['field'] or 'request body'}: ")
+    return {p["field"]: p["msg"] for p in detail}
+
+
+def test_a_wrong_type_is_named_by_field_with_what_was_expected(clients):
+    coordinator = clients["coordinator"]
+    sent = {
+        "term": 5,
+        "onset_at": "2020-01-01T00:00:00",
+        "grade": "abc",
+        "serious": "maybe",
+        "serious_criteria": ["x"],
+        "colour": "red",
+    }
+    said = _problems(coordinator.post("/api/v1/subjects/S001/adverse-events", json=sent))
+    assert said["term"] == "term: 5 is not text"
+    assert said["grade"] == "grade: 'abc' is not a whole number"
+    assert said["serious"] == "serious: 'maybe': expected true or false"
+    assert said["onset_at"] == (
+        "onset_at: '2020-01-01T00:00:00' is not a date and time in the years 1900–2099 with its "
+        "UTC offset (e.g. 2020-02-10T14:30:00+08:00)"
+    )
+    assert said["serious_criteria[0]"].startswith("serious_criteria[0]: 'x' is not one of")
+    assert said["colour"] == "colour: not a field of this request"
+
+
+def test_a_union_is_said_once_and_a_password_never_repeated(clients):
+    coordinator = clients["coordinator"]
+    round_ = {"time": NOW.isoformat(), "temperature": [37], "spo2": "9" * 40}
+    said = _problems(coordinator.post("/api/v1/subjects/S001/vital-signs", json=round_))
+    assert said == {
+        "temperature": "temperature: [37] is not a number or text",
+        "spo2": "spo2: at most 32 characters",
+    }
+    secret = "x" * 1025
+    said = _problems(
+        coordinator.post(
+            "/api/v1/account/password", json={"current_password": secret, "new_password": 7}
+        )
+    )
+    assert said["current_password"] == "current_password: at most 1024 characters"
+    assert said["new_password"] == "new_password: the value given is not text"
+
+
+def test_malformed_json_a_missing_body_and_a_path_number(clients):
+    coordinator = clients["coordinator"]
+    broken = coordinator.post(
+        "/api/v1/subjects/S001/vital-signs",
+        content=b'{"time": ',
+        headers={"content-type": "application/json"},
+    )
+    said = _problems(broken)
+    assert said == {"": "request body: not valid JSON (expecting value at character 9)"}
+    assert broken.json()["detail"][0]["type"] == "json_invalid"
+    said = _problems(coordinator.post("/api/v1/subjects/S001/vital-signs"))
+    assert said == {"": "request body: required"}
+    said = _problems(coordinator.get("/api/v1/infusions/twelve"))
+    assert said == {"infusion_id": "infusion_id: 'twelve' is not a whole number"}
+    page = coordinator.get("/infusions/twelve/edit")
+    assert page.status_code == 422 and "text/html" in page.headers["content-type"]
+    assert "infusion number: &#39;twelve&#39; is not a whole number" in page.text
+
+
+# --- signing with open queries -----------------------------------------------------------------
+
+
+def _raise_query(clients, code: str, question: str) -> int:
+    event = clients["coordinator"].post(
+        f"/api/v1/subjects/{code}/adverse-events",
+        json={"term": "Headache", "onset_at": (NOW - timedelta(days=1)).isoformat(), "grade": 1},
+    )
+    assert event.status_code == 201, event.text
+    raised = clients["data_manager"].post(
+        "/api/v1/queries",
+        json={
+            "table": "adverse_event",
+            "row_id": event.json()["id"],
+            "field": "grade",
+            "question": question,
+        },
+    )
+    assert raised.status_code == 201, raised.text
+    return raised.json()["id"]
+
+
+def test_the_api_signs_a_casebook_with_open_queries_only_when_confirmed(clients):
+    investigator, url = clients["investigator"], "/api/v1/subjects/S003/signatures"
+    first = _raise_query(clients, "S003", "Grade from the chart?")
+    sign = {"password": PASSWORD, "meaning": "review"}
+
+    refused = investigator.post(url, json=sign)
+    assert refused.status_code == 422, refused.text
+    body = refused.json()
+    assert body["warnings"] == {
+        "open_queries": [f"#{first} adverse event: Headache: grade, 'Grade from the chart?' (open)"]
+    }
+    assert "1 query is not closed" in body["detail"] and "confirm" in body["detail"]
+    assert investigator.get(url).json() == []  # nothing signed
+
+    # a wrong password is refused before the queries are looked at
+    wrong = investigator.post(url, json=sign | {"password": "not mine", "confirm_open_queries": 1})
+    assert wrong.status_code == 422  # 1 is not true: the field takes true or false only
+    wrong = investigator.post(url, json=sign | {"password": "not mine"})
+    assert wrong.status_code == 403
+
+    signed = investigator.post(url, json=sign | {"confirm_open_queries": True})
+    assert signed.status_code == 201, signed.text
+    trail = clients["coordinator"].get(f"/api/v1/audit/casebook_signature/{signed.json()['id']}")
+    assert f"signed with 1 open queries (#{first})" in trail.json()["entries"][0]["reason"]
+
+
+def test_the_form_confirms_the_queries_it_showed_and_no_other(clients):
+    investigator = clients["investigator"]
+    first = _raise_query(clients, "S004", "Onset time?")
+    form = investigator.get("/subjects/S004/sign").text
+    shown = re.search(r'name="confirm_open_queries" value="([\d,]+)"', form).group(1)
+    assert shown.split(",")[-1] == str(first)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+    later = _raise_query(clients, "S004", "Raised while the form was open")
+
+    post = {"csrf_token": token, "meaning": "review", "password": PASSWORD}
+    refused = investigator.post("/subjects/S004/sign", data=post | {"confirm_open_queries": shown})
+    assert refused.status_code == 422
+    assert "Raised while the form was open" in refused.text and f"#{later}" in refused.text
+    again = re.search(r'name="confirm_open_queries" value="([\d,]+)"', refused.text).group(1)
+    assert str(later) in again.split(",")
+    done = investigator.post(
+        "/subjects/S004/sign",
+        data=post | {"confirm_open_queries": again},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303, done.text
+
+
+def test_signing_is_documented_with_its_confirmation(clients):
+    schema = clients["investigator"].get("/api/openapi.json").json()
+    operation = schema["paths"]["/api/v1/subjects/{code}/signatures"]["post"]
+    body = schema["components"]["schemas"]["SignatureCreate"]["properties"]
+    assert body["confirm_open_queries"]["type"] == "boolean"
+    assert "open_queries" in operation["responses"]["422"]["description"]
+
+
+@pytest.mark.parametrize("role", ["coordinator"])
+def test_the_documented_422_shape_holds_the_field(clients, role):
+    schema = clients[role].get("/api/openapi.json").json()
+    problem = schema["components"]["schemas"]["ValidationError"]
+    assert set(problem["required"]) == {"loc", "field", "msg", "type"}
