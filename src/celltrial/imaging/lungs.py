@@ -62,6 +62,9 @@ CUT_DEPTH_MM = 15.0
 #: A lung's further air component (beside its largest) whose centre lies below this share of the
 #: largest one's height (from its base) is bowel or stomach gas under the diaphragm.
 GAS_BELOW_SHARE = 0.25
+#: A part of a slice's lung, apart from the rest, with less than this share of its voxels below
+#: AIR_HU is soft tissue (liver under a basal recess), not lung.
+AIRLESS_SHARE = 0.02
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,7 @@ def segment_lungs(volume: CtVolume, *, target_mm: float = 1.4) -> LungMasks:
     )
     del candidates
     filled = _fill_lungs(lungs, smooth, spacing, _midline(lungs > 0))
+    _drop_airless(filled, smooth)
     del smooth
     if body is not None:
         filled[~body] = 0
@@ -607,6 +611,34 @@ def _fill_one_lung(lungs: np.ndarray, value: int, smooth: np.ndarray, spacing, m
                 grounded[k, y0:y1, x0:x1] |= add[bays]
         filled[k, y0:y1, x0:x1] |= shape
     return filled
+
+
+def _drop_airless(filled: np.ndarray, smooth: np.ndarray) -> None:
+    """Remove, slice by slice, the parts of each filled lung with (almost) no air in them
+    (in place).
+
+    The fills add dense tissue to aerated lung: holes it encloses, bays against the chest wall,
+    and (in 3-D, :func:`_fill_pleural`) dense voxels under the lung's convex hull. Grown in 3-D,
+    the last can reach down into the liver under a lung base's anterior recess, where a slice
+    then holds a patch of soft tissue apart from the lung (issue 24: +50 HU "lesion" in the
+    right lung on a dozen slices below the bases of a COVID-19 scan). In a slice, a part of a
+    lung that does not touch the rest holds air — at least :data:`AIRLESS_SHARE` of it below
+    ``AIR_HU`` or next to such a voxel — or it is not lung.
+    """
+    eight = np.ones((3, 3), dtype=bool)
+    for k in np.flatnonzero(filled.any(axis=(1, 2))):
+        for value in (RIGHT, LEFT):
+            parts, n = ndi.label(filled[k] == value, structure=eight)
+            if n == 0:
+                continue
+            size = np.bincount(parts.ravel(), minlength=n + 1)[1:]
+            # air in the part or next to it (in-plane): cysts and bronchiectasis, whose air the
+            # lung's mask may leave out, keep their walls
+            near_air = ndi.binary_dilation(smooth[k] < AIR_HU, structure=eight)
+            aired = np.bincount(parts[near_air], minlength=n + 1)[1:]
+            airless = np.flatnonzero(aired < AIRLESS_SHARE * size) + 1
+            if airless.size:
+                filled[k][np.isin(parts, airless)] = 0
 
 
 def _fill_pleural(out: np.ndarray, smooth: np.ndarray, spacing) -> None:
