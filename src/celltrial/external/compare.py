@@ -70,7 +70,8 @@ def derive_aligned_observations(
             & observations["value"].notna()
         ]
         t0 = pd.to_datetime(lookup(rows["subject_id"], zero), utc=True)
-        hours = (pd.to_datetime(rows["time"], utc=True) - t0) / pd.Timedelta(hours=1)
+        times = pd.to_datetime(rows["time"], utc=True)
+        hours = (times - t0) / pd.Timedelta(hours=1)
         keep = (hours > 0) & (hours <= (last_day + 0.5) * 24)
         post = pd.DataFrame(
             {
@@ -78,7 +79,7 @@ def derive_aligned_observations(
                 "arm": arm,
                 "marker": marker,
                 "test": test,
-                "time": pd.to_datetime(rows["time"], utc=True).to_numpy(),
+                "time": times.array,  # (not to_numpy(): one Timestamp object per value)
                 "hours": hours.to_numpy(float),
                 "value": pd.to_numeric(rows["value"], errors="coerce").to_numpy(float),
                 "is_baseline": False,
@@ -97,7 +98,7 @@ def derive_aligned_observations(
                     "arm": arm,
                     "marker": marker,
                     "test": test,
-                    "time": base_time.to_numpy(),
+                    "time": base_time.array,
                     "hours": (
                         (base_time - pd.to_datetime(base["time_zero"], utc=True))
                         / pd.Timedelta(hours=1)

@@ -36,54 +36,94 @@ def derive_window_values(
 
     Looks only at ``time_zero − window ≤ time < time_zero``. Returns a new frame aligned with
     ``time_zero``'s rows: ``value`` and ``value_time`` (NaN/NaT when the window holds none).
+    Among values at the same time the last in frame order wins. A value without a time is in no
+    window. Subjects and times are matched as integer codes and nanoseconds (an as-of merge on
+    text keys and zoned times converts every time to an object: 100,000 patients took seconds).
     """
     check_columns(observations, ("subject_id", "time", "test", "value"), what="observation")
-    left = time_zero[["subject_id", "time_zero"]].copy()
-    left["_row"] = np.arange(len(left))
-    left["subject_id"] = left["subject_id"].astype(str)
+    left_ids = time_zero["subject_id"].astype(str).to_numpy(dtype=object)
+    codes, uniques = pd.factorize(left_ids)
+    return _window_values(
+        observations,
+        codes,
+        pd.Index(uniques),
+        _nanoseconds(time_zero["time_zero"]),
+        test=test,
+        window=window,
+    )
+
+
+def _window_values(
+    observations: pd.DataFrame,
+    left_code: np.ndarray,
+    universe: pd.Index,
+    left_zero: np.ndarray,
+    *,
+    test: str,
+    window: pd.Timedelta,
+) -> pd.DataFrame:
+    """:func:`derive_window_values` with the left side as subject codes into ``universe`` and
+    UTC nanoseconds (so that several markers share one coding of a large landmark grid)."""
     rows = observations.loc[
         (observations["test"] == test) & observations["value"].notna(),
         ["subject_id", "time", "value"],
     ]
-    right = pd.DataFrame(
+    right_code = universe.get_indexer(rows["subject_id"].astype(str).to_numpy(dtype=object))
+    right_time = _nanoseconds(rows["time"])
+    usable = (right_time != NAT) & (right_code >= 0)  # a time, and a subject on the left
+    right_code = right_code[usable]
+    right_at = right_time[usable]
+    right_value = pd.to_numeric(rows["value"], errors="coerce").to_numpy(float)[usable]
+    # one sortable key per (subject, time): subject code × (distinct value times + 1) + the number
+    # of distinct value times before it (for a value: its own rank)
+    distinct, right_rank = np.unique(right_at, return_inverse=True)
+    width = np.int64(len(distinct) + 1)
+    right_key = right_code.astype(np.int64) * width + right_rank
+    left_key = left_code.astype(np.int64) * width + np.searchsorted(distinct, left_zero, "left")
+    # stable: among values of one subject at one time the last in frame order comes last
+    order = np.argsort(right_key, kind="stable")
+    before = _last_below(right_key[order], left_key)
+    candidate = order[np.maximum(before, 0)] if len(order) else np.zeros(len(left_key), np.intp)
+    found = (left_zero != NAT) & (before >= 0)
+    found[found] &= right_code[candidate[found]] == left_code[found]
+    rows_found = np.flatnonzero(found)
+    taken = candidate[found]
+    recent = right_at[taken] >= left_zero[found] - window.value
+    value = np.full(len(left_code), np.nan)
+    stamp = np.full(len(left_code), NAT, dtype=np.int64)
+    value[rows_found[recent]] = right_value[taken[recent]]
+    stamp[rows_found[recent]] = right_at[taken[recent]]
+    return pd.DataFrame(
         {
-            "subject_id": rows["subject_id"].astype(str).to_numpy(),
-            "value_time": pd.to_datetime(rows["time"], utc=True).array,
-            "value": pd.to_numeric(rows["value"], errors="coerce").to_numpy(float),
+            "value": value,
+            "value_time": pd.Series(
+                pd.DatetimeIndex(stamp.view("datetime64[ns]")).tz_localize("UTC"),
+                index=range(len(left_code)),
+            ),
         }
     )
-    right["value_time"] = pd.to_datetime(right["value_time"], utc=True)
-    right["subject_id"] = right["subject_id"].astype(left["subject_id"].dtype)
-    # one time resolution on both sides (merge_asof refuses mixed units)
-    right["value_time"] = right["value_time"].astype("datetime64[ns, UTC]")
-    left["time_zero"] = pd.to_datetime(left["time_zero"], utc=True).astype("datetime64[ns, UTC]")
-    # stable sort keeps frame order among equal times: the last row at the latest time wins
-    right = right.sort_values("value_time", kind="stable")
-    valid = left["time_zero"].notna()
-    merged = pd.merge_asof(
-        left[valid].sort_values("time_zero", kind="stable"),
-        right,
-        left_on="time_zero",
-        right_on="value_time",
-        by="subject_id",
-        direction="backward",
-        allow_exact_matches=False,
-    )
-    too_old = merged["value_time"] < merged["time_zero"] - window
-    merged.loc[too_old, ["value"]] = np.nan
-    merged.loc[too_old, ["value_time"]] = pd.NaT
-    out = pd.DataFrame(
-        {
-            "value": np.full(len(left), np.nan),
-            "value_time": pd.Series(pd.NaT, index=range(len(left)), dtype="datetime64[ns, UTC]"),
-        }
-    )
-    order = merged["_row"].to_numpy()
-    out.loc[order, "value"] = merged["value"].to_numpy(float)
-    times = pd.Series(pd.NaT, index=range(len(left)), dtype="datetime64[ns, UTC]")
-    times.iloc[order] = pd.to_datetime(merged["value_time"], utc=True).astype(times.dtype).array
-    out["value_time"] = times
+
+
+def _last_below(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Index of the last of ``sorted_keys`` below each of ``keys`` (−1: none); the search runs
+    on ``keys`` in order (a landmark grid comes sorted; random look-ups are several times
+    slower)."""
+    if len(keys) < 2 or bool(np.all(keys[1:] >= keys[:-1])):
+        return np.searchsorted(sorted_keys, keys, side="left") - 1
+    order = np.argsort(keys, kind="stable")
+    out = np.empty(len(keys), dtype=np.intp)
+    out[order] = np.searchsorted(sorted_keys, keys[order], side="left") - 1
     return out
+
+
+#: NaT as int64 nanoseconds.
+NAT = np.iinfo(np.int64).min
+
+
+def _nanoseconds(times: pd.Series) -> np.ndarray:
+    """UTC nanoseconds since 1970 as int64 (NaT: :data:`NAT`)."""
+    stamps = pd.to_datetime(times, utc=True).astype("datetime64[ns, UTC]")
+    return stamps.array.asi8.copy()
 
 
 def _check_subjects(subjects: pd.DataFrame) -> None:
@@ -96,17 +136,28 @@ def _age_band(age: pd.Series, edges: tuple[float, ...]) -> pd.Series:
 
 
 def _covariates(frame: pd.DataFrame, subjects: pd.DataFrame, spec: TargetTrialSpec) -> None:
+    """Each row's subject covariates, computed once per subject and taken by position (a
+    landmark grid repeats every subject up to 15 times)."""
     info = subjects.set_index("subject_id")
-    ids = frame["subject_id"]
-    frame["sex"] = ids.map(info["sex"]).to_numpy()
-    frame["age"] = pd.to_numeric(ids.map(info["age"]), errors="coerce").to_numpy(float)
-    frame["male"] = np.where(
-        frame["sex"].isna(), np.nan, (frame["sex"].astype(str).str.upper() == "M").astype(float)
+    position = info.index.get_indexer(frame["subject_id"])  # −1: not in subjects
+
+    def take(values: pd.Series) -> pd.api.extensions.ExtensionArray:
+        return values.array.take(position, allow_fill=True)
+
+    age = pd.to_numeric(info["age"], errors="coerce").astype(float)
+    male = pd.Series(
+        np.where(
+            info["sex"].isna(), np.nan, (info["sex"].astype(str).str.upper() == "M").astype(float)
+        ),
+        index=info.index,
     )
-    frame["age_band"] = _age_band(frame["age"], spec.matching.age_bands).to_numpy()
+    band = pd.Series(_age_band(age, spec.matching.age_bands).to_numpy(), index=info.index)
+    frame["sex"] = take(info["sex"]).to_numpy()
+    frame["age"] = take(age).to_numpy(float)
+    frame["male"] = take(male).to_numpy(float)
+    frame["age_band"] = take(band).to_numpy()
     if "admitted" in info.columns:
-        admitted = pd.to_datetime(lookup(ids, info["admitted"]), utc=True)
-        admitted.index = frame.index
+        admitted = pd.Series(take(pd.to_datetime(info["admitted"], utc=True)), index=frame.index)
         elapsed = pd.to_datetime(frame["time_zero"], utc=True) - admitted
         frame["days_since_admission"] = (elapsed / DAY).to_numpy(float)
     else:
@@ -128,9 +179,17 @@ def _marker_values(
     frame: pd.DataFrame, observations: pd.DataFrame, spec: TargetTrialSpec, arm: str
 ) -> None:
     window = pd.Timedelta(hours=spec.time_zero.baseline_window_hours)
+    check_columns(observations, ("subject_id", "time", "test", "value"), what="observation")
+    codes, uniques = pd.factorize(frame["subject_id"].astype(str).to_numpy(dtype=object))
+    zero = _nanoseconds(frame["time_zero"])
     for marker in spec.baseline_markers:
-        found = derive_window_values(
-            observations, frame, test=spec.test_of(marker, arm), window=window
+        found = _window_values(
+            observations,
+            codes,
+            pd.Index(uniques),
+            zero,
+            test=spec.test_of(marker, arm),
+            window=window,
         )
         frame[marker] = found["value"].to_numpy(float)
         frame[f"{marker}_time"] = found["value_time"].array
