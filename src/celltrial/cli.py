@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
@@ -29,6 +28,9 @@ from celltrial.imaging.command import app as ct_app
 from celltrial.ingest.command import import_command
 from celltrial.safety.command import ae_app, safety_command
 from celltrial.web.command import serve_command, users_app
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 app = typer.Typer(
     name="celltrial",
@@ -82,6 +84,8 @@ def main(
 @user_errors
 def protocols() -> None:
     """List the built-in protocols."""
+    import pandas as pd
+
     from celltrial.protocol import DEFAULT_PROTOCOL, builtin_protocols
 
     rows = [
@@ -229,6 +233,8 @@ def status(
     db: DbOption = None,
 ) -> None:
     """Print each subject's schedule (done, due, missed, out of window) and the deviations."""
+    import pandas as pd
+
     from celltrial.overview import summarize_study
     from celltrial.study import open_study, read_study_frames
 
@@ -309,6 +315,8 @@ def _status_style(status: object) -> str | None:
 
 
 def _print_subject(output: Output, overview: Any, code: str) -> None:
+    import pandas as pd
+
     row = overview.summary.set_index("subject_id").loc[code]
     rows = []
     for item in overview.infusions[overview.infusions["subject_id"] == code].itertuples():
@@ -338,7 +346,7 @@ def _print_subject(output: Output, overview: Any, code: str) -> None:
                 "window": f"{first['first_day']}..{first['last_day']}",
                 "actual day(s)": ", ".join(map(str, days)),
                 "status": visit.status,
-                "not done": visit.not_done,
+                "not done": _named(output, visit.not_done),
             }
         )
     output.table(
@@ -351,12 +359,26 @@ def _print_subject(output: Output, overview: Any, code: str) -> None:
     )
 
 
+def _named(output: Output, text: object) -> object:
+    """Test codes in text as their names for people ("Day 1: PLAT not done" → "Day 1: Platelets
+    not done", as the report says); csv and json keep the codes for programs."""
+    from celltrial.labels import name_codes
+
+    return name_codes(text) if output.format == "text" and isinstance(text, str) else text
+
+
 def _print_deviations(output: Output, deviations: pd.DataFrame, subjects: list[str]) -> None:
+    import pandas as pd
+
     shown = deviations[deviations["subject_id"].isin(subjects)]
     if shown.empty:
         output.line(("No protocol deviations.", "green"))
         return
     day = pd.to_numeric(shown["study_day"], errors="coerce").astype("Int64")
+    shown = shown.assign(
+        what=[_named(output, v) for v in shown["what"]],
+        detail=[_named(output, v) for v in shown["detail"]],
+    )
     output.table(
         shown.assign(study_day=day)[["subject_id", "study_day", "kind", "what", "detail"]],
         f"Protocol deviations ({len(shown)})",

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import re
 from functools import cache
-from importlib import resources
-
-import yaml
 
 from celltrial.catalogue import load_catalogue
+from celltrial.datafiles import read_shipped_yaml
 
 
 @cache
 def _labels() -> dict[str, dict[str, str]]:
-    text = resources.files("celltrial").joinpath("labels.yaml").read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
+    data = read_shipped_yaml("celltrial", "labels.yaml")
     return {part: {str(k): str(v) for k, v in data[part].items()} for part in data}
 
 

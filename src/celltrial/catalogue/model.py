@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from functools import cache
-from importlib.resources import files
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from celltrial.datafiles import read_shipped_yaml
 from celltrial.errors import CelltrialError
 
 Category = Literal["lab", "vital", "blood_gas", "immunophenotype"]
@@ -79,8 +78,8 @@ class Catalogue(BaseModel):
 @cache
 def load_catalogue() -> Catalogue:
     """Load and validate the shipped test catalogue (cached: it never changes at run time)."""
-    text = files("celltrial.catalogue").joinpath("tests.yaml").read_text(encoding="utf-8")
+    data = read_shipped_yaml("celltrial.catalogue", "tests.yaml")
     try:
-        return Catalogue.model_validate(yaml.safe_load(text))
+        return Catalogue.model_validate(data)
     except ValidationError as exc:  # a packaging bug, but say exactly where
         raise CelltrialError(f"celltrial/catalogue/tests.yaml is invalid:\n{exc}") from exc

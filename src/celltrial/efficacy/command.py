@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 
 from celltrial.cli_support import DbOption, FormatOption, Output, say, user_errors
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def efficacy(
@@ -35,6 +37,8 @@ def efficacy(
 ) -> None:
     """Print the efficacy analysis: per-visit summaries, exact paired tests, mixed models,
     clinical status, responders and findings; optionally write the figures."""
+    import pandas as pd
+
     from celltrial.efficacy.analysis import summarize_efficacy
     from celltrial.efficacy.findings import format_level, format_number
     from celltrial.labels import test_label

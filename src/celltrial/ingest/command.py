@@ -13,7 +13,6 @@ from rich.table import Table
 from rich.text import Text
 
 from celltrial.cli_support import DbOption, console, errors, say, user_errors
-from celltrial.labels import value_label
 
 if TYPE_CHECKING:  # the ingest package is imported when a command runs, not at start-up
     from celltrial.ingest.report import ValidationReport
@@ -132,6 +131,7 @@ def import_command(
 def print_report(report: ValidationReport, *, console: Console = console) -> None:
     """The report as a Rich table grouped by kind, with the accounting of the file's results."""
     from celltrial.ingest.report import describe_place
+    from celltrial.labels import value_label
 
     kinds = report.by_kind()
     c = report.counts

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 
 from celltrial.cli_support import DbOption, FormatOption, Output, say
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def safety_command(
