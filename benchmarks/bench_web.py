@@ -608,6 +608,19 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
+def anchor() -> tuple[float, float]:
+    """(wall, CPU) seconds of a fixed pure-Python workload (SHA-256 chained 200,000 times): a
+    same-run yardstick of how fast this machine is at the moment, printed beside the figures
+    (a loaded machine makes both the anchor and the latencies slower)."""
+    import hashlib
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    digest = b"celltrial"
+    for _ in range(200_000):
+        digest = hashlib.sha256(digest).digest()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def load_average() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
@@ -722,10 +735,17 @@ def main() -> None:
                     f"write share {args.write_share:g} (writing roles), {args.seconds:g} s"
                 )
                 print(f"load average before: {load_average()}")
+                before = anchor()
                 recorder, duration, active, cpu = asyncio.run(
                     run_load(base, plan, args, server.pid)
                 )
+                after = anchor()
                 print(f"load average after:  {load_average()}")
+                print(
+                    "anchor (fixed workload, same run): "
+                    f"before {1000 * before[0]:.0f} ms wall / {1000 * before[1]:.0f} ms CPU, "
+                    f"after {1000 * after[0]:.0f} ms wall / {1000 * after[1]:.0f} ms CPU"
+                )
             finally:
                 server.terminate()
                 try:

@@ -6,9 +6,12 @@ is signed through the API only with an explicit confirmation."""
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import TypeAdapter, ValidationError
 
 from tests.web.conftest import NOW, PASSWORD
 
@@ -170,3 +173,79 @@ def test_the_documented_422_shape_holds_the_field(clients, role):
     schema = clients[role].get("/api/openapi.json").json()
     problem = schema["components"]["schemas"]["ValidationError"]
     assert set(problem["required"]) == {"loc", "field", "msg", "type"}
+
+
+# --- the schema says what the API takes -----------------------------------------------------------
+
+
+@given(st.text(alphabet=st.sampled_from("aZ9ÄЖ字٣_-.+() /?#%\t\u0301"), max_size=8))
+@settings(max_examples=300, deadline=None, derandomize=True)
+def test_the_subject_code_pattern_is_the_rule_every_way_in_applies(code):
+    from celltrial.ingest.subject_codes import subject_code_problem
+    from celltrial.web.schemas import SUBJECT_CODE_PATTERN
+
+    allowed = subject_code_problem(code) is None and code == code.strip()
+    assert bool(re.search(SUBJECT_CODE_PATTERN, code)) == allowed, code
+
+
+def test_every_time_the_schema_allows_can_be_stored_and_read_back():
+    from celltrial.store.unreadable_times import EARLIEST, LATEST
+    from celltrial.web.schemas import TIME_PATTERN, StudyTime
+
+    adapter = TypeAdapter(StudyTime)
+    for text in ("1900-01-01T00:00:00+23:59", "2099-12-31T23:59:59.999999-23:59"):
+        assert re.search(TIME_PATTERN, text)
+        utc = adapter.validate_python(text).astimezone(UTC).replace(tzinfo=None)
+        assert EARLIEST <= utc < LATEST
+    for text in ("1899-12-31T23:59:59+00:00", "2100-01-01T00:00:00Z", "2020-01-01T10:00Z"):
+        assert not re.search(TIME_PATTERN, text)
+        with pytest.raises(ValidationError):
+            adapter.validate_python(text)
+    with pytest.raises(ValidationError, match="not a day of the calendar"):
+        adapter.validate_python("2021-02-29T10:00:00Z")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("confirm_warnings", 0),  # not false
+        ("grade", "2"),  # not 2
+        ("grade", 2.5),
+        ("onset_at", 1577836800),  # not a Unix time
+        ("onset_at", "2020-01-01 10:00:00Z"),  # not RFC 3339
+        ("term", "   "),  # not only spaces
+    ],
+)
+def test_a_value_of_another_type_than_the_schema_says_is_refused(clients, field, value):
+    event = {"term": "Fever", "onset_at": (NOW - timedelta(days=1)).isoformat(), "grade": 1}
+    refused = clients["coordinator"].post(
+        "/api/v1/subjects/S001/adverse-events", json=event | {field: value}
+    )
+    assert list(_problems(refused)) == [field]
+
+
+def test_enrolment_as_the_schema_says(clients):
+    coordinator = clients["coordinator"]
+    schema = coordinator.get("/api/openapi.json").json()
+    fields = schema["components"]["schemas"]["SubjectEnrol"]["properties"]
+    assert fields["site"]["anyOf"][0]["enum"] == ["01"]  # the study's sites
+    assert (fields["age"]["minimum"], fields["age"]["maximum"]) == (0, 120)
+    assert "male" in fields["sex"]["anyOf"][0]["enum"]
+    # the limits are the service's: the edges are taken, a step beyond refused
+    made = coordinator.post("/api/v1/subjects", json={"code": "C-1", "age": 120, "height_cm": 30})
+    assert made.status_code == 201, made.text
+    beyond = coordinator.post("/api/v1/subjects", json={"code": "C-2", "age": 120.5})
+    assert beyond.status_code == 422 and "age: 120.5" in beyond.json()["detail"]
+    assert coordinator.post("/api/v1/subjects", json={"code": "C-1"}).status_code == 409
+    elsewhere = coordinator.post("/api/v1/subjects", json={"code": "C-3", "site": "02"})
+    assert elsewhere.status_code == 422
+    spaced = coordinator.post("/api/v1/subjects", json={"code": "C-4 "})
+    assert _problems(spaced)["code"].startswith("code: 'C-4 ': spaces at its start or end")
+
+
+def test_the_upload_names_the_file_types_it_takes(clients):
+    schema = clients["coordinator"].get("/api/openapi.json").json()
+    body = schema["paths"]["/api/v1/uploads"]["post"]["requestBody"]["content"]
+    named = body["multipart/form-data"]["encoding"]["file"]["headers"]["Content-Disposition"]
+    assert ".csv" in named["description"] and ".xlsx" in named["description"]
+    assert 'filename="results.csv"' in named["schema"]["example"]
