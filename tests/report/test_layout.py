@@ -102,3 +102,11 @@ def test_profile_who_axis_has_whole_steps_and_oxygen_apart():
         "S002", obs.head(0), status.head(1), empty, empty, follow_up_days=28
     )
     assert not figure.axes[2].lines and len(figure.axes[0].lines) == 1
+
+
+def test_rounding_noise_of_a_zero_prints_as_zero():
+    counter = TableCounter()
+    html = render_table(
+        pd.DataFrame({"difference": [0.1 + 0.2 - 0.3, 1.5e-3]}), caption="x", counter=counter
+    )
+    assert not re.search(r"\de-\d", html) and ">0</td>" in html and ">0.0015</td>" in html

@@ -16,7 +16,7 @@ from celltrial.labels import name_codes, plain_words
 from celltrial.pvalues import p_number
 from celltrial.report.figures import render_figure
 from celltrial.report.sections import ReportContext, Section
-from celltrial.report.tables import render_table
+from celltrial.report.tables import ROUNDING_NOISE, render_table
 
 FIGURE_DPI = 110
 #: p-values in tables as people read them (never "0").
@@ -28,6 +28,8 @@ def _num(value: object, digits: int = 3) -> str:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return "—"
+    if abs(number) < ROUNDING_NOISE:  # a zero computed in floats (1.11e-16) reads as 0
+        number = 0.0
     return f"{number:.{digits}g}" if np.isfinite(number) else "—"
 
 

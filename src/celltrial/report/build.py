@@ -527,6 +527,7 @@ def _lots_table(protocol: Protocol, frames: StudyFrames, counter: TableCounter) 
         "protocol's release criteria (ISCT markers, viability, sterility, mycoplasma) are met.",
         counter=counter,
         raw_html=frozenset({"status"}),
+        listing=True,
     )
 
 

@@ -172,6 +172,7 @@ def render_subject_profile(
     figure.texts[0].set_text(f"Subject {code}")
     status_axis, oxygen = axes[0], axes[1]
     infusion_days = _days(infusions, "study_day")
+    by_test = _by_test(observations)
     if len(clinical_status):
         status_axis.step(
             clinical_status["study_day"],
@@ -180,14 +181,14 @@ def render_subject_profile(
             color=PALETTE[7],
             linewidth=1.2,
         )
-    spo2 = _series(observations, "SPO2")
-    fio2 = _series(observations, "FIO2")
+    spo2 = _series(by_test, "SPO2")
+    fio2 = _series(by_test, "FIO2")
     if len(spo2) and len(fio2):
         ratio = _nearest_ratio(spo2, fio2)
         oxygen.plot(ratio["x"], ratio["y"], ".", color=PALETTE[5], markersize=3)
     for axis, (_title, tests, _log) in zip(axes[2:5], PANELS, strict=True):
         for test, colour in tests:
-            series = _series(observations, test)
+            series = _series(by_test, test)
             if len(series):
                 axis.plot(
                     series["x"],
@@ -200,9 +201,17 @@ def render_subject_profile(
                 )
         if axis.get_legend_handles_labels()[0]:
             axis.legend(loc="upper right", fontsize=6.5, frameon=False, handlelength=1.5)
-    for axis in axes[:5]:
-        for day in infusion_days:
-            axis.axvline(day, color="#555", linestyle="--", linewidth=0.7)
+    if infusion_days:
+        for axis in axes[:5]:  # one collection per panel, not a line per infusion
+            axis.vlines(
+                infusion_days,
+                0,
+                1,
+                transform=axis.get_xaxis_transform(),
+                colors="#555",
+                linestyles="--",
+                linewidths=0.7,
+            )
     # an AE without a study day (no infusion yet: no day 0) has no place on the day axis
     placed = adverse_events[adverse_events["onset_day"].notna()] if len(adverse_events) else []
     if len(placed):
@@ -257,22 +266,32 @@ def _template(follow_up_days: int) -> tuple[Figure, list[Axes]]:
     # the WHO scale is whole numbers from 0 to 10: ticks on whole steps only
     axes[0].set_ylim(-0.5, 10.9)
     axes[0].set_yticks(range(0, 11, 2))
-    axes[0].set_title("WHO clinical progression scale", loc="left", fontsize=8)
-    axes[1].set_title("SpO₂/FiO₂ ratio", loc="left", fontsize=8)
+    # titles at a fixed height: placing them automatically measures every tick label of the
+    # shared axes at every draw
+    axes[0].set_title("WHO clinical progression scale", loc="left", fontsize=8, y=1.0, pad=3)
+    axes[1].set_title("SpO₂/FiO₂ ratio", loc="left", fontsize=8, y=1.0, pad=3)
     for axis, (title, _tests, log) in zip(axes[2:5], PANELS, strict=True):
         if log:
             axis.set_yscale("log")
             axis.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
             axis.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
             axis.yaxis.set_minor_locator(NullLocator())  # minor ticks: thousands of objects
-        axis.set_title(title, loc="left", fontsize=8)
+        axis.set_title(title, loc="left", fontsize=8, y=1.0, pad=3)
     for axis in axes[:5]:
         axis.grid(alpha=0.25)
         axis.tick_params(labelsize=7)
     axes[0].set_xlim(-3, follow_up_days + 1)
-    for axis in axes[3:5]:
-        axis.set_xlabel("study day (0 = first infusion)", fontsize=7)
-        axis.xaxis.set_tick_params(labelbottom=True)
+    axes[3].xaxis.set_tick_params(labelbottom=True)
+    for axis in axes[3:5]:  # under the lowest panel of each column, at a fixed place
+        figure.text(
+            0.5,
+            -0.3,
+            "study day (0 = first infusion)",
+            transform=axis.transAxes,
+            ha="center",
+            va="top",
+            fontsize=7,
+        )
     axes[5].axis("off")
     axes[5].add_artist(
         Text(
@@ -294,11 +313,17 @@ def _days(frame: pd.DataFrame, column: str) -> list[float]:
     return [float(v) for v in frame[column].dropna()]
 
 
-def _series(observations: pd.DataFrame, test: str) -> pd.DataFrame:
+def _by_test(observations: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The subject's recorded values by test (grouped once: a filter per test costs more)."""
     if observations.empty:
-        return pd.DataFrame(columns=["x", "y", "unit"])
-    rows = observations[(observations["test"] == test) & observations["value"].notna()]
-    if rows.empty:
+        return {}
+    rows = observations[observations["value"].notna()]
+    return {str(test): part for test, part in rows.groupby("test", sort=False)}
+
+
+def _series(by_test: dict[str, pd.DataFrame], test: str) -> pd.DataFrame:
+    rows = by_test.get(test)
+    if rows is None or rows.empty:
         return pd.DataFrame(columns=["x", "y", "unit"])
     # fractional study day: the calendar day plus the local time of day would need the zone;
     # spread same-day values by their order so repeated readings stay visible

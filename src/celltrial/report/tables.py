@@ -28,6 +28,8 @@ CODE_COLUMNS = frozenset({"test", "marker", "assessment"})
 UNIT_COLUMNS = frozenset({"unit"})
 
 
+#: Numbers smaller than this in magnitude are a computed zero's rounding noise, printed as 0.
+ROUNDING_NOISE = 1e-12
 #: A listing with more rows than this goes to the listings file (about two printed pages).
 LISTING_MAX_ROWS = 40
 #: The listings file's name beside the report (``report.html`` → ``report-listings.html``).
@@ -132,7 +134,8 @@ def _default_text(value: Any) -> str:
     if value is None or (not isinstance(value, str | tuple | list | dict) and pd.isna(value)):
         return "—"
     if isinstance(value, float):
-        return f"{value:.4g}"
+        # rounding noise of a zero (0.5 − 0.5 in floats: 1.11e-16) is a zero to a reader
+        return "0" if abs(value) < ROUNDING_NOISE else f"{value:.4g}"
     if isinstance(value, pd.Timestamp):  # callers give local times as text (report.times)
         if value.tzinfo is None:
             return value.strftime("%Y-%m-%d %H:%M")

@@ -31,6 +31,20 @@ def _yes_no(value: object) -> str:
     return "yes" if value is True or value == 1 else "no"
 
 
+#: The subject IDs a safety table cell names before "… and N more" (the listings name all).
+MAX_IDS_IN_CELL = 12
+
+
+def _first_ids(ids: object) -> object:
+    """A comma-separated list of subject IDs cut to :data:`MAX_IDS_IN_CELL`."""
+    if not isinstance(ids, str):
+        return ids
+    items = [i for i in ids.split(", ") if i]
+    if len(items) <= MAX_IDS_IN_CELL:
+        return ids
+    return ", ".join(items[:MAX_IDS_IN_CELL]) + f" … and {len(items) - MAX_IDS_IN_CELL} more"
+
+
 def _version() -> str:
     return load_grading_conventions().ctcae_version
 
@@ -49,6 +63,9 @@ def render_safety_html(summary: SafetySummary, context: ReportContext) -> Markup
     overview = summary.summary.assign(
         percent=summary.summary["percent"].map(lambda p: "—" if pd.isna(p) else f"{p:.0f} %")
     )
+    for column in ("subject_ids",):  # a line of IDs, not a page of them, in the body
+        if column in overview:
+            overview[column] = overview[column].map(_first_ids)
     parts.append(
         render_table(overview, caption=f"Safety overview (N = {summary.n}).", counter=counter)
     )
@@ -77,7 +94,13 @@ def render_safety_html(summary: SafetySummary, context: ReportContext) -> Markup
     if len(summary.by_term):
         parts.append(
             render_table(
-                summary.by_term,
+                summary.by_term.assign(
+                    **(
+                        {"subject_ids": summary.by_term["subject_ids"].map(_first_ids)}
+                        if "subject_ids" in summary.by_term
+                        else {}
+                    )
+                ),
                 caption="Treatment-emergent adverse events by term: subjects by worst CTCAE grade.",
                 counter=counter,
             )
