@@ -122,6 +122,7 @@ def test_ct_segment_writes_a_dicom_seg_of_a_dicom_series(tmp_path):
     assert (lesions == 1).sum() > 100 and (lesions == 2).sum() > 100
     first = pydicom.dcmread(next(source.iterdir()), stop_before_pixels=True)
     assert seg.Modality == "SEG" and seg.SegmentationType == "BINARY"
+    assert seg.SegmentsOverlap == "YES"  # lesions lie inside the lungs
     assert seg.PatientID == "CT-007" and seg.PatientName == "Test^Phantom"
     assert seg.StudyInstanceUID == first.StudyInstanceUID
     assert seg.FrameOfReferenceUID == first.FrameOfReferenceUID
