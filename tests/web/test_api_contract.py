@@ -249,3 +249,21 @@ def test_the_upload_names_the_file_types_it_takes(clients):
     named = body["multipart/form-data"]["encoding"]["file"]["headers"]["Content-Disposition"]
     assert ".csv" in named["description"] and ".xlsx" in named["description"]
     assert 'filename="results.csv"' in named["schema"]["example"]
+
+
+def test_an_upload_takes_a_cohort_name_as_long_as_the_schema_says(clients):
+    importer = clients["data_manager"]
+    rows = "subject_id,time,test,value,unit\nS001,2024-01-02 08:00,CRP,12,mg/L\n"
+
+    def send(cohort: str):
+        files = {"file": ("results.csv", rows.encode(), "text/csv")}
+        return importer.post(
+            "/api/v1/uploads", files=files, data={"register": "cohort", "cohort": cohort}
+        )
+
+    refused = send("C" * 65)  # was cut to 64 characters and staged
+    assert refused.status_code == 422 and "cohort: at most 64" in refused.json()["detail"]
+    staged = send("C" * 64)
+    assert staged.status_code == 201, staged.text
+    assert staged.json()["cohort"] == "C" * 64
+    importer.delete(f"/api/v1/uploads/{staged.json()['token']}")

@@ -93,6 +93,8 @@ DATA_SUFFIXES = (*TABLE_SUFFIXES, ".json", ".ndjson")
 MAPPING_SUFFIXES = (".yaml", ".yml")
 #: Workbooks whose cells are counted before they are parsed (zip archives of XML).
 WORKBOOK_SUFFIXES = (".xlsx", ".xlsm")
+#: The longest external cohort name (the database column's length).
+MAX_COHORT = 64
 REGISTER_CHOICES = {
     "no": "are errors (not registered)",
     "cohort": "are registered: external cohort",
@@ -239,6 +241,8 @@ def stage_upload(
     cells is refused before it is parsed."""
     if register not in REGISTER_CHOICES:
         raise UploadRefused(f"register: {register!r} is not one of {', '.join(REGISTER_CHOICES)}")
+    if len(cohort or "") > MAX_COHORT:
+        raise UploadRefused(f"cohort: at most {MAX_COHORT} characters")
     name = safe_filename(data.filename)
     if Path(name).suffix.lower() not in DATA_SUFFIXES:
         raise UploadRefused(
@@ -266,7 +270,7 @@ def stage_upload(
             uploaded_by=username,
             uploaded_at=datetime.now(UTC),
             register=register,
-            cohort=(cohort or "").strip()[:64] or None,
+            cohort=(cohort or "").strip() or None,
         )
         if mapping is not None:
             _copy(mapping.file, source / "mapping.yaml", limit=MAX_MAPPING_BYTES, what="mapping")
@@ -922,7 +926,7 @@ _UPLOAD_BODY = {
                         },
                         "cohort": {
                             "type": "string",
-                            "maxLength": 64,
+                            "maxLength": MAX_COHORT,
                             "description": "External cohort name (default: the file name).",
                         },
                     },

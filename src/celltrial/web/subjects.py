@@ -146,7 +146,12 @@ def enrol_subject(
     request: Request,
     active: Annotated[ActiveSession, api_write("enrol_subject")],
 ) -> DemographicsOut:
-    """Enrol a subject with their demographics (a birth date gives the age at admission)."""
+    """Enrol a subject with their demographics (a birth date gives the age at admission).
+
+    Besides the schema, rules that relate two values or a value and the clock (422 naming the
+    field): the admission and the enrolment are not in the future; the birth date is not after
+    the admission (else the enrolment) and gives an age of at most 120 years; an age sent
+    beside a birth date must be the one it gives."""
     record = enrolment.enrol(
         study_of(request), body.code, body.entry(), user=active.account.username, site=body.site
     )
@@ -170,7 +175,7 @@ def update_demographics(
     active: Annotated[ActiveSession, api_write("edit_data")],
 ) -> DemographicsOut:
     """Change a subject's demographics: every fact as it should be, the version you read and a
-    reason."""
+    reason (the rules relating the values are those of ``POST /api/v1/subjects``)."""
     record = body.save(
         enrolment.edit_demographics,
         study_of(request),
