@@ -110,6 +110,15 @@ def pytest_fixture_setup(fixturedef, request):
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _cache_of_this_run(tmp_path_factory) -> Iterator[None]:
+    """celltrial's cache (the demo's phantom scans) in a folder of this test run, shared by its
+    tests (and the commands they start), never the user's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CELLTRIAL_CACHE_DIR", str(tmp_path_factory.mktemp("celltrial-cache")))
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _all_studies_on_postgresql() -> Iterator[None]:
     """With $CELLTRIAL_TEST_ALL_POSTGRESQL, a study's default database is a PostgreSQL one."""
     global _study_databases
