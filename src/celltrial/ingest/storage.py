@@ -244,6 +244,7 @@ class ObservationWriter:
         self._preloaded: pd.DataFrame | None = None
         self._dropped: list[str] = []
         self._seen: list[pd.DataFrame] = []
+        self._test_codes: dict[str, int] = {}
 
     # -- public ------------------------------------------------------------------------------
     def write(self, rows: pd.DataFrame, subject_ids: pd.Series) -> dict[str, int]:
@@ -328,14 +329,27 @@ class ObservationWriter:
         return _query_existing(self.session, self.batch, ids)
 
     def _within_file(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Drop results repeated from an earlier chunk of the same file (see class doc)."""
-        keys = frame[["subject_id", "test", "time", "value", "qualifier", "source_row"]].copy()
-        keys["flagged"] = frame["flagged"].to_numpy()
-        keys["column"] = frame["column"].to_numpy()
+        """Drop results repeated from an earlier chunk of the same file (see class doc).
+
+        Results are matched on integer keys: subject id and test code in one, the time in UTC
+        microseconds in the other (a merge on text and zoned times spends its time hashing)."""
+        tests = frame["test"].astype(str)
+        for name in tests.unique():
+            self._test_codes.setdefault(name, len(self._test_codes))
+        keys = pd.DataFrame(
+            {
+                "_subject_test": (frame["subject_id"].to_numpy(dtype="int64") << 20)
+                + tests.map(self._test_codes).to_numpy(dtype="int64"),
+                "_time": _utc_micros(frame["time"]),
+            },
+            index=frame.index,
+        )
+        for column in ("value", "qualifier", "source_row", "flagged", "column"):
+            keys[column] = frame[column]
         if self._seen:
             earlier = pd.concat(self._seen, ignore_index=True)
             hits = keys.reset_index().merge(
-                earlier, on=["subject_id", "test", "time"], suffixes=("", "_old")
+                earlier, on=["_subject_test", "_time"], suffixes=("", "_old")
             )
             if len(hits):
                 frame = self._resolve_repeats(frame, hits)
@@ -520,6 +534,7 @@ def _insert_sqlite(cursor: Any, frame: pd.DataFrame, batch_id: int, source: str)
         "source_row": frame["source_row"].to_numpy(dtype="int64"),
     }
     refs = {c: _floats(frame[c]) for c in ("ref_low", "ref_high")}
+    missing_refs = {c: frame[c].isna().to_numpy() for c in refs}  # (None in refs)
     keys = frame[list(_GROUP_COLUMNS)].astype(object).where(frame[list(_GROUP_COLUMNS)].notna())
     groups = keys.groupby(list(_GROUP_COLUMNS), sort=False, dropna=False).indices
     for key, positions in groups.items():
@@ -529,12 +544,11 @@ def _insert_sqlite(cursor: Any, frame: pd.DataFrame, batch_id: int, source: str)
         names = list(_BOUND_COLUMNS)
         arrays = [bound[c][positions] for c in _BOUND_COLUMNS]
         for column, values in refs.items():
-            part = values[positions]
-            if all(v is None for v in part):
+            if missing_refs[column][positions].all():
                 constants[column] = None
             else:
                 names.append(column)
-                arrays.append(part)
+                arrays.append(values[positions])
         literals = {c: _literal(v, _MAX_TEXT.get(c)) for c, v in constants.items()}
         unsafe = [c for c, lit in literals.items() if lit is None]
         for column in unsafe:  # text that cannot be a literal (NUL): bind it

@@ -198,8 +198,15 @@ def _in_range(times: pd.Series, present: pd.Series) -> tuple[pd.Series, pd.Serie
 
 
 def split_year_last(text: pd.Series) -> pd.DataFrame:
-    """The parts of dates written with the year last (columns a, b, y, rest; NaN elsewhere)."""
-    return text.astype("string").str.extract(_YEAR_LAST)[["a", "b", "y", "rest"]]
+    """The parts of dates written with the year last (columns a, b, y, rest; NaN elsewhere).
+
+    The pattern runs once per distinct text (a file repeats its times on many rows)."""
+    text = text.astype("string")
+    codes, uniques = pd.factorize(text)
+    parts = pd.Series(uniques, dtype=text.dtype).str.extract(_YEAR_LAST)[["a", "b", "y", "rest"]]
+    out = parts.reindex(codes)  # code −1 (missing text): a row of NaN
+    out.index = text.index
+    return out
 
 
 def ambiguous_dates(raw: pd.Series, order: DateOrder | None = None) -> pd.Series:

@@ -370,7 +370,9 @@ class _Run:
         times, unreadable = parse_times(self.raw["time"], self.zone)
         unreadable = unreadable.fillna(False).astype(bool)
         self.time = times
-        two_ways = unreadable & ambiguous_dates(self.raw["time"]).to_numpy()
+        two_ways = unreadable.copy()  # of the unreadable, those written with the year last
+        if unreadable.any():  # (a million readable times need no regular expression each)
+            two_ways[unreadable] = ambiguous_dates(self.raw["time"][unreadable]).to_numpy()
         if two_ways.any():
             cells = self.cells("time", two_ways)
             order = current_date_order()
