@@ -23,7 +23,7 @@ from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import LogFormatter
+from matplotlib.ticker import LogFormatter, LogLocator, NullLocator
 
 from celltrial.efficacy.observations import is_log_normal, reference_range
 from celltrial.errors import CelltrialError
@@ -187,10 +187,13 @@ def draw_biomarker(
         ax.plot(median["day"], median["median"], "s", color=MEDIAN_COLOUR, ms=3.5, zorder=3)
     if log:
         ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(_PlainLogFormatter())
-        ax.yaxis.set_minor_formatter(
-            _PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1.2, 0.6))
+        # labelled ticks at 1, 2 and 5 of each decade and no minor ticks: the same values to
+        # read as labelled minor ticks, without the hundreds of tick objects they cost to draw
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(
+            _PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(np.inf, np.inf))
         )
+        ax.yaxis.set_minor_locator(NullLocator())
     if len(values) and log:
         known = [v for v in (low, high) if np.isfinite(v) and v > 0]
         ax.set_ylim(min([values.min(), *known]) / 1.5, max([values.max(), *known]) * 1.5)
@@ -198,7 +201,8 @@ def draw_biomarker(
         ax.autoscale_view()
         ax.set_ylim(bottom=min(0.0, float(values.min())))
     if compact:
-        ax.set_title(f"{name}\n({unit})" if unit else name, fontsize=8.5)
+        # at a fixed height: placing a title automatically measures every tick label
+        ax.set_title(f"{name}\n({unit})" if unit else name, fontsize=8.5, y=1.0, pad=4)
         ax.tick_params(which="both", labelsize=7)
     else:
         ax.set_title(name + (" (log scale)" if log else ""), fontsize=11)

@@ -480,13 +480,20 @@ def _infusion_table(
         formats={
             "cells (×10⁷)": fixed(2),
             "cells/kg (×10⁵)": fixed(2),
-            "hours vs planned time": lambda v: "—" if pd.isna(v) else f"{v:+.1f}",
+            "hours vs planned time": _signed_hours,
             "minutes": fixed(0),
             "actual day": lambda v: "—" if pd.isna(v) else str(int(v)),
         },
         raw_html=frozenset({"status"}),
         listing=True,
     )
+
+
+def _signed_hours(value: float) -> str:
+    """Hours early (−) or late (+) to one decimal; "0.0" rather than "-0.0" or "+0.0"."""
+    if pd.isna(value):
+        return "—"
+    return "0.0" if round(value, 1) == 0 else f"{value:+.1f}".replace("-", "−")
 
 
 def _lots_table(protocol: Protocol, frames: StudyFrames, counter: TableCounter) -> Markup:

@@ -113,7 +113,8 @@ def _table_html(
                 text = display_unit(value)
             else:
                 text = _default_text(value)
-            text = text if column in raw_html else escape(text)
+            # a number stays with its per cent sign ("49 %" never "49 / %")
+            text = text if column in raw_html else escape(text.replace(" %", "\u00a0%"))
             css = ' class="num"' if column in numeric else ""
             cells.append(f"<td{css}>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
