@@ -7,7 +7,9 @@ from datetime import timedelta
 
 import pytest
 from fastapi.routing import APIRoute
+from markupsafe import escape
 
+from celltrial.labels import name_codes
 from celltrial.web.schemas import InfusionFields
 from tests.web.conftest import NOW, PASSWORD, QUARANTINED, RELEASED, client_for
 
@@ -162,6 +164,12 @@ def test_record_infusions_through_the_form_late_one_is_flagged(clients):
     )
     html = client.get("/").text
     assert "#3 late" in html
+    # deviations name their tests as the report and the CLI do; the API keeps the codes
+    coded = [d for d in dashboard["deviations"] if name_codes(d["what"]) != d["what"]]
+    assert coded, "no deviation names a test: the check below would test nothing"
+    for deviation in coded:
+        assert str(escape(name_codes(deviation["what"]))) in html
+        assert str(escape(deviation["what"])) not in html
 
 
 def test_serious_ae_goes_to_the_top_of_the_safety_panel(clients):

@@ -21,6 +21,7 @@ from starlette.routing import Match
 
 from celltrial import __version__
 from celltrial.errors import CelltrialError, DataError, EntryRefused, StudyBusy
+from celltrial.labels import name_codes
 from celltrial.services.errors import EditConflict, NotFound, NotPermitted, SignInRefused
 from celltrial.services.monitoring import (
     refresh_after_write,
@@ -58,6 +59,8 @@ def _templates() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["status"] = lambda s: str(s or "").replace("_", " ")
+    # test codes in text as their names, as the report and the CLI say them ("PLAT" → "Platelets")
+    env.filters["names"] = lambda text: name_codes(text) if isinstance(text, str) else text
     env.filters["urlpart"] = path_part  # a code in an address: /subjects/{{ code|urlpart }}
     return env
 
