@@ -13,8 +13,19 @@ sites). A few rules relate two values, or a value and the clock, which no schema
 the future, the birth date is not after them nor more than 120 years before, an age given
 beside a birth date must match it. This file is also schemathesis's hooks module
 (``SCHEMATHESIS_HOOKS``): its ``map_case`` hook makes the *positive* cases of those operations
-keep these rules (negative cases are left as generated), so that "schema-valid request
-rejected" reports a schema that says too little, not these rules.
+keep these rules (negative cases are left as generated).
+
+Other rules of the study depend on its data (a lot must be of the study and released, an
+infusion number within the protocol's, a subject's events after their enrolment), or relate
+fields in ways a schema could only spell out at length (a fatal event is grade 5 and serious;
+a stopped infusion says why). The API refuses such an entry with 422 and one message naming
+the rule (``detail`` a string), apart from the 422 of a request that does not fit the schema
+(``detail`` a list of problems by field). schemathesis's ``positive_data_acceptance`` counts
+every 422 on a valid request as a failure; here it takes 422 as an answer (a
+``schemathesis.toml`` beside the run), and the check ``valid_request_fits_the_schema`` (below)
+fails a valid request refused as not fitting the schema (the list-shaped 422) or as unreadable
+(400): the schema says less than the API checks. Rule refusals are counted by operation, each
+with an example, after the failures.
 
     python scripts/fuzz_api.py --max-examples 5
     PYTHONPATH=/path/to/other/src python scripts/fuzz_api.py   # another version of the app
@@ -23,6 +34,7 @@ rejected" reports a schema that says too little, not these rules.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import re
@@ -30,8 +42,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -97,6 +110,46 @@ else:
             case.body = keep_enrolment_rules(case.body, datetime.now(UTC))
         return case
 
+    @schemathesis.check
+    def valid_request_fits_the_schema(_ctx: Any, response: Any, case: Any) -> bool | None:
+        """A valid request (a positive case) is never refused as not fitting the schema (422
+        with a list of problems) or as unreadable (400)."""
+        meta = case.meta
+        if meta is None or meta.generation.mode != GenerationMode.POSITIVE:
+            return None
+        if response.status_code == 400 or (
+            response.status_code == 422 and isinstance(_detail(response.content), list)
+        ):
+            raise AssertionError(
+                f"a request the schema allows was refused ({response.status_code}): "
+                f"{response.content[:300]!r}"
+            )
+        return None
+
+
+def _detail(content: bytes) -> Any:
+    try:
+        return json.loads(content).get("detail")
+    except (ValueError, AttributeError):
+        return None
+
+
+#: schemathesis's settings for the run: a 422 is an answer to a valid request (the study's
+#: rules, one message); ``valid_request_fits_the_schema`` fails the schema's own refusals.
+CONFIG = """
+[checks.positive_data_acceptance]
+expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
+"""
+
+
+#: The server's last lines (shown when the run ends).
+SERVER_LINES: deque[str] = deque(maxlen=20)
+
+
+def _drain(server: subprocess.Popen) -> None:
+    for line in server.stdout or ():
+        SERVER_LINES.append(line.rstrip())
+
 
 def _serve(study_dir: Path, db_url: str | None) -> tuple[subprocess.Popen, str]:
     command = [
@@ -108,8 +161,11 @@ def _serve(study_dir: Path, db_url: str | None) -> tuple[subprocess.Popen, str]:
     ]
     if db_url:
         command += ["--db", db_url]
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     line = server.stdout.readline() if server.stdout else ""
+    # read what the server prints from now on (a request log line each): a pipe nobody reads
+    # fills after some 600 requests and the server stops at its next line
+    threading.Thread(target=_drain, args=(server,), daemon=True).start()
     found = re.search(r"http://[^/]+/", line)
     if not found:
         server.terminate()
@@ -130,6 +186,11 @@ def main() -> None:
     parser.add_argument("--max-examples", type=int, default=5)
     parser.add_argument("--db", default=None, help="database URL (default: SQLite)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--role",
+        default="coordinator",
+        help="the role the run signs in as (each role reaches other operations)",
+    )
     parser.add_argument("--keep-report", default=None, help="copy the NDJSON events here")
     parser.add_argument(
         "--phases", default="examples,coverage,fuzzing", help="schemathesis phases to run"
@@ -141,13 +202,18 @@ def main() -> None:
         server, url = _serve(study_dir, options.db)
         try:
             signed = httpx.post(
-                f"{url}/api/v1/session", json={"username": "coordinator", "password": PASSWORD}
+                f"{url}/api/v1/session",
+                json={"username": options.role.replace("_", "-"), "password": PASSWORD},
             )
             signed.raise_for_status()
             token = signed.cookies.get("celltrial_session")
             report = Path(temporary) / "report.json"
+            config = Path(temporary) / "schemathesis.toml"
+            config.write_text(CONFIG, encoding="utf-8")
             command = [
                 "schemathesis",
+                "--config-file",
+                str(config),
                 "run",
                 f"{url}/api/openapi.json",
                 "-H",
@@ -181,6 +247,9 @@ def main() -> None:
             tail = run.stdout.strip().splitlines()[-25:]
             print("\n".join(tail))
             print(_counts(report))
+            print(_rule_refusals(report))
+            if any("Traceback" in line for line in SERVER_LINES):
+                print("the server's last lines:\n" + "\n".join(SERVER_LINES))
             if options.keep_report and report.is_file():
                 shutil.copyfile(report, options.keep_report)
         finally:
@@ -213,6 +282,37 @@ def _counts(report: Path) -> str:
         f"  {title}: {operation}: {message}" for title, operation, message in sorted(distinct)
     ]
     return f"{len(distinct)} distinct failures\n" + "\n".join(lines)
+
+
+def _rule_refusals(report: Path) -> str:
+    """Valid requests the study's rules refused (422, one message), by operation."""
+    if not report.is_file():
+        return ""
+    found: dict[str, list[str]] = {}
+    for line in report.read_text(encoding="utf-8").splitlines():
+        try:
+            recorder = json.loads(line).get("ScenarioFinished", {}).get("recorder") or {}
+        except ValueError:
+            continue
+        for case_id, case in (recorder.get("cases") or {}).items():
+            value = case.get("value") or {}
+            if ((value.get("meta") or {}).get("generation") or {}).get("mode") != "positive":
+                continue
+            response = ((recorder.get("interactions") or {}).get(case_id) or {}).get("response")
+            if not response or response.get("status_code") != 422:
+                continue
+            content = response.get("content") or {}
+            raw = base64.b64decode(content["$base64"]) if "$base64" in content else b""
+            detail = _detail(raw)
+            if isinstance(detail, str):
+                label = f"{value.get('method')} {value.get('path')}"
+                found.setdefault(label, []).append(detail)
+    lines = [f"{sum(map(len, found.values()))} valid requests refused by the study's rules"]
+    lines += [
+        f"  {label}: {len(details)}, e.g. {details[0][:150]}"
+        for label, details in sorted(found.items())
+    ]
+    return "\n".join(lines)
 
 
 def _failures(node: object) -> list[dict]:

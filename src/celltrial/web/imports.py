@@ -577,6 +577,8 @@ class UploadForm:
     cohort: str | None
 
 
+#: The fields of an upload form (the page's form adds its CSRF token).
+UPLOAD_FIELDS = frozenset({"file", "mapping", "dictionary", "register", "cohort"})
 #: The routes that take an upload (their body limit is the upload limit, not the general one).
 UPLOAD_ROUTES = frozenset({("POST", "/imports"), ("POST", "/api/v1/uploads")})
 
@@ -614,6 +616,9 @@ async def read_upload_form(
         raise UploadRefused("the upload is not a well-formed multipart form", status=400) from None
     if csrf_in_form:
         check_csrf(active, str(form.get(CSRF_FIELD) or ""))
+    unknown = sorted(set(form.keys()) - UPLOAD_FIELDS - ({CSRF_FIELD} if csrf_in_form else set()))
+    if unknown:
+        raise UploadRefused(f"{', '.join(unknown)[:200]}: not a field of an upload")
 
     def file(name: str) -> UploadFile | None:
         value = form.get(name)
@@ -900,6 +905,7 @@ _UPLOAD_BODY = {
                 "schema": {
                     "type": "object",
                     "required": ["file"],
+                    "additionalProperties": False,
                     "properties": {
                         "file": {
                             "type": "string",

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import date, datetime
-from typing import Annotated, Any, Literal, TypeVar
+from functools import cache
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from pydantic import (
     AfterValidator,
@@ -19,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     WithJsonSchema,
+    model_validator,
 )
 
 from celltrial.ingest import facts
@@ -111,11 +113,23 @@ StudyDate = Annotated[
 
 ShortText = Field(max_length=64)
 LongText = Field(default=None, max_length=2000)
+
+
 Version = Annotated[int, Field(ge=1, description="The version you read (optimistic locking).")]
 Reason = Annotated[
     str,
     Field(min_length=1, max_length=2000, pattern=NOT_BLANK, description="Why saved data change."),
 ]
+
+
+@cache
+def _integer_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The fields of ``model`` that hold an integer (or none)."""
+    return frozenset(
+        name
+        for name, field in model.model_fields.items()
+        if field.annotation is int or set(get_args(field.annotation)) == {int, type(None)}
+    )
 
 
 class _Strict(BaseModel):
@@ -124,6 +138,21 @@ class _Strict(BaseModel):
     Python's ``re`` matches them (the engine schemathesis and the subject-code rule use)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, regex_engine="python-re")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_numbers(cls, data: Any) -> Any:
+        """A JSON number without a fraction is an integer to JSON Schema (7.0 is 7): given to
+        an integer field, it is taken as one (strict integers take only 7)."""
+        if not isinstance(data, dict):
+            return data
+        whole = _integer_fields(cls)
+        return {
+            key: int(value)
+            if key in whole and isinstance(value, float) and value.is_integer()
+            else value
+            for key, value in data.items()
+        }
 
 
 class _Edit:
