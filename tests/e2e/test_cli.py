@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import re
 
 import pandas as pd
 import pytest
@@ -170,6 +171,10 @@ def test_analysis_commands_on_the_demo(demo_dir, tmp_path):
     report = runner.invoke(app, ["report", str(demo_dir), "--out", str(tmp_path / "r.html")])
     assert report.exit_code == 0, report.output
     assert (tmp_path / "r.html").stat().st_size > 100_000
+    # its stages, each with the time it took (no PDF stage for HTML)
+    for stage in ("read study data", "analyse and draw", "write HTML"):
+        assert re.search(rf"{stage}[^\n]*: \d+\.\d s", report.output), report.output
+    assert "write PDF" not in report.output
     bad = runner.invoke(app, ["report", str(demo_dir), "--format", "docx"])
     assert bad.exit_code == 1 and "unknown report format 'docx'" in bad.output
 
