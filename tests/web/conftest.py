@@ -9,13 +9,27 @@ import pytest
 
 from celltrial.services.accounts import ROLES, add_user
 from celltrial.services.casebook import NewLot, NewSubject, enrol_subject, record_lot
+from celltrial.services.passwords import hash_cost
 from celltrial.study import init_study
+from tests.browser import browser, chromium  # noqa: F401  (fixtures of the browser tests)
 from tests.store.backends import BACKENDS, fresh_database
 
 PASSWORD = "correct horse battery 7"
 RELEASED = "LOT-R1"
 QUARANTINED = "LOT-Q1"
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cheap_password_hashes(request):
+    """Accounts made and checked at a low Argon2 cost (the default costs about 0.2 CPU-s a hash,
+    and every study here makes six accounts and signs them in); the code paths are the same.
+    A module marked ``full_password_cost`` keeps the default (it tests the cost itself)."""
+    if request.node.get_closest_marker("full_password_cost"):
+        yield
+        return
+    with hash_cost():
+        yield
 
 
 def build_study(directory, *, subjects=("S001", "S002", "S003", "S004"), db_url=None):

@@ -21,6 +21,7 @@ from celltrial.services.passwords import (
 )
 
 STUDY = "HUC-MSC-COVID19"
+pytestmark = pytest.mark.full_password_cost  # the default cost outside hash_cost() is tested
 
 
 def refused(password: str, *, username: str = "alice", study_ids=(STUDY,)) -> str:
