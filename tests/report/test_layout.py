@@ -14,7 +14,6 @@ from celltrial.report.profiles import render_subject_profile
 from celltrial.report.sections import _renumber
 from celltrial.report.tables import LISTING_MAX_ROWS, TableCounter, render_table
 from celltrial.store.provenance import read_data_cutoff
-from tests.report.test_report import demo  # noqa: F401  (shared fixture)
 
 
 def test_empty_table_says_none():
@@ -60,7 +59,7 @@ def test_renumber_shifts_captions_references_and_anchors():
     assert "<figcaption>Figure 4. z" in out
 
 
-def test_data_cutoff_is_the_last_data_change(demo):  # noqa: F811
+def test_data_cutoff_is_the_last_data_change(demo):
     cutoff = read_data_cutoff(demo.study.engine)
     assert cutoff is not None and str(cutoff.tz) == "UTC"
     # the demo's overview is as of the same moment, and a second read says the same

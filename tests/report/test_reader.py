@@ -19,7 +19,7 @@ from celltrial.report.times import report_time, zone_note
 from celltrial.store.database import schema_revision
 from celltrial.store.provenance import study_is_simulated
 from celltrial.study import init_study, read_study_frames
-from tests.report.test_report import demo, html, pdf, table  # noqa: F401  (shared fixtures)
+from tests.report.test_report import table
 
 PDFTOTEXT = shutil.which("pdftotext")
 
@@ -66,7 +66,7 @@ class _Visible(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def visible(html, demo):  # noqa: F811
+def visible(html, demo):
     parser = _Visible()
     parser.feed(html)
     # the database's address is provenance, written as the engine has it (a path may hold "_")
@@ -74,7 +74,7 @@ def visible(html, demo):  # noqa: F811
     return " ".join("".join(parser.text).replace(url, "DATABASE").split()), parser.headers
 
 
-def test_simulated_data_said_on_the_title_and_every_page(html, demo):  # noqa: F811
+def test_simulated_data_said_on_the_title_and_every_page(html, demo):
     assert study_is_simulated(demo.study.engine)
     top = html[html.index("<body>") : html.index("<h1>")]
     assert SIMULATED_BANNER in top  # before the title, sticky on screen
@@ -85,7 +85,7 @@ def test_simulated_data_said_on_the_title_and_every_page(html, demo):  # noqa: F
     assert "position: sticky" in html
 
 
-def test_times_in_the_study_zone_said_once(html, demo, visible):  # noqa: F811
+def test_times_in_the_study_zone_said_once(html, demo, visible):
     zone = demo.study.protocol.study.timezone
     assert zone == "Asia/Shanghai"
     text, _ = visible
@@ -116,7 +116,7 @@ def test_no_internals_in_what_a_reader_sees(visible):
         assert not re.search(rf"(?<![\w+-]){code}(?![\w+-])", text), code
 
 
-def test_tests_named_with_units(html):  # noqa: F811
+def test_tests_named_with_units(html):
     rows = table(html, "Per-visit summaries of the efficacy markers")
     assert rows[0][:3] == ["Marker", "Unit", "Visit"]  # the unit in a column of its own
     markers = {(r[0], r[1]) for r in rows[1:]}
@@ -134,7 +134,7 @@ def test_model_warnings_become_what_they_mean(visible):
 
 
 @pytest.mark.skipif(PDFTOTEXT is None, reason="pdftotext (poppler-utils) is not installed")
-def test_every_pdf_page_says_simulated_and_names_study_cutoff_revision_version(pdf, demo):  # noqa: F811
+def test_every_pdf_page_says_simulated_and_names_study_cutoff_revision_version(pdf, demo):
     text = subprocess.run(
         [PDFTOTEXT, "-layout", str(pdf), "-"], check=True, capture_output=True, text=True
     ).stdout

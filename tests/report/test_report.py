@@ -9,24 +9,13 @@ import subprocess
 import numpy as np
 import pytest
 
-from celltrial.demo import run_demo
 from celltrial.report import write_report
 from celltrial.report.build import format_cells
 from celltrial.safety.analysis import analyse_safety
 from celltrial.study import read_study_frames
+from tests.browser import CHROMIUM, NO_CHROMIUM
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PDFTOPPM = shutil.which("pdftoppm")
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    return run_demo(tmp_path_factory.mktemp("report") / "study", n_subjects=4, seed=11)
-
-
-@pytest.fixture(scope="module")
-def html(demo):
-    return demo.report.read_text(encoding="utf-8")
 
 
 def table(html: str, caption_start: str) -> list[list[str]]:
@@ -114,14 +103,6 @@ def test_cells_formatting():
     assert format_cells(2.5e8) == "2.5 × 10⁸"
 
 
-@pytest.fixture(scope="module")
-def pdf(demo, tmp_path_factory):
-    pytest.importorskip("weasyprint", reason="WeasyPrint is not installed")
-    out = tmp_path_factory.mktemp("pdf") / "r.pdf"
-    (path,) = write_report(demo.study, out=out, report_format="pdf", today=demo.overview.today)
-    return path
-
-
 @pytest.mark.skipif(PDFTOPPM is None, reason="pdftoppm (poppler-utils) is not installed")
 def test_pdf_renders_to_non_blank_pages(pdf, tmp_path):
     subprocess.run([PDFTOPPM, "-r", "40", "-gray", str(pdf), str(tmp_path / "page")], check=True)
@@ -148,42 +129,36 @@ def _read_pgm(path) -> np.ndarray:
     return np.frombuffer(data[-width * height :], dtype=np.uint8).reshape(height, width)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
-def test_html_screenshot_in_headless_chromium(demo, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(demo.report.as_uri())
-        assert page.title().endswith("study report")
-        assert page.locator("h2").count() >= 7
-        assert page.locator("table").count() >= 10
-        shot = tmp_path / "report.png"
-        page.screenshot(path=str(shot), full_page=True)
-        height = page.evaluate("document.body.scrollHeight")
-        width = page.evaluate("document.documentElement.scrollWidth")
-        browser.close()
+@pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
+def test_html_screenshot_in_headless_chromium(demo, tmp_path, browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(demo.report.as_uri())
+    assert page.title().endswith("study report")
+    assert page.locator("h2").count() >= 7
+    assert page.locator("table").count() >= 10
+    shot = tmp_path / "report.png"
+    page.screenshot(path=str(shot), full_page=True)
+    height = page.evaluate("document.body.scrollHeight")
+    width = page.evaluate("document.documentElement.scrollWidth")
     assert not errors
     assert height > 3000  # the whole report, not a blank or broken page
     assert width <= 1280  # nothing wider than the window
     assert shot.stat().st_size > 50_000
 
 
-def test_data_quality_lists_import_warnings(demo, tmp_path):
+def test_data_quality_lists_import_warnings(tmp_path):
+    from celltrial.cohort import simulate
     from celltrial.ingest import import_file
+    from celltrial.store.database import study_session
+    from celltrial.store.loading import load_simulated_cohort
+    from celltrial.study import init_study
 
+    # a study of its own (the session's demo stays as the other report tests read it)
+    study = init_study(tmp_path / "study", user="tester")
+    with study_session(study.engine, user="tester", reason="test") as session:
+        load_simulated_cohort(session, study.study_id, simulate(study.protocol, 2, seed=11))
     path = tmp_path / "labs.csv"
     path.write_text(
         "subject_id,time,test,value,unit\n"
@@ -191,8 +166,8 @@ def test_data_quality_lists_import_warnings(demo, tmp_path):
         "S001,2020-02-20 08:00,Fluffiness,3,1\n",
         encoding="utf-8",
     )
-    import_file(demo.study, path, user="tester", report_dir=tmp_path)
-    (html_path,) = write_report(demo.study, out=tmp_path / "q.html")
+    import_file(study, path, user="tester", report_dir=tmp_path)
+    (html_path,) = write_report(study, out=tmp_path / "q.html")
     rows = table(html_path.read_text(encoding="utf-8"), "Validation messages of each import")
     header, body = rows[0], rows[1:]
     assert header == ["Batch", "Source", "Severity", "Kind", "Count"]
