@@ -18,11 +18,8 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "study"
-    result = runner.invoke(app, ["demo", "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    return out
+def demo_dir(default_demo):
+    return default_demo
 
 
 def test_demo_builds_study_and_report(demo_dir):
@@ -147,10 +144,10 @@ def test_protocols_and_check(tmp_path):
 
 def test_demo_with_more_subjects_and_seed(tmp_path):
     result = runner.invoke(
-        app, ["demo", "--out", str(tmp_path / "d"), "--subjects", "12", "--seed", "3"]
+        app, ["demo", "--out", str(tmp_path / "d"), "--subjects", "7", "--seed", "3"]
     )
     assert result.exit_code == 0, result.output
-    assert "12 subjects" in result.output
+    assert "7 subjects" in result.output
     bad = runner.invoke(app, ["demo", "--out", str(tmp_path / "e"), "--subjects", "0"])
     assert bad.exit_code == 1 and "at least 1" in bad.output
 

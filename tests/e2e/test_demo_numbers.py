@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import pandas as pd
-from typer.testing import CliRunner
 
-from celltrial.cli import app
 from tests.e2e.demo_numbers import (
     collect_demo_numbers,
     compare_numbers,
@@ -15,13 +13,10 @@ from tests.e2e.demo_numbers import (
 )
 
 
-def test_demo_numbers_are_unchanged(tmp_path):
-    out = tmp_path / "demo"
-    result = CliRunner().invoke(app, ["demo", "--out", str(out)])
-    assert result.exit_code == 0, result.output
+def test_demo_numbers_are_unchanged(default_demo):
     reference = read_reference()
     assert len(reference) > 20_000
-    problems = compare_numbers(reference, collect_demo_numbers(out))
+    problems = compare_numbers(reference, collect_demo_numbers(default_demo))
     assert not problems, "\n".join(problems)
 
 
