@@ -51,8 +51,7 @@ def _sign_in(page, base: str, username: str, target: str) -> None:
     page.wait_for_url(f"{base}{target}")
 
 
-def test_query_the_value_clicked_then_sign_only_what_was_shown(server, shots):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+def test_query_the_value_clicked_then_sign_only_what_was_shown(server, browser, shots):
     base, app = server
     coordinator = client_for(app, "coordinator")  # the same app (its cookie is Secure)
     when = (NOW - timedelta(hours=5)).isoformat()
@@ -60,53 +59,50 @@ def test_query_the_value_clicked_then_sign_only_what_was_shown(server, shots):
     made = coordinator.post("/api/v1/subjects/S001/vital-signs", json=round_)
     assert made.status_code == 201, made.text
     heart_rate = next(v["id"] for v in made.json()["values"] if v["field"] == "heart_rate")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
 
-        _sign_in(page, base, "data-manager", "/subjects/S001")
-        page.click("a.query-link[aria-label^='query heart rate']")
-        page.wait_for_load_state()
-        assert f"row_id={heart_rate}" in page.url
-        form = page.locator("main").inner_text()
-        assert "vital sign: Heart rate" in form
-        assert page.locator("select[name=field] option:checked").inner_text() == "value: 112 /min"
-        page.fill("textarea[name=question]", "Heart rate 112 at rest: as in the chart?")
-        page.screenshot(path=shots / "query-heart-rate-1280.png", full_page=True)
-        page.click("main button[type=submit]")
-        page.wait_for_url(f"{base}/subjects/S001#queries")
-        listed = page.locator("#queries").inner_text()
-        assert "Heart rate" in listed and "Heart rate 112 at rest" in listed
+    _sign_in(page, base, "data-manager", "/subjects/S001")
+    page.click("a.query-link[aria-label^='query heart rate']")
+    page.wait_for_load_state()
+    assert f"row_id={heart_rate}" in page.url
+    form = page.locator("main").inner_text()
+    assert "vital sign: Heart rate" in form
+    assert page.locator("select[name=field] option:checked").inner_text() == "value: 112 /min"
+    page.fill("textarea[name=question]", "Heart rate 112 at rest: as in the chart?")
+    page.screenshot(path=shots / "query-heart-rate-1280.png", full_page=True)
+    page.click("main button[type=submit]")
+    page.wait_for_url(f"{base}/subjects/S001#queries")
+    listed = page.locator("#queries").inner_text()
+    assert "Heart rate" in listed and "Heart rate 112 at rest" in listed
 
-        _sign_in(page, base, "investigator", "/subjects/S001/sign")
-        assert "1 query is not closed" in page.locator("#open-queries").inner_text()
-        # a query raised while the investigator reads the form was not shown: not confirmed
-        raised = client_for(app, "data_manager").post(
-            "/api/v1/queries",
-            json={
-                "table": "observation",
-                "row_id": made.json()["values"][0]["id"],
-                "field": "value",
-                "question": "Raised while the form was open",
-            },
-        )
-        assert raised.status_code == 201, raised.text
-        page.check("input[value=review]")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("main button:text('Sign anyway')")
-        page.wait_for_load_state()
-        said = page.locator("main p.error").inner_text()
-        assert "not signed: 1 query is not closed" in said  # the one not shown
-        assert "Raised while the form was open" in said
-        assert "Raised while the form was open" in page.locator("#open-queries").inner_text()
-        page.screenshot(path=shots / "sign-new-query-refused-1280.png", full_page=True)
+    _sign_in(page, base, "investigator", "/subjects/S001/sign")
+    assert "1 query is not closed" in page.locator("#open-queries").inner_text()
+    # a query raised while the investigator reads the form was not shown: not confirmed
+    raised = client_for(app, "data_manager").post(
+        "/api/v1/queries",
+        json={
+            "table": "observation",
+            "row_id": made.json()["values"][0]["id"],
+            "field": "value",
+            "question": "Raised while the form was open",
+        },
+    )
+    assert raised.status_code == 201, raised.text
+    page.check("input[value=review]")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("main button:text('Sign anyway')")
+    page.wait_for_load_state()
+    said = page.locator("main p.error").inner_text()
+    assert "not signed: 1 query is not closed" in said  # the one not shown
+    assert "Raised while the form was open" in said
+    assert "Raised while the form was open" in page.locator("#open-queries").inner_text()
+    page.screenshot(path=shots / "sign-new-query-refused-1280.png", full_page=True)
 
-        page.check("input[value=review]")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("main button:text('Sign anyway')")
-        page.wait_for_url(f"{base}/subjects/S001#signature")
-        assert "Signed by" in page.locator("#signature").inner_text()
-        browser.close()
+    page.check("input[value=review]")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("main button:text('Sign anyway')")
+    page.wait_for_url(f"{base}/subjects/S001#signature")
+    assert "Signed by" in page.locator("#signature").inner_text()
     [signature] = coordinator.get("/api/v1/subjects/S001/signatures").json()
     trail = coordinator.get(f"/api/v1/audit/casebook_signature/{signature['id']}").json()
     assert "signed with 2 open queries" in trail["entries"][0]["reason"]
