@@ -163,6 +163,10 @@ def test_analysis_commands_on_the_demo(demo_dir, tmp_path):
     )
     assert efficacy.exit_code == 0, efficacy.output
     assert "CRP" in efficacy.output
+    # the caveats and the Holm family in words, as the report says them
+    assert "column 'smallest possible p'" in efficacy.output
+    for internal in ("min_p_value", "ci_level", "DDIMER", "CD1656"):
+        assert internal not in efficacy.output, internal
     written = sorted(p.name for p in (tmp_path / "fig").iterdir())
     assert written == ["CRP.png", "CRP.svg", "overview.png", "overview.svg"]
     report = runner.invoke(app, ["report", str(demo_dir), "--out", str(tmp_path / "r.html")])

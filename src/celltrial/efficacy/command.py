@@ -41,6 +41,7 @@ def efficacy(
 
     from celltrial.efficacy.analysis import summarize_efficacy
     from celltrial.efficacy.findings import format_level, format_number
+    from celltrial.efficacy.notes import paired_notes
     from celltrial.labels import test_label
     from celltrial.study import open_study, read_study_frames
 
@@ -105,7 +106,7 @@ def efficacy(
             )
         family = analysis.paired.family
         if family is not None and analysis.paired.n_tests > 1 and len(paired):
-            output.line(family.describe() + ".")
+            output.line(_for_people(output, family.describe()) + ".")
         for code, model in analysis.mixed.items():
             if model.fitted:
                 output.table(
@@ -154,10 +155,21 @@ def efficacy(
             output.table(km, "Time to event (Kaplan–Meier; — = not reached)")
         output.table(analysis.responders.wide, "Responders")
         output.notes("Findings", [finding.text for finding in analysis.findings])
-        output.notes("Caveats", analysis.caveats)
+        caveats = analysis.caveats
+        if output.format == "text":  # as the report says them: names, not codes or fields
+            caveats = [_for_people(output, line) for line in paired_notes(caveats)]
+        output.notes("Caveats", caveats)
         output.close()
 
     run()
+
+
+def _for_people(output: Output, text: str) -> str:
+    """Test codes in a sentence as their names (DDIMER → D-dimer (FEU)) for the text format, as
+    the report says it; csv and json keep the codes."""
+    from celltrial.labels import name_codes
+
+    return name_codes(text) if output.format == "text" else text
 
 
 def write_marker_figures(

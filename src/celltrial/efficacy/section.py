@@ -17,6 +17,7 @@ from celltrial.efficacy.figures import (
 )
 from celltrial.efficacy.findings import format_level, format_number
 from celltrial.efficacy.mixed import MixedModelResult
+from celltrial.efficacy.notes import paired_notes
 from celltrial.labels import assessment_label, marker_label, name_codes
 from celltrial.pvalues import p_number
 from celltrial.report.figures import render_figure
@@ -120,7 +121,7 @@ def render_efficacy_html(
         parts.append(_visit_table(analysis, tables))
         parts.append(Markup("<h3>Change from baseline: exact paired tests</h3>"))
         parts.append(_paired_table(analysis, tables))
-        parts.append(_items(_paired_notes(analysis.paired.caveats)))
+        parts.append(_items(paired_notes(analysis.paired.caveats)))
         parts.append(Markup("<h3>Mixed-effects models (all visits)</h3>"))
         parts.append(_mixed_table(analysis, tables))
         parts.append(_items(_model_notes(analysis.mixed)))
@@ -262,23 +263,6 @@ def _mixed_table(analysis: EfficacyAnalysis, counter: TableCounter) -> Markup:
         "tests' family).",
         counter=counter,
     )
-
-
-def _paired_notes(caveats: Iterable[str]) -> list[str]:
-    """The paired tests' caveats for a reader: the analysis's pointers to its own fields become
-    the report's columns, and the note for programmers (where per-comparison caveats live) goes."""
-    pointers = {
-        "(see min_p_value)": "(column 'smallest possible p')",
-        "(see ci_level)": "(the achieved level is given beside each interval)",
-    }
-    notes = []
-    for line in caveats:
-        if "comparisons[" in line:
-            continue
-        for pointer, words in pointers.items():
-            line = line.replace(pointer, words)
-        notes.append(line)
-    return notes
 
 
 def _model_notes(models: Mapping[str, MixedModelResult]) -> list[str]:
