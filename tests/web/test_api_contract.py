@@ -267,3 +267,16 @@ def test_an_upload_takes_a_cohort_name_as_long_as_the_schema_says(clients):
     assert staged.status_code == 201, staged.text
     assert staged.json()["cohort"] == "C" * 64
     importer.delete(f"/api/v1/uploads/{staged.json()['token']}")
+
+
+def test_the_audit_log_filters_are_those_the_schema_states(clients):
+    reader = clients["data_manager"]
+    assert reader.get("/api/v1/audit?before=12&since=2020-01-01&table=infusion").status_code == 200
+    said = _problems(reader.get("/api/v1/audit?before=x12"))
+    assert said == {
+        "before": "before: 'x12' is not allowed: expected an audit event number (the digits 0–9)"
+    }
+    assert list(_problems(reader.get("/api/v1/audit?table=nope"))) == ["table"]
+    # a day the calendar lacks fits the pattern: the study's rule says it in words
+    impossible = reader.get("/api/v1/audit?since=2020-02-30")
+    assert impossible.status_code == 422 and "is not a date" in impossible.json()["detail"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,7 +24,7 @@ from celltrial.services import (
     vital_signs,
 )
 from celltrial.services.accounts import SESSION_LIFETIME, ActiveSession, sign_in, sign_out
-from celltrial.services.audit_log import read_audit_log
+from celltrial.services.audit_log import LOG_TABLES, read_audit_log
 from celltrial.services.audit_trail import read_audit_trail
 from celltrial.services.errors import NotPermitted, SignInRefused
 from celltrial.services.subject_records import read_subject_records
@@ -72,6 +72,7 @@ from celltrial.web.security import (
     signed_in,
     study_of,
 )
+from celltrial.web.validation import register_pattern
 
 _errors = {
     401: {"model": ErrorOut, "description": "Not signed in"},
@@ -718,16 +719,21 @@ def end_user_sessions(
     )
 
 
+#: The audit log's filters as the schema states them: a day (YYYY-MM-DD), an event number.
+_DAY = register_pattern(r"^([0-9]{4}-[0-9]{2}-[0-9]{2})?$", "a day as YYYY-MM-DD")
+_EVENT = register_pattern(r"^[0-9]{0,18}$", "an audit event number (the digits 0–9)")
+
+
 @router.get("/v1/audit", response_model=AuditLogOut)
 def audit_log(
     request: Request,
     _active: Annotated[ActiveSession, allowed("read_audit_log")],
-    user: str = "",
-    table: str = "",
-    since: str = "",
-    until: str = "",
-    before: str = "",
-    after: str = "",
+    user: Annotated[str, Query(max_length=64)] = "",
+    table: Annotated[Literal[("", *LOG_TABLES)], Query()] = "",  # type: ignore[valid-type]
+    since: Annotated[str, Query(pattern=_DAY)] = "",
+    until: Annotated[str, Query(pattern=_DAY)] = "",
+    before: Annotated[str, Query(pattern=_EVENT)] = "",
+    after: Annotated[str, Query(pattern=_EVENT)] = "",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> AuditLogOut:
     """The study's audit log, newest first (``since``/``until``: dates in the study's time
