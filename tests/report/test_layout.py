@@ -109,3 +109,11 @@ def test_rounding_noise_of_a_zero_prints_as_zero():
         pd.DataFrame({"difference": [0.1 + 0.2 - 0.3, 1.5e-3]}), caption="x", counter=counter
     )
     assert not re.search(r"\de-\d", html) and ">0</td>" in html and ">0.0015</td>" in html
+
+
+def test_tall_listing_takes_its_own_limit():
+    frame = pd.DataFrame({"subject": ["S001", "S002", "S003"]})
+    counter = TableCounter(listings_file="l.html")
+    kept = render_table(frame, caption="a", counter=counter, listing=True, listing_max_rows=3)
+    moved = render_table(frame, caption="b", counter=counter, listing=True, listing_max_rows=2)
+    assert "<table" in kept and "<table" not in moved and len(counter.listings) == 1

@@ -50,6 +50,9 @@ REPORT_STEPS = (
 #: Subject profiles are drawn in the report's body up to this many subjects, else in the
 #: listings file (up to :data:`celltrial.report.profiles.MAX_PROFILES`).
 PROFILES_IN_BODY = 12
+#: The visit matrix (a row of badges and missed tests per subject, several lines tall) stays in
+#: the body up to this many subjects (30 took three and a half pages).
+VISIT_MATRIX_MAX_ROWS = 20
 
 
 def write_report(
@@ -610,6 +613,7 @@ def _visit_table(overview: StudyOverview, counter: TableCounter) -> Markup:
         counter=counter,
         raw_html=frozenset(order),
         listing=True,
+        listing_max_rows=VISIT_MATRIX_MAX_ROWS,
     )
 
 

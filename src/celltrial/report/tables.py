@@ -61,13 +61,14 @@ def render_table(
     formats: dict[str, Callable[[Any], str]] | None = None,
     raw_html: frozenset[str] = frozenset(),
     listing: bool = False,
+    listing_max_rows: int = LISTING_MAX_ROWS,
 ) -> Markup:
     """``frame`` as an HTML table with a numbered caption.
 
     ``formats`` turns a column's values into text; ``raw_html`` names columns already holding
     safe HTML (status badges); everything else is escaped. ``listing``: the frame has one row
-    per subject or event; when long it goes to the listings file (see the module's docstring).
-    """
+    per subject or event; when longer than ``listing_max_rows`` it goes to the listings file
+    (see the module's docstring; tall rows, as the visit matrix's, take a lower limit)."""
     if frame.empty:
         number = counter.next()
         return Markup(
@@ -75,7 +76,7 @@ def render_table(
             '<p class="none">None.</p>'
         )
     html = _table_html(frame, caption, counter, formats or {}, raw_html)
-    if listing and counter.listings_file and len(frame) > LISTING_MAX_ROWS:
+    if listing and counter.listings_file and len(frame) > listing_max_rows:
         counter.listings.append(html)
         number = counter.count
         target = f"{escape(counter.listings_file)}#table-{number}"
