@@ -280,3 +280,13 @@ def test_the_audit_log_filters_are_those_the_schema_states(clients):
     # a day the calendar lacks fits the pattern: the study's rule says it in words
     impossible = reader.get("/api/v1/audit?since=2020-02-30")
     assert impossible.status_code == 422 and "is not a date" in impossible.json()["detail"]
+
+
+def test_an_account_state_that_refuses_a_change_is_a_conflict(clients):
+    admin = clients["admin"]
+    own = admin.post("/api/v1/users/admin/deactivate", json={"reason": "test"})
+    assert own.status_code == 409 and "your own account" in own.json()["detail"]
+    active = admin.post("/api/v1/users/monitor/reactivate", json={"reason": "test"})
+    assert active.status_code == 409 and "active already" in active.json()["detail"]
+    unknown = admin.post("/api/v1/users/monitor/role", json={"role": "sponsor", "reason": "x"})
+    assert list(_problems(unknown)) == ["role"]  # the roles are in the schema

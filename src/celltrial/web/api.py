@@ -3,6 +3,8 @@ pages, behind the same sign-in, roles and CSRF token (``X-CSRF-Token`` header on
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -26,7 +28,7 @@ from celltrial.services import (
 from celltrial.services.accounts import SESSION_LIFETIME, ActiveSession, sign_in, sign_out
 from celltrial.services.audit_log import LOG_TABLES, read_audit_log
 from celltrial.services.audit_trail import read_audit_trail
-from celltrial.services.errors import NotPermitted, SignInRefused
+from celltrial.services.errors import AccountError, EditConflict, NotPermitted, SignInRefused
 from celltrial.services.subject_records import read_subject_records
 from celltrial.web.openapi import build_openapi
 from celltrial.web.schemas import (
@@ -574,7 +576,7 @@ class AccountChange(BaseModel):
 
 
 class RoleChange(AccountChange):
-    role: str = Field(max_length=32)
+    role: Literal[tuple(account_service.ROLES)]  # type: ignore[valid-type]
 
 
 class OneTimePassword(BaseModel):
@@ -605,7 +607,26 @@ _account_refused = {
     400: {"model": ErrorOut, "description": "Refused (weak password, last administrator…)"},
     404: {"model": ErrorOut, "description": "No such user"},
 }
+_account_state = {
+    404: {"model": ErrorOut, "description": "No such user"},
+    409: {
+        "model": ErrorOut,
+        "description": "The account's state does not allow it (your own account, active "
+        "already, the last administrator)",
+    },
+}
 Admin = Annotated[ActiveSession, api_write("manage_users")]
+
+
+@contextmanager
+def _account_state_allows() -> Iterator[None]:
+    """An administrator's change the account's state refuses (deactivate one's own account,
+    reactivate an active one, demote the last administrator): 409, a conflict with the state,
+    not a request to correct."""
+    try:
+        yield
+    except AccountError as exc:
+        raise EditConflict(str(exc)) from None
 
 
 def _reason(body: AccountChange | None) -> str:
@@ -671,52 +692,57 @@ def reset_password(
     return OneTimePassword(username=username, one_time_password=one_time)
 
 
-@router.post("/v1/users/{username}/unlock", status_code=204, responses=_account_refused)
+@router.post("/v1/users/{username}/unlock", status_code=204, responses=_account_state)
 def unlock_user(
     username: str, request: Request, active: Admin, body: AccountChange | None = None
 ) -> None:
-    account_service.unlock(
-        study_of(request).engine, username, by=active.account.username, reason=_reason(body)
-    )
+    with _account_state_allows():
+        account_service.unlock(
+            study_of(request).engine, username, by=active.account.username, reason=_reason(body)
+        )
 
 
-@router.post("/v1/users/{username}/deactivate", status_code=204, responses=_account_refused)
+@router.post("/v1/users/{username}/deactivate", status_code=204, responses=_account_state)
 def deactivate_user(
     username: str, request: Request, active: Admin, body: AccountChange | None = None
 ) -> None:
     """Deactivate the account: it cannot sign in, its sessions end."""
-    account_service.deactivate(
-        study_of(request).engine, username, by=active.account.username, reason=_reason(body)
-    )
+    with _account_state_allows():
+        account_service.deactivate(
+            study_of(request).engine, username, by=active.account.username, reason=_reason(body)
+        )
 
 
-@router.post("/v1/users/{username}/reactivate", status_code=204, responses=_account_refused)
+@router.post("/v1/users/{username}/reactivate", status_code=204, responses=_account_state)
 def reactivate_user(
     username: str, request: Request, active: Admin, body: AccountChange | None = None
 ) -> None:
-    account_service.reactivate(
-        study_of(request).engine, username, by=active.account.username, reason=_reason(body)
-    )
+    with _account_state_allows():
+        account_service.reactivate(
+            study_of(request).engine, username, by=active.account.username, reason=_reason(body)
+        )
 
 
-@router.post("/v1/users/{username}/role", status_code=204, responses=_account_refused)
+@router.post("/v1/users/{username}/role", status_code=204, responses=_account_state)
 def change_role(username: str, body: RoleChange, request: Request, active: Admin) -> None:
-    account_service.set_role(
-        study_of(request).engine,
-        username,
-        body.role,
-        by=active.account.username,
-        reason=_reason(body),
-    )
+    with _account_state_allows():
+        account_service.set_role(
+            study_of(request).engine,
+            username,
+            body.role,
+            by=active.account.username,
+            reason=_reason(body),
+        )
 
 
-@router.post("/v1/users/{username}/end-sessions", status_code=204, responses=_account_refused)
+@router.post("/v1/users/{username}/end-sessions", status_code=204, responses=_account_state)
 def end_user_sessions(
     username: str, request: Request, active: Admin, body: AccountChange | None = None
 ) -> None:
-    account_service.end_sessions(
-        study_of(request).engine, username, by=active.account.username, reason=_reason(body)
-    )
+    with _account_state_allows():
+        account_service.end_sessions(
+            study_of(request).engine, username, by=active.account.username, reason=_reason(body)
+        )
 
 
 #: The audit log's filters as the schema states them: a day (YYYY-MM-DD), an event number.
