@@ -6,10 +6,12 @@ below −1024 HU read as air, so outside the body; issue 24), then air below ``A
 outside air (touching the image edge and as dark as air) left out; trachea and main bronchi grown
 from the trachea and removed; the two largest components are the lungs (split at the
 anterior/posterior junction when they touch; further components below the largest one's lower
-quarter are gas under the diaphragm); each lung, slice by slice, closed and hole-filled (vessels,
-inner lesions) and its convex-hull bays on the chest-wall side filled when lung lies below them
-(dense consolidation against the pleura, which a threshold loses, but not the liver or spleen
-under the dome's crescent of lung); the result kept within the body. Display images (approximate
+quarter are gas under the diaphragm, and so is dark gas joined to a lung's base only through a
+narrow neck with no lung beneath it, such as colon gas where thick slices average the diaphragm
+away); each lung, slice by slice, closed and hole-filled (vessels, inner lesions) and its
+convex-hull bays on the chest-wall side filled when lung lies below them (dense consolidation
+against the pleura, which a threshold loses, but not the liver or spleen under the dome's
+crescent of lung); the result kept within the body. Display images (approximate
 HU, often cropped through the body) skip the body.
 
 Memory and time (issue 10): the full-resolution volume is only read, never copied; the coarse
@@ -65,6 +67,14 @@ GAS_BELOW_SHARE = 0.25
 #: A part of a slice's lung, apart from the rest, with less than this share of its voxels below
 #: AIR_HU is soft tissue (liver under a basal recess), not lung.
 AIRLESS_SHARE = 0.02
+#: Air joined to a lung through a neck narrower than twice this (mm) is looked at apart ...
+NECK_MM = 3.0
+#: ... and is gas (bowel, stomach) when this share of its core is darker than OUTSIDE_AIR_HU.
+GAS_CORE_SHARE = 0.1
+#: ... unless the lung reaches below it under this share of its footprint (a cavity, a bronchus).
+LUNG_UNDER_SHARE = 0.5
+#: The air is split between lung and gas within this distance (mm) of the gas's core.
+GAS_REACH_MM = 20.0
 
 
 @dataclass(frozen=True)
@@ -441,9 +451,17 @@ def _two_lungs(
         biggest = sizes.max()
         if biggest < min_ml:
             continue
-        keep = np.concatenate([[False], sizes >= max(0.1 * biggest, min_ml * 0.25)])
-        keep &= _not_below(labels, n, int(np.argmax(sizes)) + 1)
-        out[box][_lookup(keep, labels)] = value
+        lung = _lookup(_lung_components(labels, n, sizes, min_ml), labels)
+        del labels
+        if np.isfinite(gas_hu) and _drop_gas_through_neck(lung, smooth[box], spacing, gas_hu):
+            # what the gas held together falls apart: the same rules on what is left
+            labels, n = ndi.label(lung)
+            sizes = _count_components(labels, n)[0][1:] * voxel_ml
+            if n == 0 or sizes.max() < min_ml:
+                continue
+            lung = _lookup(_lung_components(labels, n, sizes, min_ml), labels)
+            del labels
+        out[box][lung] = value
         found.append(value)
     if not found:
         raise ImagingError(
@@ -452,6 +470,84 @@ def _two_lungs(
     if len(found) == 1:
         notes.append(f"only one lung found ({'right' if found[0] == RIGHT else 'left'})")
     return out
+
+
+def _lung_components(labels: np.ndarray, n: int, sizes: np.ndarray, min_ml: float) -> np.ndarray:
+    """Components (0..n) of one side's air that are lung: large enough beside the largest
+    (``sizes`` in mL, of 1..n) and not under its base."""
+    keep = np.concatenate([[False], sizes >= max(0.1 * sizes.max(), min_ml * 0.25)])
+    keep &= _not_below(labels, n, int(np.argmax(sizes)) + 1)
+    return keep
+
+
+def _drop_gas_through_neck(lung: np.ndarray, smooth: np.ndarray, spacing, gas_hu: float) -> bool:
+    """Remove from one lung's air (in place) gas joined to it only through a narrow neck and
+    lying under it: colon or stomach gas meeting a lung base where the thin diaphragm is
+    averaged away (issue 24). True when some was removed.
+
+    The air is eroded by an ellipsoid of ``NECK_MM`` radius: a neck thinner than twice that
+    parts it into cores. A core is gas under the diaphragm when (1) at least
+    ``GAS_CORE_SHARE`` of it is darker than ``gas_hu`` (pure gas; lung parenchyma, with vessels
+    averaged in, is rarely that dark), (2) its centre lies below the lower quarter of the largest
+    other core, the lung (:data:`GAS_BELOW_SHARE`), and (3) under less than
+    ``LUNG_UNDER_SHARE`` of its footprint (in the axial plane) does that lung reach lower: bowel
+    lies under the diaphragm, while a cavity, a bulla or a bronchus of a lower lobe has lung
+    beneath it. Only then is the air split between the cores along its necks (watershed of the
+    distance to its border, near the gas) and the gas cores' parts removed.
+    """
+    if not lung.any():
+        return False
+    box = compute_bounding_box(lung, margin=1)
+    part, dark = lung[box], smooth[box]
+    radius = [max(1, round(NECK_MM / max(s, 1e-6))) for s in spacing]
+    grid = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
+    ball = sum((g / r) ** 2 for g, r in zip(grid, radius, strict=True)) <= 1.0
+    cores, m = ndi.label(ndi.binary_erosion(part, structure=ball))
+    if m < 2:
+        return False
+    size = np.bincount(cores.ravel(), minlength=m + 1).astype(float)
+    gas = np.bincount(cores[dark < gas_hu], minlength=m + 1) >= GAS_CORE_SHARE * size
+    gas[0] = False
+    if not gas.any():
+        return False
+    z = np.arange(part.shape[0], dtype=float)
+    per_slice = np.stack([np.bincount(cores[k].ravel(), minlength=m + 1) for k in range(len(z))])
+    centre = (per_slice * z[:, None]).sum(axis=0) / np.maximum(size, 1)
+    size[0] = 0
+    lung_cores = np.flatnonzero(~gas & (size > 0))
+    if lung_cores.size == 0:
+        return False
+    main = lung_cores[np.argmax(size[lung_cores])]
+    present = np.flatnonzero(per_slice[:, main])
+    floor = present[0] + GAS_BELOW_SHARE * (present[-1] - present[0])
+    drop = gas & (centre < floor)
+    if not drop.any():
+        return False
+    # the lowest slice of the lung in each column of the axial plane (nz where none)
+    is_main = cores == main
+    lung_low = np.where(is_main.any(axis=0), np.argmax(is_main, axis=0), part.shape[0])
+    del is_main
+    for index in np.flatnonzero(drop):
+        core = cores == index
+        foot = core.any(axis=0)
+        under = lung_low[foot] < np.argmax(core, axis=0)[foot]
+        drop[index] = np.count_nonzero(under) < LUNG_UNDER_SHARE * under.size
+    if not drop.any():
+        return False
+    from skimage.segmentation import watershed
+
+    # the split near the gas only (what it leaves of a piece beyond falls apart and is judged as
+    # a component of its own)
+    reach = [max(1, round(GAS_REACH_MM / max(s, 1e-6))) for s in spacing]
+    near = compute_bounding_box(drop[cores], margin=0)
+    near = tuple(
+        slice(max(sl.start - r, 0), min(sl.stop + r, n))
+        for sl, r, n in zip(near, reach, part.shape, strict=True)
+    )
+    depth = ndi.distance_transform_edt(part[near], sampling=spacing)
+    pieces = watershed(-depth, cores[near], mask=part[near])
+    part[near] &= ~drop[pieces]
+    return True
 
 
 def _not_below(labels: np.ndarray, n: int, largest: int) -> np.ndarray:
