@@ -13,7 +13,6 @@ from celltrial.overview import StudyOverview, summarize_study
 from celltrial.report import write_report
 from celltrial.store.database import study_session
 from celltrial.store.loading import load_simulated_cohort
-from celltrial.store.provenance import read_data_cutoff
 from celltrial.study import StudyHandle, init_study, read_study_frames
 
 DEMO_USER = "celltrial-demo"
@@ -82,8 +81,7 @@ def run_demo(
     add_demo_scans(study, cohort, user=DEMO_USER, seed=seed)
     on_step(DEMO_STEPS[4])
     frames = read_study_frames(study)
-    # as of the data's last change, as `celltrial report` on the same study says
-    overview = summarize_study(study.protocol, frames, today=read_data_cutoff(study.engine))
+    overview = summarize_study(study.protocol, frames)
     on_step(DEMO_STEPS[5])
     report = write_report(study, frames=frames, overview=overview)[0]
     return DemoResult(study=study, overview=overview, report=report)

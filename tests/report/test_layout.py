@@ -62,8 +62,9 @@ def test_renumber_shifts_captions_references_and_anchors():
 def test_data_cutoff_is_the_last_data_change(demo):
     cutoff = read_data_cutoff(demo.study.engine)
     assert cutoff is not None and str(cutoff.tz) == "UTC"
-    # the demo's overview is as of the same moment, and a second read says the same
-    assert demo.overview.today == cutoff == read_data_cutoff(demo.study.engine)
+    # a second read says the same; the visit statuses are as of the run, not of the cut-off
+    assert cutoff == read_data_cutoff(demo.study.engine)
+    assert demo.overview.today >= cutoff
     assert re.search(
         r"data cut-off\s+"
         + re.escape(
@@ -117,3 +118,16 @@ def test_tall_listing_takes_its_own_limit():
     kept = render_table(frame, caption="a", counter=counter, listing=True, listing_max_rows=3)
     moved = render_table(frame, caption="b", counter=counter, listing=True, listing_max_rows=2)
     assert "<table" in kept and "<table" not in moved and len(counter.listings) == 1
+
+
+def test_the_printed_cutoff_is_the_last_change_or_the_earlier_status_time(demo):
+    """Statuses are as of the run (a window closed after the last entry is missed, not due); the
+    printed cut-off is the data's last change, never later than the statuses' time."""
+    from dataclasses import replace
+
+    from celltrial.report.build import data_cutoff
+
+    last = read_data_cutoff(demo.study.engine)
+    assert data_cutoff(demo.study, demo.overview) == last
+    earlier = last - pd.Timedelta(days=1)
+    assert data_cutoff(demo.study, replace(demo.overview, today=earlier)) == earlier

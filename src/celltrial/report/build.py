@@ -70,9 +70,9 @@ def write_report(
 
     ``out`` is a file ending in .html or .pdf (the suffix is set per format) or else a
     directory; by default ``report.html``/``report.pdf`` in the study directory. The data
-    cut-off (``today``) is by default the time of the study data's last change, so that two runs
-    on the same data say the same. ``on_step`` is called with each of :data:`REPORT_STEPS`
-    before it starts (the PDF step only when a PDF is written).
+    cut-off printed is the time of the study data's last change, so that two runs on the same
+    data say the same; visit statuses are as of ``today`` (default: now). ``on_step`` is called
+    with each of :data:`REPORT_STEPS` before it starts (the PDF step only when a PDF is written).
     """
     if report_format not in REPORT_FORMATS:
         raise CelltrialError(
@@ -86,8 +86,7 @@ def write_report(
     frames = frames or read_study_frames(study)
     on_step(REPORT_STEPS[1])
     if overview is None:
-        cutoff = today if today is not None else read_data_cutoff(study.engine)
-        overview = summarize_study(study.protocol, frames, today=cutoff)
+        overview = summarize_study(study.protocol, frames, today=today)
     on_step(REPORT_STEPS[2])
     html, listings_html = render_report_documents(
         study, frames, overview, listings_file=listings.name
@@ -115,6 +114,18 @@ def render_report_html(study: StudyHandle, frames: StudyFrames, overview: StudyO
     """The whole report as one self-contained HTML document, listings included (no external
     resources, no listings file)."""
     return render_report_documents(study, frames, overview, listings_file=None)[0]
+
+
+def data_cutoff(study: StudyHandle, overview: StudyOverview) -> pd.Timestamp:
+    """The report's data cut-off: the study data's last change (two runs on unchanged data state
+    the same), or the overview's time when that is earlier or the study holds no data yet.
+
+    Visit statuses stay as of the overview's time (the run): a window that closed after the
+    last data entry with nothing entered is missed, not due."""
+    last_change = read_data_cutoff(study.engine)
+    if last_change is None:
+        return overview.today
+    return min(last_change, pd.Timestamp(overview.today))
 
 
 def render_report_documents(
@@ -214,7 +225,7 @@ def render_report_documents(
     css = Markup(files("celltrial.report").joinpath("templates/report.css").read_text("utf-8"))
     generated = report_time(datetime.now(UTC), zone)
     simulated = study_is_simulated(study.engine)
-    cutoff = report_time(overview.today, zone)
+    cutoff = report_time(data_cutoff(study, overview), zone)
     revision = schema_revision(study.engine) or "none"
     footer = (
         f"{protocol.study.id} · data cut-off {cutoff} ({zone}) · database revision {revision} · "
