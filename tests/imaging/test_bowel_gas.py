@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from celltrial.imaging.io import CtVolume
-from celltrial.imaging.lungs import LEFT, RIGHT, segment_lungs
+from celltrial.imaging.lungs import LEFT, RIGHT, _under_skin, segment_lungs
 
 SPACING = (3.0, 1.5, 1.5)
 SHAPE = (48, 96, 112)
@@ -81,3 +81,21 @@ def test_dark_air_with_lung_beneath_stays_lung() -> None:
     hu[10:14, 46:50, 72:76] = -950
     labels = segment_lungs(_volume(hu)).labels
     assert np.count_nonzero(labels[cavity] == LEFT) > 0.9 * np.count_nonzero(cavity)
+
+
+def test_air_under_the_skin_is_told_from_lung() -> None:
+    # one slice of a body (1.5 mm pixels) cut by the image's bottom edge: air deep inside
+    # (lung), air reaching the cut edge (a lung cut by the field of view) and air a few pixels
+    # from the edge are lung; air 1.5–4.5 mm under the body's outline (a strip between the back
+    # and a pad) is not
+    body = np.zeros((1, 100, 120), dtype=bool)
+    body[0, 5:100, 15:105] = True
+    labels = np.zeros(body.shape, dtype=np.int32)
+    labels[0, 96:99, 30:55] = 1
+    labels[0, 30:60, 30:50] = 2
+    labels[0, 40:100, 60:80] = 3
+    spacing = (3.0, 1.5, 1.5)
+    assert _under_skin(labels, 3, body, spacing).tolist() == [False, False, False, False]
+    labels[0, 96:99, 30:55] = 0
+    labels[0, 6:9, 30:90] = 1
+    assert _under_skin(labels, 3, body, spacing).tolist() == [False, True, False, False]

@@ -61,6 +61,8 @@ BODY_HU = -500.0
 CUT_HULL_SHARE = 0.6
 #: ... and reaches this deep (mm, area over the length of its contact with the edge).
 CUT_DEPTH_MM = 15.0
+#: Air lying mostly within this depth (mm) under the body's outline is outside the chest wall.
+SKIN_MM = 6.0
 #: A lung's further air component (beside its largest) whose centre lies below this share of the
 #: largest one's height (from its base) is bowel or stomach gas under the diaphragm.
 GAS_BELOW_SHARE = 0.25
@@ -126,6 +128,8 @@ def segment_lungs(volume: CtVolume, *, target_mm: float = 1.4) -> LungMasks:
         outside = corners >= 3
     keep = (sizes >= min_ml * 0.25) & ~(edge & outside)
     keep[0] = False
+    if body is not None and keep.any():
+        keep &= ~_under_skin(labels, n, body, spacing)
     if edge[keep].any():
         notes.append("lungs reach the image edge (cropped scan): volumes may be partial")
     candidates = _lookup(keep, labels)
@@ -221,6 +225,26 @@ def _body_mask(smooth: np.ndarray, spacing) -> np.ndarray:
         range(0, smooth.shape[0], SLAB),
     )
     return body
+
+
+def _under_skin(labels: np.ndarray, n: int, body: np.ndarray, spacing) -> np.ndarray:
+    """Air components (0..n) lying mostly within ``SKIN_MM`` of the body's outline: air caught
+    between the skin and a pad, a blanket or the table (issue 24: a strip under a patient's back
+    as lung). The lungs lie inside the chest wall, which is thicker than that."""
+    step = max(1, round(SKIN_MM / max(spacing[1], 1e-6)))
+    # in-plane erosion, slab by slab; the image's edge does not erode (a lung cut by the field
+    # of view reaches it)
+    deep = np.empty(body.shape, dtype=bool)
+    plane = np.ones((1, 3, 3), dtype=bool)
+    for start in range(0, body.shape[0], SLAB):
+        part = body[start : start + SLAB]
+        deep[start : start + SLAB] = ndi.binary_erosion(
+            part, structure=plane, iterations=step, border_value=1
+        )
+    sizes, shallow = _count_components(labels, n, deep, 0.5)  # voxels not deep
+    out = shallow > 0.5 * np.maximum(sizes, 1)
+    out[0] = False
+    return out
 
 
 def _cut_share(lungs: np.ndarray) -> float:

@@ -65,6 +65,21 @@ def assess_coverage(
         return Coverage()
     n_slices = int(present[-1] - present[0] + 1)
     height_mm = n_slices * spacing[0]
+    largest = area.max()
+    apex_cut = present[-1] == nz - 1 and area[-1] > CUT_AREA_SHARE * largest
+    base_cut = present[0] == 0 and area[0] > CUT_AREA_SHARE * largest
+    # a lung is widest low down, above the diaphragm's dome: a scan whose lungs are widest in
+    # their top slices ends below that level and shows the bases only
+    widest = int(np.argmax(area))
+    top_wide = area[present[-1]] >= BASES_TOP_AREA * largest
+    bases_only = top_wide or widest >= present[-1] - BASES_TOP_SHARE * (n_slices - 1)
+    # checked first: an abdominal CT shows little lung, and saying so is the better reason
+    if apex_cut and not base_cut and bases_only:
+        raise NotScorable(
+            source,
+            "not a chest CT: the scan shows the lung bases only (the lungs are at their widest "
+            "in the scan's top slices; an abdominal CT?)",
+        )
     if n_slices < MIN_LUNG_SLICES or height_mm < MIN_LUNG_MM:
         raise NotScorable(
             source,
@@ -78,20 +93,6 @@ def assess_coverage(
             f"the lungs are cut by the field of view (they reach the "
             f"image's edge in {100 * cut_share:.0f} % of their slices; a cropped or small "
             "reconstruction?)",
-        )
-    largest = area.max()
-    apex_cut = present[-1] == nz - 1 and area[-1] > CUT_AREA_SHARE * largest
-    base_cut = present[0] == 0 and area[0] > CUT_AREA_SHARE * largest
-    # a lung is widest low down, above the diaphragm's dome: a scan whose lungs are widest in
-    # their top slices ends below that level and shows the bases only
-    widest = int(np.argmax(area))
-    top_wide = area[present[-1]] >= BASES_TOP_AREA * largest
-    bases_only = top_wide or widest >= present[-1] - BASES_TOP_SHARE * (n_slices - 1)
-    if apex_cut and not base_cut and bases_only:
-        raise NotScorable(
-            source,
-            "not a chest CT: the scan shows the lung bases only (the lungs are at their widest "
-            "in the scan's top slices; an abdominal CT?)",
         )
     uncovered, notes = set(), []
     if apex_cut:
