@@ -241,6 +241,12 @@ def test_enrolment_as_the_schema_says(clients):
     assert elsewhere.status_code == 422
     spaced = coordinator.post("/api/v1/subjects", json={"code": "C-4 "})
     assert _problems(spaced)["code"].startswith("code: 'C-4 ': spaces at its start or end")
+    # sex words as EDC systems and people write them, in any of the usual cases
+    for code, word in (("C-5", "Female"), ("C-6", "MALE"), ("C-7", "f")):
+        made = coordinator.post("/api/v1/subjects", json={"code": code, "sex": word})
+        assert made.status_code == 201, made.text
+        assert made.json()["sex"] == ("M" if word == "MALE" else "F"), made.text
+    assert list(_problems(coordinator.post("/api/v1/subjects", json={"code": "C-8", "sex": "x"})))
 
 
 def test_the_upload_names_the_file_types_it_takes(clients):

@@ -668,8 +668,15 @@ def _new_code(code: str) -> str:
     return code
 
 
-#: How a sex may be written: F or M, or a word (case as listed) that means one of them.
-SEX_SPELLINGS = tuple(dict.fromkeys([*enrolment.SEXES, *facts.SEX_WORDS]))
+#: How a sex may be written: F or M, or a word that means one of them, in lower case, capitalised
+#: or upper case ("female", "Female", "FEMALE").
+SEX_SPELLINGS = tuple(
+    dict.fromkeys(
+        spelling
+        for word in (*enrolment.SEXES, *facts.SEX_WORDS)
+        for spelling in (word, word.capitalize(), word.upper())
+    )
+)
 
 
 class DemographicsFields(_Strict):
