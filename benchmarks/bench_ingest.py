@@ -197,6 +197,7 @@ def main() -> None:
     if args.child:
         child(*args.child)
         return
+    start_load = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         path = work / "long.csv"
@@ -233,7 +234,11 @@ def main() -> None:
     )
     print(f"  results: {figures['celltrial']['report']}")
     load = os.getloadavg()
-    print(f"load average after the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(
+        f"load average (1, 5, 15 min) before the run: {start_load[0]:.2f} {start_load[1]:.2f} "
+        f"{start_load[2]:.2f}; after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (2 cores: above 2, "
+        "the wall times are inflated; compare the CPU seconds)"
+    )
 
 
 if __name__ == "__main__":

@@ -244,6 +244,8 @@ class ObservationWriter:
         self._preloaded: pd.DataFrame | None = None
         self._dropped: list[str] = []
         self._seen: list[pd.DataFrame] = []
+        #: the distinct times of ``_seen`` (sorted): a chunk's rows at other times repeat none
+        self._seen_times = np.empty(0, dtype="int64")
         self._test_codes: dict[str, int] = {}
 
     # -- public ------------------------------------------------------------------------------
@@ -346,15 +348,24 @@ class ObservationWriter:
         )
         for column in ("value", "qualifier", "source_row", "flagged", "column"):
             keys[column] = frame[column]
-        if self._seen:
-            earlier = pd.concat(self._seen, ignore_index=True)
-            hits = keys.reset_index().merge(
-                earlier, on=["_subject_test", "_time"], suffixes=("", "_old")
+        times = keys["_time"].to_numpy()
+        candidates = np.isin(times, self._seen_times)  # only these can repeat an earlier row
+        if candidates.any():
+            here = np.unique(times[candidates])
+            earlier = pd.concat(
+                [seen[np.isin(seen["_time"].to_numpy(), here)] for seen in self._seen],
+                ignore_index=True,
+            )
+            hits = (
+                keys[candidates]
+                .reset_index()
+                .merge(earlier, on=["_subject_test", "_time"], suffixes=("", "_old"))
             )
             if len(hits):
                 frame = self._resolve_repeats(frame, hits)
                 keys = keys.loc[frame.index]
         self._seen.append(keys.reset_index(drop=True))
+        self._seen_times = np.union1d(self._seen_times, keys["_time"].to_numpy())
         return frame
 
     def _resolve_repeats(self, frame: pd.DataFrame, hits: pd.DataFrame) -> pd.DataFrame:

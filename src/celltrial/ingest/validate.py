@@ -232,7 +232,12 @@ class _Run:
     # -- steps -----------------------------------------------------------------------------
     def execute(self, *, detect_limits: bool) -> pd.DataFrame:
         raw = self.raw
-        parsed = V.parse_values(raw["raw_value"])
+        text_cells = raw["raw_value"].dtype == object or pd.api.types.is_string_dtype(
+            raw["raw_value"].dtype
+        )
+        # plain numbers as written: read once for the values and the reporting limits
+        self.numbers = V.numbers_as_written(raw["raw_value"]) if text_cells else None
+        parsed = V.parse_values(raw["raw_value"], self.numbers)
         empty = parsed["status"] == V.EMPTY
         self._no_result_markers(empty)
         keep = ~empty
@@ -542,11 +547,30 @@ class _Run:
         raw_unit = strip_text(self.raw["raw_unit"])
         live = self.live() & self.test.notna()
         groups = pd.DataFrame({"test": self.test, "unit": raw_unit.fillna(_NO_UNIT), "live": live})
-        for (code, unit_text), index in groups[live].groupby(["test", "unit"]).groups.items():
-            self._convert_group(code, None if unit_text == _NO_UNIT else unit_text, index, unit)
+        by_unit = groups[live].groupby(["test", "unit"])
+        # each group's rows by position too: assigning by label hashes the whole index per group
+        where = np.flatnonzero(live.to_numpy())
+        positions = by_unit.indices
+        for (code, unit_text), index in by_unit.groups.items():
+            self._convert_group(
+                code,
+                None if unit_text == _NO_UNIT else unit_text,
+                index,
+                unit,
+                where[positions[(code, unit_text)]],
+            )
         return unit
 
-    def _convert_group(self, code: str, unit_text: str | None, index: pd.Index, unit: pd.Series):
+    def _convert_group(
+        self,
+        code: str,
+        unit_text: str | None,
+        index: pd.Index,
+        unit: pd.Series,
+        positions: np.ndarray,
+    ) -> None:
+        """Convert the results of one test given in one unit (rows ``index``, at
+        ``positions``) to the test's unit, or report why they cannot be."""
         definition = self.catalogue[code]
         if unit_text is not None and definition.basis is not None:
             match = _BASIS.search(unit_text)
@@ -560,7 +584,7 @@ class _Run:
             unit_text is None or not _BASIS.search(str(self.raw.loc[index[0], "raw_unit"] or ""))
         ):
             self._column_note(index, "basis_implied", f"basis {definition.basis} ({code})")
-        values = self.value[index].to_numpy(dtype=float)
+        values = self.value.iloc[positions].to_numpy(dtype=float)
         if unit_text is None:
             self._implied_unit(definition, index, values, unit)
             return
@@ -591,10 +615,10 @@ class _Run:
         factor = convert(
             np.array([0.0, 1.0]), unit_text, definition.unit, molar_mass=definition.molar_mass
         )
-        self.value[index] = converted
-        unit[index] = definition.unit
-        self.slope[index] = factor[1] - factor[0]
-        self.offset[index] = factor[0]
+        self.value.iloc[positions] = converted
+        unit.iloc[positions] = definition.unit
+        self.slope.iloc[positions] = factor[1] - factor[0]
+        self.offset.iloc[positions] = factor[0]
 
     def _unit_problem(self, index: pd.Index, kind: str, expected: str) -> None:
         """Refuse the results of ``index`` for their unit: on each row's unit cell or, where
@@ -682,7 +706,11 @@ class _Run:
 
     def _censored(self) -> None:
         plain = self.live() & (self.qualifier == "") & self.value.notna()
-        raw_numbers = pd.to_numeric(self.raw["raw_value"], errors="coerce")
+        raw_numbers = (
+            self.numbers.loc[self.raw.index]
+            if self.numbers is not None
+            else pd.to_numeric(self.raw["raw_value"], errors="coerce")
+        )
         keys = pd.DataFrame(
             {"column": self.raw["column"], "unit": self.raw["raw_unit"]}, index=self.raw.index
         )[plain]

@@ -39,10 +39,20 @@ _NUMBER = (
 _INF = r"^\s*(?P<sign>[+-])?\s*(?:inf|infinity|∞)\s*$"
 
 
-def parse_values(raw: pd.Series) -> pd.DataFrame:
+def numbers_as_written(raw: pd.Series) -> pd.Series | None:
+    """Cells that are plain numbers as numbers, NaN elsewhere (``pandas.to_numeric``, at C
+    speed); None when a cell is a whole number beyond what a float holds."""
+    try:
+        return pd.to_numeric(raw, errors="coerce")
+    except OverflowError:  # read as a Python int
+        return None
+
+
+def parse_values(raw: pd.Series, numbers: pd.Series | None = None) -> pd.DataFrame:
     """Columns ``value`` (float), ``qualifier`` ("" or <, <=, >, >=) and ``status`` per cell.
 
-    Numeric input is taken as is (NaN → empty). Index is kept.
+    Numeric input is taken as is (NaN → empty). Index is kept. ``numbers``: the text cells'
+    :func:`numbers_as_written`, when the caller has them already.
     """
     if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
         values = raw.astype("float64")
@@ -54,9 +64,8 @@ def parse_values(raw: pd.Series) -> pd.DataFrame:
             {"value": out_values, "qualifier": qualifier, "status": status}, index=raw.index
         )
     if raw.dtype == object or pd.api.types.is_string_dtype(raw.dtype):
-        try:
-            quick = pd.to_numeric(raw, errors="coerce")  # plain numbers at C speed
-        except OverflowError:  # a whole number beyond what a float holds (read as a Python int)
+        quick = numbers if numbers is not None else numbers_as_written(raw)
+        if quick is None:  # a whole number beyond what a float holds (read as a Python int)
             return _parse_text(raw.map(_text, na_action="ignore"))
         plain = np.isfinite(quick.to_numpy(dtype=float))
         if plain.all():

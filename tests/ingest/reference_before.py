@@ -1,0 +1,208 @@
+"""The import's code as it was before issue 26's ingest speed work, kept as the reference that
+tests/ingest/test_results_unchanged.py compares the faster code with (verbatim, but for the
+module references): the duplicate check across a file's chunks, the validation's steps (which
+read the results' numbers twice), the reporting-limit check and the unit conversion."""
+
+# ruff: noqa
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from celltrial.ingest import values as V
+from celltrial.ingest.limits import compute_reporting_limits
+from celltrial.ingest.frame import strip_text
+from celltrial.ingest.storage import _utc_micros
+from celltrial.ingest.validate import _BASIS, _NO_UNIT
+from celltrial.units import convert, explain_unconvertible, normalize_unit
+from celltrial.ingest.values import EMPTY, LIMIT_ONLY, OK, _parse_text, _text
+
+
+def parse_values(raw: pd.Series) -> pd.DataFrame:
+    """Columns ``value`` (float), ``qualifier`` ("" or <, <=, >, >=) and ``status`` per cell.
+
+    Numeric input is taken as is (NaN → empty). Index is kept.
+    """
+    if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
+        values = raw.astype("float64")
+        finite = np.isfinite(values.to_numpy())
+        status = np.where(values.isna(), EMPTY, np.where(finite, OK, LIMIT_ONLY))
+        qualifier = np.where(values.to_numpy() == np.inf, ">", np.where(values == -np.inf, "<", ""))
+        out_values = values.where(finite)
+        return pd.DataFrame(
+            {"value": out_values, "qualifier": qualifier, "status": status}, index=raw.index
+        )
+    if raw.dtype == object or pd.api.types.is_string_dtype(raw.dtype):
+        try:
+            quick = pd.to_numeric(raw, errors="coerce")  # plain numbers at C speed
+        except OverflowError:  # a whole number beyond what a float holds (read as a Python int)
+            return _parse_text(raw.map(_text, na_action="ignore"))
+        plain = np.isfinite(quick.to_numpy(dtype=float))
+        if plain.all():
+            return pd.DataFrame(
+                {"value": quick.astype("float64"), "qualifier": "", "status": OK},
+                index=raw.index,
+            )
+        if plain.any():
+            rest = _parse_text(raw[~plain])
+            out = pd.DataFrame(
+                {"value": quick.astype("float64"), "qualifier": "", "status": OK},
+                index=raw.index,
+            ).astype({"qualifier": object, "status": object})
+            out.loc[rest.index, ["value", "qualifier", "status"]] = rest
+            return out
+    return _parse_text(raw)
+
+
+def _within_file(self, frame: pd.DataFrame) -> pd.DataFrame:
+    """Drop results repeated from an earlier chunk of the same file (see class doc).
+
+    Results are matched on integer keys: subject id and test code in one, the time in UTC
+    microseconds in the other (a merge on text and zoned times spends its time hashing)."""
+    tests = frame["test"].astype(str)
+    for name in tests.unique():
+        self._test_codes.setdefault(name, len(self._test_codes))
+    keys = pd.DataFrame(
+        {
+            "_subject_test": (frame["subject_id"].to_numpy(dtype="int64") << 20)
+            + tests.map(self._test_codes).to_numpy(dtype="int64"),
+            "_time": _utc_micros(frame["time"]),
+        },
+        index=frame.index,
+    )
+    for column in ("value", "qualifier", "source_row", "flagged", "column"):
+        keys[column] = frame[column]
+    if self._seen:
+        earlier = pd.concat(self._seen, ignore_index=True)
+        hits = keys.reset_index().merge(
+            earlier, on=["_subject_test", "_time"], suffixes=("", "_old")
+        )
+        if len(hits):
+            frame = self._resolve_repeats(frame, hits)
+            keys = keys.loc[frame.index]
+    self._seen.append(keys.reset_index(drop=True))
+    return frame
+
+
+def execute(self, *, detect_limits: bool) -> pd.DataFrame:
+    raw = self.raw
+    parsed = parse_values(raw["raw_value"])
+    empty = parsed["status"] == V.EMPTY
+    self._no_result_markers(empty)
+    keep = ~empty
+    self.raw, parsed, self.text = raw[keep], parsed[keep], self.text[keep]
+    self.outcome = self.outcome[keep]
+    self.flags = pd.Series("", index=self.raw.index, dtype=object)
+    self.report.counts["results"] += int(keep.sum())
+    self.value = parsed["value"].copy()
+    self.qualifier = parsed["qualifier"].copy()
+    self.test = self.raw["test"].astype(object).copy()
+    self._test_codes: tuple[np.ndarray, np.ndarray] | None = None
+
+    self._unknown_columns()
+    status = parsed["status"]
+    self.drop(status == V.TEXT, "text_result", "a number, optionally with <, <=, >, >=")
+    self.drop(status == V.AMBIGUOUS, "ambiguous_number", "a decimal point, e.g. 1234 or 1.234")
+    self.drop(status == V.LIMIT_ONLY, "limit_only", "a limit with its number, e.g. >1000")
+    self._times()
+    self._subjects()
+    self._specimens()
+    self._sentinels()
+    self._lengths()
+    self.slope = pd.Series(np.nan, index=self.raw.index)
+    self.offset = pd.Series(np.nan, index=self.raw.index)
+    unit = self._units()
+    self._finite()
+    self._references()
+    self._plausible(unit)
+    if detect_limits:
+        self._censored()
+    self._timing()
+    self._duplicates()
+    return self._result(unit)
+
+
+def _censored(self) -> None:
+    plain = self.live() & (self.qualifier == "") & self.value.notna()
+    raw_numbers = pd.to_numeric(self.raw["raw_value"], errors="coerce")
+    keys = pd.DataFrame(
+        {"column": self.raw["column"], "unit": self.raw["raw_unit"]}, index=self.raw.index
+    )[plain]
+    groups = keys.groupby(["column", "unit"], sort=False, dropna=False).groups
+    for _key, index in groups.items():
+        numbers = raw_numbers[index]
+        floor, ceiling = compute_reporting_limits(numbers.to_numpy(dtype=float))
+        for limit, qualifier, word in ((floor, "<=", "floor"), (ceiling, ">=", "ceiling")):
+            if limit is None:
+                continue
+            at = pd.Series(False, index=self.raw.index)
+            at[index[numbers.to_numpy() == limit]] = True
+            self.qualifier[at] = qualifier
+            self.flag(
+                at,
+                "censored",
+                f"a measured value; {limit:g} is this column's reporting {word} "
+                f"({int(at.sum())} results), stored with qualifier {qualifier}",
+            )
+
+
+def _units(self) -> pd.Series:
+    unit = pd.Series(None, index=self.raw.index, dtype=object)
+    raw_unit = strip_text(self.raw["raw_unit"])
+    live = self.live() & self.test.notna()
+    groups = pd.DataFrame({"test": self.test, "unit": raw_unit.fillna(_NO_UNIT), "live": live})
+    for (code, unit_text), index in groups[live].groupby(["test", "unit"]).groups.items():
+        self._convert_group(code, None if unit_text == _NO_UNIT else unit_text, index, unit)
+    return unit
+
+
+def _convert_group(self, code: str, unit_text: str | None, index: pd.Index, unit: pd.Series):
+    definition = self.catalogue[code]
+    if unit_text is not None and definition.basis is not None:
+        match = _BASIS.search(unit_text)
+        if match:
+            basis = match.group(1).upper()
+            unit_text = _BASIS.sub("", unit_text).strip() or definition.unit
+            if basis != definition.basis:
+                definition = self._sibling(definition, basis)
+                self._set_tests(index, definition.code)
+    if definition.basis is not None and (
+        unit_text is None or not _BASIS.search(str(self.raw.loc[index[0], "raw_unit"] or ""))
+    ):
+        self._column_note(index, "basis_implied", f"basis {definition.basis} ({code})")
+    values = self.value[index].to_numpy(dtype=float)
+    if unit_text is None:
+        self._implied_unit(definition, index, values, unit)
+        return
+    reason = explain_unconvertible(
+        unit_text,
+        definition.unit,
+        molar_mass=definition.molar_mass,
+        analyte=definition.code,
+    )
+    if reason is None and definition.units:
+        accepted = {normalize_unit(u) for u in (definition.unit, *definition.units)}
+        if normalize_unit(unit_text) not in accepted:
+            reason = f"{unit_text!r} is not among the units accepted for {definition.code}"
+    if reason is not None:
+        accepted = (
+            "; accepted: " + ", ".join(dict.fromkeys((definition.unit, *definition.units)))
+            if definition.units
+            else ""
+        )
+        self._unit_problem(
+            index,
+            "unit_not_convertible",
+            f"a unit convertible to {definition.unit} for {definition.code} "
+            f"({definition.name}{accepted}): {reason}",
+        )
+        return
+    converted = convert(values, unit_text, definition.unit, molar_mass=definition.molar_mass)
+    factor = convert(
+        np.array([0.0, 1.0]), unit_text, definition.unit, molar_mass=definition.molar_mass
+    )
+    self.value[index] = converted
+    unit[index] = definition.unit
+    self.slope[index] = factor[1] - factor[0]
+    self.offset[index] = factor[0]
