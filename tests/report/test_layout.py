@@ -131,3 +131,32 @@ def test_the_printed_cutoff_is_the_last_change_or_the_earlier_status_time(demo):
     assert data_cutoff(demo.study, demo.overview) == last
     earlier = last - pd.Timedelta(days=1)
     assert data_cutoff(demo.study, replace(demo.overview, today=earlier)) == earlier
+
+
+def test_a_profile_does_not_depend_on_the_subject_drawn_before():
+    """Profiles are drawn into one template figure per process: a panel without data must not
+    keep the scale the previous subject's data gave it (the web app's figure process and the
+    report draw the same picture)."""
+    from celltrial.report.profiles import profile_png
+
+    status = pd.DataFrame({"study_day": [0.0, 7.0], "who_scale": [6, 4]})
+    empty = pd.DataFrame(columns=["study_day", "onset_day", "grade"])
+
+    def observations(scale: float) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "test": ["SPO2", "FIO2", "CRP", "CRP", "DDIMER", "LYM"],
+                "study_day": [0, 0, 0, 7, 0, 0],
+                "value": [92.0, 0.5, 100.0 * scale, 50.0 * scale, 3.0 * scale, 0.5 * scale],
+                "unit": ["%", "1", "mg/L", "mg/L", "mg/L FEU", "10^9/L"],
+            }
+        )
+
+    def draw(frame: pd.DataFrame) -> bytes:
+        return profile_png("S9", frame, status, empty, empty, follow_up_days=28, dpi=40)
+
+    draw(observations(1.0))
+    after_small = draw(observations(1.0).head(0))
+    draw(observations(1000.0))
+    after_large = draw(observations(1000.0).head(0))
+    assert after_small == after_large

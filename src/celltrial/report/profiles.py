@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from concurrent.futures import ProcessPoolExecutor
 
+import numpy as np
 import pandas as pd
 from markupsafe import Markup, escape
 from matplotlib.axes import Axes
@@ -121,15 +123,16 @@ def profile_png(
     """The subject's profile (:func:`render_subject_profile`) as PNG bytes (drawn once: fixed
     margins need no tight bounding box). A plain function of picklable data, so that it can run
     in another process."""
-    figure = render_subject_profile(
-        code,
-        observations,
-        clinical_status,
-        infusions,
-        adverse_events,
-        follow_up_days=follow_up_days,
-    )
-    return figure_png(figure, dpi=dpi, tight=False)
+    with _DRAWING:  # the figure is the process's one template until it is written
+        figure = render_subject_profile(
+            code,
+            observations,
+            clinical_status,
+            infusions,
+            adverse_events,
+            follow_up_days=follow_up_days,
+        )
+        return figure_png(figure, dpi=dpi, tight=False)
 
 
 def _profile_png(job: tuple) -> bytes:
@@ -229,14 +232,34 @@ def render_subject_profile(
                 fontsize=6.5,
                 color=PALETTE[3],
             )
-    for axis in axes[1:5]:  # the WHO panel keeps its fixed 0–10 scale
+    for axis, empty_limits in zip(axes[1:5], _EMPTY_LIMITS[follow_up_days], strict=True):
+        # the WHO panel keeps its fixed 0–10 scale; a panel without data gets the template's
+        # own scale, never the one the previous subject's data left (the picture must not
+        # depend on which subject was drawn before)
         axis.relim()
-        axis.autoscale_view(scalex=False)
+        if np.isfinite(axis.dataLim.y0):  # any data (a null box is infinite)
+            axis.autoscale_view(scalex=False)
+        else:
+            axis.set_ylim(empty_limits, auto=None)
     return figure
 
 
 #: The profile figure of this process, by follow-up days (see :func:`render_subject_profile`).
 _TEMPLATES: dict[int, tuple[Figure, list[Axes]]] = {}
+#: The y range of each data panel of a template before any data, by follow-up days.
+_EMPTY_LIMITS: dict[int, list[tuple[float, float]]] = {}
+#: One figure per process is drawn into: threads (web requests) draw it one at a time.
+_DRAWING = threading.Lock()
+
+
+def _new_drawing_lock() -> None:
+    """In a forked child: a lock of its own (the parent's may have been held by another thread
+    at the fork, and no thread of the child would ever release it)."""
+    global _DRAWING
+    _DRAWING = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_drawing_lock)
 
 
 def _template(follow_up_days: int) -> tuple[Figure, list[Axes]]:
@@ -303,6 +326,7 @@ def _template(follow_up_days: int) -> tuple[Figure, list[Axes]]:
             transform=axes[5].transAxes,
         )
     )
+    _EMPTY_LIMITS[follow_up_days] = [axis.get_ylim() for axis in axes[1:5]]
     _TEMPLATES[follow_up_days] = figure, axes
     return figure, axes
 
