@@ -296,3 +296,21 @@ def test_an_account_state_that_refuses_a_change_is_a_conflict(clients):
     assert active.status_code == 409 and "active already" in active.json()["detail"]
     unknown = admin.post("/api/v1/users/monitor/role", json={"role": "sponsor", "reason": "x"})
     assert list(_problems(unknown)) == ["role"]  # the roles are in the schema
+
+
+@pytest.mark.parametrize("field", ["lot_code", "stop_reason"])
+def test_text_with_a_nul_character_is_refused_by_field_on_every_backend(clients, field):
+    """PostgreSQL cannot keep the NUL character in text: the schema refuses it everywhere, on
+    SQLite as well, in plain words (it reached the database as a server error before)."""
+    infusion = {
+        "lot_code": "LOT-1",
+        "vial_id": "V1",
+        "started_at": (NOW - timedelta(days=1)).isoformat(),
+        "cells_given": 3e7,
+        "label_subject_code": "S001",
+    }
+    refused = clients["coordinator"].post(
+        "/api/v1/subjects/S001/infusions", json=infusion | {field: "a\x00b"}
+    )
+    said = _problems(refused)
+    assert list(said) == [field] and "without NUL characters" in said[field]

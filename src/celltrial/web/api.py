@@ -32,6 +32,7 @@ from celltrial.services.errors import AccountError, EditConflict, NotPermitted, 
 from celltrial.services.subject_records import read_subject_records
 from celltrial.web.openapi import build_openapi
 from celltrial.web.schemas import (
+    TEXT,
     AdverseEventCreate,
     AdverseEventOut,
     AdverseEventUpdate,
@@ -554,8 +555,8 @@ def sign_casebook(
 class PasswordChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    current_password: str = Field(min_length=1, max_length=1024)
-    new_password: str = Field(min_length=1, max_length=1024)
+    current_password: str = Field(min_length=1, max_length=1024, pattern=TEXT)
+    new_password: str = Field(min_length=1, max_length=1024, pattern=TEXT)
 
 
 class AccountOut(BaseModel):
@@ -572,7 +573,7 @@ class AccountOut(BaseModel):
 class AccountChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(default="", max_length=2000)
+    reason: str = Field(default="", max_length=2000, pattern=TEXT)
 
 
 class RoleChange(AccountChange):

@@ -61,7 +61,11 @@ DATE_PATTERN = register_pattern(
     "a date in the years 1800–2099 (e.g. 1960-05-31)",
 )
 #: Text that is more than spaces (JSON Schema patterns match anywhere in the value).
-NOT_BLANK = register_pattern(r"\S", "some text, not only spaces")
+NOT_BLANK = register_pattern(
+    r"^\s*[^\s\x00][^\x00]*$", "some text, not only spaces, without NUL characters"
+)
+#: Any text a database can keep: PostgreSQL refuses the NUL character in text.
+TEXT = register_pattern(r"^[^\x00]*$", "text without NUL characters")
 #: A new subject's code, the rule of :mod:`celltrial.ingest.subject_codes` (letters and digits
 #: of any alphabet: Python's ``\w``, which the schema's patterns follow, see ``_Strict``).
 _PUNCTUATION = "".join(c for c in ALLOWED_PUNCTUATION if c not in "_-")  # _ is in \w
@@ -111,8 +115,8 @@ StudyDate = Annotated[
     WithJsonSchema({"type": "string", "format": "date", "pattern": DATE_PATTERN}),
 ]
 
-ShortText = Field(max_length=64)
-LongText = Field(default=None, max_length=2000)
+ShortText = Field(max_length=64, pattern=TEXT)
+LongText = Field(default=None, max_length=2000, pattern=TEXT)
 
 
 Version = Annotated[int, Field(ge=1, description="The version you read (optimistic locking).")]
@@ -172,8 +176,8 @@ class _Edit:
 
 
 class SignInRequest(_Strict):
-    username: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=1, max_length=1024)
+    username: str = Field(min_length=1, max_length=64, pattern=TEXT)
+    password: str = Field(min_length=1, max_length=1024, pattern=TEXT)
 
 
 class SignInResponse(BaseModel):
@@ -206,6 +210,7 @@ class InfusionFields(_Strict):
     override_reason: str | None = Field(
         default=None,
         max_length=2000,
+        pattern=TEXT,
         description="Why a dose outside the protocol's tolerance is right (audited; without "
         "it such a dose is refused).",
     )
@@ -503,8 +508,8 @@ class LotFields(_Strict):
     mycoplasma: Literal[MYCOPLASMA_RESULTS] | None = None  # type: ignore[valid-type]
     endotoxin_eu_per_ml: float | None = Field(default=None, ge=0, lt=1e6)
     total_cells: float | None = Field(default=None, gt=0, lt=1e13)
-    donor_id: str | None = Field(default=None, max_length=64)
-    tissue_source: str | None = Field(default=None, max_length=2000)
+    donor_id: str | None = Field(default=None, max_length=64, pattern=TEXT)
+    tissue_source: str | None = Field(default=None, max_length=2000, pattern=TEXT)
     manufactured_at: StudyTime | None = None
     expires_at: StudyTime | None = None
 
@@ -584,7 +589,7 @@ class QueryAnswer(_Strict):
 
 
 class QueryClose(_Strict):
-    note: str | None = Field(default=None, max_length=2000)
+    note: str | None = Field(default=None, max_length=2000, pattern=TEXT)
     version: int | None = Field(default=None, ge=1, description="The version you read.")
 
 
@@ -616,7 +621,9 @@ class QueryOut(BaseModel):
 
 
 class SignatureCreate(_Strict):
-    password: str = Field(min_length=1, max_length=1024, description="Your password, again.")
+    password: str = Field(
+        min_length=1, max_length=1024, pattern=TEXT, description="Your password, again."
+    )
     meaning: Literal["review", "approval"] = Field(description="What the signature means.")
     confirm_open_queries: bool = Field(
         default=False,
