@@ -10,8 +10,10 @@ would refuse. Fixtures: ``browser`` (a test's view of the module's browser); mod
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,3 +52,13 @@ def browser(chromium) -> Iterator[Any]:
     for context in chromium.contexts:
         if context not in before:
             context.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    """Folder for the browser tests' screenshots: $CELLTRIAL_SCREENSHOT_DIR, else a temporary
+    one."""
+    target = os.environ.get("CELLTRIAL_SCREENSHOT_DIR")
+    path = Path(target) if target else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path

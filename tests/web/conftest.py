@@ -11,7 +11,7 @@ from celltrial.services.accounts import ROLES, add_user
 from celltrial.services.casebook import NewLot, NewSubject, enrol_subject, record_lot
 from celltrial.services.passwords import hash_cost
 from celltrial.study import init_study
-from tests.browser import browser, chromium  # noqa: F401  (fixtures of the browser tests)
+from tests.browser import browser, chromium, shots  # noqa: F401  (browser tests' fixtures)
 from tests.store.backends import BACKENDS, fresh_database
 
 PASSWORD = "correct horse battery 7"

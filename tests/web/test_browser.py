@@ -4,7 +4,6 @@ temporary directory)."""
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -53,14 +52,6 @@ def _serve(uvicorn, app, study):
     server.should_exit = True
     thread.join(timeout=5)
     app.state.study.engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    target = os.environ.get("CELLTRIAL_SCREENSHOT_DIR")
-    path = Path(target) if target else tmp_path_factory.mktemp("screenshots")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _local(days: float, zone: ZoneInfo) -> str:

@@ -6,9 +6,7 @@ study's local time. Screenshots in ``$CELLTRIAL_SCREENSHOT_DIR`` (else a tempora
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -35,14 +33,6 @@ def server(request, tmp_path_factory):
         study = build_study(directory, subjects=("S001",), db_url=url)
         yield from _serve(uvicorn, create_app(directory, db_url=url), study)
         study.engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    target = os.environ.get("CELLTRIAL_SCREENSHOT_DIR")
-    path = Path(target) if target else tmp_path_factory.mktemp("screenshots")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _add_lab(study, code: str, when: datetime, test: str, value: float, unit: str, ref):

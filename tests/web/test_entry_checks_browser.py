@@ -7,9 +7,7 @@ directory)."""
 from __future__ import annotations
 
 import json
-import os
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -30,14 +28,6 @@ def server(request, tmp_path_factory):
         study = build_study(directory, subjects=("S001",), db_url=url)
         yield from _serve(uvicorn, create_app(directory, db_url=url), study)
         study.engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    target = os.environ.get("CELLTRIAL_SCREENSHOT_DIR")
-    path = Path(target) if target else tmp_path_factory.mktemp("screenshots")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _local(days: float, zone) -> str:

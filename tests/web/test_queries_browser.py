@@ -7,9 +7,7 @@ query where the casebook is signed, a query raised while the form is open stops 
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -32,14 +30,6 @@ def server(request, tmp_path_factory):
         for base, _study in _serve(uvicorn, app, study):
             yield base, app
         study.engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    target = os.environ.get("CELLTRIAL_SCREENSHOT_DIR")
-    path = Path(target) if target else tmp_path_factory.mktemp("screenshots")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _sign_in(page, base: str, username: str, target: str) -> None:
