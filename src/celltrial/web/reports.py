@@ -4,9 +4,15 @@ Building takes seconds (every analysis, figures, WeasyPrint), so a background th
 process runs it in a fresh (spawned) process: the request that starts it returns at once, the
 event loop is never blocked, and the page shows the build's state (building, ready, failed with
 the message), refreshing itself while building. One build at a time per study. Outputs go to
-``<study>/reports/`` (``report.html``, ``report.pdf``, ``status.json``), written to a temporary
-folder first and moved into place, so a download never sees half a file and the previous report
-stays available while a new one is built.
+``<study>/reports/`` (``report.html``, ``report.pdf``, ``report-listings.html`` when long listings
+went to a file of their own, ``status.json``), written to a temporary folder first and moved into
+place, so a download never sees half a file and the previous report stays available while a new
+one is built.
+
+The report names its listings file as it is downloaded (``<study>-report-<time>-listings.html``,
+beside ``<study>-report-<time>.html`` and ``.pdf``), so its links work in the downloaded files
+opened from disk; in the browser, that name under ``/reports/`` shows the listings of the report
+shown at ``/reports/view``.
 
 Downloading needs ``read_report`` (statistician, investigator, monitor, admin); building needs
 ``build_report`` (the same roles except the read-only monitor).
@@ -46,6 +52,11 @@ REPORT_DIR = "reports"
 #: Who the build process opens the study as (it reads only; nothing it does is audited).
 BUILD_USER = "celltrial-web"
 STATUS_FILE = "status.json"
+#: The listings file in the reports folder (its name in the report is the download name).
+LISTINGS_FILE = "report-listings.html"
+#: How the report names its listings file after its own (``celltrial.report.tables``, which is
+#: not imported here: the report's modules load only in the build process).
+LISTINGS_SUFFIX = "-listings"
 FORMATS = {"html": "text/html; charset=utf-8", "pdf": "application/pdf"}
 #: The report is self-contained: inline CSS and data: images, no script.
 VIEW_CSP = (
@@ -61,7 +72,9 @@ class ReportStatus:
     """The last build of the study report and the files it left.
 
     ``state`` is that of the last build; ``built_at`` and ``html``/``pdf`` describe the report
-    that can be downloaded (a previous one while a new build runs or after one failed).
+    that can be downloaded (a previous one while a new build runs or after one failed);
+    ``stem`` is that report's download name without suffix (its listings file is
+    ``<stem>-listings.html``; None for a report built before the name was recorded).
     """
 
     state: State = "none"
@@ -75,6 +88,8 @@ class ReportStatus:
     html: bool = False
     pdf: bool = False
     pdf_message: str | None = None
+    listings: bool = False
+    stem: str | None = None
 
 
 def _to_json(status: ReportStatus) -> str:
@@ -110,6 +125,7 @@ class ReportBuilder:
             status,
             html=(self.folder / "report.html").is_file(),
             pdf=(self.folder / "report.pdf").is_file(),
+            listings=(self.folder / LISTINGS_FILE).is_file(),
         )
         if status.state == "building":
             status = replace(
@@ -130,6 +146,10 @@ class ReportBuilder:
 
     def path(self, kind: str) -> Path:
         return self.folder / f"report.{kind}"
+
+    @property
+    def listings_path(self) -> Path:
+        return self.folder / LISTINGS_FILE
 
     def start(self, user: str) -> ReportStatus:
         """Start a build; :class:`EditConflict` if one is already running."""
@@ -165,13 +185,14 @@ class ReportBuilder:
 
     def _run(self, user: str) -> None:
         began = time.monotonic()
+        stem = report_stem(self.study.study_id, self._status.started_at or datetime.now(UTC))
         try:
             # a fresh process: the analyses fork workers of their own, which a threaded server
             # must not do, and they neither hold this process's GIL nor grow its memory
             spawn = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(1, mp_context=spawn) as pool:
                 pdf_message = pool.submit(
-                    build_in_process, str(self.study.directory), self.study.url
+                    build_in_process, str(self.study.directory), self.study.url, stem
                 ).result()
         except Exception as exc:  # a failed build is shown to the user, with the log's traceback
             log.exception("building the report of %s failed", self.study.study_id)
@@ -197,16 +218,25 @@ class ReportBuilder:
                 html=True,
                 pdf=pdf_message is None,
                 pdf_message=pdf_message,
+                listings=self.listings_path.is_file(),
+                stem=stem,
             )
         with self._lock:
             self._save(status)
 
 
-def write_report_files(study: StudyHandle, folder: Path) -> str | None:
-    """Write ``report.html`` and ``report.pdf`` into ``folder``; the PDF's problem, if any.
+def report_stem(study_id: str, built: datetime) -> str:
+    """The report's download name without suffix: the study and the build's time (UTC)."""
+    return f"{study_id}-report-{built.astimezone(UTC):%Y%m%d-%H%M}"
 
-    Both are written to a temporary folder and then moved into place. Without WeasyPrint the
-    HTML report is still written (and an older PDF removed, so the two always match).
+
+def write_report_files(study: StudyHandle, folder: Path, *, stem: str = "report") -> str | None:
+    """Write ``report.html``, ``report.pdf`` and the listings file (when long listings went to
+    one) into ``folder``; the PDF's problem, if any.
+
+    The report links to its listings as ``<stem>-listings.html`` (its download name). All are
+    written to a temporary folder and then moved into place. Without WeasyPrint the HTML
+    report is still written (and an older PDF removed, so the two always match).
     """
     from celltrial.report.build import write_report
     from celltrial.report.pdf import write_pdf
@@ -215,7 +245,7 @@ def write_report_files(study: StudyHandle, folder: Path) -> str | None:
     scratch = folder / f".build-{secrets.token_hex(6)}"
     try:
         html_path, *listings = write_report(
-            study, out=scratch / "report.html", report_format="html"
+            study, out=scratch / f"{stem}.html", report_format="html"
         )
         pdf_message = None
         try:
@@ -224,9 +254,9 @@ def write_report_files(study: StudyHandle, folder: Path) -> str | None:
             pdf_message = str(exc)
         os.replace(html_path, folder / "report.html")
         for path in listings:  # the long listings, beside the report that links to them
-            os.replace(path, folder / path.name)
+            os.replace(path, folder / LISTINGS_FILE)
         if not listings:
-            (folder / "report-listings.html").unlink(missing_ok=True)
+            (folder / LISTINGS_FILE).unlink(missing_ok=True)
         if pdf_message is None:
             os.replace(scratch / "report.pdf", folder / "report.pdf")
         else:
@@ -236,13 +266,13 @@ def write_report_files(study: StudyHandle, folder: Path) -> str | None:
     return pdf_message
 
 
-def build_in_process(directory: str, url: str) -> str | None:
+def build_in_process(directory: str, url: str, stem: str = "report") -> str | None:
     """The build process: open the study afresh and write the report files (see above)."""
     from celltrial.study import open_study
 
     study = open_study(directory, db_url=url, user=BUILD_USER)
     try:
-        return write_report_files(study, study.directory / REPORT_DIR)
+        return write_report_files(study, study.directory / REPORT_DIR, stem=stem)
     finally:
         study.engine.dispose()
 
@@ -251,14 +281,33 @@ def builder_of(request: Request) -> ReportBuilder:
     return request.app.state.report_builder
 
 
+def _stem(request: Request, path: Path) -> str:
+    """The download name (without suffix) of the report in the reports folder."""
+    status = builder_of(request).status
+    if status.stem:
+        return status.stem
+    built = status.built_at or datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    return report_stem(study_of(request).study_id, built)
+
+
 def _file(request: Request, kind: str) -> FileResponse:
-    builder = builder_of(request)
-    path = builder.path(kind)
+    path = builder_of(request).path(kind)
     if kind not in FORMATS or not path.is_file():
         raise NotFound(f"no {kind.upper()} report has been built yet; build it first")
-    built = builder.status.built_at or datetime.fromtimestamp(path.stat().st_mtime, UTC)
-    name = f"{study_of(request).study_id}-report-{built:%Y%m%d-%H%M}.{kind}"
+    name = f"{_stem(request, path)}.{kind}"
     return FileResponse(path, media_type=FORMATS[kind], filename=name)
+
+
+def _listings_file(request: Request) -> FileResponse:
+    """The listings file as a download, named as the report links to it."""
+    path = builder_of(request).listings_path
+    if not path.is_file():
+        raise NotFound(
+            "the report has no listings file: every listing is in the report itself "
+            "(or no report has been built yet)"
+        )
+    name = f"{_stem(request, path)}{LISTINGS_SUFFIX}.html"
+    return FileResponse(path, media_type=FORMATS["html"], filename=name)
 
 
 # --- pages -------------------------------------------------------------------------------------
@@ -302,6 +351,27 @@ def download_pdf(request: Request, _active: ReportReader) -> Response:
     return _file(request, "pdf")
 
 
+@router.get("/reports/report-listings.html")
+def download_listings(request: Request, _active: ReportReader) -> Response:
+    return _listings_file(request)
+
+
+@router.get("/reports/{stem}-listings.html")
+def view_listings(stem: str, request: Request, _active: ReportReader) -> Response:
+    """The listings in the browser, at the name the report shown at /reports/view links to
+    (the report's download name; the file itself is always ``report-listings.html``)."""
+    builder = builder_of(request)
+    path = builder.listings_path
+    if not path.is_file() or stem != builder.status.stem:
+        raise NotFound(
+            "these listings are not those of the current report; open the report again "
+            "from the report page"
+        )
+    response = HTMLResponse(path.read_text(encoding="utf-8"))
+    response.headers["Content-Security-Policy"] = VIEW_CSP
+    return response
+
+
 @router.get("/reports/view")
 def view_html(request: Request, _active: ReportReader) -> Response:
     """The HTML report in the browser (its own inline styles and images allowed, no script)."""
@@ -330,15 +400,18 @@ class ReportStatusOut(BaseModel):
     html_url: str | None
     pdf_url: str | None
     pdf_message: str | None
+    listings_url: str | None
 
 
 def _status_out(status: ReportStatus) -> ReportStatusOut:
     data = asdict(status)
-    html, pdf = data.pop("html"), data.pop("pdf")
+    html, pdf, listings = data.pop("html"), data.pop("pdf"), data.pop("listings")
+    data.pop("stem")
     return ReportStatusOut(
         **data,
         html_url="/api/v1/report/report.html" if html else None,
         pdf_url="/api/v1/report/report.pdf" if pdf else None,
+        listings_url=f"/api/v1/report/{LISTINGS_FILE}" if listings else None,
     )
 
 
@@ -379,3 +452,18 @@ def api_build(
 def api_download(kind: Literal["html", "pdf"], request: Request, _active: ReportReader) -> Response:
     """The last report built, as a file."""
     return _file(request, kind)
+
+
+@api_router.get(
+    f"/v1/report/{LISTINGS_FILE}",
+    response_class=FileResponse,
+    responses=_errors
+    | {
+        200: {"content": {"text/html": {}}, "description": "File"},
+        404: {"model": ErrorOut, "description": "No listings file"},
+    },
+)
+def api_download_listings(request: Request, _active: ReportReader) -> Response:
+    """The listings file of the last report built (long listings and subject profiles), when
+    they went to a file of their own; the report links to it by the name it is downloaded as."""
+    return _listings_file(request)
