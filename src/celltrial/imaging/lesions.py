@@ -3,10 +3,11 @@
 Two methods:
 
 - ``"density"`` (true HU volumes): the density bands of ``bands.yaml`` after vessel suppression
-  (thin bright structures removed by an in-plane opening) and a partial-volume rule (the rim of a
+  (thin bright structures removed by an in-plane opening), a partial-volume rule (the rim of a
   consolidation, darker than the consolidation–lung midpoint, is neither ground-glass nor
-  consolidation; brighter, it is consolidation). Processed in slabs (which may run in threads)
-  within the lungs' bounding box, to bound memory.
+  consolidation; brighter, it is consolidation), and a shell rule (ground-glass in lesions
+  narrower than 3 mm everywhere is the partial-volume ring of a vessel or airway wall).
+  Processed in slabs (which may run in threads) within the lungs' bounding box, to bound memory.
 - ``"learned"`` (display images, approximate HU): slice by slice, the shipped lesion network
   (three small U-Nets averaged, ``models/lesions_unet.onnx``, trained by
   ``scripts/train_ct_unet.py``, run with onnxruntime). The gradient-boosted pixel model before it
@@ -32,6 +33,10 @@ from celltrial.imaging.trees import BoostedTrees, read_boosted_trees
 GROUND_GLASS, CONSOLIDATION = 1, 2
 VESSEL_MM = 4.0  # in-plane opening radius: bright structures thinner than this are vessels
 CORE_MM = 6.0  # a consolidation is at least 2 × this wide somewhere (vessel crossings are not)
+#: A lesion is at least 2 × this wide somewhere in a slice (3 mm, the Fleischner Society's
+#: lower size of a nodule: smaller is a micronodule). Narrower ground-glass is the partial-volume
+#: shell around a vessel or an airway wall (a ring a pixel or two thick), not a lesion.
+SHELL_MM = 1.5
 MODEL_FILE = "lesions.npz"
 
 
@@ -120,7 +125,17 @@ def compute_density_lesions(
             target[cons] = CONSOLIDATION
         else:
             target[ggo] = GROUND_GLASS
+    _drop_shells(out[z0:z1, y0:y1, x0:x1], SHELL_MM / spacing[1])
     return out
+
+
+def _drop_shells(labels: np.ndarray, min_depth: float) -> None:
+    """Remove, in place, the ground-glass of lesion components (3-D, any label) nowhere
+    ``min_depth`` px deep in a slice: rings and shells around bright tubes, which the opening
+    keeps with the tube inside them. A thin rim attached to a wider lesion stays (same component).
+    """
+    wide = _drop_thin(labels > 0, min_depth)
+    labels[(labels == GROUND_GLASS) & ~wide] = 0
 
 
 def _open_slice(mask: np.ndarray, radius: float) -> np.ndarray | None:
