@@ -47,6 +47,7 @@ from celltrial.ingest.report import (
     ValidationReport,
     describe_message,
 )
+from celltrial.ingest.staging import Stage, can_stage
 from celltrial.ingest.storage import (
     ObservationWriter,
     codes_elsewhere,
@@ -134,7 +135,10 @@ def import_file(
     if too_long is not None:
         raise DataError(f"{path}: {too_long}")
     result.cohort = target
-    with date_order_scope(DateOrder.stated(spec.date_dayfirst)), _Spool() as spool:
+    with (
+        date_order_scope(DateOrder.stated(spec.date_dayfirst)),
+        _open_spool(study, path, report, dry_run=dry_run, target=target) as spool,
+    ):
         plan = _validate(
             study,
             path,
@@ -163,6 +167,8 @@ def import_file(
             return result
         user_name = user or current_user()
         with study_session(study.engine, user=user_name, reason=reason) as session:
+            if isinstance(spool, Stage):
+                spool.attach(session)  # before the first write
             batch = begin_batch(
                 session, kind=f"import:{layout}", source=str(path.resolve()), source_sha256=digest
             )
@@ -298,9 +304,9 @@ def _validate(
         columns=columns,
         check_codes=check_codes,
     )
-    for rows, _known in chunks:
+    for rows, known_now in chunks:
         if report.ok and len(rows):
-            spool.add(rows)
+            spool.add(rows, known_now)
     check_something_stored(report)
     if plan.register is not None:
         plan.register = plan.register.drop_duplicates("subject")
@@ -368,7 +374,7 @@ def _store(
     session: Session,
     batch: object,
     plan: _Plan,
-    spool: _Spool,
+    spool: _Spool | Stage,
     report: ValidationReport,
     result: ImportResult,
     path: Path,
@@ -380,6 +386,12 @@ def _store(
     into ``report`` and ``result``."""
     known = known_subjects(session, plan.study_id, plan.target)
     ids = known["id"]
+    if isinstance(spool, Stage):
+        spool.writer.on_progress = progress
+        spool.store(session, batch, ids, path)  # type: ignore[arg-type]
+        report.merge(spool.report)
+        result.counts.update(spool.writer.counts)
+        return spool.writer
     if dry:
         ids = _as_updated(
             known,
@@ -406,6 +418,24 @@ def _store(
     return writer
 
 
+def _open_spool(
+    study: StudyHandle,
+    path: Path,
+    report: ValidationReport,
+    *,
+    dry_run: bool,
+    target: str | None,
+) -> _Spool | Stage:
+    """Where the validated chunks wait for the write step: staged for storage (see
+    :mod:`celltrial.ingest.staging`) when they can be, else as they are."""
+    if not dry_run:
+        with _reading(study) as session:
+            if can_stage(session, study.study_id, target):
+                counts = dict.fromkeys(report.counts, 0)
+                return Stage(ValidationReport(file=str(path), counts=counts), source=path.name)
+    return _Spool()
+
+
 class _Spool:
     """The validated chunks of one file, between validation and storage: the first in memory,
     the others in a temporary folder (a large file's validated rows need not fit in memory)."""
@@ -423,7 +453,7 @@ class _Spool:
             self._folder.cleanup()
         self._first = None
 
-    def add(self, rows: pd.DataFrame) -> None:
+    def add(self, rows: pd.DataFrame, _known: pd.DataFrame | None = None) -> None:
         if self._count == 0:
             self._first = rows
         else:

@@ -8,6 +8,7 @@ the audited ORM path (before/after rows, the import as reason) when it differs.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -28,7 +29,7 @@ BULK_ROWS = 100_000
 BULK_TABLE_FACTOR = 2
 
 
-def _in_namespace(statement, study_id: str, cohort: str | None):
+def in_namespace(statement, study_id: str, cohort: str | None):
     """``statement`` restricted to one namespace of subject codes: the study's own subjects
     (``cohort`` None) or one external cohort."""
     statement = statement.where(Subject.study_id == study_id)
@@ -41,7 +42,7 @@ def known_subjects(session: Session, study_id: str, cohort: str | None = None) -
     """Subjects of one namespace (the study's own, or one external cohort): index code;
     columns id, start, end (UTC or NaT)."""
     rows = session.execute(
-        _in_namespace(
+        in_namespace(
             select(
                 Subject.code,
                 Subject.id,
@@ -112,7 +113,7 @@ def register_subjects(
 ) -> int:
     """Create the subjects of ``info`` (column ``subject`` and what is known) that are new in
     their namespace (the study's own subjects, or external ``cohort``)."""
-    existing = set(session.scalars(_in_namespace(select(Subject.code), study_id, cohort)))
+    existing = set(session.scalars(in_namespace(select(Subject.code), study_id, cohort)))
     new = info[~info["subject"].isin(existing)].drop_duplicates("subject")
     rows = [
         {
@@ -146,7 +147,7 @@ def update_subject_facts(
         return 0
     given = info.drop_duplicates("subject").set_index("subject")
     subjects = session.scalars(
-        _in_namespace(select(Subject), study_id, cohort).where(
+        in_namespace(select(Subject), study_id, cohort).where(
             Subject.code.in_([str(c) for c in given.index])
         )
     ).all()
@@ -231,8 +232,12 @@ class ObservationWriter:
         source: str,
         on_progress: Callable[[int], None] | None = None,
         dry: bool = False,
+        stage: sqlite3.Connection | None = None,
     ) -> None:
         self.session = session
+        #: a private SQLite file the rows go to first (see :mod:`celltrial.ingest.staging`):
+        #: no session until :meth:`store_staged` copies them into the study
+        self.stage = stage
         self.batch = batch
         #: count what would be stored, reading only (a dry run: no write lock is taken)
         self.dry = dry
@@ -291,10 +296,15 @@ class ObservationWriter:
 
     # -- steps -------------------------------------------------------------------------------
     def _cursor(self) -> Any:
+        if self.stage is not None:
+            return self.stage.cursor()
         return self.session.connection().connection.driver_connection.cursor()
 
     def _start(self, first_chunk: int) -> None:
         """Which subjects had results before this import; bulk mode or not."""
+        if self.stage is not None:  # the study had none (checked again in store_staged)
+            self._prior = set()
+            return
         self.session.flush()
         found = self.session.execute(
             select(Observation.subject_id)
@@ -313,14 +323,45 @@ class ObservationWriter:
         if total > BULK_TABLE_FACTOR * first_chunk:
             return
         self._preloaded = _query_existing(self.session, self.batch, sorted(self._prior))
+        self._dropped = _drop_indexes(self._cursor())
+
+    def store_staged(
+        self, session: Session, batch: ImportBatch, placeholders: dict[int, int]
+    ) -> int:
+        """Copy the staged rows into the study (the write transaction of ``session``, the stage
+        attached to it as :data:`STAGE_SCHEMA`), their subject ids from ``placeholders``
+        (the id each row was staged with → the stored subject's id). Indexes dropped for a bulk
+        load are rebuilt in :meth:`finish`. Returns the number of rows stored."""
+        self.session, self.batch, self.stage = session, batch, None
+        session.flush()
+        staged = self.counts["inserted"]
         cursor = self._cursor()
-        indexes = cursor.execute(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
-            "AND tbl_name = 'observation' AND sql IS NOT NULL"
-        ).fetchall()
-        for name, sql in indexes:
-            cursor.execute(f'DROP INDEX "{name}"')
-            self._dropped.append(sql)
+        total = session.scalar(select(func.count()).select_from(Observation)) or 0
+        if staged >= BULK_ROWS and total <= BULK_TABLE_FACTOR * staged:
+            self._dropped = _drop_indexes(cursor)
+        cursor.execute(
+            f"CREATE TEMP TABLE {_SUBJECT_MAP} (placeholder INTEGER PRIMARY KEY, id INTEGER)"
+        )
+        try:
+            cursor.executemany(f"INSERT INTO {_SUBJECT_MAP} VALUES (?, ?)", placeholders.items())
+            columns = ", ".join(STAGED_COLUMNS)
+            picked = ", ".join(f"s.{c}" for c in STAGED_COLUMNS)
+            cursor.execute(
+                f"INSERT INTO observation (subject_id, {columns}, import_batch_id, source) "
+                f"SELECT m.id, {picked}, ?, ? FROM {STAGE_SCHEMA}.observation AS s "
+                f"CROSS JOIN {_SUBJECT_MAP} AS m ON m.placeholder = s.subject_id "
+                "ORDER BY s.rowid",
+                (batch.id, self.source),
+            )
+            stored = cursor.rowcount
+        finally:
+            cursor.execute(f"DROP TABLE {_SUBJECT_MAP}")
+        if stored != staged:  # every staged row has its subject (checked by the caller)
+            raise RuntimeError(f"{stored} of {staged} staged results copied")
+        self._add_batch_count(stored)
+        if self.on_progress is not None:
+            self.on_progress(stored)
+        return stored
 
     def _existing(self, frame: pd.DataFrame) -> pd.DataFrame:
         ids = [i for i in frame["subject_id"].unique().tolist() if i in (self._prior or ())]
@@ -409,6 +450,10 @@ class ObservationWriter:
         rows = conflicts["source_row_old"].astype(int).tolist()
         for start in range(0, 0 if self.dry else len(rows), 500):
             part = rows[start : start + 500]
+            if self.stage is not None:
+                marks = ", ".join("?" * len(part))
+                self.stage.execute(f"DELETE FROM observation WHERE source_row IN ({marks})", part)
+                continue
             self.session.execute(
                 delete(Observation).where(
                     Observation.import_batch_id == self.batch.id, Observation.source_row.in_(part)
@@ -440,6 +485,10 @@ class ObservationWriter:
         if self.dry:
             self._add_batch_count(len(frame))
             return len(frame)
+        if self.stage is not None:
+            n = _insert_sqlite(self._cursor(), frame, self.batch.id, self.source)
+            self._add_batch_count(n)
+            return n
         connection = self.session.connection()
         if connection.dialect.name != "sqlite":
             records = _columns(frame, self.batch, self.source)
@@ -451,6 +500,38 @@ class ObservationWriter:
             self.on_progress(n)
         self._add_batch_count(n)
         return n
+
+
+def _drop_indexes(cursor: Any) -> list[str]:
+    """Drop the observation table's indexes (SQLite); their CREATE statements, to rebuild."""
+    indexes = cursor.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+        "AND tbl_name = 'observation' AND sql IS NOT NULL"
+    ).fetchall()
+    for name, _sql in indexes:
+        cursor.execute(f'DROP INDEX main."{name}"')
+    return [sql for _name, sql in indexes]
+
+
+#: The schema name a stage is attached under while its rows are copied into the study.
+STAGE_SCHEMA = "celltrial_stage"
+#: Staged subject id → stored subject id, for one copy (a temporary table of the connection).
+_SUBJECT_MAP = "temp.celltrial_subject_map"
+#: The columns a staged row carries besides its subject (see :func:`_insert_sqlite`).
+STAGED_COLUMNS = (
+    "time",
+    "test",
+    "raw_value",
+    "raw_unit",
+    "value",
+    "unit",
+    "qualifier",
+    "ref_low",
+    "ref_high",
+    "specimen",
+    "flags",
+    "source_row",
+)
 
 
 def write_observations(
