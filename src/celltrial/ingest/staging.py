@@ -31,6 +31,10 @@ from celltrial.ingest.storage import (
 from celltrial.store.models import ImportBatch, Observation, Subject
 
 
+#: The stage is a scratch file: no journal, no syncing (it is thrown away after the import).
+_PRAGMAS = ("journal_mode=OFF", "synchronous=OFF", "temp_store=MEMORY")
+
+
 class _StagedBatch:
     """The batch of staged rows before the write step: no row in the study yet."""
 
@@ -60,7 +64,7 @@ class Stage:
         self._folder = tempfile.TemporaryDirectory(prefix="celltrial-import-")
         self.path = Path(self._folder.name) / "stage.db"
         self._connection = sqlite3.connect(self.path, isolation_level=None)
-        for pragma in ("journal_mode=OFF", "synchronous=OFF", "temp_store=MEMORY"):
+        for pragma in _PRAGMAS:
             self._connection.execute(f"PRAGMA {pragma}")
         columns = ", ".join(("subject_id", *STAGED_COLUMNS, "import_batch_id", "source"))
         # no column types: each value is kept as given, then converted by the study's columns
