@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -51,8 +52,9 @@ def _study_path(study: StudyHandle) -> str:
     return str(study.engine.url.database)
 
 
+@pytest.mark.usefixtures("small_chunks", "spilling_stage")
 def test_staged_file_stored_and_reported_as_unstaged(
-    sqlite_study, small_chunks, spilling_stage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sqlite_study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "messy.csv"
     path.write_text(_messy(), encoding="utf-8")
@@ -133,7 +135,6 @@ def test_results_stored_meanwhile_refuse_the_file(
     _two_subjects(study)
     path = tmp_path / "labs.csv"
     path.write_text(FILE, encoding="utf-8")
-    from datetime import UTC, datetime
 
     def add_result() -> None:
         with study_session(study.engine, user="nurse", reason="entered") as session:

@@ -30,7 +30,6 @@ from celltrial.ingest.storage import (
 )
 from celltrial.store.models import ImportBatch, Observation, Subject
 
-
 #: The stage is a scratch file: no journal, no syncing (it is thrown away after the import).
 _PRAGMAS = ("journal_mode=OFF", "synchronous=OFF", "temp_store=MEMORY")
 
