@@ -38,6 +38,7 @@ from celltrial.services.passwords import (
     needs_rehash,
     verify_password,
 )
+from celltrial.services.plain_text import control_character_problem
 from celltrial.store.audit import append_audit_events
 from celltrial.store.database import study_session
 from celltrial.store.models import AppUser, Study, WebSession
@@ -214,11 +215,20 @@ def _audit(
 
 
 def check_username(username: str) -> None:
+    check_account_text("user name", username)
     if not _USERNAME.match(username):
         raise AccountError(
             f"user name {username!r}: expected 2–64 lower-case letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
+
+
+def check_account_text(label: str, value: str, *, lines: bool = False) -> None:
+    """Raise :class:`AccountError` ("label: …") when ``value`` holds a control character (the
+    NUL character cannot be stored; ``lines``: free text, which may hold line breaks)."""
+    problem = control_character_problem(value or "", lines=lines)
+    if problem is not None:
+        raise AccountError(f"{label}: {problem}")
 
 
 def check_role(role: str) -> None:
@@ -251,6 +261,7 @@ def add_user(
     own at the first sign-in (what the web app and ``celltrial users add`` do; set-up scripts and
     tests may create accounts ready to use).
     """
+    check_account_text("full name", full_name)
     now = datetime.now(UTC)
     with study_session(engine, user=by, reason="account created") as session:
         check_new_account(username, role, password, study_ids=tuple(_study_ids(session)))
@@ -352,6 +363,9 @@ def sign_in(
     a locked one and a wrong password answer in the same time. Failures are counted per address
     and per name (:mod:`celltrial.services.sign_in`) and audited with the client's address.
     """
+    problem = control_character_problem(username or "")
+    if problem is not None:  # no user name holds one (and PostgreSQL cannot look for NUL)
+        raise SignInRefused(f"user name: {problem}")
     now = now or datetime.now(UTC)
     name = _name(username)
     shown = _shown_name(name)
@@ -504,6 +518,8 @@ def sign_out(engine: Engine, token: str, *, address: str = "unknown") -> None:
 
 
 def _find(session: Session, username: str) -> AppUser:
+    if control_character_problem(username or "") is not None:  # no user name holds one
+        raise NotFound(f"no user {username!r} in this study")
     user = session.scalar(select(AppUser).where(AppUser.username == _name(username)))
     if user is None:
         raise NotFound(f"no user {username!r} in this study")
@@ -600,6 +616,7 @@ def reset_password(
 ) -> str:
     """Give the account a one-time password (returned, to pass on to the user once) that must be
     changed at the next sign-in; its sessions end and its lock is lifted."""
+    check_account_text("reason", reason, lines=True)
     now = now or datetime.now(UTC)
     one_time = generate_one_time_password()
     with study_session(engine, user=by, reason="password reset") as session:
@@ -624,6 +641,7 @@ def reset_password(
 
 def unlock(engine: Engine, username: str, *, by: str, reason: str = "") -> None:
     """Lift the lock on the account's user name (its failure counts are forgotten)."""
+    check_account_text("reason", reason, lines=True)
     now = datetime.now(UTC)
     with study_session(engine, user=by, reason="account unlocked") as session:
         user = _find(session, username)
@@ -645,6 +663,7 @@ def unlock(engine: Engine, username: str, *, by: str, reason: str = "") -> None:
 def deactivate(engine: Engine, username: str, *, by: str, reason: str = "") -> int:
     """Deactivate an account: it cannot sign in and its sessions end (how many: returned).
     Refused for one's own account and for the last active administrator."""
+    check_account_text("reason", reason, lines=True)
     now = datetime.now(UTC)
     with study_session(engine, user=by, reason="account deactivated") as session:
         user = _find(session, username)
@@ -671,6 +690,7 @@ def deactivate(engine: Engine, username: str, *, by: str, reason: str = "") -> i
 
 def reactivate(engine: Engine, username: str, *, by: str, reason: str = "") -> None:
     """Let a deactivated account sign in again (with the password it had)."""
+    check_account_text("reason", reason, lines=True)
     now = datetime.now(UTC)
     with study_session(engine, user=by, reason="account reactivated") as session:
         user = _find(session, username)
@@ -692,6 +712,7 @@ def reactivate(engine: Engine, username: str, *, by: str, reason: str = "") -> N
 def set_role(engine: Engine, username: str, role: str, *, by: str, reason: str = "") -> None:
     """Change an account's role (in force at its next request). The last active administrator
     keeps the role."""
+    check_account_text("reason", reason, lines=True)
     check_role(role)
     now = datetime.now(UTC)
     with study_session(engine, user=by, reason="role changed") as session:
@@ -716,6 +737,7 @@ def set_role(engine: Engine, username: str, role: str, *, by: str, reason: str =
 
 def end_sessions(engine: Engine, username: str, *, by: str, reason: str = "") -> int:
     """End every session of the account (a lock does not); how many: returned."""
+    check_account_text("reason", reason, lines=True)
     now = datetime.now(UTC)
     with study_session(engine, user=by, reason="sessions ended") as session:
         user = _find(session, username)

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import or_, select
 
 from celltrial.errors import DataError
+from celltrial.services.plain_text import control_character_problem
 from celltrial.store.database import study_session
 from celltrial.store.models import AUDITED_TABLES, AuditEvent, Subject
 from celltrial.study import StudyHandle
@@ -92,6 +93,9 @@ def read_audit_log(
     if table and table not in LOG_TABLES:
         raise DataError(f"table {table!r}: expected one of {', '.join(LOG_TABLES)}")
     filters = []
+    problem = control_character_problem(user)
+    if problem is not None:
+        raise DataError(f"user: {problem}")
     if user.strip():
         filters.append(AuditEvent.user == user.strip())
     if table:  # an import names every table it wrote, separated by commas

@@ -31,6 +31,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from celltrial.services.errors import AccountError
+from celltrial.services.plain_text import control_character_problem
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 256
@@ -205,6 +206,9 @@ def _problems(password: str, context: Iterable[tuple[str, str]]) -> list[str]:
 
 def check_password(password: str, *, username: str = "", study_ids: Iterable[str] = ()) -> None:
     """Raise :class:`AccountError` naming every reason ``password`` is refused."""
+    problem = control_character_problem(password)
+    if problem is not None:
+        raise AccountError(f"password: {problem}")
     if len(password) < MIN_PASSWORD_LENGTH:
         raise AccountError(f"password: expected at least {MIN_PASSWORD_LENGTH} characters")
     if len(password) > MAX_PASSWORD_LENGTH:

@@ -755,7 +755,7 @@ _EVENT = register_pattern(r"^[0-9]{0,18}$", "an audit event number (the digits 0
 def audit_log(
     request: Request,
     _active: Annotated[ActiveSession, allowed("read_audit_log")],
-    user: Annotated[str, Query(max_length=64)] = "",
+    user: Annotated[str, Query(max_length=64, pattern=TEXT)] = "",
     table: Annotated[Literal[("", *LOG_TABLES)], Query()] = "",  # type: ignore[valid-type]
     since: Annotated[str, Query(pattern=_DAY)] = "",
     until: Annotated[str, Query(pattern=_DAY)] = "",

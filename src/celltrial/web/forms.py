@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from celltrial.errors import EntryRefused
 from celltrial.services import adverse_events, enrolment, infusions, vital_signs
+from celltrial.services.plain_text import control_character_problem
 from celltrial.web.validation import FORM_TIME_EXAMPLE, plain_message
 
 DATETIME_FIELDS = (
@@ -84,6 +85,23 @@ class ErrorMessage(str):
             if name and said:
                 message.problems.setdefault(name, []).append(said)
         return message
+
+
+def unstorable_fields(values: dict[str, Any], labels: dict[str, str]) -> ErrorMessage | None:
+    """The fields among ``labels`` (form field -> its label) whose text holds a control
+    character (the NUL character cannot be stored), each said beside its field; None when none
+    does. For account forms, whose values reach the database before any other check."""
+    problems = {}
+    for name in labels:
+        problem = control_character_problem(str(values.get(name) or ""))
+        if problem is not None:
+            problems[name] = [problem]
+    if not problems:
+        return None
+    said = "; ".join(f"{labels[name]}: {texts[0]}" for name, texts in problems.items())
+    message = ErrorMessage(f"Not done: {said}")
+    message.problems, message.overridable, message.warnings = problems, {}, {}
+    return message
 
 
 def local_input(value: datetime | None, zone: ZoneInfo) -> str:

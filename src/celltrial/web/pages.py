@@ -58,7 +58,13 @@ from celltrial.services.errors import (
 from celltrial.services.passwords import MIN_PASSWORD_LENGTH
 from celltrial.services.subject_records import read_subject_records
 from celltrial.study import StudyHandle
-from celltrial.web.forms import ErrorMessage, local_input, parse_form, record_values
+from celltrial.web.forms import (
+    ErrorMessage,
+    local_input,
+    parse_form,
+    record_values,
+    unstorable_fields,
+)
 from celltrial.web.paths import path_part
 from celltrial.web.schemas import (
     AdverseEventCreate,
@@ -209,6 +215,9 @@ async def login(request: Request) -> Response:
     if not cookie or not hmac.compare_digest(cookie, posted):
         error = "The sign-in form expired. Please sign in again."
         return _login_form(request, next=target, status=403, error=error)
+    unstorable = unstorable_fields(dict(form), {"username": "user name", "password": "password"})
+    if unstorable is not None:
+        return _login_form(request, next=target, status=422, error=unstorable)
     try:
         signed = sign_in(
             study_of(request).engine,
@@ -258,6 +267,14 @@ def _password_form(
     )
 
 
+#: The fields of the change-password form, as its messages name them.
+_PASSWORD_FIELDS = {
+    "current_password": "current password",
+    "new_password": "new password",
+    "confirm_password": "new password again",
+}
+
+
 @router.get(CHANGE_PASSWORD_PAGE)
 def password_page(
     request: Request, active: Annotated[ActiveSession, Depends(signed_in)], next: str = "/"
@@ -272,6 +289,9 @@ async def change_own_password(
 ) -> Response:
     values = await checked_form(request, active)
     target = _safe_next(str(values.get("next") or "/"))
+    unstorable = unstorable_fields(values, _PASSWORD_FIELDS)
+    if unstorable is not None:
+        return _password_form(request, active, next=target, status=422, error=unstorable)
     new = str(values.get("new_password") or "")
     if new != str(values.get("confirm_password") or ""):
         error = "new password: the two entries differ; nothing was changed"
@@ -869,9 +889,18 @@ def users_page(request: Request, active: Admin, done: str = "", user: str = "") 
     return _users_page(request, active, notice=notice)
 
 
+#: The fields of the new-account form, as its messages name them.
+_NEW_USER_FIELDS = {"username": "user name", "full_name": "full name", "password": "password"}
+
+
 @router.post("/users")
 async def create_user(request: Request, active: Admin) -> Response:
     values = await checked_form(request, active)
+    unstorable = unstorable_fields(values, _NEW_USER_FIELDS)
+    if unstorable is not None:
+        refused = {"password", *unstorable.problems}
+        shown = {k: v for k, v in values.items() if k not in refused}
+        return _users_page(request, active, values=shown, status=422, error=unstorable)
     username = str(values.get("username") or "").strip()
     try:
         add_user(
