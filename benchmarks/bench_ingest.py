@@ -8,9 +8,10 @@ beforehand, the way celltrial stores them (its table, foreign keys and indexes):
 into celltrial's schema can undercut. Each runs in its own process so that
 peak memory (max RSS) is its own. Prints CPU seconds (user + system, every thread) and wall
 seconds of each, rows/s, the ratio and peak memory. Target (issue 26): celltrial ≥ 1.5× the
-naive load's speed (CPU and, on an idle machine, wall).
+naive load's speed (CPU and, on an idle machine, wall). Also prints how long celltrial's
+write step holds the study's write lock (other writers wait that long).
 
-    python benchmarks/bench_ingest.py [--rows 1000000]
+    python benchmarks/bench_ingest.py [--rows 1000000] [--before DIR]
 """
 
 from __future__ import annotations
@@ -71,9 +72,25 @@ def _cpu() -> float:
 
 
 def run_celltrial(path: Path, work: Path) -> dict:
-    from celltrial.ingest import import_file
+    from contextlib import contextmanager
+
+    from celltrial.ingest import import_file, importer
     from celltrial.study import init_study
 
+    write_step = {"seconds": 0.0, "cpu": 0.0}
+    session = importer.study_session
+
+    @contextmanager
+    def timed_session(*args, **kwargs):
+        """The write step: from the write transaction's start to its commit (the time other
+        writers of the study wait)."""
+        cpu, start = _cpu(), time.perf_counter()
+        with session(*args, **kwargs) as opened:
+            yield opened
+        write_step["seconds"] += time.perf_counter() - start
+        write_step["cpu"] += _cpu() - cpu
+
+    importer.study_session = timed_session
     study = init_study(work / "study", user="bench")
     cpu, start = _cpu(), time.perf_counter()
     result = import_file(study, path, register=True, cohort="bench", user="bench")
@@ -83,6 +100,8 @@ def run_celltrial(path: Path, work: Path) -> dict:
         "cpu": _cpu() - cpu,
         "stored": result.counts["inserted"],
         "report": result.report.counts,
+        "write_seconds": write_step["seconds"],
+        "write_cpu": write_step["cpu"],
     }
 
 
@@ -192,6 +211,11 @@ def child(which: str, path: str, work: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--before",
+        metavar="DIR",
+        help="also import with an earlier checkout's celltrial (DIR/src), in the same run",
+    )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -203,14 +227,26 @@ def main() -> None:
         path = work / "long.csv"
         make_file(path, args.rows)
         figures = {}
-        for which in ("naive", "floor", "celltrial"):
+        runs = ["naive", "floor", "celltrial"] + (["before"] if args.before else [])
+        for which in runs:
             folder = work / which
             folder.mkdir()
+            env = dict(os.environ)
+            if which == "before":
+                env["PYTHONPATH"] = str(Path(args.before).resolve() / "src")
             done = subprocess.run(
-                [sys.executable, __file__, "--child", which, str(path), str(folder)],
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    "celltrial" if which == "before" else which,
+                    str(path),
+                    str(folder),
+                ],
                 check=True,
                 capture_output=True,
                 text=True,
+                env=env,
             )
             figures[which] = json.loads(done.stdout.strip().splitlines()[-1])
     rows = args.rows
@@ -232,6 +268,13 @@ def main() -> None:
         f"import into this schema can beat {figures['naive']['seconds'] / floor['seconds']:.2f}x "
         "the naive load without storing less"
     )
+    for which in ("celltrial", "before") if args.before else ("celltrial",):
+        f = figures[which]
+        print(
+            f"    write step of {which} (the study's write lock held): "
+            f"{f['write_seconds']:.2f} s wall, {f['write_cpu']:.2f} s CPU "
+            f"of its {f['seconds']:.2f} s wall"
+        )
     print(f"  results: {figures['celltrial']['report']}")
     load = os.getloadavg()
     print(
