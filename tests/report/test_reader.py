@@ -14,8 +14,10 @@ import pytest
 
 from celltrial import __version__
 from celltrial.catalogue import load_catalogue
+from celltrial.labels import display_unit, value_label
 from celltrial.report.build import SIMULATED_BANNER, page_css
 from celltrial.report.times import report_time, zone_note
+from celltrial.safety.signals import _SIGNALS
 from celltrial.store.database import schema_revision
 from celltrial.store.provenance import study_is_simulated
 from celltrial.study import init_study, read_study_frames
@@ -125,6 +127,16 @@ def test_tests_named_with_units(html):
     assert ("D-dimer (FEU)", "mg/L") in markers
     deviations = table(html, "Protocol deviations by kind")
     assert "assessment missed" in {r[1] for r in deviations[1:]}
+
+
+def test_vital_sign_signals_named_with_their_units(html):
+    rows = table(html, "Vital-sign signals within the reaction window")
+    assert rows[0][:4] == ["Subject", "Infusion", "Signal", "Unit"]
+    assert ("fever", "°C") in {(r[2], r[3]) for r in rows[1:]}
+    for signal in _SIGNALS:  # every signal the analysis can raise, in words, with its unit
+        name = value_label(signal.name)
+        assert name == "fever" or name != signal.name.replace("_", " "), name
+        assert display_unit(signal.unit) in ("%", "fraction", "°C", "mmHg", "/min")
 
 
 def test_model_warnings_become_what_they_mean(visible):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 from markupsafe import Markup, escape
 
+from celltrial.labels import value_label
 from celltrial.report.sections import ReportContext, Section
 from celltrial.report.tables import render_table
 from celltrial.safety.analysis import analyse_safety
@@ -219,7 +220,8 @@ def render_safety_html(summary: SafetySummary, context: ReportContext) -> Markup
                     {
                         "subject": signals["subject_id"],
                         "infusion": signals["infusion_number"],
-                        "signal": signals["signal"].str.replace("_", " "),
+                        "signal": signals["signal"].map(value_label),
+                        "unit": signals["unit"],
                         "before": signals["pre_value"],
                         "worst after": signals["worst_value"],
                         "change": signals["change"],
@@ -227,7 +229,8 @@ def render_safety_html(summary: SafetySummary, context: ReportContext) -> Markup
                     }
                 ),
                 caption="Vital-sign signals within the reaction window after infusion starts "
-                "(compare with the adverse events reported).",
+                "(compare with the adverse events reported); hours to first: from the start of "
+                "the infusion to the first reading past the threshold.",
                 counter=counter,
                 formats={"hours to first": _hours},
                 listing=True,
