@@ -174,3 +174,29 @@ def test_subject_renamed_meanwhile_refuses_the_file(
         import_file(study, path, user="t")
     with study.engine.connect() as connection:
         assert connection.scalar(select(func.count()).select_from(Observation)) == 0
+
+
+def test_rows_grouped_by_their_constant_columns_as_a_groupby_does() -> None:
+    """The insert writes each group's shared values once: the groups and their rows are those
+    of a pandas groupby on the same columns; groups come in order of first appearance."""
+    import numpy as np
+
+    from celltrial.ingest.storage import _same_values
+
+    rng = np.random.default_rng(7)
+    columns = ("test", "unit", "qualifier", "flags")
+    choices = np.array(["CRP", "mg/L", None, "it's", ""], dtype=object)
+    frame = pd.DataFrame({c: rng.choice(choices, 3000) for c in columns})
+    frame["test"] = frame["test"].astype("str")  # pandas' text dtype, missing as NaN
+    frame["flags"] = frame["flags"].where(frame["flags"].notna(), np.nan)
+    keys = frame.astype(object).where(frame.notna())
+    expected = keys.groupby(list(columns), sort=False, dropna=False).indices
+    got = list(_same_values(frame, columns))
+    assert len(got) == len(expected) > 50
+    expected_rows = {
+        tuple(None if pd.isna(v) else v for v in key): rows.tolist()
+        for key, rows in expected.items()
+    }
+    assert {values: positions.tolist() for values, positions in got} == expected_rows
+    firsts = [int(positions[0]) for _values, positions in got]
+    assert firsts == sorted(firsts)
