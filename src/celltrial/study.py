@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 from celltrial.errors import StudyError
 from celltrial.protocol import Protocol, read_protocol, resolve_protocol
 from celltrial.store import frames as store_frames
+from celltrial.store import tables
 from celltrial.store.database import (
     check_database_exists,
     check_schema_current,
@@ -28,7 +29,6 @@ from celltrial.store.database import (
     study_session,
     upgrade_database,
 )
-from celltrial.store.models import Site, Study
 
 PROTOCOL_FILE = "protocol.yaml"
 
@@ -78,6 +78,8 @@ def init_study(
             f"{directory} already holds a study ({PROTOCOL_FILE} exists); "
             "choose a new directory or open this one"
         )
+    from celltrial.store.models import Site, Study
+
     validated, text = resolve_protocol(protocol)
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -134,6 +136,8 @@ def open_study(
         check_schema_current(engine, directory=directory)
         _check_holds_study(engine, url, protocol.study.id)
         return StudyHandle(directory=directory, protocol=protocol, engine=engine, url=url)
+    from celltrial.store.models import Study  # the ORM: only to write (not to read a study)
+
     engine = open_engine(url)
     upgrade_database(engine)
     try:
@@ -172,7 +176,7 @@ def migrate_study(directory: str | Path, *, db_url: str | None = None) -> tuple[
 def _check_holds_study(engine: Engine, url: str, study_id: str) -> None:
     try:
         with engine.connect() as connection:
-            known = list(connection.scalars(select(Study.id)))
+            known = list(connection.scalars(select(tables.study.c.id)))
     except OperationalError as exc:
         raise StudyError(f"cannot read database {url}: {exc.orig}") from None
     if study_id not in known:

@@ -17,13 +17,14 @@ from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from celltrial.errors import StudyBusy, StudyError
-from celltrial.store.audit import StudySession
 from celltrial.store.types import load_times_leniently
 from celltrial.store.unreadable_times import remember_database
 from celltrial.store.write_wait import say_if_write_waits
 
 if TYPE_CHECKING:
     from alembic.config import Config
+
+    from celltrial.store.audit import StudySession
 
 DATABASE_ENV = "CELLTRIAL_DATABASE_URL"
 DATABASE_FILE = "celltrial.db"
@@ -177,6 +178,8 @@ def study_session(
     engine: Engine, *, user: str, reason: str | None = None
 ) -> Iterator[StudySession]:
     """An audited session: commits on success, rolls everything back on any error."""
+    from celltrial.store.audit import StudySession  # the ORM: not needed to read a study
+
     say_if_write_waits(engine, busy_seconds=SQLITE_BUSY_SECONDS)
     session = StudySession(engine, info={"user": user, "reason": reason})
     try:

@@ -20,18 +20,7 @@ from celltrial.frames import (
     OBSERVATION_COLUMNS,
     SUBJECT_COLUMNS,
 )
-from celltrial.store.models import (
-    AdverseEvent,
-    ClinicalStatus,
-    CtResult,
-    ImagingStudy,
-    ImportBatch,
-    Infusion,
-    Observation,
-    ProductLot,
-    Site,
-    Subject,
-)
+from celltrial.store import tables
 from celltrial.timeline import derive_study_day
 
 
@@ -56,33 +45,33 @@ def _with_time(frame: pd.DataFrame, column: str = "time") -> pd.DataFrame:
 
 
 def _subject_filter(statement: Select, study_id: str, cohort: str | None) -> Select:
-    statement = statement.where(Subject.study_id == study_id)
+    statement = statement.where(tables.subject.c.study_id == study_id)
     if cohort is None:
-        return statement.where(Subject.cohort.is_(None))
-    return statement.where(Subject.cohort == cohort)
+        return statement.where(tables.subject.c.cohort.is_(None))
+    return statement.where(tables.subject.c.cohort == cohort)
 
 
 def read_subjects(engine: Engine, study_id: str, *, cohort: str | None = None) -> pd.DataFrame:
     """One row per subject (columns :data:`SUBJECT_COLUMNS`), first infusion included."""
     statement = _subject_filter(
         select(
-            Subject.code.label("subject_id"),
-            Site.code.label("site"),
-            Subject.cohort,
-            Subject.sex,
-            Subject.age,
-            Subject.weight_kg,
-            Subject.height_cm,
-            Subject.enrolled_at.label("enrolled"),
-            Subject.baseline_who_scale,
-            Subject.discharged_at.label("discharged"),
-            Subject.died_at.label("died"),
-            Subject.admitted_at.label("admitted"),
-            Subject.withdrawn_at.label("withdrawn"),
-        ).outerjoin(Site, Subject.site_id == Site.id),
+            tables.subject.c.code.label("subject_id"),
+            tables.site.c.code.label("site"),
+            tables.subject.c.cohort,
+            tables.subject.c.sex,
+            tables.subject.c.age,
+            tables.subject.c.weight_kg,
+            tables.subject.c.height_cm,
+            tables.subject.c.enrolled_at.label("enrolled"),
+            tables.subject.c.baseline_who_scale,
+            tables.subject.c.discharged_at.label("discharged"),
+            tables.subject.c.died_at.label("died"),
+            tables.subject.c.admitted_at.label("admitted"),
+            tables.subject.c.withdrawn_at.label("withdrawn"),
+        ).outerjoin(tables.site, tables.subject.c.site_id == tables.site.c.id),
         study_id,
         cohort,
-    ).order_by(Subject.code)
+    ).order_by(tables.subject.c.code)
     subjects = _frame(
         engine, statement, ("enrolled", "discharged", "died", "admitted", "withdrawn")
     )
@@ -108,23 +97,23 @@ def read_infusions(
     """One row per recorded infusion (columns :data:`INFUSION_COLUMNS`)."""
     statement = _subject_filter(
         select(
-            Subject.code.label("subject_id"),
-            Infusion.number,
-            ProductLot.code.label("lot_id"),
-            Infusion.vial_id,
-            Infusion.planned_at.label("planned_time"),
-            Infusion.started_at.label("start_time"),
-            Infusion.ended_at.label("end_time"),
-            Infusion.cells_given,
-            Infusion.volume_ml,
-            Infusion.completed,
-            Infusion.stop_reason,
+            tables.subject.c.code.label("subject_id"),
+            tables.infusion.c.number,
+            tables.product_lot.c.code.label("lot_id"),
+            tables.infusion.c.vial_id,
+            tables.infusion.c.planned_at.label("planned_time"),
+            tables.infusion.c.started_at.label("start_time"),
+            tables.infusion.c.ended_at.label("end_time"),
+            tables.infusion.c.cells_given,
+            tables.infusion.c.volume_ml,
+            tables.infusion.c.completed,
+            tables.infusion.c.stop_reason,
         )
-        .join(Subject, Infusion.subject_id == Subject.id)
-        .outerjoin(ProductLot, Infusion.lot_id == ProductLot.id),
+        .join(tables.subject, tables.infusion.c.subject_id == tables.subject.c.id)
+        .outerjoin(tables.product_lot, tables.infusion.c.lot_id == tables.product_lot.c.id),
         study_id,
         cohort,
-    ).order_by(Subject.code, Infusion.number)
+    ).order_by(tables.subject.c.code, tables.infusion.c.number)
     frame = _frame(engine, statement, ("planned_time", "start_time", "end_time"))
     frame = derive_study_day(frame, first_infusions(frame), zone, time_column="start_time")
     return frame[[*INFUSION_COLUMNS, "vial_id"]]
@@ -134,21 +123,21 @@ def read_lots(engine: Engine, study_id: str) -> pd.DataFrame:
     """One row per product lot with its quality-control results and release status."""
     statement = (
         select(
-            ProductLot.code.label("lot_id"),
-            ProductLot.donor_id,
-            ProductLot.tissue_source,
-            ProductLot.manufactured_at.label("manufactured"),
-            ProductLot.expires_at.label("expires"),
-            ProductLot.total_cells,
-            ProductLot.viability_pct,
-            ProductLot.markers_pct,
-            ProductLot.sterility,
-            ProductLot.mycoplasma,
-            ProductLot.endotoxin_eu_per_ml,
-            ProductLot.release_status,
+            tables.product_lot.c.code.label("lot_id"),
+            tables.product_lot.c.donor_id,
+            tables.product_lot.c.tissue_source,
+            tables.product_lot.c.manufactured_at.label("manufactured"),
+            tables.product_lot.c.expires_at.label("expires"),
+            tables.product_lot.c.total_cells,
+            tables.product_lot.c.viability_pct,
+            tables.product_lot.c.markers_pct,
+            tables.product_lot.c.sterility,
+            tables.product_lot.c.mycoplasma,
+            tables.product_lot.c.endotoxin_eu_per_ml,
+            tables.product_lot.c.release_status,
         )
-        .where(ProductLot.study_id == study_id)
-        .order_by(ProductLot.code)
+        .where(tables.product_lot.c.study_id == study_id)
+        .order_by(tables.product_lot.c.code)
     )
     return _frame(engine, statement, ("manufactured", "expires"))
 
@@ -165,26 +154,30 @@ def read_observations(
     """All observations (columns :data:`OBSERVATION_COLUMNS`), with study days in ``zone``."""
     statement = _subject_filter(
         select(
-            Subject.code.label("subject_id"),
-            Observation.time,
-            Observation.test,
-            Observation.value,
-            Observation.unit,
-            Observation.raw_value,
-            Observation.raw_unit,
-            Observation.qualifier,
-            Observation.ref_low,
-            Observation.ref_high,
-            Observation.specimen,
-            Observation.source,
-        ).join(Subject, Observation.subject_id == Subject.id),
+            tables.subject.c.code.label("subject_id"),
+            tables.observation.c.time,
+            tables.observation.c.test,
+            tables.observation.c.value,
+            tables.observation.c.unit,
+            tables.observation.c.raw_value,
+            tables.observation.c.raw_unit,
+            tables.observation.c.qualifier,
+            tables.observation.c.ref_low,
+            tables.observation.c.ref_high,
+            tables.observation.c.specimen,
+            tables.observation.c.source,
+        ).join(tables.subject, tables.observation.c.subject_id == tables.subject.c.id),
         study_id,
         cohort,
     )
     if tests:
-        statement = statement.where(Observation.test.in_(tests))
+        statement = statement.where(tables.observation.c.test.in_(tests))
     frame = _frame(
-        engine, statement.order_by(Subject.code, Observation.time, Observation.id), ("time",)
+        engine,
+        statement.order_by(
+            tables.subject.c.code, tables.observation.c.time, tables.observation.c.id
+        ),
+        ("time",),
     )
     frame = derive_study_day(_with_time(frame), first_infusion, zone)
     return frame[list(OBSERVATION_COLUMNS)]
@@ -196,22 +189,22 @@ def read_adverse_events(
     """All adverse events of study subjects (columns :data:`ADVERSE_EVENT_COLUMNS`)."""
     statement = _subject_filter(
         select(
-            Subject.code.label("subject_id"),
-            AdverseEvent.term,
-            AdverseEvent.description,
-            AdverseEvent.onset_at.label("onset"),
-            AdverseEvent.resolved_at.label("resolved"),
-            AdverseEvent.grade,
-            AdverseEvent.serious,
-            AdverseEvent.serious_criteria,
-            AdverseEvent.relatedness,
-            AdverseEvent.expected,
-            AdverseEvent.action,
-            AdverseEvent.outcome,
-        ).join(Subject, AdverseEvent.subject_id == Subject.id),
+            tables.subject.c.code.label("subject_id"),
+            tables.adverse_event.c.term,
+            tables.adverse_event.c.description,
+            tables.adverse_event.c.onset_at.label("onset"),
+            tables.adverse_event.c.resolved_at.label("resolved"),
+            tables.adverse_event.c.grade,
+            tables.adverse_event.c.serious,
+            tables.adverse_event.c.serious_criteria,
+            tables.adverse_event.c.relatedness,
+            tables.adverse_event.c.expected,
+            tables.adverse_event.c.action,
+            tables.adverse_event.c.outcome,
+        ).join(tables.subject, tables.adverse_event.c.subject_id == tables.subject.c.id),
         study_id,
         None,
-    ).order_by(Subject.code, AdverseEvent.onset_at, AdverseEvent.id)
+    ).order_by(tables.subject.c.code, tables.adverse_event.c.onset_at, tables.adverse_event.c.id)
     frame = _with_time(_frame(engine, statement, ("onset", "resolved")), "onset")
     frame = derive_study_day(
         frame, first_infusion, zone, time_column="onset", day_column="onset_day"
@@ -225,15 +218,15 @@ def read_clinical_status(
     """Daily clinical status of study subjects (columns :data:`CLINICAL_STATUS_COLUMNS`)."""
     statement = _subject_filter(
         select(
-            Subject.code.label("subject_id"),
-            ClinicalStatus.time,
-            ClinicalStatus.who_scale,
-            ClinicalStatus.oxygen_support,
-            ClinicalStatus.fio2,
-        ).join(Subject, ClinicalStatus.subject_id == Subject.id),
+            tables.subject.c.code.label("subject_id"),
+            tables.clinical_status.c.time,
+            tables.clinical_status.c.who_scale,
+            tables.clinical_status.c.oxygen_support,
+            tables.clinical_status.c.fio2,
+        ).join(tables.subject, tables.clinical_status.c.subject_id == tables.subject.c.id),
         study_id,
         None,
-    ).order_by(Subject.code, ClinicalStatus.time, ClinicalStatus.id)
+    ).order_by(tables.subject.c.code, tables.clinical_status.c.time, tables.clinical_status.c.id)
     frame = derive_study_day(_with_time(_frame(engine, statement, ("time",))), first_infusion, zone)
     return frame[list(CLINICAL_STATUS_COLUMNS)]
 
@@ -244,31 +237,31 @@ def read_imaging(
     """Imaging studies of study subjects (subject_id, time, study_day, modality, series, path)."""
     statement = _subject_filter(
         select(
-            Subject.code.label("subject_id"),
-            ImagingStudy.time,
-            ImagingStudy.modality,
-            ImagingStudy.series_uid,
-            ImagingStudy.path,
-        ).join(Subject, ImagingStudy.subject_id == Subject.id),
+            tables.subject.c.code.label("subject_id"),
+            tables.imaging_study.c.time,
+            tables.imaging_study.c.modality,
+            tables.imaging_study.c.series_uid,
+            tables.imaging_study.c.path,
+        ).join(tables.subject, tables.imaging_study.c.subject_id == tables.subject.c.id),
         study_id,
         None,
-    ).order_by(Subject.code, ImagingStudy.time, ImagingStudy.id)
+    ).order_by(tables.subject.c.code, tables.imaging_study.c.time, tables.imaging_study.c.id)
     return derive_study_day(_with_time(_frame(engine, statement, ("time",))), first_infusion, zone)
 
 
 def read_import_batches(engine: Engine) -> pd.DataFrame:
     """The import history: one row per batch."""
     statement = select(
-        ImportBatch.id,
-        ImportBatch.time,
-        ImportBatch.user,
-        ImportBatch.kind,
-        ImportBatch.source,
-        ImportBatch.source_sha256,
-        ImportBatch.counts,
-        ImportBatch.report,
-        ImportBatch.reason,
-    ).order_by(ImportBatch.id)
+        tables.import_batch.c.id,
+        tables.import_batch.c.time,
+        tables.import_batch.c.user,
+        tables.import_batch.c.kind,
+        tables.import_batch.c.source,
+        tables.import_batch.c.source_sha256,
+        tables.import_batch.c.counts,
+        tables.import_batch.c.report,
+        tables.import_batch.c.reason,
+    ).order_by(tables.import_batch.c.id)
     return _frame(engine, statement, ("time",))
 
 
@@ -283,25 +276,27 @@ def read_ct_results(
     """
     statement = (
         select(
-            Subject.code.label("subject_id"),
-            ImagingStudy.time,
-            ImagingStudy.path,
-            ImagingStudy.checksum,
-            CtResult.method,
-            CtResult.lung_volume_ml.label("lung_ml"),
-            CtResult.ggo_volume_ml.label("ggo_ml"),
-            CtResult.consolidation_volume_ml.label("consolidation_ml"),
-            CtResult.involvement_pct,
-            CtResult.score,
-            CtResult.zones,
+            tables.subject.c.code.label("subject_id"),
+            tables.imaging_study.c.time,
+            tables.imaging_study.c.path,
+            tables.imaging_study.c.checksum,
+            tables.ct_result.c.method,
+            tables.ct_result.c.lung_volume_ml.label("lung_ml"),
+            tables.ct_result.c.ggo_volume_ml.label("ggo_ml"),
+            tables.ct_result.c.consolidation_volume_ml.label("consolidation_ml"),
+            tables.ct_result.c.involvement_pct,
+            tables.ct_result.c.score,
+            tables.ct_result.c.zones,
         )
-        .join(ImagingStudy, CtResult.imaging_study_id == ImagingStudy.id)
-        .join(Subject, ImagingStudy.subject_id == Subject.id)
-        .where(Subject.study_id == study_id, Subject.cohort.is_(None))
-        .order_by(Subject.code, ImagingStudy.time, ImagingStudy.id)
+        .join(
+            tables.imaging_study, tables.ct_result.c.imaging_study_id == tables.imaging_study.c.id
+        )
+        .join(tables.subject, tables.imaging_study.c.subject_id == tables.subject.c.id)
+        .where(tables.subject.c.study_id == study_id, tables.subject.c.cohort.is_(None))
+        .order_by(tables.subject.c.code, tables.imaging_study.c.time, tables.imaging_study.c.id)
     )
     if subject is not None:
-        statement = statement.where(Subject.code == subject)
+        statement = statement.where(tables.subject.c.code == subject)
     frame = _with_time(_frame(engine, statement, ("time",)))
     frame["lesion_ml"] = frame["ggo_ml"] + frame["consolidation_ml"]
     return frame
@@ -338,23 +333,28 @@ def read_observation_chunks(
     :data:`celltrial.frames.OBSERVATION_COLUMNS` but ``study_day``; ``time`` aware UTC)."""
     statement = _subject_filter(
         select(
-            Subject.code.label("subject_id"),
-            Subject.id.label("subject_key"),
-            Observation.time,
-            Observation.test,
-            Observation.value,
-            Observation.unit,
-            Observation.raw_value,
-            Observation.raw_unit,
-            Observation.qualifier,
-            Observation.ref_low,
-            Observation.ref_high,
-            Observation.specimen,
-            Observation.source,
-        ).join(Subject, Observation.subject_id == Subject.id),
+            tables.subject.c.code.label("subject_id"),
+            tables.subject.c.id.label("subject_key"),
+            tables.observation.c.time,
+            tables.observation.c.test,
+            tables.observation.c.value,
+            tables.observation.c.unit,
+            tables.observation.c.raw_value,
+            tables.observation.c.raw_unit,
+            tables.observation.c.qualifier,
+            tables.observation.c.ref_low,
+            tables.observation.c.ref_high,
+            tables.observation.c.specimen,
+            tables.observation.c.source,
+        ).join(tables.subject, tables.observation.c.subject_id == tables.subject.c.id),
         study_id,
         cohort,
-    ).order_by(Subject.code, Subject.id, Observation.time, Observation.id)
+    ).order_by(
+        tables.subject.c.code,
+        tables.subject.c.id,
+        tables.observation.c.time,
+        tables.observation.c.id,
+    )
     names = ["subject_id", "subject_key", *_CHUNK_COLUMNS[1:]]
     with engine.connect() as connection:
         result = connection.execution_options(stream_results=True, yield_per=chunk_rows).execute(
