@@ -5,6 +5,8 @@ Run: python benchmarks/bench_report.py [--sizes 5 500] [--studies DIR]
 
 Each size's demo study is built first (not timed; kept in --studies DIR to run again). Then, each
 in a fresh process:
+- the command as a user runs it, ``celltrial report DIR --format both`` (start-up included),
+  wall and CPU seconds (the process and its workers);
 - report: ``write_report(format="both")`` with worker processes (as shipped) and without
   (every section and figure in one process), wall and CPU seconds (the process and its workers),
   peak memory (the larger of the process and its largest worker), PDF pages of the body;
@@ -12,6 +14,7 @@ in a fresh process:
 - anchor, matplotlib alone: the same subject-profile figures (six panels, the same points) drawn
   with plain ``pyplot`` defaults and saved as PNG at the same resolution.
 The machine may be shared: CPU seconds are the steadier figure; compare each with its anchor.
+The load average is printed before and after.
 Targets (issue 23): 5 subjects under 10 s, 500 under 60 s (both formats, 2 cores); the
 500-subject body at most 40 pages and under 1 GB of memory.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -92,6 +96,24 @@ print(json.dumps({"wall": time.perf_counter() - wall, "cpu": time.process_time()
 """
 
 
+#: The command as a user runs it: argv = study dir, out dir; prints wall and CPU (with workers).
+COMMAND = """
+import json, resource, subprocess, sys, time
+wall = time.perf_counter()
+subprocess.run([sys.executable, "-c", "from celltrial.cli import app; app(prog_name='celltrial')",
+                "report", sys.argv[1], "--format", "both", "--out", sys.argv[2]],
+               check=True, capture_output=True)
+children = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"wall": time.perf_counter() - wall,
+                  "cpu": children.ru_utime + children.ru_stime,
+                  "peak_mib": children.ru_maxrss / 1024}))
+"""
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def child(code: str, *args: str) -> dict:
     done = subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, check=False
@@ -125,6 +147,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[5, 500])
     parser.add_argument("--studies", type=Path, default=None, help="keep the demo studies here")
     args = parser.parse_args()
+    print(f"load average before: {load_average()}")
     with tempfile.TemporaryDirectory() as tmp:
         studies = args.studies or Path(tmp)
         studies.mkdir(parents=True, exist_ok=True)
@@ -135,6 +158,10 @@ def main() -> None:
             from celltrial.report.profiles import MAX_PROFILES
 
             rows = []
+            command_out = Path(tmp) / f"command-{size}"
+            rows.append(
+                ("celltrial report --both", child(COMMAND, str(study), str(command_out)), None)
+            )
             for mode in ("workers", "serial"):
                 out = Path(tmp) / f"report-{size}-{mode}"
                 result = child(REPORT, str(study), str(out), mode)
@@ -162,6 +189,7 @@ def main() -> None:
                 f"{'':>8}  (subject profiles in the {where}; listings file: "
                 f"{'yes' if (out / 'report-listings.html').exists() else 'no'})"
             )
+    print(f"load average after:  {load_average()}")
 
 
 if __name__ == "__main__":

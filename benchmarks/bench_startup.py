@@ -10,8 +10,9 @@ Run: python benchmarks/bench_startup.py [--repeat 7] [--before DIR]
 under the same load.
 
 Targets: `--help` ≤ 0.25 s CPU (anchor: importing typer and rich alone, ~0.12 s);
-`status DIR` of the 5-subject demo ≤ 0.8 s CPU (anchors: importing pandas, SQLAlchemy, pydantic
-and PyYAML, the libraries status needs; and `import celltrial.cli`).
+`status DIR` of the 5-subject demo ≤ 0.8 s CPU (anchors: importing pandas, SQLAlchemy Core,
+pydantic and PyYAML, the libraries status needs; the same with SQLAlchemy's ORM, which status
+no longer imports; and `import celltrial.cli`).
 
 Each command runs in a fresh Python process as a user runs it, with bytecode caches written and
 used (as after `pip install`; PYTHONDONTWRITEBYTECODE is dropped for the children), after one
@@ -40,12 +41,16 @@ ROWS = {
     "status": ("celltrial status DIR", [CLI, "status", "{dir}"]),
     "libs": (
         "anchor: import pandas, sqlalchemy, pydantic, yaml",
+        ["import pandas, sqlalchemy, pydantic, yaml"],
+    ),
+    "orm": (
+        "anchor: the same and sqlalchemy.orm",
         ["import pandas, sqlalchemy.orm, pydantic, yaml"],
     ),
     "cli": ("anchor: import celltrial.cli", ["import celltrial.cli"]),
     "python": ("anchor: python -c pass", ["pass"]),
 }
-PAIRS = (("help", "typer+rich"), ("status", "libs"), ("status", "cli"))
+PAIRS = (("help", "typer+rich"), ("status", "libs"), ("status", "orm"), ("status", "cli"))
 TARGETS = {"help": 0.25, "status": 0.8}
 
 
