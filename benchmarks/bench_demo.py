@@ -6,7 +6,9 @@ Each run is a fresh process running the command as a user runs it (wall time inc
 CPU seconds are user + system of that process and the worker processes it started. For each size:
 a first demo with an empty phantom-CT cache (``$CELLTRIAL_CACHE_DIR`` in a temporary folder), the
 same with the CT phantoms measured in one process (``workers=1``, to see what the worker pool
-gives on this machine), and a demo with the cache filled, as every demo after the first runs.
+gives on this machine), and a demo with the cache filled, as every demo after the first runs,
+with the report's sections in worker processes (as shipped) and in one process ("report
+serial": what the workers give).
 Beside them, in the same run: ``--before DIR``, the demo of an earlier checkout (``git worktree
 add DIR <commit>``; its ``DIR/src`` is put first on the path), and an anchor of fixed work
 (NumPy matrix products) that shows how loaded the machine is. The load average is printed.
@@ -54,6 +56,9 @@ celltrial.demo.run_demo = run_demo
 if sys.argv[3] != "default":
     import celltrial.imaging.demo as ct
     ct.add_demo_scans.__kwdefaults__["workers"] = int(sys.argv[3])
+if sys.argv[4] != "default":
+    import celltrial.report.sections as sections
+    sections.build_sections.__kwdefaults__["workers"] = int(sys.argv[4])
 steps.append(("start-up", c0, t0))
 try:
     app(["demo", "--out", sys.argv[1], "--subjects", sys.argv[2]], standalone_mode=False)
@@ -101,10 +106,17 @@ def run(argv: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     return cpu, wall, done.stdout
 
 
-def run_demo(size: int, cache: Path, workers: str, source: Path | None = None) -> dict:
+def run_demo(
+    size: int,
+    cache: Path,
+    workers: str,
+    source: Path | None = None,
+    report_workers: str = "default",
+) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "study"
-        cpu, wall, stdout = run([CHILD, str(out), str(size), workers], child_env(cache, source))
+        argv = [CHILD, str(out), str(size), workers, report_workers]
+        cpu, wall, stdout = run(argv, child_env(cache, source))
         figures = json.loads(stdout.strip().splitlines()[-1])
         figures.update(cpu=cpu, wall=wall)
         figures["report_kib"] = (out / "report.html").stat().st_size / 1024
@@ -137,10 +149,14 @@ def main() -> None:
             show(f"{size} subjects, empty CT cache", run_demo(size, cache / "a", "default"))
             show(f"{size} subjects, empty CT cache, workers=1", run_demo(size, cache / "b", "1"))
             show(f"{size} subjects, CT cache filled", run_demo(size, cache / "a", "default"))
+            show(
+                f"{size} subjects, filled, report serial",
+                run_demo(size, cache / "a", "default", report_workers="1"),
+            )
             if args.before is not None:
                 show(
-                    f"before: {size} subjects",
-                    run_demo(size, cache / "c", "default", args.before.resolve()),
+                    f"before: {size} subjects, CT cache filled",
+                    run_demo(size, cache / "a", "default", args.before.resolve()),
                 )
         cpu, wall, _ = run([ANCHOR], child_env(Path(tempfile.gettempdir()), None))
         print(f"{'anchor: 200 NumPy 300×300 products':<40}{cpu:>7.2f}{wall:>7.2f}")
