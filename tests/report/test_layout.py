@@ -14,6 +14,7 @@ from celltrial.report.profiles import render_subject_profile
 from celltrial.report.sections import _renumber
 from celltrial.report.tables import LISTING_MAX_ROWS, TableCounter, render_table
 from celltrial.store.provenance import read_data_cutoff
+from tests.report.test_report import table
 
 
 def test_empty_table_says_none():
@@ -160,3 +161,16 @@ def test_a_profile_does_not_depend_on_the_subject_drawn_before():
     draw(observations(1000.0))
     after_large = draw(observations(1000.0).head(0))
     assert after_small == after_large
+
+
+def test_lot_markers_stay_with_their_values(html):
+    """A marker and its per cent on one line ("CD73 97.8", never "CD73 / 97.8"): the no-break
+    space joins them; the line may break only after a comma, between markers."""
+    rows = table(html, "Cell-product lots")
+    header = rows[0]
+    for name in ("Positive markers %", "Negative markers %"):
+        cells = [row[header.index(name)] for row in rows[1:]]
+        pairs = [pair for cell in cells for pair in cell.split(", ")]
+        assert len(pairs) >= 2 * len(cells)
+        for pair in pairs:
+            assert re.fullmatch(r"(CD\w+|HLA-DR)\u00a0\d+(\.\d+)?", pair), pair

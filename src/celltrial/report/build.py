@@ -529,11 +529,16 @@ def _lots_table(protocol: Protocol, frames: StudyFrames, counter: TableCounter) 
                     lot["release_status"],
                 ),
                 "viability %": lot.get("viability_pct"),
+                # a marker stays on one line with its value (a no-break space): "CD73 97.8"
                 "positive markers %": ", ".join(
-                    f"{m} {markers[m]:g}" for m in release.positive_markers_min_pct if m in markers
+                    f"{m}\u00a0{markers[m]:g}"
+                    for m in release.positive_markers_min_pct
+                    if m in markers
                 ),
                 "negative markers %": ", ".join(
-                    f"{m} {markers[m]:g}" for m in release.negative_markers_max_pct if m in markers
+                    f"{m}\u00a0{markers[m]:g}"
+                    for m in release.negative_markers_max_pct
+                    if m in markers
                 ),
                 "sterility": lot.get("sterility") or "—",
                 "mycoplasma": lot.get("mycoplasma") or "—",
