@@ -15,7 +15,6 @@ import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from celltrial import __version__
 from celltrial.cli_support import (
     DbOption,
     FormatOption,
@@ -61,6 +60,8 @@ STATUS_STYLE = {
 
 def _version(value: bool) -> None:
     if value:
+        from celltrial import __version__  # read from the package metadata only when asked
+
         console.print(f"celltrial {__version__}")
         raise typer.Exit()
 
