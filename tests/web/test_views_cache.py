@@ -512,3 +512,47 @@ def test_a_subjects_records_are_kept_until_its_own_data_change(app, clients):
     assert "S003 rash" in client.get("/subjects/S003").text
     terms = [e["term"] for e in client.get("/api/v1/subjects/S003").json()["adverse_events"]]
     assert "S003 rash" in terms
+
+
+def test_api_answers_are_kept_while_the_views_they_show_are(app, clients, one_minute):
+    from celltrial.web import api
+
+    client, coordinator = clients["monitor"], clients["coordinator"]
+    for code in ("S002", "S001"):  # (each subject's rows of the frames as they will stay)
+        written = coordinator.post(f"/api/v1/subjects/{code}/adverse-events", json=event("Rash"))
+        assert written.status_code == 201, written.text
+    subject, dashboard = client.get("/api/v1/subjects/S002"), client.get("/api/v1/dashboard")
+    kept = {key: answer for key, (_, answer) in api._answers.items()}
+    # asked again with nothing changed: the same answers, not made again
+    assert client.get("/api/v1/subjects/S002").content == subject.content
+    assert client.get("/api/v1/dashboard").content == dashboard.content
+    assert all(api._answers[key][1] is answer for key, answer in kept.items())
+    # another subject's write: S002's answer is kept, the dashboard is made again and shows it
+    written = coordinator.post(
+        "/api/v1/subjects/S001/adverse-events", json=event("Kept answers rash")
+    )
+    assert written.status_code == 201, written.text
+    assert client.get("/api/v1/subjects/S002").content == subject.content
+    assert (
+        api._answers[(app.state.study.url, "subject", "S002")][1]
+        is kept[(app.state.study.url, "subject", "S002")]
+    )
+
+    def ae_counts(answer) -> dict[str, int]:
+        return {r["subject_id"]: r["adverse_events"] for r in answer.json()["subjects"]}
+
+    counts = ae_counts(client.get("/api/v1/dashboard"))
+    assert counts["S001"] == ae_counts(dashboard)["S001"] + 1
+    # S002's own write shows at once
+    written = coordinator.post(
+        "/api/v1/subjects/S002/adverse-events", json=event("Own kept answers rash")
+    )
+    assert written.status_code == 201, written.text
+    terms = [e["term"] for e in client.get("/api/v1/subjects/S002").json()["adverse_events"]]
+    assert "Own kept answers rash" in terms
+    # every kept answer is what one made afresh would be
+    now = {
+        path: client.get(path).content for path in ("/api/v1/subjects/S002", "/api/v1/dashboard")
+    }
+    api._answers.clear()
+    assert {path: client.get(path).content for path in now} == now

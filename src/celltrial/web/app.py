@@ -7,6 +7,7 @@ import importlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from importlib.resources import files
 from pathlib import Path
 from urllib.parse import quote
@@ -28,17 +29,16 @@ from celltrial.services.monitoring import (
     start_figure_process,
     stop_figure_process,
     summarize_dashboard,
-    write_in_flight,
 )
 from celltrial.study import StudyHandle, open_study
 from celltrial.web.body_limit import MAX_BODY_BYTES, BodyLimit
 from celltrial.web.dry_runs import DryRunProcess
+from celltrial.web.layers import AnalysesAfterWrites, SessionGate
 from celltrial.web.paths import SLASH_IN_SEGMENT, EncodedSlashes, path_part, restore_slashes
-from celltrial.web.security import SECURITY_HEADERS, SESSION_COOKIE, CsrfRefused, NotSignedIn
+from celltrial.web.security import CsrfRefused, NotSignedIn
 from celltrial.web.validation import page_summary, readable_errors
 
 WEB_USER = "celltrial-web"
-_READS = frozenset({"GET", "HEAD", "OPTIONS"})
 _log = logging.getLogger(__name__)
 #: Reachable without signing in: the sign-in page and API call, and the style sheet.
 PUBLIC_ROUTES = frozenset(
@@ -69,7 +69,7 @@ def _templates() -> jinja2.Environment:
 _MAX_RECORD_NUMBER = 2**31 - 1
 
 
-def _record_numbers_in_range(request: Request) -> None:
+async def _record_numbers_in_range(request: Request) -> None:
     """Every route: a record number (path or query parameter ``*_id``) that no record can have is
     not found, rather than an error of the database driver (PostgreSQL: integer out of range)."""
     for params in (request.path_params, request.query_params):
@@ -167,35 +167,6 @@ def create_app(
     app.state.study = study
     app.state.templates = _templates()
     app.state.css = files("celltrial.web").joinpath("static/style.css").read_bytes()
-
-    @app.middleware("http")
-    async def bring_analyses_up_to_date(request: Request, call_next):
-        # a write brings the analyses and the dashboard up to date before it is acknowledged, so
-        # the reads after it (its own redirect, other users' pages) find them made, not make them
-        # (while it runs, readers are not kept waiting for analyses of a write not acknowledged)
-        if request.method in _READS:
-            return await call_next(request)
-        with write_in_flight():
-            response = await call_next(request)
-            if response.status_code < 400:
-                try:
-                    await run_in_threadpool(refresh_after_write, study)
-                except Exception:  # the write is saved; the next read computes the analyses
-                    _log.exception("refreshing the study's analyses after a write failed")
-        return response
-
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next):
-        # a first gate before any parsing: no session cookie, no route (each route then checks
-        # the session and its role itself)
-        public = (request.method, request.url.path) in PUBLIC_ROUTES
-        if not public and not request.cookies.get(SESSION_COOKIE):
-            response = await _not_signed_in(request, NotSignedIn())
-        else:
-            response = await call_next(request)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        return response
 
     def wants_json(request: Request) -> bool:
         return request.url.path.startswith("/api/")
@@ -298,6 +269,12 @@ def create_app(
             return imports.upload_body_limit(app)
         return MAX_BODY_BYTES
 
+    app.add_middleware(AnalysesAfterWrites, refresh=partial(refresh_after_write, study))
+
+    async def not_signed_in(request: Request) -> Response:
+        return await _not_signed_in(request, NotSignedIn())
+
+    app.add_middleware(SessionGate, public=PUBLIC_ROUTES, refuse=not_signed_in)
     app.add_middleware(EncodedSlashes)
     # outermost of the app's own layers: a body over the limit is refused before anything reads it
     app.add_middleware(BodyLimit, limit_for=body_limit)

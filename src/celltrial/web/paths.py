@@ -46,7 +46,7 @@ class EncodedSlashes:
         await self.app(scope, receive, send)
 
 
-def restore_slashes(request: Request) -> None:
+async def restore_slashes(request: Request) -> None:
     """Every route: path parameters get their encoded slashes back (see the module)."""
     params = request.scope.get("path_params") or {}
     for name, value in params.items():

@@ -84,7 +84,7 @@ def signed_in(request: Request) -> ActiveSession:
 def allowed(permission: str):
     """A dependency: the signed-in session, if its role has ``permission``."""
 
-    def dependency(active: Annotated[ActiveSession, Depends(signed_in)]) -> ActiveSession:
+    async def dependency(active: Annotated[ActiveSession, Depends(signed_in)]) -> ActiveSession:
         if not active.account.can(permission):
             what = permission.replace("_", " ")
             raise NotPermitted(f"your role ({active.account.role}) may not do this ({what})")
@@ -98,7 +98,7 @@ def api_write(permission: str):
 
     permitted = allowed(permission)
 
-    def dependency(request: Request, active: ActiveSession = permitted) -> ActiveSession:
+    async def dependency(request: Request, active: ActiveSession = permitted) -> ActiveSession:
         check_csrf(active, request.headers.get(CSRF_HEADER))
         return active
 
