@@ -454,13 +454,17 @@ def render_swimmer(
             zorder=6,
         )
         for item in part.itertuples():
+            # on the lane's own centre line, right of its marker and over the bar: set below
+            # the lane, a label sat in the next subject's lane once lanes were narrow
             ax.annotate(
                 f"G{int(item.grade)}" if pd.notna(item.grade) else "",
                 (float(item.onset_day), lane[str(item.subject_id)]),
-                xytext=(5, -9),
+                xytext=(5, 0),
                 textcoords="offset points",
-                fontsize=7,
+                fontsize=min(7.0, lane_in * 72 * 0.6),
                 va="center",
+                zorder=7,
+                bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.85},
             )
     ax.set_yticks(range(len(ids)), list(reversed(ids)), fontsize=7 if len(ids) > 20 else 9)
     ax.set_ylim(-0.7, len(ids) - 0.3)
@@ -517,17 +521,20 @@ def render_swimmer(
         ),
         Line2D([], [], marker="X", color="#000000", ls="", ms=8, label="died"),
     ]
+    if ax2 is None:  # below the day axis and its label, which it covered when put at the axes
+        ax.set_xlabel("Study day (day 0 = first infusion)")
+        figure.legend(
+            handles=handles, loc="outside lower center", ncol=5, fontsize=7.5, frameon=False
+        )
+        return figure
     ax.legend(
         handles=handles,
-        loc="outside lower center" if False else "upper center",
-        bbox_to_anchor=(0.5, -0.02 if ax2 is None else -0.04),
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.04),
         ncol=5,
         fontsize=7.5,
         frameon=False,
     )
-    if ax2 is None:
-        ax.set_xlabel("Study day (day 0 = first infusion)")
-        return figure
     daily = oxygenation.assign(subject_id=oxygenation["subject_id"].astype(str))
     daily = daily[daily["subject_id"].isin(ids) & daily["sf_ratio"].notna()]
     colours = _subject_colours(ids)
