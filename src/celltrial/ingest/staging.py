@@ -92,32 +92,29 @@ class Stage:
     def add(self, rows: pd.DataFrame, known: pd.DataFrame) -> None:
         """Stage one validated chunk; ``known``: the subjects as validated (index code, id)."""
         ids = known["id"]
-        for code in rows["subject"].astype(str).unique():
-            self._subjects.setdefault(code, int(ids[code]))
+        codes = rows["subject"].astype(str).unique()
+        # a code keeps its id from chunk to chunk (new subjects are numbered once)
+        self._subjects.update(zip(codes, ids.reindex(codes).astype("int64").tolist(), strict=True))
         self.writer.write(rows, ids)
 
     def store(self, session: Session, batch: ImportBatch, ids: pd.Series, path: Path) -> int:
         """Copy the staged rows into the study in ``session``'s transaction (subjects
         registered: ``ids`` code → id); the number stored. Refused, storing nothing, when a
         subject was removed, renamed or given results by another user meanwhile."""
-        codes = sorted(code for code in self._subjects if code not in ids.index)
+        stored = ids.reindex(list(self._subjects))
+        codes = sorted(stored.index[stored.isna()])
         if codes:
             raise DataError(
                 f"{path}: subject(s) {', '.join(codes[:5])} changed in the study while the file "
                 "was being validated; nothing was stored: import the file again"
             )
-        placeholders = {staged: int(ids[code]) for code, staged in self._subjects.items()}
-        busy = session.scalars(
-            select(Observation.subject_id)
-            .where(Observation.subject_id.in_(sorted(set(placeholders.values()))))
-            .limit(5)
-        ).all()
-        if busy:
+        real = stored.astype("int64").tolist()
+        if _have_results(session, sorted(set(real))):
             raise DataError(
-                f"{path}: results of {len(busy)} or more subjects of this file were stored by "
-                "another user while the file was being validated; nothing was stored: import the "
-                "file again"
+                f"{path}: results of subjects of this file were stored by another user while "
+                "the file was being validated; nothing was stored: import the file again"
             )
+        placeholders = dict(zip(self._subjects.values(), real, strict=True))
         return self.writer.store_staged(session, batch, placeholders)
 
     def attach(self, session: Session) -> None:
@@ -129,6 +126,16 @@ class Stage:
         _detach_on_checkin(connection.engine)
         connection.exec_driver_sql(f"ATTACH DATABASE ? AS {STAGE_SCHEMA}", (str(self.path),))
         connection.info[STAGE_SCHEMA] = True
+
+
+def _have_results(session: Session, subject_ids: list[int]) -> bool:
+    """Whether any of these subjects has a result stored."""
+    for start in range(0, len(subject_ids), 500):
+        part = subject_ids[start : start + 500]
+        found = select(Observation.id).where(Observation.subject_id.in_(part)).limit(1)
+        if session.execute(found).first() is not None:
+            return True
+    return False
 
 
 def _detach_on_checkin(engine: Engine) -> None:
