@@ -119,6 +119,14 @@ def _cache_of_this_run(tmp_path_factory) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _test_databases_closed() -> Iterator[None]:
+    """At the end of the run, the test databases dropped in the background are gone and the
+    migrated templates removed (tests/store/backends.py)."""
+    yield
+    backends.close_test_databases()
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _all_studies_on_postgresql() -> Iterator[None]:
     """With $CELLTRIAL_TEST_ALL_POSTGRESQL, a study's default database is a PostgreSQL one."""
     global _study_databases

@@ -30,7 +30,7 @@ def broken(request, tmp_path_factory):
     observations before the edit)."""
     directory = tmp_path_factory.mktemp("unreadable") / "study"
     directory.mkdir()
-    with fresh_database(request.param, directory) as url:
+    with fresh_database(request.param, directory, migrated=True) as url:
         yield _build(directory, url)
 
 

@@ -19,7 +19,7 @@ LABS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "labs"
 @pytest.fixture(params=BACKENDS)
 def study(request, tmp_path) -> Iterator[StudyHandle]:
     """The study, on SQLite and on PostgreSQL (the bulk SQLite path and the generic one)."""
-    with fresh_database(request.param, tmp_path) as url:
+    with fresh_database(request.param, tmp_path, migrated=True) as url:
         handle = _enrolled(tmp_path, url)
         yield handle
         handle.engine.dispose()

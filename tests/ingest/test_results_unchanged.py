@@ -74,7 +74,7 @@ def studies(request, tmp_path) -> Iterator[Callable[[str], StudyHandle]]:
         def make(name: str) -> StudyHandle:
             folder = tmp_path / name
             folder.mkdir()
-            url = stack.enter_context(fresh_database(request.param, folder))
+            url = stack.enter_context(fresh_database(request.param, folder, migrated=True))
             handle = init_study(folder / "study", user="tester", db_url=url)
             stack.callback(handle.engine.dispose)
             return handle

@@ -19,6 +19,10 @@ keep it through an explicit ``sqlite:///`` URL. ``-rs`` lists what was skipped a
 from __future__ import annotations
 
 import os
+import queue
+import shutil
+import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -60,16 +64,18 @@ def _server_url() -> str:
     return server_url
 
 
-def create_database(server_url: str) -> tuple[str, str]:
-    """A new, empty database on the server of ``server_url``: (its name, its URL)."""
+def create_database(server_url: str, *, template: str | None = None) -> tuple[str, str]:
+    """A new database on the server of ``server_url``: (its name, its URL). Empty, or a copy of
+    database ``template`` (which nobody may be connected to)."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
     name = f"celltrial_test_{uuid.uuid4().hex[:16]}"
+    copy = f' TEMPLATE "{template}"' if template else ""
     admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
+            connection.execute(text(f'CREATE DATABASE "{name}"{copy}'))
     finally:
         admin.dispose()
     return name, make_url(server_url).set(database=name).render_as_string(hide_password=False)
@@ -97,20 +103,126 @@ def drop_database(server_url: str, name: str) -> None:
         admin.dispose()
 
 
+class _Dropper:
+    """Drops test databases in a thread of its own. ``DROP DATABASE`` makes the server write a
+    checkpoint (0.2–2 s of waiting, more when earlier tests left much to write), which the next
+    test need not wait for. At most a few drops wait at a time; :meth:`wait` (at the end of the
+    run) waits for them all and raises the first failure."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[tuple[str, str]] = queue.Queue(maxsize=4)
+        self._thread: threading.Thread | None = None
+        self._failures: list[BaseException] = []
+
+    def drop(self, server_url: str, name: str) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="drop-test-databases")
+            self._thread.daemon = True
+            self._thread.start()
+        self._queue.put((server_url, name))
+
+    def _run(self) -> None:
+        while True:
+            server_url, name = self._queue.get()
+            try:
+                drop_database(server_url, name)
+            except BaseException as exc:  # reported by wait(), at the end of the run
+                self._failures.append(exc)
+            finally:
+                self._queue.task_done()
+
+    def wait(self) -> None:
+        self._queue.join()
+        if self._failures:
+            raise self._failures[0]
+
+
+class MigratedTemplates:
+    """One empty database per backend at the schema head, made once per test run (on first use)
+    and copied for each study a test makes (:func:`fresh_database` with ``migrated=True``):
+    ``init_study`` then finds nothing to migrate. Copying costs about a quarter of migrating
+    (SQLite 0.13 → 0.04 CPU-s; PostgreSQL 1.2 → 0.5 s of waiting for the server). The templates
+    are made by the migrations themselves, so they are what ``init_study`` would make; the
+    migration path is tested from empty databases (``fresh_database`` without ``migrated``)."""
+
+    def __init__(self) -> None:
+        self._sqlite: Path | None = None
+        self._postgresql: str | None = None
+        self._lock = threading.Lock()
+
+    def sqlite(self) -> Path:
+        """The SQLite template file."""
+        with self._lock:
+            if self._sqlite is None:
+                path = Path(tempfile.mkdtemp(prefix="celltrial-template-")) / "celltrial.db"
+                _migrate(f"sqlite:///{path}")
+                self._sqlite = path
+            return self._sqlite
+
+    def postgresql(self, server_url: str) -> str:
+        """The name of the PostgreSQL template database (nobody stays connected to it)."""
+        with self._lock:
+            if self._postgresql is None:
+                name, url = create_database(server_url)
+                self._postgresql = name
+                _migrate(url)
+            return self._postgresql
+
+    def close(self, server_url: str | None) -> None:
+        """Remove the templates (at the end of the run)."""
+        with self._lock:
+            if self._sqlite is not None:
+                shutil.rmtree(self._sqlite.parent, ignore_errors=True)
+                self._sqlite = None
+            if self._postgresql is not None and server_url:
+                drop_database(server_url, self._postgresql)
+                self._postgresql = None
+
+
+def _migrate(url: str) -> None:
+    """Bring the database at ``url`` to the schema head, as ``init_study`` does."""
+    from celltrial.store.database import open_engine, upgrade_database
+
+    engine = open_engine(url)
+    try:
+        upgrade_database(engine)
+    finally:
+        engine.dispose()  # on SQLite: the write-ahead log is folded into the file and removed
+
+
+DROPPER = _Dropper()
+TEMPLATES = MigratedTemplates()
+
+
+def close_test_databases() -> None:
+    """At the end of the run: wait for the background drops, then remove the templates."""
+    try:
+        DROPPER.wait()
+    finally:
+        TEMPLATES.close(os.environ.get(POSTGRES_ENV))
+
+
 @contextmanager
-def fresh_database(backend: str, directory: Path) -> Iterator[str]:
-    """The URL of a new, empty database on ``backend`` (dropped afterwards on PostgreSQL)."""
+def fresh_database(backend: str, directory: Path, *, migrated: bool = False) -> Iterator[str]:
+    """The URL of a new database on ``backend`` (dropped afterwards on PostgreSQL): empty, or with
+    ``migrated`` already at the schema head (for a study made in it at once, see
+    :class:`MigratedTemplates`). On SQLite the file is ``directory/celltrial.db``."""
     if backend == "sqlite":
         if ALL_POSTGRESQL:
             pytest.skip(SQLITE_SKIP_REASON)
-        yield f"sqlite:///{directory / 'celltrial.db'}"
+        path = directory / "celltrial.db"
+        if migrated:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(TEMPLATES.sqlite(), path)
+        yield f"sqlite:///{path}"
         return
     server_url = _server_url()
-    name, url = create_database(server_url)
+    template = TEMPLATES.postgresql(server_url) if migrated else None
+    name, url = create_database(server_url, template=template)
     try:
         yield url
     finally:
-        drop_database(server_url, name)
+        DROPPER.drop(server_url, name)
 
 
 @pytest.fixture(params=BACKENDS)

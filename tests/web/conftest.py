@@ -72,7 +72,7 @@ def build_study(directory, *, subjects=("S001", "S002", "S003", "S004"), db_url=
 def study_database(request, tmp_path_factory):
     """(study directory, database URL) of a small study, on each backend."""
     directory = tmp_path_factory.mktemp("web") / "study"
-    with fresh_database(request.param, directory.parent) as url:
+    with fresh_database(request.param, directory.parent, migrated=True) as url:
         study = build_study(directory, db_url=url)
         study.engine.dispose()
         yield directory, url

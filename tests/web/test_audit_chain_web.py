@@ -16,7 +16,7 @@ from tests.web.conftest import build_study, client_for
 def test_a_forged_entry_shows_on_the_dashboard(backend, tmp_path):
     from celltrial.web import create_app
 
-    with fresh_database(backend, tmp_path) as url:
+    with fresh_database(backend, tmp_path, migrated=True) as url:
         study = build_study(tmp_path / "study", subjects=("S001",), db_url=url)
         app = create_app(tmp_path / "study", db_url=url)
         try:

@@ -135,7 +135,7 @@ def test_a_large_import_and_web_writes_together_lose_nothing(backend, tmp_path):
     from celltrial.ingest import import_file
     from celltrial.web import create_app
 
-    with fresh_database(backend, tmp_path) as url:
+    with fresh_database(backend, tmp_path, migrated=True) as url:
         study = build_study(tmp_path / "study", subjects=("S001", "S002"), db_url=url)
         app = create_app(tmp_path / "study", db_url=url)
         labs = tmp_path / "labs.csv"

@@ -29,7 +29,7 @@ def server(request, tmp_path_factory):
     from celltrial.web import create_app
 
     directory = tmp_path_factory.mktemp("enrolment-browser") / "study"
-    with hash_cost(), fresh_database(request.param, directory.parent) as url:
+    with hash_cost(), fresh_database(request.param, directory.parent, migrated=True) as url:
         study = build_study(directory, subjects=("S001",), db_url=url)
         yield from _serve(uvicorn, create_app(directory, db_url=url), study)
         study.engine.dispose()

@@ -24,7 +24,7 @@ def server(request, tmp_path_factory):
     from celltrial.web import create_app
 
     directory = tmp_path_factory.mktemp("entry-checks-browser") / "study"
-    with fresh_database(request.param, directory.parent) as url:
+    with fresh_database(request.param, directory.parent, migrated=True) as url:
         study = build_study(directory, subjects=("S001",), db_url=url)
         yield from _serve(uvicorn, create_app(directory, db_url=url), study)
         study.engine.dispose()

@@ -65,7 +65,7 @@ def built(request, tmp_path_factory):
     from celltrial.web import create_app
 
     directory = tmp_path_factory.mktemp("listings") / "study"
-    with fresh_database(request.param, directory.parent) as url:
+    with fresh_database(request.param, directory.parent, migrated=True) as url:
         _study_with_many_lots(directory, url)
         app = create_app(directory, db_url=url)
         clients = {role: client_for(app, role) for role in ROLES}
