@@ -195,3 +195,25 @@ def test_listings_file_name_is_the_report_download_name():
     built = datetime(2026, 3, 1, 9, 5, tzinfo=timezone(timedelta(hours=8)))
     assert reports.report_stem("HUC-1", built) == "HUC-1-report-20260301-0105"
     assert reports.report_stem("HUC-1", built.astimezone(UTC)) == "HUC-1-report-20260301-0105"
+
+
+def test_downloaded_report_opens_its_listings_in_chromium(built, browser, tmp_path):
+    """From disk, in the browser: the downloaded report's link opens the downloaded listings at
+    the table it names."""
+    app, clients = built
+    statistician = clients["statistician"]
+    stem = app.state.report_builder.status.stem
+    report = tmp_path / f"{stem}.html"
+    report.write_bytes(statistician.get("/reports/report.html").content)
+    listings = tmp_path / f"{stem}-listings.html"
+    listings.write_bytes(statistician.get("/reports/report-listings.html").content)
+    page = browser.new_page()
+    page.goto(report.as_uri())
+    link = page.locator("p.listing-ref a").first
+    href = link.get_attribute("href")
+    assert href and "#table-" in href
+    link.click()
+    page.wait_for_load_state()
+    assert page.url == f"{listings.as_uri()}#{href.split('#')[1]}"
+    assert page.locator(f"#{href.split('#')[1]}").is_visible()
+    assert "Cell-product lots" in page.locator(f"#{href.split('#')[1]}").inner_text()
