@@ -164,8 +164,8 @@ def test_a_profile_does_not_depend_on_the_subject_drawn_before():
 
 
 def test_lot_markers_stay_with_their_values(html):
-    """A marker and its per cent on one line ("CD73 97.8", never "CD73 / 97.8"): the no-break
-    space joins them; the line may break only after a comma, between markers."""
+    """A marker and its per cent on one line ("CD73 97.8", never "CD73 / 97.8", nor "HLA- / DR"):
+    a no-break space and a non-breaking hyphen; lines break only after a comma, between markers."""
     rows = table(html, "Cell-product lots")
     header = rows[0]
     for name in ("Positive markers %", "Negative markers %"):
@@ -173,4 +173,4 @@ def test_lot_markers_stay_with_their_values(html):
         pairs = [pair for cell in cells for pair in cell.split(", ")]
         assert len(pairs) >= 2 * len(cells)
         for pair in pairs:
-            assert re.fullmatch(r"(CD\w+|HLA-DR)\u00a0\d+(\.\d+)?", pair), pair
+            assert re.fullmatch(r"(CD\w+|HLA\u2011DR)\u00a0\d+(\.\d+)?", pair), pair

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from importlib.resources import files
@@ -50,6 +50,8 @@ REPORT_STEPS = (
 #: Subject profiles are drawn in the report's body up to this many subjects, else in the
 #: listings file (up to :data:`celltrial.report.profiles.MAX_PROFILES`).
 PROFILES_IN_BODY = 12
+#: A hyphen where no line may break (U+2011): "HLA-DR" never "HLA- / DR".
+NON_BREAKING_HYPHEN = "\u2011"
 #: The visit matrix (a row of badges and missed tests per subject, several lines tall) stays in
 #: the body up to this many subjects (30 took three and a half pages).
 VISIT_MATRIX_MAX_ROWS = 20
@@ -510,6 +512,16 @@ def _signed_hours(value: float) -> str:
     return "0.0" if round(value, 1) == 0 else f"{value:+.1f}".replace("-", "−")
 
 
+def _marker_values(markers: dict[str, float], names: Iterable[str]) -> str:
+    """A lot's marker results, each on one line with its value ("CD73 97.8", "HLA-DR 0.81":
+    a no-break space and a non-breaking hyphen), so that lines break only between markers."""
+    return ", ".join(
+        f"{name.replace('-', NON_BREAKING_HYPHEN)}\u00a0{markers[name]:g}"
+        for name in names
+        if name in markers
+    )
+
+
 def _lots_table(protocol: Protocol, frames: StudyFrames, counter: TableCounter) -> Markup:
     lots = frames.lots
     if lots.empty:
@@ -529,17 +541,8 @@ def _lots_table(protocol: Protocol, frames: StudyFrames, counter: TableCounter) 
                     lot["release_status"],
                 ),
                 "viability %": lot.get("viability_pct"),
-                # a marker stays on one line with its value (a no-break space): "CD73 97.8"
-                "positive markers %": ", ".join(
-                    f"{m}\u00a0{markers[m]:g}"
-                    for m in release.positive_markers_min_pct
-                    if m in markers
-                ),
-                "negative markers %": ", ".join(
-                    f"{m}\u00a0{markers[m]:g}"
-                    for m in release.negative_markers_max_pct
-                    if m in markers
-                ),
+                "positive markers %": _marker_values(markers, release.positive_markers_min_pct),
+                "negative markers %": _marker_values(markers, release.negative_markers_max_pct),
                 "sterility": lot.get("sterility") or "—",
                 "mycoplasma": lot.get("mycoplasma") or "—",
                 "endotoxin EU/mL": lot.get("endotoxin_eu_per_ml"),
