@@ -106,11 +106,11 @@ def drop_database(server_url: str, name: str) -> None:
 class _Dropper:
     """Drops test databases in a thread of its own. ``DROP DATABASE`` makes the server write a
     checkpoint (0.2–2 s of waiting, more when earlier tests left much to write), which the next
-    test need not wait for. At most a few drops wait at a time; :meth:`wait` (at the end of the
-    run) waits for them all and raises the first failure."""
+    test need not wait for. At most 16 drops wait at a time (each database holds disk space);
+    :meth:`wait` (at the end of the run) waits for them all and raises the first failure."""
 
     def __init__(self) -> None:
-        self._queue: queue.Queue[tuple[str, str]] = queue.Queue(maxsize=4)
+        self._queue: queue.Queue[tuple[str, str]] = queue.Queue(maxsize=16)
         self._thread: threading.Thread | None = None
         self._failures: list[BaseException] = []
 
