@@ -156,6 +156,10 @@ def test_analysis_commands_on_the_demo(demo_dir, tmp_path):
     safety = runner.invoke(app, ["safety", str(demo_dir)], env={"COLUMNS": "200"})
     assert safety.exit_code == 0, safety.output
     assert "Safety overview (N = 5)" in safety.output
+    # vital-sign signals in words with their units, as the report shows them
+    signal_rows = [line for line in safety.output.splitlines() if "systolic BP drop" in line]
+    assert signal_rows and "mmHg" in signal_rows[0], safety.output
+    assert "sysbp_drop" not in safety.output and "degC" not in safety.output
     efficacy = runner.invoke(
         app,
         ["efficacy", str(demo_dir), "--test", "CRP", "--figures", str(tmp_path / "fig")],

@@ -19,7 +19,7 @@ def safety_command(
     db: DbOption = None,
 ) -> None:
     """Print the safety tables: overview, AEs by term, SAEs, lab shifts, infusion signals."""
-    from celltrial.labels import test_label
+    from celltrial.labels import display_unit, test_label
     from celltrial.safety.analysis import analyse_safety
     from celltrial.study import open_study, read_study_frames
 
@@ -68,12 +68,16 @@ def safety_command(
     if len(summary.shifts):
         output.table(summary.shifts, "Lab shifts (baseline grade → worst post-baseline grade)")
     if len(summary.signals):
+        signals = summary.signals
+        if output.format == "text":  # CSV and JSON keep the catalogue's unit codes
+            signals = signals.assign(unit=signals["unit"].map(display_unit))
         output.table(
-            summary.signals[
+            signals[
                 [
                     "subject_id",
                     "infusion_number",
                     "signal",
+                    "unit",
                     "pre_value",
                     "worst_value",
                     "change",
