@@ -288,6 +288,31 @@ def test_the_audit_log_filters_are_those_the_schema_states(clients):
     assert impossible.status_code == 422 and "is not a date" in impossible.json()["detail"]
 
 
+def test_audit_log_filters_beyond_the_numbers_and_times_a_database_holds(clients):
+    reader = clients["data_manager"]
+
+    def ids(**params) -> list[int]:
+        answer = reader.get("/api/v1/audit", params={"limit": 500, **params})
+        assert answer.status_code == 200, answer.text
+        return [entry["id"] for entry in answer.json()["entries"]]
+
+    every = ids()
+    assert every  # the study's set-up is audited
+    # event numbers are 32-bit in the database: every event is before a larger one, none after
+    for number in ("2147483648", "9" * 18):
+        assert ids(before=number) == every
+        assert ids(after=number) == []
+    assert ids(before="2147483647") == every
+    # the first and last days a time can hold: before and after every event
+    assert ids(since="0001-01-01") == every
+    assert ids(until="9999-12-31") == every
+    assert ids(since="9999-12-31") == []
+    assert ids(until="0001-01-01") == []
+    # the page takes them too
+    assert reader.get("/audit", params={"before": "9" * 18, "until": "9999-12-31"}).is_success
+    assert reader.get("/audit", params={"after": "9" * 18, "since": "0001-01-01"}).is_success
+
+
 def test_an_account_state_that_refuses_a_change_is_a_conflict(clients):
     admin = clients["admin"]
     own = admin.post("/api/v1/users/admin/deactivate", json={"reason": "test"})

@@ -4,10 +4,10 @@ first, by user, table and dates, a page at a time (for data managers and monitor
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import false, or_, select, true
 
 from celltrial.errors import DataError
 from celltrial.services.plain_text import control_character_problem
@@ -71,6 +71,28 @@ def _id(text: str, field: str) -> int | None:
     return int(text)
 
 
+#: Audit event numbers are 32-bit integers in the database (PostgreSQL refuses to compare them
+#: with a larger number): every event is before a larger one, none after it.
+_LARGEST_EVENT = 2**31 - 1
+
+
+def _time_filters(start: datetime | None, end: datetime | None) -> list[Any]:
+    """From the start of day ``start`` to the end of day ``end`` (study zone). A day at the
+    edge of what a time can hold (years 1 and 9999) is before or after every event."""
+    filters: list[Any] = []
+    if start is not None:
+        try:
+            filters.append(AuditEvent.time >= start.astimezone(UTC))
+        except OverflowError:
+            filters.append(false() if start.year > 1 else true())
+    if end is not None:
+        try:
+            filters.append(AuditEvent.time < (end + timedelta(days=1)).astimezone(UTC))
+        except OverflowError:
+            filters.append(true() if end.year > 1 else false())
+    return filters
+
+
 def read_audit_log(
     study: StudyHandle,
     *,
@@ -107,22 +129,20 @@ def read_audit_log(
                 AuditEvent.table_name.contains(f",{table},", autoescape=True),
             )
         )
-    if start is not None:
-        filters.append(AuditEvent.time >= start)
-    if end is not None:
-        filters.append(AuditEvent.time < end + timedelta(days=1))
+    filters += _time_filters(start, end)
     columns = (AuditEvent, Subject.code)
     query = select(*columns).outerjoin(Subject, Subject.id == AuditEvent.subject_id).where(*filters)
     with study_session(study.engine, user="read") as session:
         if after_id is not None:
+            newer = AuditEvent.id > after_id if after_id <= _LARGEST_EVENT else false()
             rows = session.execute(
-                query.where(AuditEvent.id > after_id).order_by(AuditEvent.id).limit(limit + 1)
+                query.where(newer).order_by(AuditEvent.id).limit(limit + 1)
             ).all()
             more_newer = len(rows) > limit
             rows = rows[:limit][::-1]
             more_older = bool(rows) and _exists(session, query, AuditEvent.id < rows[-1][0].id)
         else:
-            if before_id is not None:
+            if before_id is not None and before_id <= _LARGEST_EVENT:
                 query = query.where(AuditEvent.id < before_id)
             rows = session.execute(query.order_by(AuditEvent.id.desc()).limit(limit + 1)).all()
             more_older = len(rows) > limit
