@@ -20,8 +20,14 @@ between requests (0: back to back, the server's capacity). Writes never collide:
 its subjects and queries, so any 4xx/5xx or failed connection counts as an error.
 
 Prints requests/s and p50/p95/p99 latency for pages, profile figures, API reads, API writes and
-sign-ins, the error count (by status and route) and the machine load. Targets (issue 12): p95
-under 200 ms for pages and under 50 ms for API reads, no errors.
+sign-ins, the error count (by status and route) and the machine load.
+
+``--sequential N`` measures instead what one request costs alone: one client reads each route N
+times per pass, one request at a time, and the server's CPU per request is printed beside the
+latency (the stylesheet, which needs no session and no database, is the anchor). ``--before
+DIR`` runs a server of another checkout on the same study, the two read in turn.
+
+Targets (issue 12): p95 under 200 ms for pages and under 50 ms for API reads, no errors.
 """
 
 from __future__ import annotations
@@ -180,10 +186,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(folder: Path, study_dir: Path, url: str, workers: int) -> tuple:
+def start_server(
+    folder: Path, study_dir: Path, url: str, workers: int, *, source: Path | None = None
+) -> tuple:
+    """The server in a subprocess (``source``: the ``src`` folder of another checkout)."""
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "bench_web_app.py").write_text(APP_MODULE)
     port = free_port()
     env = dict(os.environ, BENCH_STUDY_DIR=str(study_dir), BENCH_DB_URL=url)
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
     log = (folder / "server.log").open("w")
     command = [
         sys.executable,
@@ -621,6 +633,89 @@ def anchor() -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
+# --- one client, one request at a time ----------------------------------------------------------
+
+
+def sequential_routes(plan: dict, rng: random.Random) -> dict:
+    """Route -> a function giving a path: the stylesheet (no session, no database: the anchor),
+    every API read of the load mix, and the two pages most asked for."""
+    codes, infusions = plan["subjects"], [i for _, i in plan["infusions"]]
+    events = [i for _, i in plan["events"]]
+    return {
+        "GET /static/style.css (anchor)": lambda: "/static/style.css",
+        "GET /api/v1/dashboard": lambda: "/api/v1/dashboard",
+        "GET /api/v1/subjects/{code}": lambda: f"/api/v1/subjects/{rng.choice(codes)}",
+        "GET /api/v1/subjects/{code}/infusions": (
+            lambda: f"/api/v1/subjects/{rng.choice(codes)}/infusions"
+        ),
+        "GET /api/v1/subjects/{code}/adverse-events": (
+            lambda: f"/api/v1/subjects/{rng.choice(codes)}/adverse-events"
+        ),
+        "GET /api/v1/subjects/{code}/signatures": (
+            lambda: f"/api/v1/subjects/{rng.choice(codes)}/signatures"
+        ),
+        "GET /api/v1/infusions/{id}": lambda: f"/api/v1/infusions/{rng.choice(infusions)}",
+        "GET /api/v1/adverse-events/{id}": lambda: f"/api/v1/adverse-events/{rng.choice(events)}",
+        "GET /api/v1/queries": lambda: "/api/v1/queries?open_only=true",
+        "GET /api/v1/audit/{table}/{id}": (
+            lambda: f"/api/v1/audit/infusion/{rng.choice(infusions)}"
+        ),
+        "GET /subjects/{code} (page)": lambda: f"/subjects/{rng.choice(codes)}",
+        "GET / (page)": lambda: "/",
+    }
+
+
+def run_sequential(servers: list[tuple[str, subprocess.Popen, str]], plan: dict, args) -> None:
+    """One monitor per server reads each route ``--sequential`` times per pass, one request at a
+    time, the servers in turn (``--passes``). Prints per route and server the p50/p95 latency
+    and the server's CPU per request (median over the passes: a pass in which the analyses were
+    made again, as each new minute does, is not the typical read)."""
+    rng = random.Random(args.seed)
+    routes = sequential_routes(plan, rng)
+    clients = {}
+    for label, _server, base in servers:
+        client = httpx.Client(base_url=base, timeout=120)
+        body = {"username": "monitor", "password": PASSWORD}
+        signed = client.post("/api/v1/session", json=body)
+        signed.raise_for_status()
+        client.headers["Cookie"] = f"celltrial_session={_cookie(signed, 'celltrial_session')}"
+        for code in plan["subjects"] + plan["new_subjects"]:  # views made, as after a warm-up
+            client.get(f"/api/v1/subjects/{code}")
+            client.get(f"/subjects/{code}")
+        for make in routes.values():
+            client.get(make())
+        clients[label] = client
+    walls = {(label, route): [] for label, *_ in servers for route in routes}
+    cpus = {(label, route): [] for label, *_ in servers for route in routes}
+    for _ in range(args.passes):
+        for label, server, _base in servers:
+            for route, make in routes.items():
+                cpu = server_cpu_seconds(server.pid)
+                for _ in range(args.sequential):
+                    started = time.perf_counter()
+                    response = clients[label].get(make())
+                    walls[(label, route)].append(time.perf_counter() - started)
+                    if response.status_code != 200:
+                        raise SystemExit(f"{label} {route}: {response.status_code}")
+                used = server_cpu_seconds(server.pid) - cpu
+                cpus[(label, route)].append(used / args.sequential)
+    for client in clients.values():
+        client.close()
+    labels = [label for label, *_ in servers]
+    header = "".join(
+        f"{label + ' ' + what:>14}" for label in labels for what in ("p50", "p95", "CPU")
+    )
+    print(f"{'one client, one request at a time':<44}{header}")
+    for route in routes:
+        cells = ""
+        for label in labels:
+            values, cpu = walls[(label, route)], cpus[(label, route)]
+            cells += f"{1000 * statistics.median(values):>11.1f} ms"
+            cells += f"{1000 * percentile(values, 95):>11.1f} ms"
+            cells += f"{1000 * statistics.median(cpu):>11.1f} ms"
+        print(f"{route:<44}{cells}")
+
+
 def load_average() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
@@ -678,6 +773,37 @@ def report(recorder: Recorder, duration: float, cpu: float) -> None:
     print(f"target no errors: {'met' if errors == 0 else 'MISSED'}")
 
 
+def sequential(folder: Path, url: str, plan: dict, args) -> None:
+    """The ``--sequential`` run: this checkout's server (and ``--before``'s), same study."""
+    checkouts = [("now", None)]
+    if args.before is not None:
+        checkouts.append(("before", args.before.resolve() / "src"))
+    servers, logs = [], []
+    try:
+        for label, source in checkouts:
+            server, base, log = start_server(
+                folder / label, folder / "study", url, 1, source=source
+            )
+            servers.append((label, server, base))
+            logs.append(log)
+        print(f"load average before: {load_average()}")
+        before = anchor()
+        run_sequential(servers, plan, args)
+        after = anchor()
+        print(f"load average after:  {load_average()}")
+        print(
+            "anchor (fixed workload, same run): "
+            f"before {1000 * before[0]:.0f} ms wall / {1000 * before[1]:.0f} ms CPU, "
+            f"after {1000 * after[0]:.0f} ms wall / {1000 * after[1]:.0f} ms CPU"
+        )
+    finally:
+        for _label, server, _base in servers:
+            server.terminate()
+            server.wait(timeout=30)
+        for log in logs:
+            log.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -701,6 +827,21 @@ def main() -> None:
         "--trace",
         type=Path,
         help="write every measured request (start, seconds, category, route, status) to this CSV",
+    )
+    parser.add_argument(
+        "--sequential",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead of the load: one client reads each route N times per pass, one request at "
+        "a time (latency and the server's CPU per request, beside the stylesheet as an anchor)",
+    )
+    parser.add_argument("--passes", type=int, default=3, help="passes of --sequential")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="with --sequential: also a server of this checkout (its src folder is used), "
+        "the two read in turn",
     )
     parser.add_argument(
         "--no-warm-up",
@@ -727,6 +868,9 @@ def main() -> None:
                 f"{len(plan['events'])} adverse events) + {args.new_subjects} new; "
                 f"set up in {time.perf_counter() - started:.1f} s"
             )
+            if args.sequential:
+                sequential(folder, url, plan, args)
+                return
             server, base, log = start_server(folder, folder / "study", url, args.workers)
             try:
                 print(
