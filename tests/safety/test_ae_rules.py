@@ -16,6 +16,7 @@ from celltrial.safety.recording import import_adverse_events, record_adverse_eve
 from celltrial.store.database import study_session
 from celltrial.store.models import AdverseEvent, Infusion, Subject
 from celltrial.study import init_study
+from tests.store.backends import migrated_default_database
 
 ZONE = "Asia/Shanghai"  # the built-in protocol's zone: UTC+8, no daylight saving
 NOW = datetime(2020, 3, 1, 4, 0, tzinfo=UTC)  # 2020-03-01 12:00 local
@@ -31,6 +32,7 @@ def study(tmp_path):
     """S001 enrolled 2020-02-10 08:00 local, first infusion 2020-02-11 10:00; S002 without an
     enrolment date, first infusion 2020-02-12 10:00; S003 enrolled, died 2020-02-20 12:00;
     S004 neither enrolled nor infused."""
+    migrated_default_database(tmp_path / "s")
     study = init_study(tmp_path / "s")
     with study_session(study.engine, user="coordinator") as session:
         subjects = {

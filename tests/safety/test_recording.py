@@ -13,12 +13,14 @@ from celltrial.safety.recording import import_adverse_events, record_adverse_eve
 from celltrial.store.database import study_session
 from celltrial.store.models import AdverseEvent, AuditEvent, Subject
 from celltrial.study import init_study
+from tests.store.backends import migrated_default_database
 
 ZONE = "Asia/Shanghai"
 
 
 @pytest.fixture
 def study(tmp_path):
+    migrated_default_database(tmp_path / "s")
     study = init_study(tmp_path / "s")
     with study_session(study.engine, user="coordinator") as session:
         for code in ("S001", "S002"):

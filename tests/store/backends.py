@@ -202,6 +202,17 @@ def close_test_databases() -> None:
         TEMPLATES.close(os.environ.get(POSTGRES_ENV))
 
 
+def migrated_default_database(study_dir: Path) -> None:
+    """Put a copy of the migrated SQLite template where ``init_study(study_dir)`` makes its default
+    database (``study_dir/celltrial.db``), so that it finds nothing to migrate; nothing when
+    every study runs on PostgreSQL (``$CELLTRIAL_TEST_ALL_POSTGRESQL``: its database is made
+    there)."""
+    if ALL_POSTGRESQL:
+        return
+    study_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(TEMPLATES.sqlite(), study_dir / "celltrial.db")
+
+
 @contextmanager
 def fresh_database(backend: str, directory: Path, *, migrated: bool = False) -> Iterator[str]:
     """The URL of a new database on ``backend`` (dropped afterwards on PostgreSQL): empty, or with
