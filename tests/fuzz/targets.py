@@ -31,6 +31,7 @@ from tests.fuzz.documents import (
 from tests.fuzz.harness import Outcome, Probe, attempt, names_for
 from tests.fuzz.paths import real
 from tests.fuzz.tabular import TableCase, rarely, render_table, table_cases
+from tests.store.backends import migrated_default_database
 
 USER = "fuzzer"
 COHORT = "fuzz"
@@ -85,7 +86,9 @@ class Target:
             return Context(folder)
         from celltrial.study import init_study
 
-        study = init_study(Path(tempfile.mkdtemp(prefix="study-", dir=folder)), user=USER)
+        directory = Path(tempfile.mkdtemp(prefix="study-", dir=folder))
+        migrated_default_database(directory)
+        study = init_study(directory, user=USER)
         if self.study == "adverse events":
             _enrol(study, "S001", "S002")
         return Context(folder, study, Probe(study.engine))

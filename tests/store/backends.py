@@ -18,6 +18,7 @@ keep it through an explicit ``sqlite:///`` URL. ``-rs`` lists what was skipped a
 
 from __future__ import annotations
 
+import atexit
 import os
 import queue
 import shutil
@@ -154,7 +155,9 @@ class MigratedTemplates:
         """The SQLite template file."""
         with self._lock:
             if self._sqlite is None:
-                path = Path(tempfile.mkdtemp(prefix="celltrial-template-")) / "celltrial.db"
+                folder = tempfile.mkdtemp(prefix="celltrial-template-")
+                atexit.register(shutil.rmtree, folder, True)  # also when used outside pytest
+                path = Path(folder) / "celltrial.db"
                 _migrate(f"sqlite:///{path}")
                 self._sqlite = path
             return self._sqlite
