@@ -127,9 +127,11 @@ def show(label: str, f: dict) -> None:
     steps = "  ".join(
         f"{SHORT.get(name, name)} {part['cpu']:.2f}" for name, part in f["steps"].items()
     )
+    report = f["steps"].get("write report")
+    report_wall = f"  (report wall {report['wall']:.2f})" if report else ""
     print(
         f"{label:<40}{f['cpu']:>7.2f}{f['wall']:>7.2f}{f['peak_mib']:>7.0f}"
-        f"{f['report_kib']:>8.0f}   {steps}"
+        f"{f['report_kib']:>8.0f}   {steps}{report_wall}"
     )
 
 
