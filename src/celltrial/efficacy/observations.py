@@ -55,7 +55,8 @@ def limit_caveat(frame: pd.DataFrame) -> str | None:
     """
     if "qualifier" not in frame.columns or frame.empty:
         return None
-    qualifier = frame["qualifier"].fillna("").astype(str).str.strip()
+    # (an all-missing column is float: made text first, as filling it with "" would need)
+    qualifier = frame["qualifier"].astype(object).fillna("").astype(str).str.strip()
     marked = qualifier[qualifier != ""]
     if marked.empty:
         return None
