@@ -5,11 +5,13 @@ from the data, the WHO axis of a profile has whole steps only."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from markupsafe import Markup
 
+import celltrial.report
 from celltrial.report.profiles import render_subject_profile
 from celltrial.report.sections import _renumber
 from celltrial.report.tables import LISTING_MAX_ROWS, TableCounter, render_table
@@ -174,3 +176,12 @@ def test_lot_markers_stay_with_their_values(html):
         assert len(pairs) >= 2 * len(cells)
         for pair in pairs:
             assert re.fullmatch(r"(CD\w+|HLA\u2011DR)\u00a0\d+(\.\d+)?", pair), pair
+
+
+def test_a_unit_is_never_split_across_lines():
+    """A unit cell keeps its unit on one line ("cells/µL", never "cells/" above "µL")."""
+    frame = pd.DataFrame({"test": ["CD4+ T cells (absolute)"], "unit": ["cells/uL"], "n": [3]})
+    html = render_table(frame, caption="Units.", counter=TableCounter())
+    assert '<td class="unit">cells/µL</td>' in html
+    css = (Path(celltrial.report.__file__).parent / "templates" / "report.css").read_text()
+    assert re.search(r"td\.unit\s*\{\s*white-space:\s*nowrap;", css)

@@ -116,7 +116,13 @@ def _table_html(
                 text = _default_text(value)
             # a number stays with its per cent sign ("49 %" never "49 / %")
             text = text if column in raw_html else escape(text.replace(" %", "\u00a0%"))
-            css = ' class="num"' if column in numeric else ""
+            css = (
+                ' class="num"'
+                if column in numeric
+                else ' class="unit"'
+                if column in UNIT_COLUMNS
+                else ""
+            )
             cells.append(f"<td{css}>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     number = counter.next()
