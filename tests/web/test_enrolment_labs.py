@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from fastapi.routing import APIRoute
 
+from celltrial.errors import DataError
 from celltrial.store.database import study_session
 from celltrial.store.models import Observation, Subject
 from tests.web.test_app import infusion
@@ -346,3 +347,22 @@ def test_demographics_rules_at_their_limits(fields, problem):
     with pytest.raises(DataError) as refused:
         check_demographics(entry, zone=ZONE, enrolled_at=enrolled)
     assert problem in str(refused.value)
+
+
+def test_the_set_up_path_refuses_as_the_enrolment_form_does(study_dir, db_url):
+    """Scripts and imports that enrol through :func:`celltrial.services.casebook.enrol_subject`
+    meet the same refusals as the form: a code already enrolled (409's AlreadyExists, same words)
+    and a site the study does not have, and nothing is stored."""
+    from celltrial.services.casebook import NewSubject, enrol_subject
+    from celltrial.services.errors import AlreadyExists
+    from celltrial.study import open_study
+
+    study = open_study(study_dir, db_url=db_url)
+    when = datetime(2025, 6, 1, tzinfo=UTC)
+    with pytest.raises(AlreadyExists, match="subject code 'S001': already enrolled in this study"):
+        enrol_subject(study, NewSubject(code="S001", enrolled_at=when), user="coordinator")
+    with pytest.raises(DataError, match=r"site '99': not a site of this study \(sites: 01\)"):
+        enrol_subject(study, NewSubject(code="E-900", enrolled_at=when, site="99"), user="x")
+    with study_session(study.engine, user="read") as session:
+        codes = {s.code for s in session.query(Subject).filter(Subject.code == "E-900")}
+    assert codes == set()

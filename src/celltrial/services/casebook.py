@@ -7,11 +7,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from celltrial.errors import DataError
 from celltrial.ingest.subject_codes import check_subject_code
 from celltrial.protocol.model import ReleaseCriteria
 from celltrial.protocol.release import check_lot_release
+from celltrial.services.errors import AlreadyExists
 from celltrial.store.database import study_session
 from celltrial.store.models import ProductLot, Site, Subject
 from celltrial.study import StudyHandle
@@ -51,26 +53,48 @@ STERILITY_RESULTS = ("no growth", "growth", "pending")
 MYCOPLASMA_RESULTS = ("negative", "positive", "pending")
 
 
+def place_new_subject(
+    session: Any, study: StudyHandle, code: str, site: str | None
+) -> tuple[int, str]:
+    """The id and code of the site a new subject ``code`` joins (``site``, default the study's
+    first); :class:`AlreadyExists` when the study has the code already."""
+    taken = session.scalar(
+        select(Subject.id).where(
+            Subject.study_id == study.study_id,
+            Subject.code == code,
+            Subject.cohort.is_(None),
+        )
+    )
+    if taken is not None:
+        raise AlreadyExists(f"subject code {code!r}: already enrolled in this study")
+    sites = session.execute(
+        select(Site.id, Site.code).where(Site.study_id == study.study_id).order_by(Site.code)
+    ).all()
+    chosen = [s for s in sites if site is None or s.code == site]
+    if not chosen:
+        offered = ", ".join(s.code for s in sites) or "none"
+        raise DataError(f"site {site!r}: not a site of this study (sites: {offered})")
+    return chosen[0].id, chosen[0].code
+
+
+def add_new_subject(session: Any, row: Subject) -> None:
+    """Insert ``row``; :class:`AlreadyExists` when another user enrolled its code meanwhile."""
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError:  # enrolled by someone else since place_new_subject's check
+        raise AlreadyExists(f"subject code {row.code!r}: already enrolled in this study") from None
+
+
 def enrol_subject(study: StudyHandle, subject: NewSubject, *, user: str) -> int:
-    """Add a study subject (audited insert); returns its database id."""
+    """Add a study subject (audited insert), refused as the enrolment form's
+    (:func:`celltrial.services.enrolment.enrol`) is: a code already enrolled, an unknown site;
+    returns its database id."""
     code = check_subject_code(subject.code)
     if subject.sex not in (None, "F", "M"):
         raise DataError(f"sex: {subject.sex!r} — expected F or M")
     with study_session(study.engine, user=user, reason="subject enrolled") as session:
-        exists = session.scalar(
-            select(Subject.id).where(
-                Subject.study_id == study.study_id,
-                Subject.code == code,
-                Subject.cohort.is_(None),
-            )
-        )
-        if exists is not None:
-            raise DataError(f"subject {code!r} is already enrolled")
-        site_id = session.scalar(
-            select(Site.id).where(Site.study_id == study.study_id, Site.code == subject.site)
-        )
-        if site_id is None:
-            raise DataError(f"site {subject.site!r}: not a site of study {study.study_id}")
+        site_id, _ = place_new_subject(session, study, code, subject.site)
         row = Subject(
             study_id=study.study_id,
             code=code,
@@ -82,8 +106,7 @@ def enrol_subject(study: StudyHandle, subject: NewSubject, *, user: str) -> int:
             enrolled_at=subject.enrolled_at,
             baseline_who_scale=subject.baseline_who_scale,
         )
-        session.add(row)
-        session.flush()
+        add_new_subject(session, row)
         return row.id
 
 

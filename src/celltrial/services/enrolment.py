@@ -17,18 +17,17 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from celltrial.errors import DataError
 from celltrial.ingest import facts
 from celltrial.ingest.subject_codes import check_subject_code
+from celltrial.services.casebook import add_new_subject, place_new_subject
 from celltrial.services.editing import (
     apply_changes,
     check_reason,
     check_version,
     refusing_lost_updates,
 )
-from celltrial.services.errors import AlreadyExists
 from celltrial.services.infusions import find_subject
 from celltrial.services.vital_signs import CLOCK_SKEW
 from celltrial.store.database import study_session
@@ -192,30 +191,11 @@ def enrol(
     )
     values.setdefault("enrolled_at", datetime.now(UTC))
     with study_session(study.engine, user=user, reason="subject enrolled") as session:
-        taken = session.scalar(
-            select(Subject.id).where(
-                Subject.study_id == study.study_id,
-                Subject.code == code,
-                Subject.cohort.is_(None),
-            )
-        )
-        if taken is not None:
-            raise AlreadyExists(f"subject code {code!r}: already enrolled in this study")
-        sites = session.execute(
-            select(Site.id, Site.code).where(Site.study_id == study.study_id).order_by(Site.code)
-        ).all()
-        chosen = [s for s in sites if site is None or s.code == site]
-        if not chosen:
-            offered = ", ".join(s.code for s in sites) or "none"
-            raise DataError(f"site {site!r}: not a site of this study (sites: {offered})")
-        row = Subject(study_id=study.study_id, code=code, site_id=chosen[0].id)
+        site_id, site_code = place_new_subject(session, study, code, site)
+        row = Subject(study_id=study.study_id, code=code, site_id=site_id)
         apply_changes(row, values)
-        session.add(row)
-        try:
-            session.flush()
-        except IntegrityError:  # enrolled by someone else since the check above
-            raise AlreadyExists(f"subject code {code!r}: already enrolled in this study") from None
-        return _record(row, chosen[0].code)
+        add_new_subject(session, row)
+        return _record(row, site_code)
 
 
 def _site_code(session: Any, subject: Subject) -> str | None:
