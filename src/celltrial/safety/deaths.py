@@ -82,6 +82,12 @@ def _given(value: Any) -> bool:
     return not bool(missing) if isinstance(missing, bool | np.bool_) else True
 
 
+def _is_subject(code: Any) -> bool:
+    """Whether ``code`` names a subject (events without one are in no subject's group)."""
+    missing = pd.isna(code)
+    return not bool(missing) if isinstance(missing, bool | np.bool_) else True
+
+
 def _grade(value: Any) -> int | None:
     return int(value) if _given(value) else None
 
@@ -92,6 +98,19 @@ def _day(value: Any) -> int | None:
 
 def _serious(value: Any) -> bool:
     return bool(value) if _given(value) else False
+
+
+#: The columns of the adverse events :func:`list_death_problems` reads.
+_READ = (
+    "subject_id",
+    "term",
+    "onset",
+    "onset_day",
+    "grade",
+    "serious",
+    "serious_criteria",
+    "outcome",
+)
 
 
 def list_death_problems(
@@ -113,9 +132,20 @@ def list_death_problems(
     check_columns(adverse_events, ("subject_id", "term", "grade"), what="adverse events")
     rules = rules or load_death_rules()
     absent = {c: None for c in ("onset", "serious", "outcome") if c not in adverse_events}
-    events = adverse_events.assign(**absent)
+    # the columns the rules read (copying the others, and making records of them, costs)
+    events = adverse_events[[c for c in _READ if c in adverse_events.columns]].assign(**absent)
     events["_onset"] = pd.to_datetime(events["onset"], utc=True)
     events = events.sort_values(["subject_id", "_onset"], kind="stable")
+    # every rule is about a fatal event (fatal outcome or grade 5) and names only fatal events
+    # of its subject beside it: the others are left out before the events are grouped (most
+    # subjects have none, and grouping costs per subject)
+    fatal = [
+        _is_subject(code) and (outcome == rules.fatal_outcome or _grade(grade) == rules.fatal_grade)
+        for code, outcome, grade in zip(
+            events["subject_id"], events["outcome"], events["grade"], strict=True
+        )
+    ]
+    events = events[np.array(fatal, dtype=bool)]
     has_day = "onset_day" in events.columns
     rows: list[dict[str, Any]] = []
 
@@ -135,8 +165,9 @@ def list_death_problems(
             }
         )
 
-    for _, group in events.groupby("subject_id", sort=True):
-        records = group.to_dict("records")
+    every = events.to_dict("records")  # once: a frame's records cost per call, not per row
+    for positions in events.groupby("subject_id", sort=True).indices.values():
+        records = [every[i] for i in positions]
         fatal = [
             r
             for r in records
