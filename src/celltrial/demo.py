@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,8 @@ from celltrial.cohort import simulate
 from celltrial.errors import StudyError
 from celltrial.overview import StudyOverview, summarize_study
 from celltrial.report import write_report
-from celltrial.store.database import study_session
+from celltrial.report.sections import SectionProcess, start_section_process
+from celltrial.store.database import database_url, study_session
 from celltrial.store.loading import load_simulated_cohort
 from celltrial.study import StudyHandle, init_study, read_study_frames
 
@@ -64,6 +66,20 @@ def run_demo(
                 f"{out} was not made by `celltrial demo`; --force only replaces a demo study"
             )
         shutil.rmtree(out)
+    # the report's analysis libraries are imported in another process meanwhile (two cores)
+    with start_section_process(database_url(out, db_url)) or nullcontext() as sections:
+        return _run_demo(out, n_subjects, seed, protocol, db_url, on_step, sections)
+
+
+def _run_demo(
+    out: Path,
+    n_subjects: int,
+    seed: int,
+    protocol: str | Path | None,
+    db_url: str | None,
+    on_step: Callable[[str], None],
+    sections: SectionProcess | None,
+) -> DemoResult:
     on_step(DEMO_STEPS[0])
     study = init_study(out, protocol=protocol, db_url=db_url, user=DEMO_USER)
     (out / DEMO_MARKER).write_text(
@@ -83,5 +99,5 @@ def run_demo(
     frames = read_study_frames(study)
     overview = summarize_study(study.protocol, frames)
     on_step(DEMO_STEPS[5])
-    report = write_report(study, frames=frames, overview=overview)[0]
+    report = write_report(study, frames=frames, overview=overview, section_process=sections)[0]
     return DemoResult(study=study, overview=overview, report=report)

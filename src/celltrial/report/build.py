@@ -22,7 +22,7 @@ from celltrial.protocol import Protocol
 from celltrial.protocol.release import check_lot_release
 from celltrial.report.flow import compute_flow, render_flow_svg
 from celltrial.report.pdf import write_pdf
-from celltrial.report.sections import ReportContext, build_sections
+from celltrial.report.sections import ReportContext, SectionProcess, build_sections
 from celltrial.report.tables import LISTINGS_SUFFIX, TableCounter, render_table, status_badge
 from celltrial.report.times import report_time, zone_note
 from celltrial.store.database import schema_revision
@@ -66,6 +66,7 @@ def write_report(
     overview: StudyOverview | None = None,
     today: pd.Timestamp | None = None,
     on_step: Callable[[str], None] = lambda _step: None,
+    section_process: SectionProcess | None = None,
 ) -> list[Path]:
     """Write the report as HTML, PDF or both; returns the paths written (the report first, then
     its listings file when long listings went there).
@@ -75,6 +76,7 @@ def write_report(
     cut-off printed is the time of the study data's last change, so that two runs on the same
     data say the same; visit statuses are as of ``today`` (default: now). ``on_step`` is called
     with each of :data:`REPORT_STEPS` before it starts (the PDF step only when a PDF is written).
+    ``section_process``: a :class:`SectionProcess` started earlier builds the analyses' sections.
     """
     if report_format not in REPORT_FORMATS:
         raise CelltrialError(
@@ -91,7 +93,7 @@ def write_report(
         overview = summarize_study(study.protocol, frames, today=today)
     on_step(REPORT_STEPS[2])
     html, listings_html = render_report_documents(
-        study, frames, overview, listings_file=listings.name
+        study, frames, overview, listings_file=listings.name, section_process=section_process
     )
     on_step(REPORT_STEPS[3])
     written = []
@@ -136,9 +138,11 @@ def render_report_documents(
     overview: StudyOverview,
     *,
     listings_file: str | None,
+    section_process: SectionProcess | None = None,
 ) -> tuple[str, str | None]:
     """The report's body and, when ``listings_file`` names one and long listings went there, the
-    listings document (both self-contained HTML)."""
+    listings document (both self-contained HTML). ``section_process``: see :func:`write_report`.
+    """
     protocol = study.protocol
     zone = protocol.study.timezone
     n_subjects = len(frames.subjects)
@@ -187,7 +191,11 @@ def render_report_documents(
             counter=counter,
             listing=True,
         )
-    extra_sections = build_sections(context)  # numbered after the core tables
+    # numbered after the core tables
+    if section_process is not None:
+        extra_sections = section_process.build(context)
+    else:
+        extra_sections = build_sections(context)
     tables["completeness"] = _missing_assessments_table(overview, counter)
     batches = read_import_batches(study.engine)
     tables["validation"] = _validation_table(batches, counter)

@@ -7,21 +7,27 @@ report order; tables and figures are numbered through the shared counters.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import multiprocessing
 import os
+import pickle
 import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from importlib import import_module
+from typing import TYPE_CHECKING
 
 from markupsafe import Markup
 
 from celltrial.overview import StudyOverview
 from celltrial.report.tables import TableCounter
 from celltrial.study import StudyFrames, StudyHandle
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,129 @@ def build_sections(context: ReportContext, *, workers: int | None = None) -> lis
         context.tables.count += n_tables
         context.figures.count += n_figures
     return sections
+
+
+class SectionProcess:
+    """A process forked early that imports the section builders' libraries (statsmodels, SciPy,
+    Matplotlib: about a second) while its parent does other work, then builds the sections of
+    the one context it is given, exactly as :func:`build_sections` does in the parent.
+
+    ``celltrial demo`` starts one before it creates the study, so that on two cores the imports
+    overlap creating, loading and quantifying the study instead of delaying the report. The
+    context is sent pickled (frames and overview; the study's database is opened again by URL)
+    and the sections come back pickled. Start it with :func:`start_section_process`; close it
+    (a context manager) whether or not it built anything.
+    """
+
+    def __init__(self, workers: int | None = None) -> None:
+        fork = multiprocessing.get_context("fork")
+        self._connection, theirs = fork.Pipe()
+        self._process = fork.Process(target=_serve, args=(theirs, workers), daemon=False)
+        self._process.start()
+        theirs.close()
+        self._asked = False
+
+    def build(self, context: ReportContext) -> list[Section]:
+        """The sections of ``context`` (numbered on from its counters, which are advanced)."""
+        if self._asked:
+            raise RuntimeError("a section process builds one report's sections")
+        self._asked = True
+        study = context.study
+        self._connection.send(
+            (
+                study.directory,
+                study.protocol,
+                study.url,
+                context.frames,
+                context.overview,
+                context.tables,
+                context.figures,
+                context.profiles,
+            )
+        )
+        try:
+            answer = self._connection.recv()
+        except EOFError:
+            raise RuntimeError("the report's section process ended without its sections") from None
+        if answer[0] == "error":
+            raise answer[1]
+        _, sections, tables, figures = answer
+        context.tables.count, context.tables.listings = tables.count, tables.listings
+        context.figures.count = figures.count
+        return sections
+
+    def close(self) -> None:
+        """End the process: at once if it was never asked (it only imported), else when done."""
+        if not self._asked and self._process.is_alive():
+            self._process.terminate()
+        self._connection.close()
+        self._process.join(timeout=10)
+        if self._process.is_alive():  # (its parent was interrupted while it built)
+            self._process.terminate()
+            self._process.join()
+
+    def __enter__(self) -> SectionProcess:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def start_section_process(url: str, *, workers: int | None = None) -> SectionProcess | None:
+    """A :class:`SectionProcess` for a study whose database is at ``url``, or None where
+    :func:`build_sections` would not use workers (one core, no fork) or another process could
+    not open the database (SQLite in memory)."""
+    from sqlalchemy.engine import make_url
+
+    workers = min(workers or os.cpu_count() or 1, len(SECTION_BUILDERS))
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return None
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        return None
+    return SectionProcess(workers)
+
+
+def _serve(connection: Connection, workers: int | None) -> None:
+    """The section process: import the builders, then build the sections of one context."""
+    with contextlib.suppress(EOFError, BrokenPipeError, KeyboardInterrupt):  # parent gone/stopped
+        connection.send(_answer(connection, workers))
+
+
+def _answer(connection: Connection, workers: int | None) -> tuple[object, ...]:
+    from celltrial.store.database import open_engine
+
+    failure: Exception | None = None
+    try:
+        for spec in SECTION_BUILDERS:
+            _builder(spec)
+    except Exception as exc:  # said when the sections are asked for, as a serial run would
+        failure = exc
+    directory, protocol, url, frames, overview, tables, figures, profiles = connection.recv()
+    try:
+        if failure is not None:
+            raise failure
+        engine = open_engine(url)
+        try:
+            study = StudyHandle(directory=directory, protocol=protocol, engine=engine, url=url)
+            context = ReportContext(
+                study=study,
+                frames=frames,
+                overview=overview,
+                tables=tables,
+                figures=figures,
+                profiles=profiles,
+            )
+            sections = build_sections(context, workers=workers)
+        finally:
+            engine.dispose()
+    except Exception as exc:
+        try:  # the parent raises it as it is when it can be rebuilt there
+            pickle.loads(pickle.dumps(exc))
+        except Exception:
+            exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+        return ("error", exc)
+    return ("ok", sections, context.tables, context.figures)
 
 
 _FORKED: ReportContext | None = None

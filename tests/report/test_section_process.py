@@ -1,0 +1,83 @@
+"""The report's sections built in a process started early (``celltrial demo``) are those a serial
+run builds, byte for byte; its failures reach the caller; unasked, it ends at once."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+
+import pytest
+
+from celltrial.errors import CelltrialError
+from celltrial.overview import summarize_study
+from celltrial.report import sections as report_sections
+from celltrial.report.sections import (
+    ReportContext,
+    SectionProcess,
+    build_sections,
+    start_section_process,
+)
+from celltrial.study import read_study_frames
+
+pytestmark = pytest.mark.skipif(
+    "fork" not in multiprocessing.get_all_start_methods(), reason="needs fork"
+)
+
+
+def _built(demo, make) -> tuple:
+    frames = read_study_frames(demo.study)
+    overview = summarize_study(demo.study.protocol, frames, today=demo.overview.today)
+    context = ReportContext(study=demo.study, frames=frames, overview=overview, profiles="listings")
+    context.tables.listings_file = "r-listings.html"
+    context.tables.count, context.figures.count = 10, 3  # as if the core report came first
+    sections = make(context)
+    return (
+        [(s.id, s.title, type(s.html), str(s.html), s.methods) for s in sections],
+        context.tables.count,
+        context.figures.count,
+        [str(listing) for listing in context.tables.listings],
+    )
+
+
+def _in_process(context: ReportContext) -> list:
+    with SectionProcess(workers=2) as process:
+        return process.build(context)
+
+
+def test_sections_from_the_process_equal_a_serial_run(demo):
+    serial = _built(demo, lambda context: build_sections(context, workers=1))
+    early = _built(demo, _in_process)
+    assert early == serial
+    assert [s[0] for s in serial[0]][:2] == ["safety", "efficacy"]
+    assert serial[3]  # the profiles went to the listings, numbered on as in the body
+
+
+def failing_builder(_context: ReportContext) -> None:
+    raise CelltrialError("no efficacy without markers")
+
+
+def test_a_builder_failure_is_raised_in_the_caller(demo, monkeypatch):
+    monkeypatch.setattr(
+        report_sections,
+        "SECTION_BUILDERS",
+        (*report_sections.SECTION_BUILDERS, "tests.report.test_section_process:failing_builder"),
+    )
+    with pytest.raises(CelltrialError, match="no efficacy without markers"):
+        _built(demo, _in_process)
+
+
+def test_an_unasked_process_ends_at_once():
+    started = time.perf_counter()
+    process = SectionProcess(workers=2)
+    process.close()
+    assert not process._process.is_alive()
+    assert time.perf_counter() - started < 5
+
+
+def test_no_process_for_a_database_in_memory(tmp_path):
+    assert start_section_process("sqlite://", workers=2) is None
+    assert start_section_process("sqlite:///:memory:", workers=2) is None
+    assert start_section_process("sqlite://", workers=1) is None
+    process = start_section_process(f"sqlite:///{tmp_path / 'x.db'}", workers=2)
+    assert isinstance(process, SectionProcess)
+    process.close()
