@@ -8,8 +8,10 @@ each hour all are; when a subject's day 0 moves, every frame's study days are de
 Audit event ids ascend in commit order (:mod:`celltrial.store.audit`), so no change is missed.
 Within a minute only the analyses derived
 from the changed tables are made again (an infusion edited leaves the visit schedule and the lab
-grades as they were); each minute all of them are. The web app brings the cache up to date after
-each write before acknowledging it, so reads after a write do not wait for the analyses; the
+grades as they were); each minute all of them are, except the lab grades, the vital-sign signals
+and the lab tables, which have no clock in them (a new minute leaves them as they were). The
+web app brings the cache up to date after each write before acknowledging it, so reads after a
+write do not wait for the analyses; the
 dashboard, each subject's view and each subject's figure (kept while the subject's own data are
 unchanged) are made once per state. Figures are also kept as files in the study directory
 (``cache/figures/``), so the web app's worker processes draw each one once between them.
@@ -163,6 +165,8 @@ def read_study_state(study: StudyHandle, *, wait: bool = False) -> StudyState:
         if fresh and cached.revision[1] >= revision[1]:
             return cached
         frames, previous, changed_frames = None, None, set()
+        #: the state whose lab grades and signals (no clock in them) these frames may reuse
+        unclocked = None
         # within the hour, read again only the tables changed since (each hour, all are)
         if cached is not None and cached.revision[1][:13] == revision[1][:13]:
             changed = _changed_tables(study, cached.revision[0]) - _NOT_IN_STATE
@@ -173,21 +177,24 @@ def read_study_state(study: StudyHandle, *, wait: bool = False) -> StudyState:
                 return state
             frames = _read_changed(study, cached.frames, changed) if changed else cached.frames
             moved_day_0 = frames is not None and frames.subjects is not cached.frames.subjects
-            if frames is not None and same_minute and not moved_day_0:
-                # and within the minute derive again only what is derived from them (a new
-                # minute moves "today", a new day 0 every study day: then everything is
-                # derived again)
-                previous, changed_frames = cached, {_FRAME_OF[table] for table in changed}
+            if frames is not None and not moved_day_0:
+                # derive again only what is derived from them: within the minute all of it, in
+                # a new minute (which moves "today") only the clock-free lab grades, signals
+                # and lab tables; a new day 0 moves every study day, so then everything is
+                # derived again
+                unclocked, changed_frames = cached, {_FRAME_OF[table] for table in changed}
+                if same_minute:
+                    previous = cached
         if frames is None:
             frames = read_study_frames(study)
         overview = summarize_study(
             study.protocol,
             frames,
             previous=None if previous is None else previous.overview,
-            changed=changed_frames,
+            changed=changed_frames if previous is not None else (),
         )
         try:
-            kept = None if previous is None else previous.safety_inputs
+            kept = None if unclocked is None else unclocked.safety_inputs
             inputs = derive_safety_inputs(
                 study.protocol, frames, previous=kept, changed=changed_frames
             )
@@ -197,7 +204,7 @@ def read_study_state(study: StudyHandle, *, wait: bool = False) -> StudyState:
                 study.protocol,
                 frames,
                 inputs=inputs,
-                previous=previous.safety if same_grades else None,
+                previous=unclocked.safety if same_grades else None,
             )
             error = None
         except (KeyError, ValueError, TypeError) as exc:  # an analysis failing must not hide data
