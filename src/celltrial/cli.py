@@ -36,6 +36,9 @@ from celltrial.web.command import serve_command, users_app
 if TYPE_CHECKING:
     import pandas as pd
 
+    from celltrial.report.sections import SectionProcess
+    from celltrial.study import StudyHandle
+
 app = typer.Typer(
     name="celltrial",
     help="Run and analyse early-phase cell-therapy studies: protocol, schedule, data, report.",
@@ -314,12 +317,29 @@ def report(
     db: DbOption = None,
 ) -> None:
     """Write the study report (self-contained HTML and/or PDF) from the study database."""
+    from contextlib import nullcontext
+
+    from celltrial.report.sections import start_section_process
+    from celltrial.store.database import database_url
+    from celltrial.study import open_study
+
+    # the analyses' libraries are imported in another process while this one reads the study
+    sections = start_section_process(database_url(directory, db))
+    with sections or nullcontext():
+        study = open_study(directory, db_url=db, read_only=True)
+        paths = _write_report(study, out, report_format, sections)
+    for path in paths:
+        console.print(f"{'listings' if path.stem.endswith('-listings') else 'report'}: {path}")
+
+
+def _write_report(
+    study: StudyHandle, out: Path | None, report_format: str, sections: SectionProcess | None
+) -> list[Path]:
+    """The report written with its stages shown as they finish, each with its time."""
     import time
 
     from celltrial.report.build import REPORT_STEPS, write_report
-    from celltrial.study import open_study
 
-    study = open_study(directory, db_url=db, read_only=True)
     steps = [s for s in REPORT_STEPS if report_format != "html" or s != "write PDF"]
     with Progress(
         SpinnerColumn(),
@@ -339,13 +359,14 @@ def report(
             current.append((name, time.perf_counter()))
             progress.update(task, description=name, completed=steps.index(name))
 
-        paths = write_report(study, out=out, report_format=report_format, on_step=step)
+        paths = write_report(
+            study, out=out, report_format=report_format, on_step=step, section_process=sections
+        )
         step_done = current.pop() if current else None
         if step_done:
             progress.console.print(f"  {step_done[0]}: {time.perf_counter() - step_done[1]:.1f} s")
         progress.update(task, completed=len(steps), description="done")
-    for path in paths:
-        console.print(f"{'listings' if path.stem.endswith('-listings') else 'report'}: {path}")
+    return paths
 
 
 def _status_style(status: object) -> str | None:

@@ -141,7 +141,16 @@ class SectionProcess:
         fork = multiprocessing.get_context("fork")
         self._connection, theirs = fork.Pipe()
         self._process = fork.Process(target=_serve, args=(theirs, workers), daemon=False)
-        self._process.start()
+        # frozen for the fork: the process's collections (its imports make many) skip the
+        # objects it shares with this one instead of copying their memory by traversing them
+        ours = gc.get_freeze_count() == 0
+        if ours:
+            gc.freeze()
+        try:
+            self._process.start()
+        finally:
+            if ours:
+                gc.unfreeze()
         theirs.close()
         self._asked = False
 
@@ -236,6 +245,7 @@ def _answer(connection: Connection, workers: int | None) -> tuple[object, ...]:
                 figures=figures,
                 profiles=profiles,
             )
+            gc.freeze()  # (as build_sections does; this process's objects were frozen in part)
             sections = build_sections(context, workers=workers)
         finally:
             engine.dispose()
