@@ -142,6 +142,25 @@ def read_lots(engine: Engine, study_id: str) -> pd.DataFrame:
     return _frame(engine, statement, ("manufactured", "expires"))
 
 
+#: The observation columns both readers of observations select, after the subject's code.
+_OBSERVATION_READ = tuple(
+    tables.observation.c[name]
+    for name in (
+        "time",
+        "test",
+        "value",
+        "unit",
+        "raw_value",
+        "raw_unit",
+        "qualifier",
+        "ref_low",
+        "ref_high",
+        "specimen",
+        "source",
+    )
+)
+
+
 def read_observations(
     engine: Engine,
     study_id: str,
@@ -155,17 +174,7 @@ def read_observations(
     statement = _subject_filter(
         select(
             tables.subject.c.code.label("subject_id"),
-            tables.observation.c.time,
-            tables.observation.c.test,
-            tables.observation.c.value,
-            tables.observation.c.unit,
-            tables.observation.c.raw_value,
-            tables.observation.c.raw_unit,
-            tables.observation.c.qualifier,
-            tables.observation.c.ref_low,
-            tables.observation.c.ref_high,
-            tables.observation.c.specimen,
-            tables.observation.c.source,
+            *_OBSERVATION_READ,
         ).join(tables.subject, tables.observation.c.subject_id == tables.subject.c.id),
         study_id,
         cohort,
@@ -305,20 +314,6 @@ def read_ct_results(
 #: Rows per chunk of :func:`read_observation_chunks` (a subject's rows are never split across
 #: chunks, so a chunk may be larger).
 OBSERVATION_CHUNK_ROWS = 20_000
-_CHUNK_COLUMNS = (
-    "subject_id",
-    "time",
-    "test",
-    "value",
-    "unit",
-    "raw_value",
-    "raw_unit",
-    "qualifier",
-    "ref_low",
-    "ref_high",
-    "specimen",
-    "source",
-)
 
 
 def read_observation_chunks(
@@ -335,17 +330,7 @@ def read_observation_chunks(
         select(
             tables.subject.c.code.label("subject_id"),
             tables.subject.c.id.label("subject_key"),
-            tables.observation.c.time,
-            tables.observation.c.test,
-            tables.observation.c.value,
-            tables.observation.c.unit,
-            tables.observation.c.raw_value,
-            tables.observation.c.raw_unit,
-            tables.observation.c.qualifier,
-            tables.observation.c.ref_low,
-            tables.observation.c.ref_high,
-            tables.observation.c.specimen,
-            tables.observation.c.source,
+            *_OBSERVATION_READ,
         ).join(tables.subject, tables.observation.c.subject_id == tables.subject.c.id),
         study_id,
         cohort,
@@ -355,7 +340,7 @@ def read_observation_chunks(
         tables.observation.c.time,
         tables.observation.c.id,
     )
-    names = ["subject_id", "subject_key", *_CHUNK_COLUMNS[1:]]
+    names = ["subject_id", "subject_key", *(column.name for column in _OBSERVATION_READ)]
     with engine.connect() as connection:
         result = connection.execution_options(stream_results=True, yield_per=chunk_rows).execute(
             statement
