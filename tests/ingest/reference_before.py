@@ -1,7 +1,9 @@
 """The import's code as it was before issue 26's ingest speed work, kept as the reference that
 tests/ingest/test_results_unchanged.py compares the faster code with (verbatim, but for the
 module references): the duplicate check across a file's chunks, the validation's steps (which
-read the results' numbers twice), the reporting-limit check and the unit conversion."""
+read the results' numbers twice), the reporting-limit check and the unit conversion; and, from
+the second round, the length, specimen and reference-limit checks, the reporting-limit
+detection (counts by hashing) and the subject-code check."""
 
 # ruff: noqa
 
@@ -11,10 +13,25 @@ import numpy as np
 import pandas as pd
 
 from celltrial.ingest import values as V
-from celltrial.ingest.limits import compute_reporting_limits
-from celltrial.ingest.frame import strip_text
+from celltrial.ingest.alignment import (
+    MAX_SUBJECT_CODE,
+    MIN_DECIMAL_CODES,
+    MISPLACED_SHARE,
+    _SHOWN,
+    _stripped,
+    code_kind,
+)
+from celltrial.ingest.limits import MIN_RESULTS, _spike
+from celltrial.ingest.frame import map_unique, strip_text
+from celltrial.ingest.report import ValidationReport
 from celltrial.ingest.storage import _utc_micros
-from celltrial.ingest.validate import _BASIS, _NO_UNIT
+from celltrial.ingest.validate import (
+    _BASIS,
+    _NO_UNIT,
+    BLOOD_SPECIMENS,
+    MAX_TEXT,
+    _cell_text,
+)
 from celltrial.units import convert, explain_unconvertible, normalize_unit
 from celltrial.ingest.values import EMPTY, LIMIT_ONLY, OK, _parse_text, _text
 
@@ -206,3 +223,149 @@ def _convert_group(self, code: str, unit_text: str | None, index: pd.Index, unit
     unit[index] = definition.unit
     self.slope[index] = factor[1] - factor[0]
     self.offset[index] = factor[0]
+
+
+def _lengths(self) -> None:
+    """Text longer than the database keeps: an error by row, on both backends alike."""
+    long_code = (self.subject.str.len() > MAX_SUBJECT_CODE).fillna(False).astype(bool)
+    self.drop(
+        long_code & self.live(),
+        "too_long",
+        f"a subject ID of at most {MAX_SUBJECT_CODE} characters",
+        "error",
+        role="subject",
+    )
+    for column, role in (("raw_value", "value"), ("raw_unit", "unit"), ("specimen", "value")):
+        limit = MAX_TEXT[column]
+        text = strip_text(self.raw[column]) if column != "raw_value" else self.text
+        lengths = text.astype("string").str.len()
+        over = (lengths > limit).fillna(False).astype(bool) & self.live()
+        if not over.any():
+            continue
+        what = {"raw_value": "result", "raw_unit": "unit", "specimen": "specimen"}[column]
+        self.drop(
+            over,
+            "too_long",
+            f"a {what} of at most {limit} characters (the database keeps no more)"
+            + (": the specimen " + text[over].astype(str).str[:40] if column == "specimen" else ""),
+            "error",
+            role=role,
+        )
+
+
+def _specimens(self) -> None:
+    given = map_unique(
+        self.raw["specimen"], lambda v: v.astype("string").str.strip().str.casefold()
+    )
+    expected = map_unique(
+        self._definition_series("specimen"), lambda v: v.astype("string").str.casefold()
+    )
+    blood_test = expected.isin(BLOOD_SPECIMENS | {"plasma", "serum"})
+    other = given.notna() & ~given.isin(BLOOD_SPECIMENS) & blood_test
+    if not other.any():
+        return
+    self.drop(
+        other.fillna(False).astype(bool),
+        "other_specimen",
+        "a blood result; this row is " + given.fillna("") + " (e.g. urinalysis)",
+    )
+
+
+def _references(self) -> None:
+    """Reference limits that are not finite numbers (1e309) are left empty, with a warning."""
+    for column in ("ref_low", "ref_high"):
+        cells = self.raw[column]
+        numbers = pd.to_numeric(cells, errors="coerce").astype(float)
+        bad = (numbers.notna() & ~np.isfinite(numbers.fillna(0.0))) & self.live()
+        if not bad.any():
+            continue
+        rows = self.raw.loc[bad]
+        self.report.add(
+            "warning",
+            "bad_reference",
+            row=rows["source_row"].tolist(),
+            column=column,
+            value=_cell_text(cells[bad]).tolist(),
+            expected="a finite reference limit; left empty",
+        )
+        values = cells.astype(object).copy()
+        values[bad] = None
+        self.raw = self.raw.assign(**{column: values})
+
+
+def _ref(self, values: pd.Series, keep: pd.Series) -> pd.Series:
+    numbers = pd.to_numeric(values, errors="coerce").astype(float)
+    if numbers.isna().all():
+        return numbers
+    converted = numbers * self.slope[keep] + self.offset[keep]
+    return converted.where(np.isfinite(converted.fillna(0.0)))
+
+
+def compute_reporting_limits(values: np.ndarray) -> tuple[float | None, float | None]:
+    """(floor, ceiling) of plain numbers in ``values``; ``None`` where there is no such spike.
+
+    Only positive values can be limits (0 is a physical bound, e.g. eosinophils 0 %; negatives are
+    sentinels).
+    """
+    finite = values[np.isfinite(values)]
+    n = len(finite)
+    if n < MIN_RESULTS:
+        return None, None
+    counts = pd.Series(finite).value_counts().sort_index()
+    levels = counts.index.to_numpy(dtype=float)
+    sizes = counts.to_numpy()
+    below = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    above = n - below - sizes
+    floor = _spike(levels, sizes, below, n, np.quantile(finite, 0.1), lower=True)
+    ceiling = _spike(levels, sizes, above, n, np.quantile(finite, 0.9), lower=False)
+    return floor, ceiling
+
+
+def check_subject_codes(
+    codes: pd.Series, rows: pd.Series, report: ValidationReport, *, column: str
+) -> bool:
+    """Report (error) subject codes that cannot be stored (too long) and a subject column that
+    holds another column's content. ``codes``: each row's code as written (None where empty);
+    ``rows``: the file's row numbers. Returns whether the column was found misplaced."""
+    text = _stripped(codes)
+    present = text.notna() & (text != "")
+    if not present.any():
+        return False
+    frame = pd.DataFrame({"code": text[present].astype(str), "row": rows[present].to_numpy()})
+    first = frame.drop_duplicates("code")
+    too_long = first[first["code"].str.len() > MAX_SUBJECT_CODE]
+    if len(too_long):
+        report.add(
+            "error",
+            "too_long",
+            row=too_long["row"].astype(int).tolist(),
+            column=column,
+            value=[c[:40] + "…" for c in too_long["code"]],
+            expected=[
+                f"a subject ID of at most {MAX_SUBJECT_CODE} characters (this one has {len(c)})"
+                for c in too_long["code"]
+            ],
+        )
+    kinds = dict(zip(first["code"], first["code"].map(code_kind), strict=True))
+    per_row = frame["code"].map(kinds)
+    counts = per_row.value_counts()
+    if counts.empty or counts.sum() <= MISPLACED_SHARE * len(frame):
+        return False
+    kind = str(counts.index[0])
+    examples = frame[per_row == kind].drop_duplicates("code")
+    if kind == "numbers with decimals" and len(examples) < MIN_DECIMAL_CODES:
+        return False  # a study may number a patient 6.5; results are many and vary
+    shown = ", ".join(f"{c!r} (row {int(r)})" for c, r in examples.head(_SHOWN).to_numpy())
+    more = f" and {len(examples) - _SHOWN} more" if len(examples) > _SHOWN else ""
+    report.add(
+        "error",
+        "misaligned_columns",
+        row=int(examples["row"].iloc[0]),
+        column=column,
+        value=str(examples["code"].iloc[0]),
+        expected=f"subject IDs: column {column} holds {kind}, not subject IDs ({shown}{more}; "
+        f"{int(counts.sum())} of {len(frame)} rows): are the columns shifted (a cell too many "
+        "or too few on each row, e.g. a trailing comma) or the header's names in another "
+        "order? Nothing was stored",
+    )
+    return True

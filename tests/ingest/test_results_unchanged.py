@@ -9,6 +9,7 @@ rebuilt). Every stored row, every count and every report message must be identic
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -17,7 +18,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from celltrial.ingest import import_file, storage, validate
+from celltrial.ingest import import_file, importer, storage, validate
 from celltrial.ingest import long as long_reader
 from celltrial.ingest.importer import ImportRefused
 from celltrial.store.models import Observation, Subject
@@ -103,15 +104,22 @@ def _before(monkeypatch: pytest.MonkeyPatch, run: Callable[[], object]) -> objec
         patch.setattr(validate._Run, "_units", reference_before._units)
         patch.setattr(validate._Run, "_convert_group", reference_before._convert_group)
         patch.setattr(storage.ObservationWriter, "_within_file", reference_before._within_file)
+        for step in ("_lengths", "_specimens", "_references", "_ref"):
+            patch.setattr(validate._Run, step, getattr(reference_before, step))
+        patch.setattr(
+            importer,
+            "check_subject_codes",
+            lambda codes, rows, report, *, column, kinds=None: reference_before.check_subject_codes(
+                codes, rows, report, column=column
+            ),
+        )
         return run()
 
 
-def _stored(study: StudyHandle) -> pd.DataFrame:
-    columns = [
-        c
-        for c in Observation.__table__.columns
-        if c.name not in ("id", "subject_id", "import_batch_id")
-    ]
+def _stored(study: StudyHandle, *, ids: bool = False) -> pd.DataFrame:
+    """The stored results by source row; with ``ids`` their ids too (stored in one order)."""
+    skipped = ("subject_id", "import_batch_id") if ids else ("id", "subject_id", "import_batch_id")
+    columns = [c for c in Observation.__table__.columns if c.name not in skipped]
     with study.engine.connect() as connection:
         rows = connection.execute(
             select(Subject.code, *columns)
@@ -138,7 +146,7 @@ def test_messy_file_stored_and_reported_as_before(
     assert new.counts == old.counts
     assert new.report.counts == old.report.counts
     pd.testing.assert_frame_equal(_messages(new.report), _messages(old.report), check_exact=True)
-    stored_old, stored_new = _stored(old_study), _stored(new_study)
+    stored_old, stored_new = _stored(old_study, ids=True), _stored(new_study, ids=True)
     pd.testing.assert_frame_equal(stored_new, stored_old, check_exact=True)
     # the file exercises what the speed work touched
     kinds = set(new.report.messages["kind"])
@@ -170,3 +178,148 @@ def test_refused_file_reported_as_before(
     pd.testing.assert_frame_equal(_messages(new.report), _messages(old.report), check_exact=True)
     assert set(new.report.errors["kind"]) == {"unit_not_convertible"}
     assert len(_stored(new_study)) == 0
+
+
+FACTS_HEADER = "subject_id,time,test,value,unit,specimen,Admission time,Discharge time\n"
+
+
+def _with_facts() -> list[str]:
+    """Rows with admissions and discharges, times written several ways, specimens and units of
+    many spellings: what the length, timing, specimen and subject checks look at."""
+    formats = (
+        "2020-02-{d:02d} 08:{m:02d}",
+        "2020/02/{d:02d} 09:{m:02d}",
+        "2020-02-{d:02d}T10:{m:02d}:00",
+    )
+    lines = []
+    for i in range(90):
+        subject = f"S{i % 5}"
+        time = formats[i % 3].format(d=2 + i // 10, m=i % 60)
+        admitted, discharged = "2020-02-03 00:00", "2020-02-09 12:00"  # some rows before/after
+        test, unit, value = (
+            ("CRP", "mg/L", f"{4 + i % 7}"),
+            ("LYM", " 10^9/L ", f"{0.5 + i / 100:.2f}"),
+            ("IL6", "pg/mL", "1.5" if i % 4 == 0 else f"{3 + i / 3:.2f}"),
+        )[i % 3]
+        specimen = ("", "serum", "Plasma", "urine")[i % 4] if test == "CRP" else ""
+        lines.append(f"{subject},{time},{test},{value},{unit},{specimen},{admitted},{discharged}")
+    lines += [
+        "S0,2020-02-05,CRP,6,mg/L,,2020-02-03 00:00,2020-02-09 12:00",  # a day without a time
+        "S1,2020-02-05 08:00,CRP,<0.5,mg/dL,blood,2020-02-03 00:00,2020-02-09 12:00",
+        "S2,2020-02-05 08:00,CRP,pending,mg/L,,2020-02-03 00:00,2020-02-09 12:00",
+        'S3,2020-02-05 08:00,CRP,"1,234",mg/L,,2020-02-03 00:00,2020-02-09 12:00',
+        "S4,2020-02-05 08:00,FOO,3,mg/L,,2020-02-03 00:00,2020-02-09 12:00",
+        "S4,2020-02-05 08:00,CRP,7,mg/L,,2020-02-03 00:00,2020-02-09 12:00",
+        "S4,2020-02-05 08:00,CRP,7,mg/L,,2020-02-03 00:00,2020-02-09 12:00",  # duplicate
+        "S4,2020-02-06 08:00,CRP,-2,mg/L,,2020-02-03 00:00,2020-02-09 12:00",  # sentinel
+    ]
+    return lines
+
+
+def _compare(monkeypatch: pytest.MonkeyPatch, studies, path: Path, *, refused: bool) -> set:
+    """Import ``path`` with the code before and after; assert the same counts, messages and
+    stored rows; the kinds of message it gave."""
+    old_study, new_study = studies("before"), studies("after")
+
+    def run(study: StudyHandle):
+        if not refused:
+            return import_file(study, path, register=True, cohort="", user="t")
+        with pytest.raises(ImportRefused) as caught:
+            import_file(study, path, register=True, cohort="", user="t")
+        return caught.value
+
+    old = _before(monkeypatch, lambda: run(old_study))
+    new = run(new_study)
+    if refused:
+        assert str(new) == str(old).replace(str(old.report_csv), str(new.report_csv))
+    else:
+        assert new.counts == old.counts
+    assert new.report.counts == old.report.counts
+    pd.testing.assert_frame_equal(_messages(new.report), _messages(old.report), check_exact=True)
+    pd.testing.assert_frame_equal(
+        _stored(new_study, ids=True), _stored(old_study, ids=True), check_exact=True
+    )
+    if not refused:
+        assert len(_stored(new_study)) > 50
+    return set(new.report.messages["kind"])
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_facts_and_time_formats_as_before(
+    studies, small_chunks, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
+) -> None:
+    """Subject facts, times in several formats, specimens and censored values: stored and
+    reported as before, from a CSV file (read in chunks) and from a workbook."""
+    path = tmp_path / f"facts{suffix}"
+    text = FACTS_HEADER + "\n".join(_with_facts()) + "\n"
+    if suffix == ".csv":
+        path.write_text(text, encoding="utf-8")
+    else:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        frame.to_excel(path, index=False)
+    kinds = _compare(monkeypatch, studies, path, refused=False)
+    assert {"before_enrolment", "after_discharge", "other_specimen"} <= kinds
+    if suffix == ".xlsx":  # one chunk (a CSV file's 37-row chunks hold too few of a test)
+        assert "censored" in kinds
+    assert {"duplicate", "sentinel", "text_result", "ambiguous_number", "unknown_test"} <= kinds
+
+
+def test_refused_facts_file_reported_as_before(
+    studies, small_chunks, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A missing subject, codes, units and specimens longer than the database keeps, a time
+    that cannot be read: refused with the same messages as before."""
+    path = tmp_path / "refused-facts.csv"
+    bad = [
+        ",2020-02-05 08:00,CRP,5,mg/L,,,",  # no subject
+        f"{'S' * 70},2020-02-05 08:00,CRP,5,mg/L,,,",  # a code too long
+        f"S1,2020-02-05 08:00,CRP,5,{'m' * 40},,,",  # a unit too long
+        f"S2,2020-02-05 08:00,CRP,5,mg/L,{'serum ' * 8},,",  # a specimen too long
+        "S3,2020-02-31 08:00,CRP,5,mg/L,,,",  # no such day
+        "S3,yesterday,CRP,5,mg/L,,,",
+    ]
+    path.write_text(FACTS_HEADER + "\n".join(_with_facts() + bad) + "\n", encoding="utf-8")
+    kinds = _compare(monkeypatch, studies, path, refused=True)
+    assert {"unknown_subject", "too_long", "bad_time"} <= kinds
+
+
+def test_wide_file_stored_and_reported_as_before(
+    studies, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wide file (a column per test, units in the headers) with messy cells: as before."""
+    path = tmp_path / "wide.csv"
+    lines = ["PATIENT_ID,RE_DATE,Admission time,CRP (mg/dL),IL-6 (pg/mL),lymphocyte count"]
+    for i in range(60):
+        crp = ("<0.5", "pending", '"1,234"', "", "NA")[i % 5] if i % 7 == 0 else f"{i / 10:.1f}"
+        il6 = "1.5" if i % 3 == 0 else f"{2 + i:.1f}"
+        lines.append(
+            f"W{i % 4},2020-02-{1 + i // 4:02d} 08:{i:02d},2020-02-03 08:00,{crp},{il6},"
+            f"{0.4 + i / 50:.2f}"
+        )
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    kinds = _compare(monkeypatch, studies, path, refused=False)
+    assert {"censored", "before_enrolment", "text_result", "ambiguous_number"} <= kinds
+
+
+def test_reporting_limits_found_as_before() -> None:
+    """Counting each number by sorting finds the same floors and ceilings as counting by
+    hashing did: spikes at either end, ties, zeros of both signs, negatives, few results."""
+    import numpy as np
+
+    from celltrial.ingest.limits import compute_reporting_limits
+
+    rng = np.random.default_rng(26)
+    found = 0
+    for trial in range(400):
+        n = int(rng.integers(5, 400))
+        values = np.round(rng.lognormal(0, 0.6, n) * 10, int(rng.integers(0, 3)))
+        if trial % 3 == 0:
+            values[rng.random(n) < 0.2] = np.round(values.min(), 1)  # a floor
+        if trial % 4 == 0:
+            values[rng.random(n) < 0.15] = 21.0  # a ceiling
+        if trial % 5 == 0:
+            values[rng.random(n) < 0.1] = rng.choice([0.0, -0.0, -1.0, np.nan, np.inf])
+        got = compute_reporting_limits(values)
+        assert got == reference_before.compute_reporting_limits(values)
+        found += got != (None, None)
+    assert found > 50

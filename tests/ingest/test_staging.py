@@ -181,7 +181,7 @@ def test_rows_grouped_by_their_constant_columns_as_a_groupby_does() -> None:
     of a pandas groupby on the same columns; groups come in order of first appearance."""
     import numpy as np
 
-    from celltrial.ingest.storage import _same_values
+    from celltrial.ingest.frame import same_values
 
     rng = np.random.default_rng(7)
     columns = ("test", "unit", "qualifier", "flags")
@@ -191,7 +191,7 @@ def test_rows_grouped_by_their_constant_columns_as_a_groupby_does() -> None:
     frame["flags"] = frame["flags"].where(frame["flags"].notna(), np.nan)
     keys = frame.astype(object).where(frame.notna())
     expected = keys.groupby(list(columns), sort=False, dropna=False).indices
-    got = list(_same_values(frame, columns))
+    got = list(same_values(frame, columns))
     assert len(got) == len(expected) > 50
     expected_rows = {
         tuple(None if pd.isna(v) else v for v in key): rows.tolist()

@@ -66,11 +66,18 @@ def _stripped(codes: pd.Series) -> pd.Series:
 
 
 def check_subject_codes(
-    codes: pd.Series, rows: pd.Series, report: ValidationReport, *, column: str
+    codes: pd.Series,
+    rows: pd.Series,
+    report: ValidationReport,
+    *,
+    column: str,
+    kinds: dict[str, str | None] | None = None,
 ) -> bool:
     """Report (error) subject codes that cannot be stored (too long) and a subject column that
     holds another column's content. ``codes``: each row's code as written (None where empty);
-    ``rows``: the file's row numbers. Returns whether the column was found misplaced."""
+    ``rows``: the file's row numbers. Returns whether the column was found misplaced.
+    ``kinds``: code → :func:`code_kind` of the codes seen so far, kept by the caller across a
+    file's chunks (each code is looked at once), filled in here."""
     text = _stripped(codes)
     present = text.notna() & (text != "")
     if not present.any():
@@ -90,7 +97,8 @@ def check_subject_codes(
                 for c in too_long["code"]
             ],
         )
-    kinds = dict(zip(first["code"], first["code"].map(code_kind), strict=True))
+    kinds = {} if kinds is None else kinds
+    kinds.update((code, code_kind(code)) for code in first["code"] if code not in kinds)
     per_row = frame["code"].map(kinds)
     counts = per_row.value_counts()
     if counts.empty or counts.sum() <= MISPLACED_SHARE * len(frame):

@@ -9,6 +9,9 @@ given) and ``source_row`` (row number as a person sees it in the file).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -85,3 +88,27 @@ def strip_text(series: pd.Series) -> pd.Series:
         return text.where(text != "")
 
     return map_unique(series, strip)
+
+
+def same_values(
+    frame: pd.DataFrame, columns: tuple[str, ...]
+) -> Iterator[tuple[tuple[Any, ...], np.ndarray]]:
+    """(values of ``columns``, None where missing; the positions of the rows holding them) per
+    distinct combination, in order of first appearance, positions ascending (missing values
+    are one value: pandas' ``groupby(columns, sort=False, dropna=False)``). A groupby on
+    these text columns hashes each row's tuple; integer codes per column are cheaper."""
+    n = len(frame)
+    if not n:
+        return
+    combined = np.zeros(n, dtype="int64")
+    values = []
+    for column in columns:
+        cells = frame[column].to_numpy(dtype=object, na_value=None)
+        codes, uniques = pd.factorize(cells)
+        combined, _ = pd.factorize(combined * (len(uniques) + 1) + (codes + 1))
+        values.append(cells)
+    order = np.argsort(combined, kind="stable")
+    bounds = np.cumsum(np.bincount(combined))[:-1]
+    for positions in np.split(order, bounds):
+        first = positions[0]
+        yield tuple(cells[first] for cells in values), positions

@@ -277,6 +277,7 @@ def _validate(
     if register and len(info):
         plan.register = info[~info["subject"].astype(str).isin(known.index)]
     said = {"misaligned": len(info) > 0}
+    kinds: dict[str, str | None] = {}  # what each subject code looks like (chunk to chunk)
 
     def register_new(new: pd.DataFrame) -> pd.DataFrame:
         """Plan the subjects first seen in this chunk (registered in the write step)."""
@@ -291,7 +292,7 @@ def _validate(
     def check_codes(chunk: pd.DataFrame) -> None:
         if not said["misaligned"]:
             said["misaligned"] = check_subject_codes(
-                chunk["subject"], chunk["source_row"], report, column=subject_column
+                chunk["subject"], chunk["source_row"], report, column=subject_column, kinds=kinds
             )
 
     chunks = _validated_chunks(

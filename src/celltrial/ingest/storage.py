@@ -9,7 +9,7 @@ the audited ORM path (before/after rows, the import as reason) when it differs.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,6 +19,7 @@ import pandas as pd
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from celltrial.ingest.frame import same_values
 from celltrial.ingest.report import ValidationReport
 from celltrial.store.audit import add_batch_rows
 from celltrial.store.models import ImportBatch, Observation, Subject
@@ -627,7 +628,7 @@ def _insert_sqlite(cursor: Any, frame: pd.DataFrame, batch_id: int, source: str)
     }
     refs = {c: _floats(frame[c]) for c in ("ref_low", "ref_high")}
     missing_refs = {c: frame[c].isna().to_numpy() for c in refs}  # (None in refs)
-    for key, positions in _same_values(frame, _GROUP_COLUMNS):
+    for key, positions in same_values(frame, _GROUP_COLUMNS):
         constants = dict(zip(_GROUP_COLUMNS, key, strict=True))
         constants["import_batch_id"] = batch_id
         constants["source"] = source
@@ -651,29 +652,6 @@ def _insert_sqlite(cursor: Any, frame: pd.DataFrame, batch_id: int, source: str)
             cursor, f"INSERT INTO observation ({', '.join(columns)}) VALUES ", row_sql, arrays
         )
     return len(frame)
-
-
-def _same_values(
-    frame: pd.DataFrame, columns: tuple[str, ...]
-) -> Iterator[tuple[tuple[Any, ...], np.ndarray]]:
-    """(values of ``columns``, None where missing; the positions of the rows holding them) per
-    distinct combination, in order of first appearance, positions ascending. A groupby on
-    these text columns hashes each row's tuple; integer codes per column are cheaper."""
-    n = len(frame)
-    if not n:
-        return
-    combined = np.zeros(n, dtype="int64")
-    values = []
-    for column in columns:
-        cells = frame[column].to_numpy(dtype=object, na_value=None)
-        codes, uniques = pd.factorize(cells)
-        combined, _ = pd.factorize(combined * (len(uniques) + 1) + (codes + 1))
-        values.append(cells)
-    order = np.argsort(combined, kind="stable")
-    bounds = np.cumsum(np.bincount(combined))[:-1]
-    for positions in np.split(order, bounds):
-        first = positions[0]
-        yield tuple(cells[first] for cells in values), positions
 
 
 #: Rows per multi-row INSERT: one statement step for many rows is about twice as fast as a step

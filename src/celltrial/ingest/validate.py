@@ -27,7 +27,7 @@ from celltrial.catalogue import TestDefinition, load_catalogue
 from celltrial.errors import UnitError
 from celltrial.ingest import values as V
 from celltrial.ingest.alignment import MAX_SUBJECT_CODE
-from celltrial.ingest.frame import map_unique, strip_text
+from celltrial.ingest.frame import map_unique, same_values, strip_text
 from celltrial.ingest.limits import compute_reporting_limits
 from celltrial.ingest.report import ValidationReport
 from celltrial.ingest.times import (
@@ -445,11 +445,16 @@ class _Run:
         )
         for column, role in (("raw_value", "value"), ("raw_unit", "unit"), ("specimen", "value")):
             limit = MAX_TEXT[column]
-            text = strip_text(self.raw[column]) if column != "raw_value" else self.text
-            lengths = text.astype("string").str.len()
+            if column == "raw_value":
+                text = self.text
+                lengths = text.astype("string").str.len()
+            else:
+                lengths = _stripped_lengths(self.raw[column])
             over = (lengths > limit).fillna(False).astype(bool) & self.live()
             if not over.any():
                 continue
+            if column != "raw_value":
+                text = strip_text(self.raw[column])
             what = {"raw_value": "result", "raw_unit": "unit", "specimen": "specimen"}[column]
             self.drop(
                 over,
@@ -480,6 +485,8 @@ class _Run:
         """Reference limits that are not finite numbers (1e309) are left empty, with a warning."""
         for column in ("ref_low", "ref_high"):
             cells = self.raw[column]
+            if cells.isna().all():  # no limits given (a number per cell: slow on a million)
+                continue
             numbers = pd.to_numeric(cells, errors="coerce").astype(float)
             bad = (numbers.notna() & ~np.isfinite(numbers.fillna(0.0))) & self.live()
             if not bad.any():
@@ -524,10 +531,17 @@ class _Run:
         given = map_unique(
             self.raw["specimen"], lambda v: v.astype("string").str.strip().str.casefold()
         )
-        expected = map_unique(
-            self._definition_series("specimen"), lambda v: v.astype("string").str.casefold()
+        blood = BLOOD_SPECIMENS | {"plasma", "serum"}
+        # whether each row's test is a blood test, worked out once per test
+        blood_test = (
+            self._per_test(
+                lambda definition: (
+                    definition.specimen is not None and str(definition.specimen).casefold() in blood
+                )
+            )
+            .fillna(False)
+            .astype(bool)
         )
-        blood_test = expected.isin(BLOOD_SPECIMENS | {"plasma", "serum"})
         other = given.notna() & ~given.isin(BLOOD_SPECIMENS) & blood_test
         if not other.any():
             return
@@ -714,15 +728,18 @@ class _Run:
         keys = pd.DataFrame(
             {"column": self.raw["column"], "unit": self.raw["raw_unit"]}, index=self.raw.index
         )[plain]
-        groups = keys.groupby(["column", "unit"], sort=False, dropna=False).groups
-        for _key, index in groups.items():
-            numbers = raw_numbers[index]
-            floor, ceiling = compute_reporting_limits(numbers.to_numpy(dtype=float))
+        plain_numbers = raw_numbers.to_numpy(dtype=float, na_value=np.nan)[plain.to_numpy()]
+        # per column and unit as written, in order of first appearance (integer codes: a
+        # groupby on the text hashes every row's pair)
+        for _key, positions in same_values(keys, ("column", "unit")):
+            index = keys.index[positions]
+            numbers = plain_numbers[positions]
+            floor, ceiling = compute_reporting_limits(numbers)
             for limit, qualifier, word in ((floor, "<=", "floor"), (ceiling, ">=", "ceiling")):
                 if limit is None:
                     continue
                 at = pd.Series(False, index=self.raw.index)
-                at[index[numbers.to_numpy() == limit]] = True
+                at[index[numbers == limit]] = True
                 self.qualifier[at] = qualifier
                 self.flag(
                     at,
@@ -857,6 +874,8 @@ class _Run:
         return out.reset_index(drop=True)
 
     def _ref(self, values: pd.Series, keep: pd.Series) -> pd.Series:
+        if values.isna().all():  # no limits given: what pandas.to_numeric makes of them
+            return pd.Series(np.nan, index=values.index, dtype=float, name=values.name)
         numbers = pd.to_numeric(values, errors="coerce").astype(float)
         if numbers.isna().all():
             return numbers
@@ -888,6 +907,16 @@ def _anchor_days(anchor: pd.Series, zone: object) -> pd.Series:
         return pd.Series(out, index=values.index, dtype=object)
 
     return map_unique(anchor, day)
+
+
+def _stripped_lengths(cells: pd.Series) -> pd.Series:
+    """The length of each cell's text once stripped (NaN where blank or empty), worked out
+    once per distinct cell (a file repeats its few units and specimens on every row)."""
+    codes, uniques = pd.factorize(cells.to_numpy(dtype=object, na_value=None))
+    text = pd.Series(uniques, dtype=object).astype("string").str.strip()
+    lengths = text.where(text != "").str.len().to_numpy(dtype=float, na_value=np.nan)
+    # code -1 (a missing cell) takes the NaN appended last
+    return pd.Series(np.append(lengths, np.nan)[codes], index=cells.index)
 
 
 def _cell_text(values: pd.Series) -> pd.Series:
