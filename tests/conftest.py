@@ -18,6 +18,11 @@ from tests.store import backends
 ZONE = "Asia/Shanghai"
 # an unexpected error in a command is raised with its traceback (not turned into a message)
 os.environ.setdefault("CELLTRIAL_DEBUG", "1")
+# The CLI's console takes its width from $COLUMNS once, when celltrial.cli_support is imported
+# (pytest-xdist's workers have COLUMNS=80): without it, each command a test runs takes the width
+# the test gives it (CliRunner's env={"COLUMNS": ...}), whichever test imported the CLI first.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
 
 
 @pytest.fixture(scope="session")
@@ -164,3 +169,64 @@ def _drop_test_study_databases(request) -> Iterator[None]:
     finally:
         databases.test_dir = None
         databases.drop_unowned()
+
+
+# --- pytest-xdist: the tests that share a costly fixture run in one worker ----------------------
+
+#: Test modules that share a costly session-scoped fixture (a demo study), by that fixture. With
+#: pytest-xdist (``-n``, pyproject's addopts) these modules run in one worker, so the fixture is
+#: made once per run, not once per worker; every other module is a unit of its own (its tests
+#: in one worker, in order, sharing its module-scoped fixtures). Checked at collection.
+SHARED_SESSION_FIXTURES: dict[str, tuple[str, ...]] = {
+    "demo": (  # tests/report/conftest.py: a 4-subject demo and its HTML and PDF reports
+        "tests/report/test_layout.py",
+        "tests/report/test_reader.py",
+        "tests/report/test_report.py",
+        "tests/report/test_section_process.py",
+    ),
+    "default_demo": (  # tests/e2e/conftest.py: the default demo (test_cli's --force remakes it)
+        "tests/e2e/test_cli.py",
+        "tests/e2e/test_demo_numbers.py",
+    ),
+}
+_WORK_UNIT = {
+    module: f"modules sharing the {fixture!r} fixture"
+    for fixture, modules in SHARED_SESSION_FIXTURES.items()
+    for module in modules
+}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Refuse a test module that uses a fixture of :data:`SHARED_SESSION_FIXTURES` without being
+    listed there (pytest-xdist would make the fixture again in another worker)."""
+    unlisted = sorted(
+        {
+            f"{item.nodeid.split('::')[0]} uses {fixture!r}"
+            for item in items
+            for fixture, modules in SHARED_SESSION_FIXTURES.items()
+            if fixture in getattr(item, "fixturenames", ())
+            and item.nodeid.split("::")[0] not in modules
+        }
+    )
+    if unlisted:
+        raise pytest.UsageError(
+            "list these modules in SHARED_SESSION_FIXTURES (tests/conftest.py): "
+            + "; ".join(unlisted)
+        )
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """For ``--dist loadscope`` (pyproject's addopts): pytest-xdist's scheduling by scope with
+    whole modules as units of work (not classes), and the modules of
+    :data:`SHARED_SESSION_FIXTURES` as one unit per fixture."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return _WORK_UNIT.get(module, module)
+
+    return ByModule(config, log)
