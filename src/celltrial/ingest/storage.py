@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from celltrial.ingest.frame import same_values
 from celltrial.ingest.report import ValidationReport
 from celltrial.store.audit import add_batch_rows
-from celltrial.store.models import ImportBatch, Observation, Subject
+from celltrial.store.models import RESULT_COLUMNS, ImportBatch, Observation, Subject
 
 #: A first chunk at least this large, into a table at most BULK_TABLE_FACTOR times larger, is a
 #: bulk load: indexes are dropped and rebuilt once (see :class:`ObservationWriter`).
@@ -519,20 +519,7 @@ STAGE_SCHEMA = "celltrial_stage"
 #: Staged subject id → stored subject id, for one copy (a temporary table of the connection).
 _SUBJECT_MAP = "temp.celltrial_subject_map"
 #: The columns a staged row carries besides its subject (see :func:`_insert_sqlite`).
-STAGED_COLUMNS = (
-    "time",
-    "test",
-    "raw_value",
-    "raw_unit",
-    "value",
-    "unit",
-    "qualifier",
-    "ref_low",
-    "ref_high",
-    "specimen",
-    "flags",
-    "source_row",
-)
+STAGED_COLUMNS = RESULT_COLUMNS
 
 
 def write_observations(

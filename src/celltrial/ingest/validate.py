@@ -40,6 +40,7 @@ from celltrial.ingest.times import (
     parse_day_offsets,
     parse_times,
 )
+from celltrial.store.models import RESULT_COLUMNS
 from celltrial.units import convert, explain_unconvertible, normalize_unit
 
 #: Specimens whose results belong in blood, serum or plasma columns.
@@ -70,21 +71,7 @@ _BASIS = re.compile(r"\b(FEU|DDU)\b", re.IGNORECASE)
 #: checked here so that SQLite (which keeps more) and PostgreSQL (which refuses more) agree.
 MAX_TEXT = {"raw_value": 64, "raw_unit": 32, "specimen": 32}
 
-STORED_COLUMNS = (
-    "subject",
-    "time",
-    "test",
-    "raw_value",
-    "raw_unit",
-    "value",
-    "unit",
-    "qualifier",
-    "ref_low",
-    "ref_high",
-    "specimen",
-    "source_row",
-    "flags",
-)
+STORED_COLUMNS = ("subject", *RESULT_COLUMNS)
 
 
 #: Outcome of a result, by code: stored, stored with a flag, or not stored and reported.

@@ -15,6 +15,7 @@ from celltrial.cohort import SimulatedCohort
 from celltrial.errors import DataError
 from celltrial.store.audit import add_batch_rows, begin_batch, finish_batch
 from celltrial.store.models import (
+    RESULT_COLUMNS,
     AdverseEvent,
     ClinicalStatus,
     ImagingStudy,
@@ -232,18 +233,8 @@ def _load_observations(
         "time": [t.to_pydatetime() for t in frame["time"]],
         "source_row": list(range(1, len(frame) + 1)),
     }
-    for column in (
-        "test",
-        "raw_value",
-        "raw_unit",
-        "value",
-        "unit",
-        "qualifier",
-        "ref_low",
-        "ref_high",
-        "specimen",
-        "source",
-    ):
+    given = [c for c in RESULT_COLUMNS if c not in columns and c != "flags"]  # none flagged
+    for column in (*given, "source"):
         columns[column] = [_none_if_missing(v) for v in frame[column].tolist()]
     keys = list(columns)
     rows = (dict(zip(keys, values, strict=True)) for values in zip(*columns.values(), strict=True))

@@ -190,6 +190,24 @@ class Observation(_Versioned, _Sourced, Base):
     flags: Mapped[str | None] = mapped_column(String(64))
 
 
+#: What an import or a load gives of each result besides its subject, in this order: the
+#: columns of validation's rows (``subject`` first), of an import's stage and of a demo load.
+RESULT_COLUMNS: tuple[str, ...] = (
+    "time",
+    "test",
+    "raw_value",
+    "raw_unit",
+    "value",
+    "unit",
+    "qualifier",
+    "ref_low",
+    "ref_high",
+    "specimen",
+    "source_row",
+    "flags",
+)
+
+
 class AdverseEvent(_Versioned, _Sourced, Base):
     __tablename__ = "adverse_event"
 
