@@ -204,6 +204,35 @@ def test_an_update_keeps_what_its_changes_do_not_touch(study) -> None:
         summarize_study(protocol, frames, today=today + pd.Timedelta(days=1), previous=before)
 
 
+@pytest.mark.parametrize("names", [set(), {"infusions"}, {"observations"}, {"adverse_events"}])
+def test_an_update_as_of_a_later_time_of_the_same_day_equals_one_derived_afresh(
+    study, names
+) -> None:
+    """The web app's analyses after a new minute: statuses and deviations count whole study
+    days, so an overview of the day's first minute brought up to its last minute (in the study's
+    time zone) equals the one derived afresh then; the next day's differs."""
+    protocol, frames, today = study
+    zone = protocol.study.timezone
+    midnight = today.tz_convert(zone).normalize()
+    first, last = midnight + pd.Timedelta(minutes=1), midnight + pd.Timedelta(hours=23, minutes=59)
+    before = summarize_study(protocol, frames, today=first.tz_convert("UTC"))
+    changed = frames
+    for name in sorted(names):
+        changed = CHANGES[name](changed)
+    later = last.tz_convert("UTC")
+    afresh = summarize_study(protocol, changed, today=later)
+    updated = summarize_study(protocol, changed, today=later, previous=before, changed=names)
+    assert updated.today == later
+    _assert_same_overview(updated, afresh)
+    if not names:  # nothing changed: everything of the day's first minute is kept
+        assert updated.visit_assessments is before.visit_assessments
+        assert updated.deviation_rows.daily is before.deviation_rows.daily
+    next_day = summarize_study(protocol, frames, today=later + pd.Timedelta(minutes=2))
+    assert _differs(next_day.visit_assessments, before.visit_assessments)
+    with pytest.raises(ValueError, match="as of that overview's today"):
+        summarize_study(protocol, frames, today=later + pd.Timedelta(minutes=2), previous=before)
+
+
 @pytest.mark.parametrize("names", [{name} for name in CHANGES], ids=lambda n: "+".join(n))
 def test_updated_safety_inputs_and_tables_equal_those_derived_afresh(study, names) -> None:
     protocol, frames, _ = study

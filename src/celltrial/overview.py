@@ -64,12 +64,18 @@ def summarize_study(
 
     ``previous``: an update — the overview of frames that differ from these only in those named
     in ``changed`` (and give every subject the same day 0). It is brought up to date as of its own
-    ``today``: the parts derived from unchanged frames only are taken from it as they are.
+    ``today``, or of ``today`` when that is on the same calendar day in the study's time zone
+    (statuses and deviations count whole study days): the parts derived from unchanged frames
+    only are taken from it as they are.
     """
     if previous is not None:
-        if today is not None and today != previous.today:
-            raise ValueError("an update of an overview is as of that overview's today")
-        today = previous.today
+        if today is None:
+            today = previous.today
+        elif not same_study_date(today, previous.today, protocol.study.timezone):
+            raise ValueError(
+                "an update of an overview is as of that overview's today, or of a time on the "
+                "same day"
+            )
     elif today is None:
         today = pd.Timestamp.now(tz="UTC")
     reuse = previous is not None and previous.deviation_rows is not None
@@ -128,6 +134,11 @@ def summarize_study(
         deviation_rows=rows,
         n_treated=int(frames.subjects["first_infusion"].notna().sum()),
     )
+
+
+def same_study_date(one: pd.Timestamp, other: pd.Timestamp, zone: str) -> bool:
+    """Whether two aware times fall on the same calendar day in the study's time ``zone``."""
+    return one == other or one.tz_convert(zone).date() == other.tz_convert(zone).date()
 
 
 #: Statuses of an assessment not done that the end of a subject's follow-up makes not expected.

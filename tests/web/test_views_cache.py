@@ -9,6 +9,7 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
+from celltrial.overview import summarize_study
 from celltrial.safety.analysis import analyse_safety
 from celltrial.services import monitoring
 from celltrial.services.casebook import NewSubject, enrol_subject
@@ -202,28 +203,42 @@ def test_analyses_updated_after_writes_of_each_kind_equal_those_made_afresh(app,
     assert len(state.safety.signals), "the fever is a vital-sign signal"
 
 
-def test_a_new_minute_derives_everything_again_a_new_hour_reads_everything_again(
+def test_a_new_minute_moves_today_a_new_day_derives_the_schedule_a_new_hour_reads_all(
     app, clients, monkeypatch
 ):
     study = app.state.study
-    clock = ["2026-11-25T08:58"]
+    clock = ["2026-11-25T08:56"]
     revision = monitoring.data_revision
     monkeypatch.setattr(monitoring, "data_revision", lambda s: (revision(s)[0], clock[0]))
+    # "today" of an overview made from scratch, 10:58 in the study's time zone (UTC+8)
+    now = [pd.Timestamp("2026-11-25T02:58", tz="UTC")]
+    monkeypatch.setattr(monitoring, "_now", lambda: now[0])
     clients["coordinator"].post("/api/v1/subjects/S003/adverse-events", json=event("Clock rash"))
+    clock[0], now[0] = "2026-11-25T08:57", pd.Timestamp("2026-11-25T02:59", tz="UTC")
     before = monitoring.read_study_state(study)
-    clock[0] = "2026-11-25T08:59"
+    clock[0], now[0] = "2026-11-25T08:58", pd.Timestamp("2026-11-25T03:00", tz="UTC")
     minute = monitoring.read_study_state(study)
     assert minute.frames is before.frames  # nothing changed: nothing read again
-    assert minute.overview.today > before.overview.today  # but "today" moved: derived again
-    assert minute.overview.visit_assessments is not before.overview.visit_assessments
-    # the lab grades, the signals and the lab tables have no clock in them: kept
+    assert minute.overview.today > before.overview.today  # "today" moved
+    # the same day: the schedule and the deviations (whole study days) kept, as the lab
+    # grades, the signals and the lab tables (no clock in them)
+    assert minute.overview.visit_assessments is before.overview.visit_assessments
     assert minute.safety_inputs[0] is before.safety_inputs[0]
     assert minute.safety_inputs[1] is before.safety_inputs[1]
     assert minute.safety.lab_toxicities is before.safety.lab_toxicities
+    assert monitoring.summarize_dashboard(study).as_of == now[0].to_pydatetime()
+    # a new day in the study's time zone (UTC+8; the revision's clock kept within its hour)
+    clock[0], now[0] = "2026-11-25T08:59", pd.Timestamp("2026-11-25T16:01", tz="UTC")
+    day = monitoring.read_study_state(study)
+    assert day.frames is minute.frames
+    assert day.overview.visit_assessments is not minute.overview.visit_assessments
+    fresh = summarize_study(study.protocol, read_study_frames(study), today=now[0])
+    for part in ("summary", "infusions", "visits", "visit_assessments", "deviations"):
+        pd.testing.assert_frame_equal(getattr(day.overview, part), getattr(fresh, part))
     clients["coordinator"].post("/api/v1/subjects/S003/adverse-events", json=event("Clock cough"))
     clock[0] = "2026-11-25T09:00"
     hour = monitoring.read_study_state(study)
-    assert hour.frames.observations is not minute.frames.observations  # a new hour: all read
+    assert hour.frames.observations is not day.frames.observations  # a new hour: all read
     assert "Clock cough" in set(hour.frames.adverse_events["term"])
 
 

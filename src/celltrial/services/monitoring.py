@@ -6,12 +6,12 @@ its newest id (with the minute, since statuses such as *due* move with the clock
 cache. Only the tables changed since are read again (a query or a signature changes nothing here;
 each hour all are; when a subject's day 0 moves, every frame's study days are derived again).
 Audit event ids ascend in commit order (:mod:`celltrial.store.audit`), so no change is missed.
-Within a minute only the analyses derived
-from the changed tables are made again (an infusion edited leaves the visit schedule and the lab
-grades as they were); each minute all of them are, except the lab grades, the vital-sign signals
-and the lab tables, which have no clock in them (a new minute leaves them as they were). The
-web app brings the cache up to date after each write before acknowledging it, so reads after a
-write do not wait for the analyses; the
+Only the analyses derived from the changed tables are made again (an infusion edited leaves
+the visit schedule and the lab grades as they were). A new minute moves "today" (the time the
+dashboard is as of); the schedule and the deviations count whole study days, so they are derived
+again each new day in the study's time zone, and the lab grades, the vital-sign signals and the
+lab tables have no clock in them. The web app brings the cache up to date after each write before
+acknowledging it, so reads after a write do not wait for the analyses; the
 dashboard, each subject's view and each subject's figure (kept while the subject's own data are
 unchanged) are made once per state. Figures are also kept as files in the study directory
 (``cache/figures/``), so the web app's worker processes draw each one once between them.
@@ -41,7 +41,7 @@ import pandas as pd
 from sqlalchemy import func, select
 
 from celltrial import __version__
-from celltrial.overview import StudyOverview, summarize_study
+from celltrial.overview import StudyOverview, same_study_date, summarize_study
 from celltrial.safety.analysis import analyse_safety, derive_safety_inputs
 from celltrial.safety.tables import BASELINE_ABNORMALITY_COLUMNS, SafetySummary
 from celltrial.services.clinical_status import summarize_status_days
@@ -164,7 +164,7 @@ def read_study_state(study: StudyHandle, *, wait: bool = False) -> StudyState:
         fresh = cached is not None and cached.revision[0] >= revision[0]
         if fresh and cached.revision[1] >= revision[1]:
             return cached
-        frames, previous, changed_frames = None, None, set()
+        frames, previous, changed_frames, today = None, None, set(), None
         #: the state whose lab grades and signals (no clock in them) these frames may reuse
         unclocked = None
         # within the hour, read again only the tables changed since (each hour, all are)
@@ -178,18 +178,22 @@ def read_study_state(study: StudyHandle, *, wait: bool = False) -> StudyState:
             frames = _read_changed(study, cached.frames, changed) if changed else cached.frames
             moved_day_0 = frames is not None and frames.subjects is not cached.frames.subjects
             if frames is not None and not moved_day_0:
-                # derive again only what is derived from them: within the minute all of it, in
-                # a new minute (which moves "today") only the clock-free lab grades, signals
-                # and lab tables; a new day 0 moves every study day, so then everything is
-                # derived again
+                # derive again only what is derived from them: the lab grades, signals and lab
+                # tables have no clock in them, and the schedule and the deviations count whole
+                # study days, so a new minute of the same day (in the study's time zone) keeps
+                # them too; a new day 0 moves every study day: then everything is derived again
                 unclocked, changed_frames = cached, {_FRAME_OF[table] for table in changed}
-                if same_minute:
+                if not same_minute:
+                    today = _now()
+                zone = study.protocol.study.timezone
+                if same_minute or same_study_date(today, cached.overview.today, zone):
                     previous = cached
         if frames is None:
             frames = read_study_frames(study)
         overview = summarize_study(
             study.protocol,
             frames,
+            today=today,
             previous=None if previous is None else previous.overview,
             changed=changed_frames if previous is not None else (),
         )
@@ -212,6 +216,11 @@ def read_study_state(study: StudyHandle, *, wait: bool = False) -> StudyState:
         state = StudyState(revision, frames, overview, safety, error, inputs)
         _cache[study.url] = state
         return state
+
+
+def _now() -> pd.Timestamp:
+    """Now, the time an overview made from scratch is as of."""
+    return pd.Timestamp.now(tz="UTC")
 
 
 #: Tables the state is not made of: changing them leaves it as it was.
