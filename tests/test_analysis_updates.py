@@ -262,3 +262,29 @@ def test_updated_safety_inputs_and_tables_equal_those_derived_afresh(study, name
 def test_every_frame_has_a_change(study) -> None:
     _, frames, _ = study
     assert set(CHANGES) == {f.name for f in fields(frames)} - {"subjects"}
+
+
+def test_signals_are_kept_when_no_infusion_start_changed(study) -> None:
+    """An infusion's volume or dose edited leaves every signal window where it was: the signals
+    are kept (the web app's commonest edit); a start moved derives them again."""
+    protocol, frames, _ = study
+    before = derive_safety_inputs(protocol, frames)
+    infusions = frames.infusions.assign(
+        volume_ml=frames.infusions["volume_ml"] * 10, cells_given=None
+    )
+    for edited, kept in ((infusions, True), (change_infusions(frames).infusions, False)):
+        changed = replace(frames, infusions=edited)
+        inputs = derive_safety_inputs(
+            protocol,
+            changed,
+            previous=before,
+            changed={"infusions"},
+            infusions_before=frames.infusions,
+        )
+        assert (inputs[1] is before[1]) == kept
+        assert_frame_equal(inputs[1], derive_safety_inputs(protocol, changed)[1])
+    # without the infusions they were derived from, the signals are derived again
+    inputs = derive_safety_inputs(
+        protocol, replace(frames, infusions=infusions), previous=before, changed={"infusions"}
+    )
+    assert inputs[1] is not before[1]

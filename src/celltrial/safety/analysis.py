@@ -52,6 +52,8 @@ SAFETY_INPUTS = {
     "lab_grades": frozenset({"observations"}),
     "signals": frozenset({"observations", "infusions"}),
 }
+#: The columns of the infusions the signals are derived from (their windows start at each start).
+SIGNAL_INFUSION_COLUMNS = ("subject_id", "number", "start_time")
 
 
 def derive_safety_inputs(
@@ -60,14 +62,24 @@ def derive_safety_inputs(
     *,
     previous: tuple[pd.DataFrame, pd.DataFrame] | None = None,
     changed: Collection[str] = (),
+    infusions_before: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The lab grades and the infusion vital-sign signals: what the safety tables take from the
     frames besides the adverse events.
 
     ``previous``: those of frames that differ from these only in those named in ``changed`` and
     give every subject the same day 0; what is derived from none of them is taken as it is.
+    ``infusions_before``: the infusions ``previous`` was derived from; when only other columns
+    than :data:`SIGNAL_INFUSION_COLUMNS` changed (a volume edited), the infusions count as
+    unchanged for the signals.
     """
     changed = set(changed)
+    if (
+        "infusions" in changed
+        and infusions_before is not None
+        and _same_columns(infusions_before, frames.infusions, SIGNAL_INFUSION_COLUMNS)
+    ):
+        changed.discard("infusions")
     if previous is not None and not SAFETY_INPUTS["lab_grades"] & changed:
         lab_grades = previous[0]
     else:
@@ -81,6 +93,17 @@ def derive_safety_inputs(
     ]
     signals = derive_infusion_signals(vitals, frames.infusions, window_hours=window)
     return lab_grades, signals
+
+
+def _same_columns(one: pd.DataFrame, other: pd.DataFrame, columns: tuple[str, ...]) -> bool:
+    """Whether ``columns`` of the two frames hold the same values in the same rows and types."""
+    if not all(c in one.columns and c in other.columns for c in columns):
+        return False
+    return (
+        one[list(columns)]
+        .reset_index(drop=True)
+        .equals(other[list(columns)].reset_index(drop=True))
+    )
 
 
 def analyse_safety(

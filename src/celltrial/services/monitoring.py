@@ -200,7 +200,11 @@ def read_study_state(study: StudyHandle, *, wait: bool = False) -> StudyState:
         try:
             kept = None if unclocked is None else unclocked.safety_inputs
             inputs = derive_safety_inputs(
-                study.protocol, frames, previous=kept, changed=changed_frames
+                study.protocol,
+                frames,
+                previous=kept,
+                changed=changed_frames,
+                infusions_before=None if unclocked is None else unclocked.frames.infusions,
             )
             # the lab tables of the previous summary, when made from these very lab grades
             same_grades = kept is not None and inputs[0] is kept[0]
