@@ -2,7 +2,7 @@
 tests/ingest/test_results_unchanged.py compares the faster code with (verbatim, but for the
 module references): the duplicate check across a file's chunks, the validation's steps (which
 read the results' numbers twice), the reporting-limit check and the unit conversion; and, from
-the second round, the length, specimen and reference-limit checks, the reporting-limit
+the second round, the length, timing, specimen and reference-limit checks, the subject ids of the rows to store, the reporting-limit
 detection (counts by hashing) and the subject-code check."""
 
 # ruff: noqa
@@ -24,7 +24,7 @@ from celltrial.ingest.alignment import (
 from celltrial.ingest.limits import MIN_RESULTS, _spike
 from celltrial.ingest.frame import map_unique, strip_text
 from celltrial.ingest.report import ValidationReport
-from celltrial.ingest.storage import _utc_micros
+from celltrial.ingest.storage import _same, _update, _utc_micros
 from celltrial.ingest.validate import (
     _BASIS,
     _NO_UNIT,
@@ -369,3 +369,59 @@ def check_subject_codes(
         "order? Nothing was stored",
     )
     return True
+
+
+def _timing(self) -> None:
+    start = self.subject.map(self.subjects["start"]) if len(self.subjects) else None
+    end = self.subject.map(self.subjects["end"]) if len(self.subjects) else None
+    if start is None:
+        return
+    start = pd.to_datetime(start, utc=True)
+    end = pd.to_datetime(end, utc=True)
+    before = (self.time < start).fillna(False)
+    after = (self.time > end).fillna(False)
+    if before.any():
+        self.flag(
+            before,
+            "before_enrolment",
+            "a time at or after the subject's enrolment/admission, " + self._local(start[before]),
+            role="time",
+        )
+    if after.any():
+        self.flag(
+            after,
+            "after_discharge",
+            "a time at or before the subject's discharge or death, " + self._local(end[after]),
+            role="time",
+        )
+
+
+def write(self, rows: pd.DataFrame, subject_ids: pd.Series) -> dict[str, int]:
+    """Store one validated chunk (see :func:`celltrial.ingest.validate.check_results`)."""
+    if rows.empty:
+        return self.counts
+    frame = rows.copy()
+    frame["subject_id"] = frame["subject"].map(subject_ids).astype("int64")
+    frame["time"] = pd.to_datetime(frame["time"], utc=True).astype("datetime64[us, UTC]")
+    if self._prior is None:
+        self._start(len(frame))
+    frame = self._within_file(frame)
+    existing = self._existing(frame)
+    if len(existing):
+        merged = frame.merge(
+            existing, on=["subject_id", "test", "time"], how="left", suffixes=("", "_old")
+        )
+        found = merged["id_old"].notna().to_numpy()
+        same = (
+            found
+            & _same(merged["value"], merged["value_old"]).to_numpy()
+            & (merged["qualifier"].fillna("") == merged["qualifier_old"].fillna("")).to_numpy()
+        )
+        self.counts["unchanged"] += int(same.sum())
+        changed = merged[found & ~same]
+        self.counts["updated"] += (
+            len(changed) if self.dry else _update(self.session, self.batch, changed, self.source)
+        )
+        frame = merged.loc[~found, frame.columns]
+    self.counts["inserted"] += self._insert(frame)
+    return self.counts

@@ -104,7 +104,8 @@ def _before(monkeypatch: pytest.MonkeyPatch, run: Callable[[], object]) -> objec
         patch.setattr(validate._Run, "_units", reference_before._units)
         patch.setattr(validate._Run, "_convert_group", reference_before._convert_group)
         patch.setattr(storage.ObservationWriter, "_within_file", reference_before._within_file)
-        for step in ("_lengths", "_specimens", "_references", "_ref"):
+        patch.setattr(storage.ObservationWriter, "write", reference_before.write)
+        for step in ("_lengths", "_timing", "_specimens", "_references", "_ref"):
             patch.setattr(validate._Run, step, getattr(reference_before, step))
         patch.setattr(
             importer,

@@ -21,6 +21,7 @@ import re
 
 import pandas as pd
 
+from celltrial.ingest.frame import map_distinct
 from celltrial.ingest.report import ValidationReport
 
 #: The longest subject code the database keeps (``subject.code``, VARCHAR(64)).
@@ -99,7 +100,7 @@ def check_subject_codes(
         )
     kinds = {} if kinds is None else kinds
     kinds.update((code, code_kind(code)) for code in first["code"] if code not in kinds)
-    per_row = frame["code"].map(kinds)
+    per_row = map_distinct(frame["code"], pd.Series(kinds, dtype=object))
     counts = per_row.value_counts()
     if counts.empty or counts.sum() <= MISPLACED_SHARE * len(frame):
         return False

@@ -80,6 +80,14 @@ def map_unique(series: pd.Series, func) -> pd.Series:
     return pd.Series(out, index=series.index, dtype=object)
 
 
+def map_distinct(series: pd.Series, mapping: pd.Series) -> pd.Series:
+    """``series.map(mapping)`` (NaN where a cell is missing or not in ``mapping``'s index),
+    looked up once per distinct cell: pandas maps its text dtype with a Python call per row."""
+    codes, uniques = pd.factorize(series.to_numpy(dtype=object, na_value=None))
+    found = mapping.reindex(pd.Index(uniques, dtype=object))
+    return pd.Series(found.array.take(codes, allow_fill=True), index=series.index)
+
+
 def strip_text(series: pd.Series) -> pd.Series:
     """Cells as stripped text (object dtype), None where missing or blank."""
 

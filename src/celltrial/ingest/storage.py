@@ -19,7 +19,7 @@ import pandas as pd
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from celltrial.ingest.frame import same_values
+from celltrial.ingest.frame import map_distinct, same_values
 from celltrial.ingest.report import ValidationReport
 from celltrial.store.audit import add_batch_rows
 from celltrial.store.models import RESULT_COLUMNS, ImportBatch, Observation, Subject
@@ -260,7 +260,7 @@ class ObservationWriter:
         if rows.empty:
             return self.counts
         frame = rows.copy()
-        frame["subject_id"] = frame["subject"].map(subject_ids).astype("int64")
+        frame["subject_id"] = map_distinct(frame["subject"], subject_ids).astype("int64")
         frame["time"] = pd.to_datetime(frame["time"], utc=True).astype("datetime64[us, UTC]")
         if self._prior is None:
             self._start(len(frame))
@@ -377,13 +377,17 @@ class ObservationWriter:
 
         Results are matched on integer keys: subject id and test code in one, the time in UTC
         microseconds in the other (a merge on text and zoned times spends its time hashing)."""
-        tests = frame["test"].astype(str)
-        for name in tests.unique():
+        # each distinct test's code, spread to its rows (in order of first appearance)
+        positions, tests = pd.factorize(
+            frame["test"].astype(str).to_numpy(dtype=object), use_na_sentinel=False
+        )
+        for name in tests:
             self._test_codes.setdefault(name, len(self._test_codes))
+        codes = np.array([self._test_codes[name] for name in tests], dtype="int64")
         keys = pd.DataFrame(
             {
                 "_subject_test": (frame["subject_id"].to_numpy(dtype="int64") << 20)
-                + tests.map(self._test_codes).to_numpy(dtype="int64"),
+                + codes[positions],
                 "_time": _utc_micros(frame["time"]),
             },
             index=frame.index,

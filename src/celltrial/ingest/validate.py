@@ -27,7 +27,7 @@ from celltrial.catalogue import TestDefinition, load_catalogue
 from celltrial.errors import UnitError
 from celltrial.ingest import values as V
 from celltrial.ingest.alignment import MAX_SUBJECT_CODE
-from celltrial.ingest.frame import map_unique, same_values, strip_text
+from celltrial.ingest.frame import map_distinct, map_unique, same_values, strip_text
 from celltrial.ingest.limits import compute_reporting_limits
 from celltrial.ingest.report import ValidationReport
 from celltrial.ingest.times import (
@@ -736,8 +736,8 @@ class _Run:
                 )
 
     def _timing(self) -> None:
-        start = self.subject.map(self.subjects["start"]) if len(self.subjects) else None
-        end = self.subject.map(self.subjects["end"]) if len(self.subjects) else None
+        start = map_distinct(self.subject, self.subjects["start"]) if len(self.subjects) else None
+        end = map_distinct(self.subject, self.subjects["end"]) if len(self.subjects) else None
         if start is None:
             return
         start = pd.to_datetime(start, utc=True)
