@@ -22,7 +22,7 @@ from celltrial.ingest.alignment import (
     code_kind,
 )
 from celltrial.ingest.limits import MIN_RESULTS, _spike
-from celltrial.ingest.frame import map_unique, strip_text
+from celltrial.ingest.frame import strip_text
 from celltrial.ingest.report import ValidationReport
 from celltrial.ingest.storage import _same, _update, _utc_micros
 from celltrial.ingest.validate import (
@@ -425,3 +425,13 @@ def write(self, rows: pd.DataFrame, subject_ids: pd.Series) -> dict[str, int]:
         frame = merged.loc[~found, frame.columns]
     self.counts["inserted"] += self._insert(frame)
     return self.counts
+
+
+def map_unique(series: pd.Series, func) -> pd.Series:
+    codes, uniques = pd.factorize(series.to_numpy(dtype=object, na_value=None))
+    mapped = func(pd.Series(uniques, dtype=object))
+    values = np.asarray(pd.Series(mapped).astype(object).to_numpy(na_value=None), dtype=object)
+    out = np.full(len(codes), None, dtype=object)
+    present = codes >= 0
+    out[present] = values[codes[present]]
+    return pd.Series(out, index=series.index, dtype=object)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import select
@@ -324,3 +325,32 @@ def test_reporting_limits_found_as_before() -> None:
         assert got == reference_before.compute_reporting_limits(values)
         found += got != (None, None)
     assert found > 50
+
+
+def _messy_cells() -> list[pd.Series]:
+    """Columns as readers give them: text with blanks and every kind of missing value, numbers
+    and times from workbooks, pandas' text dtype, nothing at all."""
+    cells = [" CRP ", "CRP", "", None, float("nan"), pd.NA, pd.NaT, 5, 5.0, "5", "mg/L", "µg/L"]
+    rng = np.random.default_rng(3)
+    mixed = pd.Series(rng.choice(np.array(cells, dtype=object), 500), index=range(7, 507))
+    text = pd.Series(rng.choice(["a", " b", None, ""], 300), dtype="string")
+    return [mixed, text, pd.Series([], dtype=object), pd.Series([None, np.nan], dtype=object)]
+
+
+def test_per_distinct_value_helpers_as_before() -> None:
+    """The helpers that work once per distinct cell give what the old code did (missing cells
+    of every kind, text dtype, mixed workbook cells), and :func:`map_distinct` what
+    ``Series.map`` gives."""
+    from celltrial.ingest.frame import map_distinct, map_unique
+
+    def shown(unique: pd.Series) -> pd.Series:
+        return unique.map(repr)
+
+    for series in _messy_cells():
+        pd.testing.assert_series_equal(
+            map_unique(series, shown), reference_before.map_unique(series, shown)
+        )
+        mapping = pd.Series({"CRP": 1.5, "a": 2.0, " b": 3.0, "mg/L": 4.0})
+        pd.testing.assert_series_equal(
+            map_distinct(series, mapping), series.map(mapping).astype(float), check_names=False
+        )

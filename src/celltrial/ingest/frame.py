@@ -71,7 +71,8 @@ def map_unique(series: pd.Series, func) -> pd.Series:
     working on distinct values turns a per-row Python loop into a hash lookup.
     ``func`` takes a Series of the distinct values and returns one of the same length.
     """
-    codes, uniques = pd.factorize(series.to_numpy(dtype=object, na_value=None))
+    # missing cells (None, NaN, pd.NA, NaT) all get code -1: no need to make them None first
+    codes, uniques = pd.factorize(series.to_numpy(dtype=object))
     mapped = func(pd.Series(uniques, dtype=object))
     values = np.asarray(pd.Series(mapped).astype(object).to_numpy(na_value=None), dtype=object)
     out = np.full(len(codes), None, dtype=object)
@@ -83,7 +84,7 @@ def map_unique(series: pd.Series, func) -> pd.Series:
 def map_distinct(series: pd.Series, mapping: pd.Series) -> pd.Series:
     """``series.map(mapping)`` (NaN where a cell is missing or not in ``mapping``'s index),
     looked up once per distinct cell: pandas maps its text dtype with a Python call per row."""
-    codes, uniques = pd.factorize(series.to_numpy(dtype=object, na_value=None))
+    codes, uniques = pd.factorize(series.to_numpy(dtype=object))
     found = mapping.reindex(pd.Index(uniques, dtype=object))
     return pd.Series(found.array.take(codes, allow_fill=True), index=series.index)
 
@@ -111,12 +112,13 @@ def same_values(
     combined = np.zeros(n, dtype="int64")
     values = []
     for column in columns:
-        cells = frame[column].to_numpy(dtype=object, na_value=None)
-        codes, uniques = pd.factorize(cells)
+        cells = frame[column].to_numpy(dtype=object)
+        codes, uniques = pd.factorize(cells)  # missing cells (None, NaN, pd.NA): code -1
         combined, _ = pd.factorize(combined * (len(uniques) + 1) + (codes + 1))
-        values.append(cells)
+        values.append((cells, codes))
     order = np.argsort(combined, kind="stable")
     bounds = np.cumsum(np.bincount(combined))[:-1]
     for positions in np.split(order, bounds):
         first = positions[0]
-        yield tuple(cells[first] for cells in values), positions
+        key = tuple(None if codes[first] < 0 else cells[first] for cells, codes in values)
+        yield key, positions
