@@ -2,7 +2,7 @@
 tests/ingest/test_results_unchanged.py compares the faster code with (verbatim, but for the
 module references): the duplicate check across a file's chunks, the validation's steps (which
 read the results' numbers twice), the reporting-limit check and the unit conversion; and, from
-the second round, the length, timing, specimen and reference-limit checks, the subject ids of the rows to store, the reporting-limit
+the second round, the length, timing, specimen and reference-limit checks, the subject ids of the rows to store and the SQLite insert, the reporting-limit
 detection (counts by hashing) and the subject-code check."""
 
 # ruff: noqa
@@ -24,7 +24,18 @@ from celltrial.ingest.alignment import (
 from celltrial.ingest.limits import MIN_RESULTS, _spike
 from celltrial.ingest.frame import strip_text
 from celltrial.ingest.report import ValidationReport
-from celltrial.ingest.storage import _same, _update, _utc_micros
+from celltrial.ingest.storage import (
+    _BOUND_COLUMNS,
+    _GROUP_COLUMNS,
+    _MAX_TEXT,
+    _floats,
+    _insert_rows,
+    _literal,
+    _same,
+    _sqlite_times,
+    _update,
+    _utc_micros,
+)
 from celltrial.ingest.validate import (
     _BASIS,
     _NO_UNIT,
@@ -435,3 +446,68 @@ def map_unique(series: pd.Series, func) -> pd.Series:
     present = codes >= 0
     out[present] = values[codes[present]]
     return pd.Series(out, index=series.index, dtype=object)
+
+
+def _insert_sqlite(cursor: Any, frame: pd.DataFrame, batch_id: int, source: str) -> int:
+    """executemany of tuples on the driver's cursor (same transaction), rows sorted by subject
+    and time, constant columns of each group written as literals. The raw text is kept whole
+    (SQLite does not enforce VARCHAR lengths; the generic path truncates)."""
+    stamps = _utc_micros(frame["time"])
+    order = np.lexsort((stamps, frame["subject_id"].to_numpy()))
+    frame = frame.iloc[order]
+    bound = {
+        "subject_id": frame["subject_id"].to_numpy(dtype="int64"),
+        "time": _sqlite_times(stamps[order]),
+        "raw_value": frame["raw_value"].to_numpy(dtype=object, na_value=None),
+        "value": _floats(frame["value"]),
+        "source_row": frame["source_row"].to_numpy(dtype="int64"),
+    }
+    refs = {c: _floats(frame[c]) for c in ("ref_low", "ref_high")}
+    missing_refs = {c: frame[c].isna().to_numpy() for c in refs}  # (None in refs)
+    for key, positions in _same_values(frame, _GROUP_COLUMNS):
+        constants = dict(zip(_GROUP_COLUMNS, key, strict=True))
+        constants["import_batch_id"] = batch_id
+        constants["source"] = source
+        names = list(_BOUND_COLUMNS)
+        arrays = [bound[c][positions] for c in _BOUND_COLUMNS]
+        for column, values in refs.items():
+            if missing_refs[column][positions].all():
+                constants[column] = None
+            else:
+                names.append(column)
+                arrays.append(values[positions])
+        literals = {c: _literal(v, _MAX_TEXT.get(c)) for c, v in constants.items()}
+        unsafe = [c for c, lit in literals.items() if lit is None]
+        for column in unsafe:  # text that cannot be a literal (NUL): bind it
+            names.append(column)
+            arrays.append(np.array([constants[column]] * len(positions), dtype=object))
+            del literals[column]
+        columns = [*names, *literals]
+        row_sql = f"({', '.join(['?'] * len(names) + list(literals.values()))})"
+        _insert_rows(
+            cursor, f"INSERT INTO observation ({', '.join(columns)}) VALUES ", row_sql, arrays
+        )
+    return len(frame)
+
+
+def _same_values(
+    frame: pd.DataFrame, columns: tuple[str, ...]
+) -> Iterator[tuple[tuple[Any, ...], np.ndarray]]:
+    """(values of ``columns``, None where missing; the positions of the rows holding them) per
+    distinct combination, in order of first appearance, positions ascending. A groupby on
+    these text columns hashes each row's tuple; integer codes per column are cheaper."""
+    n = len(frame)
+    if not n:
+        return
+    combined = np.zeros(n, dtype="int64")
+    values = []
+    for column in columns:
+        cells = frame[column].to_numpy(dtype=object, na_value=None)
+        codes, uniques = pd.factorize(cells)
+        combined, _ = pd.factorize(combined * (len(uniques) + 1) + (codes + 1))
+        values.append(cells)
+    order = np.argsort(combined, kind="stable")
+    bounds = np.cumsum(np.bincount(combined))[:-1]
+    for positions in np.split(order, bounds):
+        first = positions[0]
+        yield tuple(cells[first] for cells in values), positions

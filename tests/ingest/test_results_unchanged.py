@@ -106,6 +106,7 @@ def _before(monkeypatch: pytest.MonkeyPatch, run: Callable[[], object]) -> objec
         patch.setattr(validate._Run, "_convert_group", reference_before._convert_group)
         patch.setattr(storage.ObservationWriter, "_within_file", reference_before._within_file)
         patch.setattr(storage.ObservationWriter, "write", reference_before.write)
+        patch.setattr(storage, "_insert_sqlite", reference_before._insert_sqlite)
         for step in ("_lengths", "_timing", "_specimens", "_references", "_ref"):
             patch.setattr(validate._Run, step, getattr(reference_before, step))
         patch.setattr(

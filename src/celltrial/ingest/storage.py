@@ -609,7 +609,8 @@ def _insert_sqlite(cursor: Any, frame: pd.DataFrame, batch_id: int, source: str)
     (SQLite does not enforce VARCHAR lengths; the generic path truncates)."""
     stamps = _utc_micros(frame["time"])
     order = np.lexsort((stamps, frame["subject_id"].to_numpy()))
-    frame = frame.iloc[order]
+    used = ["subject_id", "raw_value", "value", "source_row", "ref_low", "ref_high"]
+    frame = frame[[*used, *_GROUP_COLUMNS]].iloc[order]  # the columns stored, not the others
     bound = {
         "subject_id": frame["subject_id"].to_numpy(dtype="int64"),
         "time": _sqlite_times(stamps[order]),
@@ -617,20 +618,21 @@ def _insert_sqlite(cursor: Any, frame: pd.DataFrame, batch_id: int, source: str)
         "value": _floats(frame["value"]),
         "source_row": frame["source_row"].to_numpy(dtype="int64"),
     }
-    refs = {c: _floats(frame[c]) for c in ("ref_low", "ref_high")}
-    missing_refs = {c: frame[c].isna().to_numpy() for c in refs}  # (None in refs)
+    missing_refs = {c: frame[c].isna().to_numpy() for c in ("ref_low", "ref_high")}
+    # a reference column empty in every row is a NULL literal in every group: no numbers needed
+    refs = {c: _floats(frame[c]) for c, missing in missing_refs.items() if not missing.all()}
     for key, positions in same_values(frame, _GROUP_COLUMNS):
         constants = dict(zip(_GROUP_COLUMNS, key, strict=True))
         constants["import_batch_id"] = batch_id
         constants["source"] = source
         names = list(_BOUND_COLUMNS)
         arrays = [bound[c][positions] for c in _BOUND_COLUMNS]
-        for column, values in refs.items():
-            if missing_refs[column][positions].all():
+        for column, missing in missing_refs.items():
+            if missing[positions].all():
                 constants[column] = None
             else:
                 names.append(column)
-                arrays.append(values[positions])
+                arrays.append(refs[column][positions])
         literals = {c: _literal(v, _MAX_TEXT.get(c)) for c, v in constants.items()}
         unsafe = [c for c, lit in literals.items() if lit is None]
         for column in unsafe:  # text that cannot be a literal (NUL): bind it
