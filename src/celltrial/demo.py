@@ -11,10 +11,8 @@ from pathlib import Path
 from celltrial.cohort import simulate
 from celltrial.errors import StudyError
 from celltrial.overview import StudyOverview, summarize_study
-from celltrial.report import write_report
 from celltrial.report.sections import SectionProcess, start_section_process
-from celltrial.store.database import database_url, study_session
-from celltrial.store.loading import load_simulated_cohort
+from celltrial.store.database import database_url
 from celltrial.study import StudyHandle, init_study, read_study_frames
 
 DEMO_USER = "celltrial-demo"
@@ -80,6 +78,11 @@ def _run_demo(
     on_step: Callable[[str], None],
     sections: SectionProcess | None,
 ) -> DemoResult:
+    # imported after the section process started: that process does not need them
+    from celltrial.report import write_report
+    from celltrial.store.database import study_session
+    from celltrial.store.loading import load_simulated_cohort
+
     on_step(DEMO_STEPS[0])
     study = init_study(out, protocol=protocol, db_url=db_url, user=DEMO_USER)
     (out / DEMO_MARKER).write_text(

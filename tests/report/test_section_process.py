@@ -3,7 +3,10 @@ run builds, byte for byte; its failures reach the caller; unasked, it ends at on
 
 from __future__ import annotations
 
+import json
 import multiprocessing
+import subprocess
+import sys
 import time
 
 import pytest
@@ -81,3 +84,20 @@ def test_no_process_for_a_database_in_memory(tmp_path):
     process = start_section_process(f"sqlite:///{tmp_path / 'x.db'}", workers=2)
     assert isinstance(process, SectionProcess)
     process.close()
+
+
+def test_the_process_imports_no_orm_and_no_templates():
+    """What the demo imports before it starts the process, and the builders the process
+    imports, leave out what only the command's own process needs (the ORM, Jinja2, Alembic)."""
+    probe = (
+        "import json, sys\n"
+        "import celltrial.cli, celltrial.demo\n"
+        "from celltrial.report import sections\n"
+        "for spec in sections.SECTION_BUILDERS:\n"
+        "    sections._builder(spec)\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    names = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert "celltrial.efficacy.section" in names
+    assert not {"sqlalchemy.orm", "celltrial.store.models", "jinja2", "alembic"} & names

@@ -6,8 +6,8 @@ import pandas as pd
 from sqlalchemy import select
 
 from celltrial.errors import StudyError
+from celltrial.store import tables
 from celltrial.store.frames import read_observations, read_subjects
-from celltrial.store.models import Subject
 from celltrial.study import StudyHandle
 
 
@@ -16,9 +16,10 @@ def read_external_cohorts(study: StudyHandle) -> list[str]:
 
     A one-line read that belongs in :mod:`celltrial.store.frames`; kept here until it moves.
     """
+    subject = tables.subject.c  # (Core: the report's section process needs no ORM)
     statement = (
-        select(Subject.cohort)
-        .where(Subject.study_id == study.study_id, Subject.cohort.is_not(None))
+        select(subject.cohort)
+        .where(subject.study_id == study.study_id, subject.cohort.is_not(None))
         .distinct()
     )
     with study.engine.connect() as connection:
