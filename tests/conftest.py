@@ -219,10 +219,15 @@ def pytest_collection_modifyitems(config, items) -> None:
 def pytest_xdist_make_scheduler(config, log):
     """For ``--dist loadscope`` (pyproject's addopts): pytest-xdist's scheduling by scope with
     whole modules as units of work (not classes), and the modules of
-    :data:`SHARED_SESSION_FIXTURES` as one unit per fixture."""
+    :data:`SHARED_SESSION_FIXTURES` as one unit per fixture. The units start in the order of
+    the collection, not (pytest-xdist ≥ 3.7) by their number of tests, which would start the
+    long modules of a few tests (the journeys, the browser tests) last and leave one worker
+    running them alone at the end."""
     if config.getvalue("dist") != "loadscope":
         return None
     from xdist.scheduler import LoadScopeScheduling
+
+    config.option.loadscopereorder = False
 
     class ByModule(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
