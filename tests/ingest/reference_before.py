@@ -2,7 +2,7 @@
 tests/ingest/test_results_unchanged.py compares the faster code with (verbatim, but for the
 module references): the duplicate check across a file's chunks, the validation's steps (which
 read the results' numbers twice), the reporting-limit check and the unit conversion; and, from
-the second round, the length, timing, specimen and reference-limit checks, the subject ids of the rows to store and the SQLite insert, the reporting-limit
+the second round, the length, timing, specimen and reference-limit checks, the subject ids of the rows to store and the SQLite insert, the reading of times, the reporting-limit
 detection (counts by hashing) and the subject-code check."""
 
 # ruff: noqa
@@ -24,6 +24,16 @@ from celltrial.ingest.alignment import (
 from celltrial.ingest.limits import MIN_RESULTS, _spike
 from celltrial.ingest.frame import strip_text
 from celltrial.ingest.report import ValidationReport
+from celltrial.ingest.times import (
+    _DATE,
+    _OFFSET,
+    DateOrder,
+    _in_date_order,
+    _in_range,
+    _naive_in_range,
+    _to_naive,
+    current_date_order,
+)
 from celltrial.ingest.storage import (
     _BOUND_COLUMNS,
     _GROUP_COLUMNS,
@@ -511,3 +521,49 @@ def _same_values(
     for positions in np.split(order, bounds):
         first = positions[0]
         yield tuple(cells[first] for cells in values), positions
+
+
+def parse_times(
+    raw: pd.Series, zone: ZoneInfo | str, *, order: DateOrder | None = None
+) -> tuple[pd.Series, pd.Series]:
+    """(UTC times, unreadable mask): NaT where the cell is empty or cannot be read.
+
+    ``unreadable`` is True where a non-empty cell could not be read as a time: no whole date in
+    it, a date before :data:`EARLIEST` or more than :data:`FUTURE_MARGIN` after now, a local
+    time that does not exist or is ambiguous at a daylight-saving change, or a date with the
+    year last whose day and month order is not decided (see the module's doc). Those are
+    errors, never guessed. ``order``: the file's :class:`DateOrder` (default: the one of the
+    enclosing :func:`date_order_scope`, else one for these cells alone).
+    """
+    if order is None:
+        order = current_date_order() or DateOrder()
+    key = str(zone)
+    if isinstance(raw.dtype, pd.DatetimeTZDtype):
+        return _in_range(raw.dt.tz_convert("UTC"), raw.notna())
+    if pd.api.types.is_datetime64_dtype(raw.dtype):
+        naive = _naive_in_range(raw)
+        local = naive.dt.tz_localize(key, ambiguous="NaT", nonexistent="NaT")
+        return _in_range(local.dt.tz_convert("UTC"), raw.notna())
+    if len(raw) > 1:
+        codes, uniques = pd.factorize(raw.to_numpy(dtype=object, na_value=None))
+        if len(uniques) < len(raw):  # times repeat (one draw, many results): parse each once
+            times, bad = parse_times(pd.Series(uniques, dtype=object), zone, order=order)
+            out_times = pd.Series(times.array.take(codes, allow_fill=True), index=raw.index)
+            flags = np.append(bad.to_numpy(dtype=bool), False)  # code -1 (empty) → False
+            return out_times, pd.Series(flags[codes], index=raw.index)
+    text = raw.astype("string").str.strip()
+    present = text.notna() & (text != "")
+    dated = present & text.str.contains(_DATE).fillna(False).astype(bool)
+    with_offset = dated & text.str.contains(_OFFSET, regex=True).fillna(False).astype(bool)
+    out = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us, UTC]")
+    if with_offset.any():
+        aware = pd.to_datetime(text[with_offset], errors="coerce", utc=True, format="ISO8601")
+        out[with_offset] = aware
+    naive_mask = dated & ~with_offset
+    text = _in_date_order(text, naive_mask, order)
+    naive_mask &= text.notna()
+    if naive_mask.any():
+        naive = _naive_in_range(_to_naive(text[naive_mask]))
+        local = naive.dt.tz_localize(key, ambiguous="NaT", nonexistent="NaT")
+        out[naive_mask] = local.dt.tz_convert("UTC")
+    return _in_range(out, present)

@@ -340,9 +340,12 @@ def _messy_cells() -> list[pd.Series]:
 
 def test_per_distinct_value_helpers_as_before() -> None:
     """The helpers that work once per distinct cell give what the old code did (missing cells
-    of every kind, text dtype, mixed workbook cells), and :func:`map_distinct` what
-    ``Series.map`` gives."""
+    of every kind, text dtype, mixed workbook cells; times read once per distinct cell), and
+    :func:`map_distinct` what ``Series.map`` gives."""
     from celltrial.ingest.frame import map_distinct, map_unique
+    from celltrial.ingest.times import parse_times
+
+    rng_times = np.random.default_rng(4)
 
     def shown(unique: pd.Series) -> pd.Series:
         return unique.map(repr)
@@ -351,6 +354,14 @@ def test_per_distinct_value_helpers_as_before() -> None:
         pd.testing.assert_series_equal(
             map_unique(series, shown), reference_before.map_unique(series, shown)
         )
+        stamps = pd.Series(
+            rng_times.choice(["2020-02-03 08:00", " 2020/02/04 ", "", None, pd.NA, "x"], 400)
+        )
+        for zone in ("UTC", "Asia/Shanghai"):
+            new_times, new_bad = parse_times(stamps, zone)
+            old_times, old_bad = reference_before.parse_times(stamps, zone)
+            pd.testing.assert_series_equal(new_times, old_times)
+            pd.testing.assert_series_equal(new_bad, old_bad)
         mapping = pd.Series({"CRP": 1.5, "a": 2.0, " b": 3.0, "mg/L": 4.0})
         pd.testing.assert_series_equal(
             map_distinct(series, mapping), series.map(mapping).astype(float), check_names=False

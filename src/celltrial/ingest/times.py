@@ -158,7 +158,7 @@ def parse_times(
         local = naive.dt.tz_localize(key, ambiguous="NaT", nonexistent="NaT")
         return _in_range(local.dt.tz_convert("UTC"), raw.notna())
     if len(raw) > 1:
-        codes, uniques = pd.factorize(raw.to_numpy(dtype=object, na_value=None))
+        codes, uniques = pd.factorize(raw.to_numpy(dtype=object))  # missing: code -1
         if len(uniques) < len(raw):  # times repeat (one draw, many results): parse each once
             times, bad = parse_times(pd.Series(uniques, dtype=object), zone, order=order)
             out_times = pd.Series(times.array.take(codes, allow_fill=True), index=raw.index)

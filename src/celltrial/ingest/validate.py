@@ -548,17 +548,19 @@ class _Run:
         raw_unit = strip_text(self.raw["raw_unit"])
         live = self.live() & self.test.notna()
         groups = pd.DataFrame({"test": self.test, "unit": raw_unit.fillna(_NO_UNIT), "live": live})
-        by_unit = groups[live].groupby(["test", "unit"])
+        live_groups = groups[live]
+        # each test and unit as written, sorted as a groupby sorts them (found by integer codes:
+        # a groupby hashes every row's pair, once for the labels and once for the positions);
         # each group's rows by position too: assigning by label hashes the whole index per group
         where = np.flatnonzero(live.to_numpy())
-        positions = by_unit.indices
-        for (code, unit_text), index in by_unit.groups.items():
+        found = sorted(same_values(live_groups, ("test", "unit")), key=lambda group: group[0])
+        for (code, unit_text), rows in found:
             self._convert_group(
                 code,
                 None if unit_text == _NO_UNIT else unit_text,
-                index,
+                live_groups.index[rows],
                 unit,
-                where[positions[(code, unit_text)]],
+                where[rows],
             )
         return unit
 
