@@ -7,8 +7,8 @@ CPU seconds are user + system of that process and the worker processes it starte
 a first demo with an empty phantom-CT cache (``$CELLTRIAL_CACHE_DIR`` in a temporary folder), the
 same with the CT phantoms measured in one process (``workers=1``, to see what the worker pool
 gives on this machine), and a demo with the cache filled, as every demo after the first runs,
-with the report's sections in worker processes (as shipped) and in one process ("report
-serial": what the workers give).
+with the report's sections in worker processes (as shipped: a process started with the demo
+imports their libraries meanwhile) and in one process ("report serial": what the workers give).
 Beside them, in the same run: ``--before DIR``, the demo of an earlier checkout (``git worktree
 add DIR <commit>``; its ``DIR/src`` is put first on the path), and an anchor of fixed work
 (NumPy matrix products) that shows how loaded the machine is. The load average is printed.
@@ -59,6 +59,10 @@ if sys.argv[3] != "default":
 if sys.argv[4] != "default":
     import celltrial.report.sections as sections
     sections.build_sections.__kwdefaults__["workers"] = int(sys.argv[4])
+    if hasattr(celltrial.demo, "start_section_process"):  # (the early section process)
+        celltrial.demo.start_section_process = (
+            lambda url, workers=None: sections.start_section_process(url, workers=int(sys.argv[4]))
+        )
 steps.append(("start-up", c0, t0))
 try:
     app(["demo", "--out", sys.argv[1], "--subjects", sys.argv[2]], standalone_mode=False)
