@@ -51,7 +51,7 @@ def empty_raw() -> pd.DataFrame:
 
 def complete_raw(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with every raw column (missing ones added empty), in order."""
-    out = frame.copy()
+    out = frame.copy(deep=False)  # copy-on-write: ``frame`` is never changed through ``out``
     for column in RAW_COLUMNS:
         if column not in out.columns:
             out[column] = None
