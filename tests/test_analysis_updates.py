@@ -17,7 +17,7 @@ from pandas.testing import assert_frame_equal
 
 from celltrial.cohort import simulate
 from celltrial.overview import StudyOverview, summarize_study
-from celltrial.safety.analysis import analyse_safety, derive_safety_inputs
+from celltrial.safety.analysis import analyse_safety, derive_safety_inputs, same_safety_frames
 from celltrial.store.database import study_session
 from celltrial.store.loading import load_simulated_cohort
 from celltrial.study import StudyFrames, init_study, read_study_frames
@@ -288,3 +288,25 @@ def test_signals_are_kept_when_no_infusion_start_changed(study) -> None:
         protocol, replace(frames, infusions=infusions), previous=before, changed={"infusions"}
     )
     assert inputs[1] is not before[1]
+
+
+def test_the_safety_summary_is_kept_when_nothing_it_reads_changed(study) -> None:
+    """A volume or dose edited (or only the clock moved) leaves what the safety analysis reads
+    as it was: the summary made afresh equals the previous one, field by field; a start moved
+    or an adverse event changed is seen."""
+    protocol, frames, _ = study
+    before = analyse_safety(protocol, frames)
+    volumes = frames.infusions.assign(
+        volume_ml=frames.infusions["volume_ml"] * 10, cells_given=None
+    )
+    edited = replace(frames, infusions=volumes)
+    assert same_safety_frames(frames, edited)
+    afresh = analyse_safety(protocol, edited)
+    for part in fields(before):
+        got, expected = getattr(afresh, part.name), getattr(before, part.name)
+        if isinstance(expected, pd.DataFrame):
+            assert_frame_equal(got, expected, obj=part.name)
+        else:
+            assert got == expected, part.name
+    assert not same_safety_frames(frames, change_infusions(frames))
+    assert not same_safety_frames(frames, change_adverse_events(frames))

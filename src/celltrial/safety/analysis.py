@@ -106,6 +106,18 @@ def _same_columns(one: pd.DataFrame, other: pd.DataFrame, columns: tuple[str, ..
     )
 
 
+def same_safety_frames(before: StudyFrames, after: StudyFrames) -> bool:
+    """Whether :func:`analyse_safety` reads the same of both frames besides the lab grades and
+    the signals: the same subjects and adverse events (the same frames) and the same infusion
+    starts (:data:`SIGNAL_INFUSION_COLUMNS`, which the AE timing reads too). An infusion's volume
+    edited, or a new minute, then leaves the safety summary as it was."""
+    return (
+        before.subjects is after.subjects
+        and before.adverse_events is after.adverse_events
+        and _same_columns(before.infusions, after.infusions, SIGNAL_INFUSION_COLUMNS)
+    )
+
+
 def analyse_safety(
     protocol: Protocol,
     frames: StudyFrames,

@@ -42,7 +42,7 @@ from sqlalchemy import func, select
 
 from celltrial import __version__
 from celltrial.overview import StudyOverview, same_study_date, summarize_study
-from celltrial.safety.analysis import analyse_safety, derive_safety_inputs
+from celltrial.safety.analysis import analyse_safety, derive_safety_inputs, same_safety_frames
 from celltrial.safety.tables import BASELINE_ABNORMALITY_COLUMNS, SafetySummary
 from celltrial.services.clinical_status import summarize_status_days
 from celltrial.services.errors import NotFound
@@ -208,12 +208,20 @@ def read_study_state(study: StudyHandle, *, wait: bool = False) -> StudyState:
             )
             # the lab tables of the previous summary, when made from these very lab grades
             same_grades = kept is not None and inputs[0] is kept[0]
-            safety = analyse_safety(
-                study.protocol,
-                frames,
-                inputs=inputs,
-                previous=unclocked.safety if same_grades else None,
-            )
+            if (
+                same_grades
+                and inputs[1] is kept[1]
+                and unclocked.safety is not None
+                and same_safety_frames(unclocked.frames, frames)
+            ):
+                safety = unclocked.safety  # made from all the same: kept as it is
+            else:
+                safety = analyse_safety(
+                    study.protocol,
+                    frames,
+                    inputs=inputs,
+                    previous=unclocked.safety if same_grades else None,
+                )
             error = None
         except (KeyError, ValueError, TypeError) as exc:  # an analysis failing must not hide data
             safety, error, inputs = None, f"the safety analysis failed: {exc}", None
