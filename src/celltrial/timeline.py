@@ -52,8 +52,11 @@ def derive_study_day(
     if len(out) == 0:
         out[day_column] = pd.Series(dtype="Int64")
         return out
-    day0 = pd.to_datetime(first_infusions.reindex(out["subject_id"]).to_numpy(), utc=True)
-    out[day_column] = compute_study_days(out[time_column], pd.Series(day0, index=out.index), zone)
+    # converted as a column: ``to_numpy()`` of aware times would make one Timestamp per row
+    day0 = pd.to_datetime(first_infusions.reindex(out["subject_id"]), utc=True)
+    out[day_column] = compute_study_days(
+        out[time_column], pd.Series(day0.array, index=out.index), zone
+    )
     return out
 
 
