@@ -467,9 +467,16 @@ def test_signing_a_casebook_with_open_queries_says_how_many_and_which(clients, s
         clients["data_manager"],
         clients["investigator"],
     )
-    events = coordinator.get("/api/v1/subjects/S002/adverse-events").json()
     assert "open-queries" not in investigator.get("/subjects/S002/sign").text
-    for event, question in zip(events, ("Grade confirmed?", "Onset from the chart?"), strict=False):
+    events = []  # two events of this test's own (not those earlier tests happened to record)
+    for term, day in (("Headache", 4), ("Nausea", 5)):
+        recorded = coordinator.post(
+            "/api/v1/subjects/S002/adverse-events",
+            json={"term": term, "onset_at": iso(day), "grade": 1, "outcome": "recovered"},
+        )
+        assert recorded.status_code == 201, recorded.text
+        events.append(recorded.json())
+    for event, question in zip(events, ("Grade confirmed?", "Onset from the chart?"), strict=True):
         raised = dm.post(
             "/api/v1/queries",
             json={
