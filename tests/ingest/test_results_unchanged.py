@@ -366,3 +366,29 @@ def test_per_distinct_value_helpers_as_before() -> None:
         pd.testing.assert_series_equal(
             map_distinct(series, mapping), series.map(mapping).astype(float), check_names=False
         )
+
+
+def test_completed_raw_frame_as_before_and_reader_frame_untouched() -> None:
+    """:func:`complete_raw` (a shallow copy since the speed work) gives the frame the old deep
+    copy gave, and changing the result never changes the reader's frame (copy on write)."""
+    from celltrial.ingest.frame import RAW_COLUMNS, complete_raw
+
+    read = pd.DataFrame(
+        {
+            "subject": pd.Series(["P01", "P02", None], dtype="string"),
+            "raw_value": pd.Series(["<0.5", 3.0, None], dtype=object),
+            "time": ["2020-02-01 08:00", "", None],
+            "source_row": [2, 3, 4],
+        }
+    )
+    kept = read.copy(deep=True)
+    old = read.copy()  # the old code: a deep copy, then the missing columns added
+    for column in RAW_COLUMNS:
+        if column not in old.columns:
+            old[column] = None
+    out = complete_raw(read)
+    pd.testing.assert_frame_equal(out, old[list(RAW_COLUMNS)])
+    out.loc[0, "subject"] = "CHANGED"
+    out["raw_value"] = out["raw_value"].where(out.index != 1, "9")
+    out.iloc[2, out.columns.get_loc("source_row")] = 99
+    pd.testing.assert_frame_equal(read, kept)
