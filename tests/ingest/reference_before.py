@@ -18,7 +18,6 @@ from celltrial.ingest.alignment import (
     MIN_DECIMAL_CODES,
     MISPLACED_SHARE,
     _SHOWN,
-    _stripped,
     code_kind,
 )
 from celltrial.ingest.limits import MIN_RESULTS, _spike
@@ -340,6 +339,16 @@ def compute_reporting_limits(values: np.ndarray) -> tuple[float | None, float | 
     floor = _spike(levels, sizes, below, n, np.quantile(finite, 0.1), lower=True)
     ceiling = _spike(levels, sizes, above, n, np.quantile(finite, 0.9), lower=False)
     return floor, ceiling
+
+
+def _stripped(codes: pd.Series) -> pd.Series:
+    """``codes.astype("string").str.strip()``, stripping each distinct code once (a file repeats
+    its few subject codes on a million rows)."""
+    text = codes.astype("string")
+    position, distinct = pd.factorize(text)
+    stripped = pd.Series(distinct, dtype=text.dtype).str.strip().reindex(position)
+    stripped.index = text.index
+    return stripped
 
 
 def check_subject_codes(

@@ -392,3 +392,49 @@ def test_completed_raw_frame_as_before_and_reader_frame_untouched() -> None:
     out["raw_value"] = out["raw_value"].where(out.index != 1, "9")
     out.iloc[2, out.columns.get_loc("source_row")] = 99
     pd.testing.assert_frame_equal(read, kept)
+
+
+def _subject_columns() -> list[pd.Series]:
+    """Subject columns as readers give them: codes with spaces, blanks and every kind of missing
+    cell, workbook numbers, codes too long, and columns holding times, test names or decimals
+    (shifted columns), with kinds tied in number of rows."""
+    rng = np.random.default_rng(5)
+    long_code = "P" + "9" * 70
+    plain = [" P01", "P01", "P02 ", "", "  ", None, float("nan"), pd.NA, 7, 7.0, long_code]
+    shifted = ["2020-02-01 08:00", "CRP", "3.5", "4.25", "LDH", "2020-02-02", " 6.75", "P03"]
+    tied = ["CRP"] * 3 + ["2020-02-01"] * 3 + ["P1"]
+    return [
+        pd.Series(rng.choice(np.array(plain, dtype=object), 400), index=range(10, 410)),
+        pd.Series(rng.choice(np.array(shifted, dtype=object), 300)),
+        pd.Series(rng.choice(["3.5", "4.25", "P1", "P2"], 50), dtype="string"),
+        pd.Series(["6.5"] * 9 + ["P1"]),  # one decimal code on many rows: a study's numbering
+        pd.Series(tied, dtype=object),
+        pd.Series(tied[::-1], dtype=object),
+        pd.Series([None, "", "  "], dtype=object),
+        pd.Series([], dtype=object),
+    ]
+
+
+def test_subject_code_check_as_before() -> None:
+    """The subject-code check, which now looks at each distinct code once, returns and reports
+    exactly what the old per-row check did (too-long codes, shifted columns, ties), also with
+    the kinds of codes kept from an earlier chunk."""
+    from celltrial.ingest.alignment import check_subject_codes
+    from celltrial.ingest.report import ValidationReport
+
+    for codes in _subject_columns():
+        rows = pd.Series(np.arange(2, len(codes) + 2), index=codes.index)
+        old_report, new_report = ValidationReport(file="f"), ValidationReport(file="f")
+        old = reference_before.check_subject_codes(codes, rows, old_report, column="ID")
+        kinds: dict[str, str | None] = {}
+        new = check_subject_codes(codes, rows, new_report, column="ID", kinds=kinds)
+        assert new == old
+        pd.testing.assert_frame_equal(new_report.messages, old_report.messages)
+        again = ValidationReport(file="f")  # a later chunk: the kinds known already
+        assert check_subject_codes(codes, rows, again, column="ID", kinds=kinds) == old
+        pd.testing.assert_frame_equal(again.messages, old_report.messages)
+    shifted = ValidationReport(file="f")
+    assert check_subject_codes(
+        _subject_columns()[1], pd.Series(range(2, 302)), shifted, column="ID"
+    )
+    assert "misaligned_columns" in set(shifted.messages["kind"])

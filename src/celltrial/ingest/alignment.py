@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pandas as pd
 
-from celltrial.ingest.frame import map_distinct
 from celltrial.ingest.report import ValidationReport
 
 #: The longest subject code the database keeps (``subject.code``, VARCHAR(64)).
@@ -56,16 +56,6 @@ def code_kind(code: str) -> str | None:
     return None
 
 
-def _stripped(codes: pd.Series) -> pd.Series:
-    """``codes.astype("string").str.strip()``, stripping each distinct code once (a file repeats
-    its few subject codes on a million rows)."""
-    text = codes.astype("string")
-    position, distinct = pd.factorize(text)
-    stripped = pd.Series(distinct, dtype=text.dtype).str.strip().reindex(position)
-    stripped.index = text.index
-    return stripped
-
-
 def check_subject_codes(
     codes: pd.Series,
     rows: pd.Series,
@@ -79,12 +69,29 @@ def check_subject_codes(
     ``rows``: the file's row numbers. Returns whether the column was found misplaced.
     ``kinds``: code → :func:`code_kind` of the codes seen so far, kept by the caller across a
     file's chunks (each code is looked at once), filled in here."""
-    text = _stripped(codes)
-    present = text.notna() & (text != "")
+    # each distinct cell stripped once; cells that strip to the same code are one code
+    text = codes.astype("string")
+    position, distinct = pd.factorize(text)  # a missing cell: -1
+    stripped = pd.Series(distinct, dtype=text.dtype).str.strip()
+    usable = (stripped.notna() & (stripped != "")).fillna(False).to_numpy(dtype=bool)
+    keys = np.where(usable, stripped.to_numpy(dtype=object, na_value=None), None)
+    key_of_distinct, names = pd.factorize(keys)  # a blank cell: -1
+    row_key = np.append(key_of_distinct, -1)[position]
+    present = row_key >= 0
     if not present.any():
         return False
-    frame = pd.DataFrame({"code": text[present].astype(str), "row": rows[present].to_numpy()})
-    first = frame.drop_duplicates("code")
+    numbers = rows[pd.Series(present, index=codes.index)].to_numpy()
+    keys_here = row_key[present]
+    # each code's first row, in the order codes first appear (drop_duplicates("code"))
+    _, first_at = np.unique(keys_here, return_index=True)
+    first_at = np.sort(first_at)
+    first = pd.DataFrame(
+        {
+            "code": np.asarray(names, dtype=object)[keys_here[first_at]],
+            "row": numbers[first_at],
+        }
+    )
+    rows_per_code = np.bincount(keys_here, minlength=len(names))[keys_here[first_at]]
     too_long = first[first["code"].str.len() > MAX_SUBJECT_CODE]
     if len(too_long):
         report.add(
@@ -100,12 +107,17 @@ def check_subject_codes(
         )
     kinds = {} if kinds is None else kinds
     kinds.update((code, code_kind(code)) for code in first["code"] if code not in kinds)
-    per_row = map_distinct(frame["code"], pd.Series(kinds, dtype=object))
-    counts = per_row.value_counts()
-    if counts.empty or counts.sum() <= MISPLACED_SHARE * len(frame):
+    # rows per kind, kinds in order of first appearance, then as value_counts() sorts them
+    of_code = [kinds[code] for code in first["code"]]
+    totals: dict[str, int] = {}
+    for kind_of, n in zip(of_code, rows_per_code.tolist(), strict=True):
+        if kind_of is not None:
+            totals[kind_of] = totals.get(kind_of, 0) + n
+    counts = pd.Series(totals, dtype="int64").sort_values(ascending=False, kind="stable")
+    if counts.empty or counts.sum() <= MISPLACED_SHARE * int(present.sum()):
         return False
     kind = str(counts.index[0])
-    examples = frame[per_row == kind].drop_duplicates("code")
+    examples = first[np.array([k == kind for k in of_code], dtype=bool)]
     if kind == "numbers with decimals" and len(examples) < MIN_DECIMAL_CODES:
         return False  # a study may number a patient 6.5; results are many and vary
     shown = ", ".join(f"{c!r} (row {int(r)})" for c, r in examples.head(_SHOWN).to_numpy())
@@ -117,8 +129,8 @@ def check_subject_codes(
         column=column,
         value=str(examples["code"].iloc[0]),
         expected=f"subject IDs: column {column} holds {kind}, not subject IDs ({shown}{more}; "
-        f"{int(counts.sum())} of {len(frame)} rows): are the columns shifted (a cell too many "
-        "or too few on each row, e.g. a trailing comma) or the header's names in another "
+        f"{int(counts.sum())} of {int(present.sum())} rows): are the columns shifted (a cell too "
+        "many or too few on each row, e.g. a trailing comma) or the header's names in another "
         "order? Nothing was stored",
     )
     return True
