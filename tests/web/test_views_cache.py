@@ -71,6 +71,7 @@ def test_a_first_infusion_moves_day_0_so_every_study_day_is_derived_again(app, c
     from dataclasses import fields
 
     from celltrial.overview import summarize_study
+    from celltrial.safety.analysis import derive_safety_inputs
 
     study, client = app.state.study, clients["coordinator"]
     started = NOW - timedelta(days=3)
@@ -105,6 +106,11 @@ def test_a_first_infusion_moves_day_0_so_every_study_day_is_derived_again(app, c
     full = analyse_safety(study.protocol, frames)
     for table in ("listing", "lab_toxicities", "signals"):
         pd.testing.assert_frame_equal(getattr(after.safety, table), getattr(full, table))
+    # S004's vital sign before day 0 now has a study day: the lab grades are made again
+    assert after.safety_inputs[0] is not before.safety_inputs[0]
+    fresh_inputs = derive_safety_inputs(study.protocol, frames)
+    for got, expected in zip(after.safety_inputs, fresh_inputs, strict=True):
+        pd.testing.assert_frame_equal(got, expected)
     own = after.frames.adverse_events[after.frames.adverse_events["subject_id"] == "S004"]
     assert own["onset_day"].tolist() == [1]  # 2 days ago, day 0 three days ago
     subject = client.get("/api/v1/subjects/S004").json()
@@ -611,3 +617,75 @@ def test_api_answers_are_kept_while_the_views_they_show_are(app, clients, one_mi
     }
     api._answers.clear()
     assert {path: client.get(path).content for path in now} == now
+
+
+def test_a_first_infusion_of_a_subject_without_observations_keeps_the_lab_grades(
+    app, clients, one_minute
+):
+    """Day 0 moves for a newly enrolled subject without observations alone: the lab grades are
+    kept as they were, and every analysis (the lab tables, whose treated population grew,
+    included) equals one made afresh. A subject with a vital sign before its first infusion, or
+    one taken after, grades the labs again."""
+    from celltrial.safety.analysis import derive_safety_inputs
+
+    study, client = app.state.study, clients["coordinator"]
+    started = NOW - timedelta(days=2)
+    for code in ("S012", "S013", "S014"):
+        entry = NewSubject(code=code, enrolled_at=NOW - timedelta(days=10), sex="F", age=61)
+        enrol_subject(study, entry, user="setup")
+
+    def infuse(code: str) -> None:
+        body = {
+            "lot_code": RELEASED,
+            "vial_id": f"V-{code}-1",
+            "started_at": started.isoformat(),
+            "ended_at": (started + timedelta(minutes=30)).isoformat(),
+            "cells_given": 3.0e7,
+            "label_subject_code": code,
+        }
+        assert client.post(f"/api/v1/subjects/{code}/infusions", json=body).status_code == 201
+
+    def vital_sign(code: str, hours: float, temperature: float) -> None:
+        vitals = {
+            "time": (started + timedelta(hours=hours)).isoformat(),
+            "temperature": temperature,
+        }
+        assert client.post(f"/api/v1/subjects/{code}/vital-signs", json=vitals).is_success
+
+    def check(state, what: str) -> None:
+        frames = read_study_frames(study)
+        fresh = summarize_study(study.protocol, frames, today=state.overview.today)
+        for part in ("summary", "infusions", "visits", "visit_assessments", "deviations"):
+            got, expected = getattr(state.overview, part), getattr(fresh, part)
+            pd.testing.assert_frame_equal(got, expected, obj=f"{part} after {what}")
+        inputs = derive_safety_inputs(study.protocol, frames)
+        for got, expected in zip(state.safety_inputs, inputs, strict=True):
+            pd.testing.assert_frame_equal(got, expected, obj=f"safety inputs after {what}")
+        safety = analyse_safety(study.protocol, frames, inputs=inputs)
+        for part in fields(safety):
+            got, expected = getattr(state.safety, part.name), getattr(safety, part.name)
+            if isinstance(expected, pd.DataFrame):
+                pd.testing.assert_frame_equal(got, expected, obj=f"{part.name} after {what}")
+            else:
+                assert got == expected, f"{part.name} after {what}"
+
+    infuse("S012")  # (some subject treated: the lab grades have a day 0 to compare)
+    check(monitoring.read_study_state(study), "S012's first infusion")
+    vital_sign("S013", -3, 38.2)
+    before = monitoring.read_study_state(study)
+    infuse("S013")  # its vital sign before day 0 gets a study day: graded again
+    after = monitoring.read_study_state(study)
+    assert after.frames.subjects is not before.frames.subjects  # day 0 moved
+    assert after.safety_inputs[0] is not before.safety_inputs[0]
+    check(after, "S013's first infusion after a vital sign")
+    before = after
+    infuse("S014")  # no observation: the lab grades are kept
+    after = monitoring.read_study_state(study)
+    assert after.frames.subjects is not before.frames.subjects
+    assert after.safety_inputs[0] is before.safety_inputs[0]
+    assert "S014" in before.safety.not_treated and "S014" not in after.safety.not_treated
+    check(after, "S014's first infusion")
+    vital_sign("S014", 1, 38.9)
+    later = monitoring.read_study_state(study)
+    assert later.safety_inputs[0] is not after.safety_inputs[0]
+    check(later, "S014's vital sign after it")

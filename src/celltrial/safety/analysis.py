@@ -68,7 +68,8 @@ def derive_safety_inputs(
     frames besides the adverse events.
 
     ``previous``: those of frames that differ from these only in those named in ``changed`` and
-    give every subject the same day 0; what is derived from none of them is taken as it is.
+    give every subject the same day 0 (or the lab grades' inputs alike, :func:`same_lab_inputs`);
+    what is derived from none of them is taken as it is.
     ``infusions_before``: the infusions ``previous`` was derived from; when only other columns
     than :data:`SIGNAL_INFUSION_COLUMNS` changed (a volume edited), the infusions count as
     unchanged for the signals.
@@ -103,6 +104,24 @@ def _same_columns(one: pd.DataFrame, other: pd.DataFrame, columns: tuple[str, ..
         one[list(columns)]
         .reset_index(drop=True)
         .equals(other[list(columns)].reset_index(drop=True))
+    )
+
+
+def same_lab_inputs(before: StudyFrames, after: StudyFrames) -> bool:
+    """Whether :func:`grade_study_labs` reads the same of both frames: the same observations
+    (their study days included) and the same day 0 of every subject with an observation, some
+    subject having one in both. A first infusion of a subject with no observation yet (day 0
+    moved for that subject alone) then leaves the lab grades as they were."""
+    first_before = first_infusions(before.infusions)
+    first_after = first_infusions(after.infusions)
+    if first_before.empty or first_after.empty:
+        return False  # (no day 0 at all is graded another way)
+    observations = after.observations
+    if not (observations is before.observations or observations.equals(before.observations)):
+        return False
+    observed = pd.Index(observations["subject_id"].dropna().unique())
+    return first_before.dtype == first_after.dtype and first_before.reindex(observed).equals(
+        first_after.reindex(observed)
     )
 
 

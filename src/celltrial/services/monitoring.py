@@ -42,7 +42,12 @@ from sqlalchemy import func, select
 
 from celltrial import __version__
 from celltrial.overview import StudyOverview, same_study_date, summarize_study
-from celltrial.safety.analysis import analyse_safety, derive_safety_inputs, same_safety_frames
+from celltrial.safety.analysis import (
+    analyse_safety,
+    derive_safety_inputs,
+    same_lab_inputs,
+    same_safety_frames,
+)
 from celltrial.safety.tables import BASELINE_ABNORMALITY_COLUMNS, SafetySummary
 from celltrial.services.clinical_status import summarize_status_days
 from celltrial.services.errors import NotFound
@@ -167,6 +172,8 @@ def read_study_state(study: StudyHandle, *, wait: bool = False) -> StudyState:
         frames, previous, changed_frames, today = None, None, set(), None
         #: the state whose lab grades and signals (no clock in them) these frames may reuse
         unclocked = None
+        #: the state before a day 0 moved, whose lab grades these frames may reuse
+        day_0_before = None
         # within the hour, read again only the tables changed since (each hour, all are)
         if cached is not None and cached.revision[1][:13] == revision[1][:13]:
             changed = _changed_tables(study, cached.revision[0]) - _NOT_IN_STATE
@@ -177,6 +184,8 @@ def read_study_state(study: StudyHandle, *, wait: bool = False) -> StudyState:
                 return state
             frames = _read_changed(study, cached.frames, changed) if changed else cached.frames
             moved_day_0 = frames is not None and frames.subjects is not cached.frames.subjects
+            if moved_day_0:  # (the lab grades have no clock in them)
+                day_0_before = cached
             if frames is not None and not moved_day_0:
                 # derive again only what is derived from them: the lab grades, signals and lab
                 # tables have no clock in them, and the schedule and the deviations count whole
@@ -199,13 +208,27 @@ def read_study_state(study: StudyHandle, *, wait: bool = False) -> StudyState:
         )
         try:
             kept = None if unclocked is None else unclocked.safety_inputs
-            inputs = derive_safety_inputs(
-                study.protocol,
-                frames,
-                previous=kept,
-                changed=changed_frames,
-                infusions_before=None if unclocked is None else unclocked.frames.infusions,
-            )
+            if (
+                day_0_before is not None
+                and day_0_before.safety_inputs is not None
+                and same_lab_inputs(day_0_before.frames, frames)
+            ):
+                # day 0 moved only for subjects without observations: the lab grades are kept
+                # (the signals, read from the infusions' starts, are derived again)
+                inputs = derive_safety_inputs(
+                    study.protocol,
+                    frames,
+                    previous=day_0_before.safety_inputs,
+                    changed={"infusions"},
+                )
+            else:
+                inputs = derive_safety_inputs(
+                    study.protocol,
+                    frames,
+                    previous=kept,
+                    changed=changed_frames,
+                    infusions_before=None if unclocked is None else unclocked.frames.infusions,
+                )
             # the lab tables of the previous summary, when made from these very lab grades
             same_grades = kept is not None and inputs[0] is kept[0]
             if (
