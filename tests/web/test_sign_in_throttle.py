@@ -186,8 +186,9 @@ def test_unknown_locked_and_wrong_password_attempts_take_the_same_time(app, engi
         return {kind: min(values) for kind, values in times.items()}
 
     # within 20 % of each other (before: 20 ms for a locked account, 300 ms for a wrong password).
-    # The machine may be busy with other work: a real difference shows in every one of 3 tries.
-    for _try in range(3):
+    # The machine may be busy with other work (the suite's other worker, other programs): a real
+    # difference shows in every one of 5 tries; a passing try ends the test.
+    for _try in range(5):
         medians = measure()
         print("fastest sign-in refusal times (ms):", {k: round(v, 1) for k, v in medians.items()})
         if max(medians.values()) - min(medians.values()) <= 0.2 * min(medians.values()):
