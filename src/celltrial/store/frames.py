@@ -142,22 +142,12 @@ def read_lots(engine: Engine, study_id: str) -> pd.DataFrame:
     return _frame(engine, statement, ("manufactured", "expires"))
 
 
-#: The observation columns both readers of observations select, after the subject's code.
+#: The observation columns both readers of observations select, after the subject's code: the
+#: observation frame's stored columns (its study day is derived).
 _OBSERVATION_READ = tuple(
     tables.observation.c[name]
-    for name in (
-        "time",
-        "test",
-        "value",
-        "unit",
-        "raw_value",
-        "raw_unit",
-        "qualifier",
-        "ref_low",
-        "ref_high",
-        "specimen",
-        "source",
-    )
+    for name in OBSERVATION_COLUMNS
+    if name not in ("subject_id", "study_day")
 )
 
 
