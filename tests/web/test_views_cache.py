@@ -10,11 +10,31 @@ import pandas as pd
 import pytest
 
 from celltrial.overview import summarize_study
-from celltrial.safety.analysis import analyse_safety
+from celltrial.safety.analysis import analyse_safety, derive_safety_inputs
 from celltrial.services import monitoring
 from celltrial.services.casebook import NewSubject, enrol_subject
 from celltrial.study import read_study_frames
 from tests.web.conftest import NOW, RELEASED
+
+
+def assert_analyses_as_made_afresh(study, state, what: str) -> None:
+    """The web app's kept ``state`` (overview, safety inputs, every safety field) equals the
+    analyses made afresh from the study's frames; ``what`` names the write in messages."""
+    frames = read_study_frames(study)
+    fresh = summarize_study(study.protocol, frames, today=state.overview.today)
+    for part in ("summary", "infusions", "visits", "visit_assessments", "deviations"):
+        got, expected = getattr(state.overview, part), getattr(fresh, part)
+        pd.testing.assert_frame_equal(got, expected, obj=f"{part} after {what}")
+    inputs = derive_safety_inputs(study.protocol, frames)
+    for got, expected in zip(state.safety_inputs, inputs, strict=True):
+        pd.testing.assert_frame_equal(got, expected, obj=f"safety inputs after {what}")
+    safety = analyse_safety(study.protocol, frames, inputs=inputs)
+    for part in fields(safety):
+        got, expected = getattr(state.safety, part.name), getattr(safety, part.name)
+        if isinstance(expected, pd.DataFrame):
+            pd.testing.assert_frame_equal(got, expected, obj=f"{part.name} after {what}")
+        else:
+            assert got == expected, f"{part.name} after {what}"
 
 
 @pytest.fixture
@@ -139,8 +159,6 @@ def clock(request, monkeypatch):
 
 
 def test_analyses_updated_after_writes_of_each_kind_equal_those_made_afresh(app, clients, clock):
-    from celltrial.overview import summarize_study
-    from celltrial.safety.analysis import derive_safety_inputs
 
     study, client = app.state.study, clients["coordinator"]
     code = "S001"
@@ -162,22 +180,7 @@ def test_analyses_updated_after_writes_of_each_kind_equal_those_made_afresh(app,
         }
 
     def check(what: str) -> None:
-        state = monitoring.read_study_state(study)
-        frames = read_study_frames(study)
-        fresh = summarize_study(study.protocol, frames, today=state.overview.today)
-        for part in ("summary", "infusions", "visits", "visit_assessments", "deviations"):
-            got, expected = getattr(state.overview, part), getattr(fresh, part)
-            pd.testing.assert_frame_equal(got, expected, obj=f"{part} after {what}")
-        inputs = derive_safety_inputs(study.protocol, frames)
-        safety = analyse_safety(study.protocol, frames, inputs=inputs)
-        for got, expected in zip(state.safety_inputs, inputs, strict=True):
-            pd.testing.assert_frame_equal(got, expected, obj=f"safety inputs after {what}")
-        for part in fields(safety):
-            got, expected = getattr(state.safety, part.name), getattr(safety, part.name)
-            if isinstance(expected, pd.DataFrame):
-                pd.testing.assert_frame_equal(got, expected, obj=f"{part.name} after {what}")
-            else:
-                assert got == expected, f"{part.name} after {what}"
+        assert_analyses_as_made_afresh(study, monitoring.read_study_state(study), what)
 
     ids = []
     for number, days in ((1, 9), (2, 6), (3, 3)):
@@ -626,7 +629,6 @@ def test_a_first_infusion_of_a_subject_without_observations_keeps_the_lab_grades
     kept as they were, and every analysis (the lab tables, whose treated population grew,
     included) equals one made afresh. A subject with a vital sign before its first infusion, or
     one taken after, grades the labs again."""
-    from celltrial.safety.analysis import derive_safety_inputs
 
     study, client = app.state.study, clients["coordinator"]
     started = NOW - timedelta(days=2)
@@ -652,40 +654,25 @@ def test_a_first_infusion_of_a_subject_without_observations_keeps_the_lab_grades
         }
         assert client.post(f"/api/v1/subjects/{code}/vital-signs", json=vitals).is_success
 
-    def check(state, what: str) -> None:
-        frames = read_study_frames(study)
-        fresh = summarize_study(study.protocol, frames, today=state.overview.today)
-        for part in ("summary", "infusions", "visits", "visit_assessments", "deviations"):
-            got, expected = getattr(state.overview, part), getattr(fresh, part)
-            pd.testing.assert_frame_equal(got, expected, obj=f"{part} after {what}")
-        inputs = derive_safety_inputs(study.protocol, frames)
-        for got, expected in zip(state.safety_inputs, inputs, strict=True):
-            pd.testing.assert_frame_equal(got, expected, obj=f"safety inputs after {what}")
-        safety = analyse_safety(study.protocol, frames, inputs=inputs)
-        for part in fields(safety):
-            got, expected = getattr(state.safety, part.name), getattr(safety, part.name)
-            if isinstance(expected, pd.DataFrame):
-                pd.testing.assert_frame_equal(got, expected, obj=f"{part.name} after {what}")
-            else:
-                assert got == expected, f"{part.name} after {what}"
-
     infuse("S012")  # (some subject treated: the lab grades have a day 0 to compare)
-    check(monitoring.read_study_state(study), "S012's first infusion")
+    assert_analyses_as_made_afresh(
+        study, monitoring.read_study_state(study), "S012's first infusion"
+    )
     vital_sign("S013", -3, 38.2)
     before = monitoring.read_study_state(study)
     infuse("S013")  # its vital sign before day 0 gets a study day: graded again
     after = monitoring.read_study_state(study)
     assert after.frames.subjects is not before.frames.subjects  # day 0 moved
     assert after.safety_inputs[0] is not before.safety_inputs[0]
-    check(after, "S013's first infusion after a vital sign")
+    assert_analyses_as_made_afresh(study, after, "S013's first infusion after a vital sign")
     before = after
     infuse("S014")  # no observation: the lab grades are kept
     after = monitoring.read_study_state(study)
     assert after.frames.subjects is not before.frames.subjects
     assert after.safety_inputs[0] is before.safety_inputs[0]
     assert "S014" in before.safety.not_treated and "S014" not in after.safety.not_treated
-    check(after, "S014's first infusion")
+    assert_analyses_as_made_afresh(study, after, "S014's first infusion")
     vital_sign("S014", 1, 38.9)
     later = monitoring.read_study_state(study)
     assert later.safety_inputs[0] is not after.safety_inputs[0]
-    check(later, "S014's vital sign after it")
+    assert_analyses_as_made_afresh(study, later, "S014's vital sign after it")
