@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tests.external.simulated_cohort import simulated_external_cohort
+
 #: The analyses' "as of" time: a fixed instant long after the demo's simulated study.
 TODAY = pd.Timestamp("2026-01-01T00:00:00Z")
 #: The reference recorded before the speed work of issue 26.
@@ -78,40 +80,7 @@ def flatten_numbers(value: Any, path: str = "", out: dict[str, float | None] | N
 
 def external_stand_in(seed: int = 7, n: int = 300) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A seeded simulated external cohort (admission, outcome, four markers a few times each)."""
-    rng = np.random.default_rng(seed)
-    ids = np.array([f"X{i:04d}" for i in range(n)], dtype=object)
-    start = pd.Timestamp("2020-02-01T00:00:00Z")
-    admitted = start + pd.to_timedelta(rng.integers(0, 40 * 24, n), unit="h")
-    severity = rng.normal(0, 1, n)
-    stay = np.clip(rng.gamma(4, 3, n), 1, 40)
-    dies = rng.random(n) < 1 / (1 + np.exp(-(severity - 0.2) * 2))
-    end = pd.Series(admitted + pd.to_timedelta(stay * 24, unit="h"))
-    subjects = pd.DataFrame(
-        {
-            "subject_id": ids,
-            "sex": np.where(rng.random(n) < 0.6, "M", "F"),
-            "age": np.clip(rng.normal(59, 16, n).round(), 18, 95),
-            "admitted": admitted,
-            "discharged": end.where(~dies),
-            "died": end.where(dies),
-        }
-    )
-    draws = rng.integers(2, 9, n)
-    owner = np.repeat(np.arange(n), draws)
-    hours = rng.uniform(0, 1, len(owner)) * stay[owner] * 24
-    centre = {"LYM": (0.8, -0.35), "NEUT": (6.0, 0.35), "HSCRP": (50.0, 0.9), "DDIMER": (2.0, 0.8)}
-    rows = [
-        pd.DataFrame(
-            {
-                "subject_id": ids[owner],
-                "time": admitted[owner] + pd.to_timedelta(hours, unit="h"),
-                "test": test,
-                "value": median * np.exp(slope * severity[owner] + rng.normal(0, 0.4, len(owner))),
-            }
-        )
-        for test, (median, slope) in centre.items()
-    ]
-    return subjects, pd.concat(rows, ignore_index=True)
+    return simulated_external_cohort(n, seed, start=pd.Timestamp("2020-02-01T00:00:00Z"))
 
 
 def collect_demo_numbers(directory: str | Path) -> dict[str, float | None]:

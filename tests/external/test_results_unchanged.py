@@ -19,45 +19,14 @@ from celltrial.external.analysis import summarize_external
 from celltrial.external.spec import load_target_trial
 from celltrial.protocol import resolve_protocol
 from tests.external import reference_before
+from tests.external.simulated_cohort import simulated_external_cohort
 
 T0 = pd.Timestamp("2020-01-20T00:00:00Z")
 
 
 def external_cohort(n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Patients with 2-8 draws of each marker over their stay; outcome tied to the markers."""
-    rng = np.random.default_rng(seed)
-    ids = np.array([f"X{i:04d}" for i in range(n)], dtype=object)
-    admitted = T0 + pd.to_timedelta(rng.integers(0, 40 * 24, n), unit="h")
-    severity = rng.normal(0, 1, n)
-    stay = np.clip(rng.gamma(4, 3, n), 1, 40)
-    dies = rng.random(n) < 1 / (1 + np.exp(-(severity - 0.2) * 2))
-    end = pd.Series(admitted + pd.to_timedelta(stay * 24, unit="h"))
-    subjects = pd.DataFrame(
-        {
-            "subject_id": ids,
-            "sex": np.where(rng.random(n) < 0.6, "M", "F"),
-            "age": np.clip(rng.normal(59, 16, n).round(), 18, 95),
-            "admitted": admitted,
-            "discharged": end.where(~dies),
-            "died": end.where(dies),
-        }
-    )
-    owner = np.repeat(np.arange(n), rng.integers(2, 9, n))
-    # whole hours: draws of one patient at the same time happen (the last in frame order wins)
-    when = np.floor(rng.uniform(0, 1, len(owner)) * stay[owner] * 24)
-    centre = {"LYM": (0.8, -0.35), "NEUT": (6.0, 0.35), "HSCRP": (50.0, 0.9), "DDIMER": (2, 0.8)}
-    rows = [
-        pd.DataFrame(
-            {
-                "subject_id": ids[owner],
-                "time": admitted[owner] + pd.to_timedelta(when, unit="h"),
-                "test": test,
-                "value": median * np.exp(slope * severity[owner] + rng.normal(0, 0.4, len(owner))),
-            }
-        )
-        for test, (median, slope) in centre.items()
-    ]
-    return subjects, pd.concat(rows, ignore_index=True)
+    """Patients with 2-8 draws of each marker over their stay, on whole hours."""
+    return simulated_external_cohort(n, seed, start=T0, whole_hours=True)
 
 
 def before(monkeypatch: pytest.MonkeyPatch, *args, **kwargs):
