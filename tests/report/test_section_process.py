@@ -20,6 +20,7 @@ from celltrial.report.sections import (
     build_sections,
     start_section_process,
 )
+from celltrial.store import unreadable_times
 from celltrial.study import read_study_frames
 
 pytestmark = pytest.mark.skipif(
@@ -101,3 +102,27 @@ def test_the_process_imports_no_orm_and_no_templates():
     names = set(json.loads(done.stdout.strip().splitlines()[-1]))
     assert "celltrial.efficacy.section" in names
     assert not {"sqlalchemy.orm", "celltrial.store.models", "jinja2", "alembic"} & names
+
+
+def noting_builder(_context: ReportContext) -> None:
+    """A builder that meets a stored time it cannot read (as one reading an external cohort
+    from the database would) and has nothing to show."""
+    unreadable_times.note_unreadable_time("0000-12-31 16:00:00")
+
+
+@pytest.mark.parametrize("where", ["workers", "process"])
+def test_unreadable_times_met_by_a_builder_reach_the_report(demo, monkeypatch, where):
+    """The report's data-quality section and the command's warnings name every unreadable time
+    met while the sections were built, in whichever process a builder ran."""
+    monkeypatch.setattr(
+        report_sections,
+        "SECTION_BUILDERS",
+        (*report_sections.SECTION_BUILDERS, "tests.report.test_section_process:noting_builder"),
+    )
+    unreadable_times.forget_unreadable_times()
+    try:
+        make = _in_process if where == "process" else lambda c: build_sections(c, workers=2)
+        _built(demo, make)
+        assert unreadable_times.noted_texts() == {"0000-12-31 16:00:00"}
+    finally:
+        unreadable_times.forget_unreadable_times()

@@ -24,6 +24,7 @@ from markupsafe import Markup
 
 from celltrial.overview import StudyOverview
 from celltrial.report.tables import TableCounter
+from celltrial.store.unreadable_times import note_texts, noted_texts
 from celltrial.study import StudyFrames, StudyHandle
 
 if TYPE_CHECKING:
@@ -115,7 +116,8 @@ def build_sections(context: ReportContext, *, workers: int | None = None) -> lis
             gc.unfreeze()
     sections = []
     for spec in SECTION_BUILDERS:  # numbered in report order
-        section, n_tables, n_figures, listings = built[spec]
+        section, n_tables, n_figures, listings, noted = built[spec]
+        note_texts(noted)  # unreadable stored times a worker met, said as if met here
         offsets = (context.tables.count, context.figures.count)
         if section is not None:
             sections.append(replace(section, html=_renumber(section.html, *offsets)))
@@ -178,7 +180,8 @@ class SectionProcess:
             raise RuntimeError("the report's section process ended without its sections") from None
         if answer[0] == "error":
             raise answer[1]
-        _, sections, tables, figures = answer
+        _, sections, tables, figures, noted = answer
+        note_texts(noted)  # unreadable stored times met there, said as if met here
         context.tables.count, context.tables.listings = tables.count, tables.listings
         context.figures.count = figures.count
         return sections
@@ -255,7 +258,7 @@ def _answer(connection: Connection, workers: int | None) -> tuple[object, ...]:
         except Exception:
             exc = RuntimeError(f"{type(exc).__name__}: {exc}")
         return ("error", exc)
-    return ("ok", sections, context.tables, context.figures)
+    return ("ok", sections, context.tables, context.figures, noted_texts())
 
 
 _FORKED: ReportContext | None = None
@@ -285,7 +288,9 @@ def _fresh_connections() -> None:
         _FORKED.study.engine.dispose(close=False)
 
 
-def _build_in_worker(spec: str) -> tuple[Section | None, int, int, list[Markup]]:
+def _build_in_worker(
+    spec: str,
+) -> tuple[Section | None, int, int, list[Markup], frozenset[str]]:
     assert _FORKED is not None
     local = ReportContext(
         study=_FORKED.study,
@@ -295,7 +300,8 @@ def _build_in_worker(spec: str) -> tuple[Section | None, int, int, list[Markup]]
         profiles=_FORKED.profiles,
     )
     section = _builder(spec)(local)
-    return section, local.tables.count, local.figures.count, local.tables.listings
+    listings = local.tables.listings
+    return section, local.tables.count, local.figures.count, listings, noted_texts()
 
 
 def _renumber(html: Markup, table_offset: int, figure_offset: int) -> Markup:

@@ -14,7 +14,7 @@ Light on purpose: the column type imports it, and the models are imported only b
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -86,6 +86,19 @@ def note_unreadable_time(value: Any) -> None:
     """Record that a stored time (``value``, as the database gave it) could not be read."""
     if len(_noted) < _MAX_NOTED:
         _noted.add(_shown(value))
+
+
+def noted_texts() -> frozenset[str]:
+    """The texts noted so far (a worker process hands them to its parent)."""
+    return frozenset(_noted)
+
+
+def note_texts(texts: Iterable[str]) -> None:
+    """Record texts another process noted (see :func:`noted_texts`) as if noted here."""
+    for text in texts:
+        if len(_noted) >= _MAX_NOTED:
+            break
+        _noted.add(text)
 
 
 def unreadable_times_noted() -> bool:
