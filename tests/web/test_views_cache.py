@@ -316,16 +316,6 @@ def test_a_record_number_no_record_can_have_is_not_found(clients, path):
     assert response.status_code == 404, response.text
 
 
-def test_a_figure_fingerprint_ignores_column_types_other_subjects_gave():
-    own = pd.DataFrame({"grade": [2, 3], "expected": [True, False], "term": ["Rash", "Fever"]})
-    widened = own.astype({"grade": "float64", "expected": "object"})
-    assert monitoring._digest(own, 28) == monitoring._digest(widened, 28)
-    assert monitoring._digest(own.iloc[:0], 28) == monitoring._digest(widened.iloc[:0], 28)
-    changed = own.assign(grade=[2, 4])
-    assert monitoring._digest(own, 28) != monitoring._digest(changed, 28)
-    assert monitoring._digest(own, 28) != monitoring._digest(own, 14)
-
-
 def test_a_figure_drawn_once_is_shared_through_the_study_folder(
     app, clients, one_minute, monkeypatch
 ):

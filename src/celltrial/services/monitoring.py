@@ -51,6 +51,7 @@ from celltrial.safety.analysis import (
 from celltrial.safety.tables import BASELINE_ABNORMALITY_COLUMNS, SafetySummary
 from celltrial.services.clinical_status import summarize_status_days
 from celltrial.services.errors import NotFound
+from celltrial.services.fingerprints import fingerprint
 from celltrial.services.vital_signs import summarize_vital_days
 from celltrial.store import frames as store_frames
 from celltrial.store.models import AuditEvent
@@ -745,7 +746,7 @@ def render_subject_figure(study: StudyHandle, code: str) -> bytes:
         rows_of_subject(frames.adverse_events, code),
     )
     follow_up = study.protocol.safety.ae_follow_up_days
-    digest = _digest(*data, follow_up, __version__)  # a new release draws figures anew
+    digest = fingerprint(*data, follow_up, __version__)  # a new release draws figures anew
     if cached is not None and cached[1] == digest:
         _figures[(study.url, code)] = (weakref.ref(state), digest, cached[2])
         return cached[2]
@@ -842,32 +843,3 @@ def _keep_figure(path: Path, png: bytes) -> None:
                 old.unlink(missing_ok=True)
     except OSError:
         _log.warning("could not keep the figure %s", path, exc_info=True)
-
-
-def _digest(*parts: Any) -> str:
-    """A fingerprint of frames (column names and values) and plain values.
-
-    A column's type comes from every subject's rows (one missing grade makes the column float,
-    one unknown ``expected`` makes it object), so values are compared as text, numbers as floats
-    and missing values alike, whatever the column's type.
-    """
-    digest = hashlib.sha256()
-    for part in parts:
-        if isinstance(part, pd.DataFrame):
-            digest.update(repr(list(part.columns)).encode())
-            for column in part.columns:
-                digest.update("\x1f".join(map(_text, part[column].tolist())).encode())
-                digest.update(b"\x1e")
-        else:
-            digest.update(repr(part).encode())
-    return digest.hexdigest()
-
-
-def _text(value: Any) -> str:
-    if value is None or value is pd.NA or value is pd.NaT:
-        return ""
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int | float):
-        return "" if math.isnan(value) else repr(float(value))
-    return str(value)
