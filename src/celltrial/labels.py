@@ -7,7 +7,7 @@ reads "Onset day" and "×10⁹/L", never ``onset_day`` or ``10^9/L``.
 from __future__ import annotations
 
 import re
-from functools import cache
+from functools import cache, lru_cache
 
 from celltrial.catalogue import load_catalogue
 from celltrial.datafiles import read_shipped_yaml
@@ -82,9 +82,11 @@ def assessment_label(code: str, *, unit: bool = False) -> str:
     return code
 
 
+@lru_cache(maxsize=8192)
 def name_codes(text: str) -> str:
     """Every catalogued test code written in ``text`` as its name: "Day 1: PLAT not done" →
-    "Day 1: Platelets not done" (whole upper-case words only, so other text is left alone)."""
+    "Day 1: Platelets not done" (whole upper-case words only, so other text is left alone).
+    Kept per text: pages name the same deviations on every view."""
     catalogue = load_catalogue()
     return _CODE.sub(
         lambda m: marker_label(m.group(0))[0] if m.group(0) in catalogue else m.group(0), text
