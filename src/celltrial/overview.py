@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from celltrial.protocol import Protocol
@@ -59,6 +60,7 @@ def summarize_study(
     today: pd.Timestamp | None = None,
     previous: StudyOverview | None = None,
     changed: Collection[str] = (),
+    moved: Collection[str] = (),
 ) -> StudyOverview:
     """Schedule status and deviations of every study subject as of ``today`` (default: now).
 
@@ -67,6 +69,12 @@ def summarize_study(
     ``today``, or of ``today`` when that is on the same calendar day in the study's time zone
     (statuses and deviations count whole study days): the parts derived from unchanged frames
     only are taken from it as they are.
+    ``moved``: the subjects whose day 0 moved (a first infusion given or its time edited), with
+    ``previous`` of frames that differ from these only in those subjects' rows (``changed``
+    empty): each part's rows of those subjects are derived again from their own rows and put
+    in place among the other subjects' rows, taken as they are (each subject's schedule and
+    deviations are its own); all is derived again when that cannot give exactly what deriving
+    all would (see :func:`_with_subjects_derived_again`).
     """
     if previous is not None:
         if today is None:
@@ -79,6 +87,14 @@ def summarize_study(
     elif today is None:
         today = pd.Timestamp.now(tz="UTC")
     reuse = previous is not None and previous.deviation_rows is not None
+    again = None
+    if moved:
+        if reuse and not changed:
+            again = _with_subjects_derived_again(protocol, frames, previous, set(moved), today)
+        reuse = False  # (the previous overview's study days of those subjects are not these)
+    if again is not None:
+        schedule, rows = again
+        return _overview(frames, today, schedule, rows)
     schedule = derive_schedule(
         protocol,
         frames.subjects,
@@ -96,7 +112,6 @@ def summarize_study(
         schedule = derive_follow_up_end(
             schedule, frames.subjects, today=today, zone=protocol.study.timezone
         )
-    infusion_status, visits = schedule.infusions, schedule.visits
     rows = derive_deviation_rows(
         protocol,
         subjects=frames.subjects,
@@ -109,6 +124,14 @@ def summarize_study(
         previous=previous.deviation_rows if reuse else None,
         changed=changed,
     )
+    return _overview(frames, today, schedule, rows)
+
+
+def _overview(
+    frames: StudyFrames, today: pd.Timestamp, schedule: Schedule, rows: DeviationRows
+) -> StudyOverview:
+    """The overview of a study's ``schedule`` and deviation ``rows``: the per-subject summary."""
+    infusion_status, visits = schedule.infusions, schedule.visits
     deviations = order_deviations(rows)
     summary = frames.subjects[["subject_id", "sex", "age", "baseline_who_scale"]].copy()
     given = infusion_status[infusion_status["actual_day"].notna()].groupby("subject_id").size()
@@ -134,6 +157,101 @@ def summarize_study(
         deviation_rows=rows,
         n_treated=int(frames.subjects["first_infusion"].notna().sum()),
     )
+
+
+#: The frames with one subject's rows each (``subject_id``) a schedule is derived from.
+_OWN_ROWS = ("subjects", "infusions", "observations", "clinical_status", "imaging")
+
+
+def _with_subjects_derived_again(
+    protocol: Protocol,
+    frames: StudyFrames,
+    previous: StudyOverview,
+    codes: set[str],
+    today: pd.Timestamp,
+) -> tuple[Schedule, DeviationRows] | None:
+    """The schedule and deviation rows of ``frames``: the rows of subjects ``codes`` derived
+    again from their own rows (every subject's schedule and deviations are derived from its own
+    rows alone, the lots' release checks from each lot alone), the other subjects' taken from
+    ``previous`` as they are, each part in the order deriving all gives.
+
+    None when the parts could not be put together exactly as deriving all would make them: no
+    other subject's rows, none of those subjects', or a column whose type those subjects' rows
+    would change (a value missing where none was, say).
+    """
+    subjects, before = frames.subjects, previous.deviation_rows
+    if before is None or not subjects["subject_id"].is_unique:
+        return None
+    own = {name: _rows_of(getattr(frames, name), codes) for name in _OWN_ROWS}
+    part = derive_schedule(
+        protocol,
+        own["subjects"],
+        own["infusions"],
+        own["observations"],
+        own["clinical_status"],
+        own["imaging"],
+        today=today,
+    )
+    part = derive_follow_up_end(part, own["subjects"], today=today, zone=protocol.study.timezone)
+    kept = previous.schedule
+    position = pd.Index(subjects["subject_id"])
+    infusions = _put_in_place(kept.infusions, part.infusions, codes, position)
+    assessments = _put_in_place(kept.visit_assessments, part.visit_assessments, codes)
+    visits = _put_in_place(kept.visits, part.visits, codes)
+    if infusions is None or assessments is None or visits is None:
+        return None
+    rows = derive_deviation_rows(
+        protocol,
+        subjects=own["subjects"],
+        lots=frames.lots,
+        infusions=own["infusions"],
+        observations=own["observations"],
+        clinical_status=own["clinical_status"],
+        today=today,
+        schedule=part,
+    )
+    # (deviations are put in order by subject first, each subject's rows in the order derived)
+    merged = DeviationRows(
+        *(
+            [row for row in getattr(before, source) if row["subject_id"] not in codes]
+            + getattr(rows, source)
+            for source in ("infusion", "visit", "daily")
+        )
+    )
+    return Schedule(infusions, assessments, visits), merged
+
+
+def _rows_of(frame: pd.DataFrame, codes: set[str]) -> pd.DataFrame:
+    """The rows of subjects ``codes``, in frame order, numbered from 0."""
+    return frame[frame["subject_id"].isin(codes)].reset_index(drop=True)
+
+
+def _put_in_place(
+    kept: pd.DataFrame,
+    derived: pd.DataFrame,
+    codes: set[str],
+    position: pd.Index | None = None,
+) -> pd.DataFrame | None:
+    """``kept`` with its rows of subjects ``codes`` replaced by ``derived`` (those subjects'
+    rows, in the order deriving gives them): subjects in the order of ``position`` (their
+    subject codes in frame order), else sorted by code; each subject's rows in their order.
+
+    None when either side has no rows or their columns or types differ (deriving all at once
+    would then type a column otherwise).
+    """
+    others = kept[~kept["subject_id"].isin(codes)]
+    if (
+        others.empty
+        or derived.empty
+        or list(others.columns) != list(derived.columns)
+        or not others.dtypes.equals(derived.dtypes)
+    ):
+        return None
+    both = pd.concat([others, derived], ignore_index=True)
+    if position is None:
+        return both.sort_values("subject_id", kind="stable").reset_index(drop=True)
+    order = np.argsort(position.get_indexer(both["subject_id"]), kind="stable")
+    return both.take(order).reset_index(drop=True)
 
 
 def same_study_date(one: pd.Timestamp, other: pd.Timestamp, zone: str) -> bool:
@@ -182,8 +300,12 @@ def derive_follow_up_end(
         end_of_row <= assessments["last_day"].to_numpy(dtype=float)
     )
     out = assessments.copy()
-    out.loc[cut, "status"] = "not_expected"
     out["not_expected_reason"] = pd.Series("", index=out.index, dtype=object)
+    if not cut.any():
+        # every status as it was: the visits, summarised from them, are those given, their
+        # not-done texts without a reason to add
+        return Schedule(schedule.infusions, out, schedule.visits)
+    out.loc[cut, "status"] = "not_expected"
     out.loc[cut, "not_expected_reason"] = reason.reindex(
         out.loc[cut, "subject_id"].to_numpy()
     ).to_numpy()

@@ -37,6 +37,19 @@ def assert_analyses_as_made_afresh(study, state, what: str) -> None:
             assert got == expected, f"{part.name} after {what}"
 
 
+def others_deviation_rows_kept(before, after, code: str) -> bool:
+    """Whether every deviation row of ``before``'s overview but ``code``'s is in ``after``'s,
+    the same object (kept, not derived again)."""
+
+    def rows(state, *, but: str | None = None) -> set[int]:
+        kept = state.overview.deviation_rows
+        every = (*kept.infusion, *kept.visit, *kept.daily)
+        return {id(row) for row in every if row["subject_id"] != but}
+
+    others = rows(before, but=code)
+    return bool(others) and others <= rows(after)
+
+
 @pytest.fixture
 def one_minute(monkeypatch):
     """The clock part of the data revision held still, so that only writes change it."""
@@ -626,7 +639,7 @@ def test_a_first_infusion_of_a_subject_without_observations_keeps_the_lab_grades
         entry = NewSubject(code=code, enrolled_at=NOW - timedelta(days=10), sex="F", age=61)
         enrol_subject(study, entry, user="setup")
 
-    def infuse(code: str) -> None:
+    def infuse(code: str) -> dict:
         body = {
             "lot_code": RELEASED,
             "vial_id": f"V-{code}-1",
@@ -635,7 +648,9 @@ def test_a_first_infusion_of_a_subject_without_observations_keeps_the_lab_grades
             "cells_given": 3.0e7,
             "label_subject_code": code,
         }
-        assert client.post(f"/api/v1/subjects/{code}/infusions", json=body).status_code == 201
+        created = client.post(f"/api/v1/subjects/{code}/infusions", json=body)
+        assert created.status_code == 201, created.text
+        return body | created.json()
 
     def vital_sign(code: str, hours: float, temperature: float) -> None:
         vitals = {
@@ -644,7 +659,7 @@ def test_a_first_infusion_of_a_subject_without_observations_keeps_the_lab_grades
         }
         assert client.post(f"/api/v1/subjects/{code}/vital-signs", json=vitals).is_success
 
-    infuse("S012")  # (some subject treated: the lab grades have a day 0 to compare)
+    s012 = infuse("S012")  # (some subject treated: the lab grades have a day 0 to compare)
     assert_analyses_as_made_afresh(
         study, monitoring.read_study_state(study), "S012's first infusion"
     )
@@ -661,7 +676,23 @@ def test_a_first_infusion_of_a_subject_without_observations_keeps_the_lab_grades
     assert after.frames.subjects is not before.frames.subjects
     assert after.safety_inputs[0] is before.safety_inputs[0]
     assert "S014" in before.safety.not_treated and "S014" not in after.safety.not_treated
+    # the other subjects' schedule and deviations kept (S014's derived and put in place)
+    assert others_deviation_rows_kept(before, after, "S014")
     assert_analyses_as_made_afresh(study, after, "S014's first infusion")
+    # S012's first infusion a day earlier: day 0 of a treated subject moves
+    body = {k: v for k, v in s012.items() if k in ("lot_code", "vial_id", "cells_given")}
+    earlier = {
+        "started_at": (started - timedelta(days=1)).isoformat(),
+        "ended_at": (started - timedelta(days=1, minutes=-30)).isoformat(),
+    }
+    edit = body | earlier | {"version": s012["version"], "reason": "time from the chart"}
+    edited = client.put(f"/api/v1/infusions/{s012['id']}", json=edit)
+    assert edited.status_code == 200, edited.text
+    moved = monitoring.read_study_state(study)
+    assert moved.frames.subjects is not after.frames.subjects
+    assert others_deviation_rows_kept(after, moved, "S012")
+    assert_analyses_as_made_afresh(study, moved, "S012's first infusion a day earlier")
+    after = moved
     vital_sign("S014", 1, 38.9)
     later = monitoring.read_study_state(study)
     assert later.safety_inputs[0] is not after.safety_inputs[0]

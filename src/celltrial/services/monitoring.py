@@ -4,7 +4,8 @@ The analyses behind them (schedule status, deviations, safety) are the ones the 
 use. They are computed once per change of the study data: the audit log grows with every change, so
 its newest id (with the minute, since statuses such as *due* move with the clock) keys a small
 cache. Only the tables changed since are read again (a query or a signature changes nothing here;
-each hour all are; when a subject's day 0 moves, every frame's study days are derived again).
+each hour all are; when a subject's day 0 moves, every frame's study days are derived again,
+and that subject's schedule and deviations, the other subjects' being kept).
 Audit event ids ascend in commit order (:mod:`celltrial.store.audit`), so no change is missed.
 Only the analyses derived from the changed tables are made again (an infusion edited leaves
 the visit schedule and the lab grades as they were). A new minute moves "today" (the time the
@@ -171,6 +172,8 @@ def read_study_state(study: StudyHandle, *, wait: bool = False) -> StudyState:
         if fresh and cached.revision[1] >= revision[1]:
             return cached
         frames, previous, changed_frames, today = None, None, set(), None
+        # subjects whose day 0 moved, their rows of the previous overview derived again
+        moved: frozenset[str] | None = None
         #: the state whose lab grades and signals (no clock in them) these frames may reuse
         unclocked = None
         #: the state before a day 0 moved, whose lab grades these frames may reuse
@@ -187,6 +190,12 @@ def read_study_state(study: StudyHandle, *, wait: bool = False) -> StudyState:
             moved_day_0 = frames is not None and frames.subjects is not cached.frames.subjects
             if moved_day_0:  # (the lab grades have no clock in them)
                 day_0_before = cached
+                # only those subjects' infusions changed: the rest of the overview is kept
+                moved = _subjects_moved(cached.frames, frames) if changed == {"infusion"} else None
+                at = None if same_minute else _now()
+                zone = study.protocol.study.timezone
+                if moved and (at is None or same_study_date(at, cached.overview.today, zone)):
+                    previous, today = cached, at
             if frames is not None and not moved_day_0:
                 # derive again only what is derived from them: the lab grades, signals and lab
                 # tables have no clock in them, and the schedule and the deviations count whole
@@ -206,6 +215,7 @@ def read_study_state(study: StudyHandle, *, wait: bool = False) -> StudyState:
             today=today,
             previous=None if previous is None else previous.overview,
             changed=changed_frames if previous is not None else (),
+            moved=moved if previous is not None and moved else (),
         )
         try:
             kept = None if unclocked is None else unclocked.safety_inputs
@@ -306,6 +316,26 @@ def _read_changed(study: StudyHandle, frames: StudyFrames, changed: set[str]) ->
             # move with it, derived again here as the readers derive them
             return _with_day_0(replace(frames, **fresh), moved, zone)
     return replace(frames, **fresh)
+
+
+def _subjects_moved(before: StudyFrames, after: StudyFrames) -> frozenset[str] | None:
+    """The subjects whose day 0 differs between ``before`` and ``after`` (frames read again
+    for a change of the infusions alone), when their infusions are the only ones that differ;
+    None otherwise (another subject's infusion changed too, or the subjects themselves)."""
+    old, new = before.subjects, after.subjects
+    if not old["subject_id"].equals(new["subject_id"]):
+        return None
+    same = (old["first_infusion"] == new["first_infusion"]) | (
+        old["first_infusion"].isna() & new["first_infusion"].isna()
+    )
+    moved = frozenset(new.loc[~same.to_numpy(), "subject_id"])
+    if not moved:
+        return None
+    infusions = [
+        frame[~frame["subject_id"].isin(moved)].reset_index(drop=True)
+        for frame in (before.infusions, after.infusions)
+    ]
+    return moved if infusions[0].equals(infusions[1]) else None
 
 
 #: Frames with study days (besides infusions, whose days come from their own starts): frame ->
