@@ -438,3 +438,59 @@ def test_subject_code_check_as_before() -> None:
         _subject_columns()[1], pd.Series(range(2, 302)), shifted, column="ID"
     )
     assert "misaligned_columns" in set(shifted.messages["kind"])
+
+
+def _rows_to_insert(seed: int, n: int) -> pd.DataFrame:
+    """A validated chunk as the writer inserts it: many groups of constant columns (missing
+    cells of every kind, quotes, a NUL), subject and time ties, reference limits given in some
+    rows of a group, in no row of another."""
+    rng = np.random.default_rng(seed)
+
+    def pick(options: list) -> np.ndarray:
+        return rng.choice(np.array(options, dtype=object), n)
+
+    frame = pd.DataFrame(
+        {
+            "subject_id": rng.integers(1, 12, n).astype("int64"),
+            "time": pd.to_datetime("2020-02-01", utc=True)
+            + pd.to_timedelta(rng.integers(0, 40, n), unit="h"),
+            "test": pick(["CRP", "LYM", "IL6"]),
+            "raw_value": pd.Series(pick(["1.5", "<0.5", None, "7"]), dtype="string"),
+            "raw_unit": pick(["mg/L", "mg/dL", None, np.nan, "it's"]),
+            "value": rng.choice([1.5, 0.5, np.nan, 7.0], n),
+            "unit": pick(["mg/L", None]),
+            "qualifier": pick(["", "<", "<="]),
+            "ref_low": np.where(rng.random(n) < 0.3, rng.random(n), np.nan),
+            "ref_high": np.nan,
+            "specimen": pick([None, "serum", pd.NA, "bad\x00text"]),
+            "source_row": rng.permutation(n).astype("int64") + 2,
+            "flags": pick([None, "censored", "implausible,censored"]),
+        }
+    )
+    frame["time"] = frame["time"].astype("datetime64[us, UTC]")
+    return frame
+
+
+def test_sqlite_insert_as_before() -> None:
+    """The SQLite insert, which now sorts each group's rows next to each other, stores every
+    row with the same values in the same order (the same ids) as the old insert."""
+    import sqlite3
+
+    from celltrial.ingest.storage import STAGED_COLUMNS, _insert_sqlite
+
+    def stored(insert: Callable, frame: pd.DataFrame) -> list[tuple]:
+        connection = sqlite3.connect(":memory:")
+        columns = ", ".join(("subject_id", *STAGED_COLUMNS, "import_batch_id", "source"))
+        connection.execute(f"CREATE TABLE observation ({columns})")
+        assert insert(connection.cursor(), frame, 3, "it's.csv") == len(frame)
+        return connection.execute("SELECT rowid, * FROM observation ORDER BY rowid").fetchall()
+
+    for seed, n in ((1, 1700), (2, 3), (3, 1)):
+        frame = _rows_to_insert(seed, n)
+        new = stored(_insert_sqlite, frame)
+        assert new == stored(reference_before._insert_sqlite, frame)
+        assert len(new) == n
+    grouped = stored(_insert_sqlite, _rows_to_insert(1, 1700))
+    # the text with a NUL is bound, not written as a literal
+    assert any(value == "bad\x00text" for row in grouped for value in row)
+    assert len({row[1:2] + row[4:5] for row in grouped}) > 20
