@@ -72,7 +72,8 @@ def derive_safety_inputs(
     what is derived from none of them is taken as it is.
     ``infusions_before``: the infusions ``previous`` was derived from; when only other columns
     than :data:`SIGNAL_INFUSION_COLUMNS` changed (a volume edited), the infusions count as
-    unchanged for the signals.
+    unchanged for the signals; when only the infusions changed, the signals of the subjects whose
+    infusions start otherwise are derived again and put in place among the others' (kept).
     """
     changed = set(changed)
     if (
@@ -87,13 +88,73 @@ def derive_safety_inputs(
         lab_grades = grade_study_labs(protocol, frames)
     if previous is not None and not SAFETY_INPUTS["signals"] & changed:
         return lab_grades, previous[1]
+    if previous is not None and changed == {"infusions"} and infusions_before is not None:
+        # the observations as they were: the signals of the subjects whose infusion starts
+        # changed are derived again, the others' kept
+        codes = _subjects_with_other_starts(infusions_before, frames.infusions)
+        if codes:
+            signals = _with_signals_derived_again(protocol, frames, previous[1], codes)
+            if signals is not None:
+                return lab_grades, signals
+    return lab_grades, _signals(protocol, frames.observations, frames.infusions)
+
+
+def _signals(
+    protocol: Protocol, observations: pd.DataFrame, infusions: pd.DataFrame
+) -> pd.DataFrame:
+    """The infusion vital-sign signals of these observations and infusions."""
     window = protocol.safety.infusion_reaction_window_hours
-    observations = frames.observations
     vitals = observations.loc[
         observations["test"].isin(VITAL_TESTS), ["subject_id", "time", "test", "value", "unit"]
     ]
-    signals = derive_infusion_signals(vitals, frames.infusions, window_hours=window)
-    return lab_grades, signals
+    return derive_infusion_signals(vitals, infusions, window_hours=window)
+
+
+def _subjects_with_other_starts(before: pd.DataFrame, after: pd.DataFrame) -> set[str] | None:
+    """The subjects whose infusions (number and start, :data:`SIGNAL_INFUSION_COLUMNS`) differ
+    between the two frames; None when the columns' types differ (or are not times)."""
+    columns = list(SIGNAL_INFUSION_COLUMNS)
+    if not all(c in before.columns and c in after.columns for c in columns):
+        return None
+    if not before[columns].dtypes.equals(after[columns].dtypes):
+        return None
+    if not isinstance(after["start_time"].dtype, pd.DatetimeTZDtype):
+        return None
+
+    def starts(frame: pd.DataFrame) -> dict[str, list[tuple]]:
+        rows: dict[str, list[tuple]] = {}
+        times = frame["start_time"].array.asi8.tolist()  # (NaT: one integer, compared equal)
+        for code, number, start in zip(frame["subject_id"], frame["number"], times, strict=True):
+            rows.setdefault(code, []).append((number, start))
+        return rows
+
+    old, new = starts(before), starts(after)
+    return {code for code in old.keys() | new.keys() if old.get(code) != new.get(code)}
+
+
+def _with_signals_derived_again(
+    protocol: Protocol, frames: StudyFrames, kept: pd.DataFrame, codes: set[str]
+) -> pd.DataFrame | None:
+    """The signals of ``frames``: those of subjects ``codes`` derived again from their own
+    observations and infusions (a subject's signals are its own), the others' taken from
+    ``kept`` as they are, in the order deriving all gives (by subject; each subject's rows as
+    derived). None when that could not be exactly what deriving all gives: no rows on either
+    side, or a column typed otherwise."""
+    own = {
+        name: frame[frame["subject_id"].isin(codes)]
+        for name, frame in (("observations", frames.observations), ("infusions", frames.infusions))
+    }
+    derived = _signals(protocol, own["observations"], own["infusions"])
+    others = kept[~kept["subject_id"].isin(codes)]
+    if (
+        others.empty
+        or derived.empty
+        or list(others.columns) != list(derived.columns)
+        or not others.dtypes.equals(derived.dtypes)
+    ):
+        return None
+    both = pd.concat([others, derived], ignore_index=True)
+    return both.sort_values("subject_id", kind="stable").reset_index(drop=True)
 
 
 def _same_columns(one: pd.DataFrame, other: pd.DataFrame, columns: tuple[str, ...]) -> bool:

@@ -225,12 +225,13 @@ def read_study_state(study: StudyHandle, *, wait: bool = False) -> StudyState:
                 and same_lab_inputs(day_0_before.frames, frames)
             ):
                 # day 0 moved only for subjects without observations: the lab grades are kept
-                # (the signals, read from the infusions' starts, are derived again)
+                # (the signals of subjects whose infusion starts changed are derived again)
                 inputs = derive_safety_inputs(
                     study.protocol,
                     frames,
                     previous=day_0_before.safety_inputs,
                     changed={"infusions"},
+                    infusions_before=day_0_before.frames.infusions,
                 )
             else:
                 inputs = derive_safety_inputs(
