@@ -3,7 +3,8 @@ tests/ingest/test_results_unchanged.py compares the faster code with (verbatim, 
 module references): the duplicate check across a file's chunks, the validation's steps (which
 read the results' numbers twice), the reporting-limit check and the unit conversion; and, from
 the second round, the length, timing, specimen and reference-limit checks, the subject ids of the rows to store and the SQLite insert, the reading of times, the reporting-limit
-detection (counts by hashing) and the subject-code check."""
+detection (counts by hashing) and the subject-code check; from the third round, the stored rows'
+specimens."""
 
 # ruff: noqa
 
@@ -576,3 +577,9 @@ def parse_times(
         local = naive.dt.tz_localize(key, ambiguous="NaT", nonexistent="NaT")
         out[naive_mask] = local.dt.tz_convert("UTC")
     return _in_range(out, present)
+
+
+def _specimen(self, keep: pd.Series) -> pd.Series:
+    given = self.raw.loc[keep, "specimen"].astype("string")
+    default = self._definition_series("specimen")[keep].astype("string")
+    return given.fillna(default).astype(object)

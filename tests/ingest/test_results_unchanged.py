@@ -107,7 +107,7 @@ def _before(monkeypatch: pytest.MonkeyPatch, run: Callable[[], object]) -> objec
         patch.setattr(storage.ObservationWriter, "_within_file", reference_before._within_file)
         patch.setattr(storage.ObservationWriter, "write", reference_before.write)
         patch.setattr(storage, "_insert_sqlite", reference_before._insert_sqlite)
-        for step in ("_lengths", "_timing", "_specimens", "_references", "_ref"):
+        for step in ("_lengths", "_timing", "_specimens", "_references", "_ref", "_specimen"):
             patch.setattr(validate._Run, step, getattr(reference_before, step))
         patch.setattr(
             importer,
@@ -366,6 +366,15 @@ def test_per_distinct_value_helpers_as_before() -> None:
         pd.testing.assert_series_equal(
             map_distinct(series, mapping), series.map(mapping).astype(float), check_names=False
         )
+        times = pd.DataFrame(
+            {
+                "start": pd.to_datetime(["2020-02-01", None, "2020-02-03", None], utc=True),
+                "end": pd.to_datetime([None, "2020-03-01", "2020-03-02", None], utc=True),
+            },
+            index=["CRP", "a", " b", "mg/L"],
+        )
+        for column, mapped in zip(times.columns, map_distinct(series, times), strict=True):
+            pd.testing.assert_series_equal(mapped, series.map(times[column]), check_names=False)
 
 
 def test_completed_raw_frame_as_before_and_reader_frame_untouched() -> None:

@@ -10,7 +10,7 @@ given) and ``source_row`` (row number as a person sees it in the file).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import pandas as pd
@@ -81,11 +81,23 @@ def map_unique(series: pd.Series, func) -> pd.Series:
     return pd.Series(out, index=series.index, dtype=object)
 
 
-def map_distinct(series: pd.Series, mapping: pd.Series) -> pd.Series:
+@overload
+def map_distinct(series: pd.Series, mapping: pd.Series) -> pd.Series: ...
+@overload
+def map_distinct(series: pd.Series, mapping: pd.DataFrame) -> list[pd.Series]: ...
+def map_distinct(
+    series: pd.Series, mapping: pd.Series | pd.DataFrame
+) -> pd.Series | list[pd.Series]:
     """``series.map(mapping)`` (NaN where a cell is missing or not in ``mapping``'s index),
-    looked up once per distinct cell: pandas maps its text dtype with a Python call per row."""
+    looked up once per distinct cell: pandas maps its text dtype with a Python call per row.
+    With a frame as ``mapping``: ``series.map`` of each of its columns, one lookup for all."""
     codes, uniques = pd.factorize(series.to_numpy(dtype=object))
     found = mapping.reindex(pd.Index(uniques, dtype=object))
+    if isinstance(found, pd.DataFrame):
+        return [
+            pd.Series(found[column].array.take(codes, allow_fill=True), index=series.index)
+            for column in found.columns
+        ]
     return pd.Series(found.array.take(codes, allow_fill=True), index=series.index)
 
 

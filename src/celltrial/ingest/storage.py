@@ -259,7 +259,7 @@ class ObservationWriter:
         """Store one validated chunk (see :func:`celltrial.ingest.validate.check_results`)."""
         if rows.empty:
             return self.counts
-        frame = rows.copy()
+        frame = rows.copy(deep=False)  # copy-on-write: ``rows`` is never changed through it
         frame["subject_id"] = map_distinct(frame["subject"], subject_ids).astype("int64")
         frame["time"] = pd.to_datetime(frame["time"], utc=True).astype("datetime64[us, UTC]")
         if self._prior is None:

@@ -738,10 +738,10 @@ class _Run:
                 )
 
     def _timing(self) -> None:
-        start = map_distinct(self.subject, self.subjects["start"]) if len(self.subjects) else None
-        end = map_distinct(self.subject, self.subjects["end"]) if len(self.subjects) else None
-        if start is None:
+        if not len(self.subjects):
             return
+        # both looked up once per distinct subject
+        start, end = map_distinct(self.subject, self.subjects[["start", "end"]])
         start = pd.to_datetime(start, utc=True)
         end = pd.to_datetime(end, utc=True)
         before = (self.time < start).fillna(False)
@@ -872,9 +872,19 @@ class _Run:
         return converted.where(np.isfinite(converted.fillna(0.0)))
 
     def _specimen(self, keep: pd.Series) -> pd.Series:
-        given = self.raw.loc[keep, "specimen"].astype("string")
+        """Each stored row's specimen as text (pd.NA where unknown): the file's, else its
+        test's."""
+        given = self.raw.loc[keep, "specimen"]
+        if given.isna().all():  # none given (no specimen column): the tests', made text once
+            default = self._per_test(
+                lambda definition: (
+                    pd.NA if definition.specimen is None else str(definition.specimen)
+                )
+            )[keep]
+            missing = default.isna()  # rows without a known test: None
+            return default.where(~missing, pd.NA) if missing.any() else default
         default = self._definition_series("specimen")[keep].astype("string")
-        return given.fillna(default).astype(object)
+        return given.astype("string").fillna(default).astype(object)
 
 
 def _anchor_days(anchor: pd.Series, zone: object) -> pd.Series:
