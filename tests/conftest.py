@@ -180,6 +180,7 @@ def _drop_test_study_databases(request) -> Iterator[None]:
 SHARED_SESSION_FIXTURES: dict[str, tuple[str, ...]] = {
     "demo": (  # tests/report/conftest.py: a 4-subject demo and its HTML and PDF reports
         "tests/report/test_layout.py",
+        "tests/report/test_pdf_warm_up.py",
         "tests/report/test_reader.py",
         "tests/report/test_report.py",
         "tests/report/test_section_process.py",

@@ -180,11 +180,13 @@ def test_parallel_sections_match_a_serial_run(demo):
 
     frames = read_study_frames(demo.study)
     overview = summarize_study(demo.study.protocol, frames)
-    results = []
+    results, called = [], []
     for workers in (1, 2):
         context = ReportContext(study=demo.study, frames=frames, overview=overview)
         context.tables.count, context.figures.count = 10, 3  # as if the core report came first
-        sections = build_sections(context, workers=workers)
+        sections = build_sections(
+            context, workers=workers, meanwhile=lambda w=workers: called.append(w)
+        )
         captions = [
             re.findall(r"<(?:caption|figcaption)>((?:Table|Figure) \d+)\.", str(s.html))
             for s in sections
@@ -193,6 +195,7 @@ def test_parallel_sections_match_a_serial_run(demo):
             ([s.id for s in sections], captions, context.tables.count, context.figures.count)
         )
     assert results[0] == results[1]
+    assert called == [2]  # once while the workers build; a serial run has no meanwhile
     ids, captions, _, _ = results[0]
     assert ids[:2] == ["safety", "efficacy"]
     numbers = [int(c.split()[1]) for cs in captions for c in cs if c.startswith("Table")]

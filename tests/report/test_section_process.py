@@ -43,15 +43,22 @@ def _built(demo, make) -> tuple:
     )
 
 
-def _in_process(context: ReportContext) -> list:
+def _in_process(context: ReportContext, meanwhile=None) -> list:
     with SectionProcess(workers=2) as process:
-        return process.build(context)
+        return process.build(context, meanwhile=meanwhile)
 
 
 def test_sections_from_the_process_equal_a_serial_run(demo):
-    serial = _built(demo, lambda context: build_sections(context, workers=1))
-    early = _built(demo, _in_process)
+    called = []
+    serial = _built(
+        demo,
+        lambda context: build_sections(
+            context, workers=1, meanwhile=lambda: called.append("serial")
+        ),
+    )
+    early = _built(demo, lambda context: _in_process(context, lambda: called.append("process")))
     assert early == serial
+    assert called == ["process"]  # once while the process builds; a serial run has no meanwhile
     assert [s[0] for s in serial[0]][:2] == ["safety", "efficacy"]
     assert serial[3]  # the profiles went to the listings, numbered on as in the body
 

@@ -21,7 +21,7 @@ from celltrial.overview import StudyOverview, summarize_study
 from celltrial.protocol import Protocol
 from celltrial.protocol.release import check_lot_release
 from celltrial.report.flow import compute_flow, render_flow_svg
-from celltrial.report.pdf import write_pdf
+from celltrial.report.pdf import prepare_pdf, write_pdf
 from celltrial.report.sections import ReportContext, SectionProcess, build_sections
 from celltrial.report.tables import LISTINGS_SUFFIX, TableCounter, render_table, status_badge
 from celltrial.report.times import report_time, zone_note
@@ -93,7 +93,13 @@ def write_report(
         overview = summarize_study(study.protocol, frames, today=today)
     on_step(REPORT_STEPS[2])
     html, listings_html = render_report_documents(
-        study, frames, overview, listings_file=listings.name, section_process=section_process
+        study,
+        frames,
+        overview,
+        listings_file=listings.name,
+        section_process=section_process,
+        # WeasyPrint is made ready while other processes build the sections
+        meanwhile=prepare_pdf if report_format in ("pdf", "both") else None,
     )
     on_step(REPORT_STEPS[3])
     written = []
@@ -139,9 +145,11 @@ def render_report_documents(
     *,
     listings_file: str | None,
     section_process: SectionProcess | None = None,
+    meanwhile: Callable[[], None] | None = None,
 ) -> tuple[str, str | None]:
     """The report's body and, when ``listings_file`` names one and long listings went there, the
-    listings document (both self-contained HTML). ``section_process``: see :func:`write_report`.
+    listings document (both self-contained HTML). ``section_process``: see :func:`write_report`;
+    ``meanwhile`` is called while other processes build the sections (not in a serial run).
     """
     protocol = study.protocol
     zone = protocol.study.timezone
@@ -193,9 +201,9 @@ def render_report_documents(
         )
     # numbered after the core tables
     if section_process is not None:
-        extra_sections = section_process.build(context)
+        extra_sections = section_process.build(context, meanwhile=meanwhile)
     else:
-        extra_sections = build_sections(context)
+        extra_sections = build_sections(context, meanwhile=meanwhile)
     tables["completeness"] = _missing_assessments_table(overview, counter)
     batches = read_import_batches(study.engine)
     tables["validation"] = _validation_table(batches, counter)

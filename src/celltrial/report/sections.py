@@ -81,7 +81,12 @@ LONGEST_FIRST: tuple[str, ...] = (
 )
 
 
-def build_sections(context: ReportContext, *, workers: int | None = None) -> list[Section]:
+def build_sections(
+    context: ReportContext,
+    *,
+    workers: int | None = None,
+    meanwhile: Callable[[], None] | None = None,
+) -> list[Section]:
     """Run every registered builder; sections that return None are left out.
 
     Builders are independent, so on a machine with several cores they run in forked worker
@@ -93,6 +98,8 @@ def build_sections(context: ReportContext, *, workers: int | None = None) -> lis
     neither imports them again nor copies the parent's memory by traversing it. Measured on the
     5-subject demo (CPU seconds, the process and its workers), this makes the workers cost no
     more than a serial run (5.7 against 6.3; 7.5–8.1 without), so they are used at any size.
+
+    ``meanwhile`` is called in this process while the workers build (not at all in a serial run).
     """
     workers = min(workers or os.cpu_count() or 1, len(SECTION_BUILDERS))
     if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
@@ -109,7 +116,10 @@ def build_sections(context: ReportContext, *, workers: int | None = None) -> lis
     try:
         fork = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(workers, mp_context=fork, initializer=_fresh_connections) as pool:
-            built = dict(zip(order, pool.map(_build_in_worker, order), strict=True))
+            answers = pool.map(_build_in_worker, order)  # (every builder is handed out now)
+            if meanwhile is not None:
+                meanwhile()
+            built = dict(zip(order, answers, strict=True))
     finally:
         _FORKED = None
         if ours:
@@ -156,8 +166,11 @@ class SectionProcess:
         theirs.close()
         self._asked = False
 
-    def build(self, context: ReportContext) -> list[Section]:
-        """The sections of ``context`` (numbered on from its counters, which are advanced)."""
+    def build(
+        self, context: ReportContext, *, meanwhile: Callable[[], None] | None = None
+    ) -> list[Section]:
+        """The sections of ``context`` (numbered on from its counters, which are advanced);
+        ``meanwhile`` is called here while the process builds them."""
         if self._asked:
             raise RuntimeError("a section process builds one report's sections")
         self._asked = True
@@ -174,6 +187,8 @@ class SectionProcess:
                 context.profiles,
             )
         )
+        if meanwhile is not None:
+            meanwhile()
         try:
             answer = self._connection.recv()
         except EOFError:
