@@ -5,6 +5,8 @@ other code, is not used."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -99,3 +101,25 @@ def test_where_the_cache_is(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     if demo_cache.sys.platform.startswith("linux"):
         assert cache_dir() == tmp_path / "xdg" / "celltrial"
+
+
+def test_a_scan_from_the_cache_draws_no_phantom(measured, tmp_path):
+    """A demo whose phantoms are all in the cache does not import what draws them (SciPy's
+    ndimage, about 0.2 CPU s on the demo's longest path)."""
+    _, _, folder = measured
+    probe = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from celltrial.imaging.demo import add_demo_scans, plan_demo_scans\n"
+        "from celltrial.imaging.demo_cache import recall_demo_scan\n"
+        "from celltrial.imaging.records import store_ct_results\n"
+        f"here = Path({str(tmp_path)!r})\n"
+        "(here / 'ct').mkdir()\n"
+        "path = here / 'ct' / 'S001_2020-02-10T1000.nii.gz'\n"
+        f"record = recall_demo_scan(path, {FACTOR!r}, {SEED!r}, here / 'ct' / 'views', "
+        f"folder=Path({str(folder)!r}))\n"
+        "assert record is not None and path.exists()\n"
+        "print(sorted(m for m in sys.modules if m.startswith('scipy.ndimage')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -13,8 +13,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from celltrial.imaging.phantom import DEFAULT_LESIONS, make_chest_phantom, make_follow_up
-
 #: Demo volume: 80 × 80 pixels of 4 mm, 10 mm slices over the chest (24 slices): small and fast.
 DEMO_SHAPE = (80, 80)
 DEMO_PIXEL_MM = 4.0
@@ -59,6 +57,9 @@ def plan_demo_scans(cohort, folder: Path | str) -> pd.DataFrame:
 def write_demo_scan(path: Path | str, factor: float, *, seed: int = 0) -> Path:
     """Write one demo phantom (lesion radii × ``factor``) as NIfTI."""
     import nibabel as nib
+
+    # imported here: a demo whose phantoms are all in the cache draws none (SciPy's ndimage)
+    from celltrial.imaging.phantom import DEFAULT_LESIONS, make_chest_phantom, make_follow_up
 
     phantom = make_chest_phantom(
         shape=DEMO_SHAPE,
