@@ -10,8 +10,9 @@ PostgreSQL server. Each checkout (this one, and ``--before DIR``, another checko
 in its own process on its own copy of the study, the checkouts in turn, ``--rounds`` times.
 
 In each process the analyses are made once, then for each kind of change — an adverse event added,
-an infusion's volume edited, the first infusion of a new subject (day 0 moves: everything is
-derived again), the minute moved without a write (what a reader finds each minute) — the change is
+an infusion's volume edited, the first infusion of a new subject (its day 0 moves), that subject's
+second infusion, a simulated subject's first infusion two hours later (its day 0 moves; it has
+observations), the minute moved without a write (what a reader finds each minute) — the change is
 made once and the refresh (:func:`~celltrial.services.monitoring.refresh_after_write`, the
 dashboard included) is timed ``--repeat`` times from the same state before it (the analyses' cache
 set back to it), in CPU milliseconds of the thread. The clock of the data revision is held at one
@@ -33,7 +34,14 @@ import tempfile
 import time
 from pathlib import Path
 
-KINDS = ("adverse event added", "infusion edited", "first infusion (day 0)", "new minute")
+KINDS = (
+    "adverse event added",
+    "infusion edited",
+    "first infusion (day 0)",
+    "second infusion",
+    "first start edited",
+    "new minute",
+)
 
 
 def anchor_ms() -> float:
@@ -93,12 +101,12 @@ def child(study_dir: Path, url: str, plan: dict, repeat: int) -> dict[str, list[
             user="bench",
         )
 
-    def first_infusion() -> None:
+    def infuse(number: int, days: int) -> None:
         code = plan["new_subjects"][1]
-        started = now - timedelta(days=6)
+        started = now - timedelta(days=days)
         entry = InfusionEntry(
             lot_code=plan["lot"],
-            vial_id=f"V-{code}-1",
+            vial_id=f"V-{code}-{number}",
             started_at=started,
             ended_at=started + timedelta(minutes=40),
             cells_given=3.0e7,
@@ -107,10 +115,41 @@ def child(study_dir: Path, url: str, plan: dict, repeat: int) -> dict[str, list[
         )
         record_infusion(study, code, entry, user="bench")
 
+    def first_infusion() -> None:
+        infuse(1, 6)
+
+    def second_infusion() -> None:
+        infuse(2, 3)
+
+    def first_start_edited() -> None:
+        """The first infusion of a simulated subject two hours later (its day 0 moves)."""
+        _code, infusion_id = plan["infusions"][0]
+        record = read_infusion(study, infusion_id)
+        values = {k: v for k, v in entry_of(record).items() if k in InfusionEntry.__annotations__}
+        for key in ("started_at", "ended_at"):
+            if values.get(key) is not None:
+                values[key] += timedelta(hours=2)
+        if not values.get("completed") and not values.get("stop_reason"):
+            values["stop_reason"] = "stopped"
+        edit_infusion(
+            study,
+            infusion_id,
+            InfusionEntry(**values | {"confirm_warnings": True}),
+            version=record.version,
+            reason="time corrected from the infusion chart",
+            user="bench",
+        )
+
     def next_minute() -> None:
         minute[0] = "2026-12-07T10:01"
 
-    changes = dict(zip(KINDS, (add_event, edit, first_infusion, next_minute), strict=True))
+    changes = dict(
+        zip(
+            KINDS,
+            (add_event, edit, first_infusion, second_infusion, first_start_edited, next_minute),
+            strict=True,
+        )
+    )
     monitoring.refresh_after_write(study)
     cpu: dict[str, list[float]] = {}
     for kind, change in changes.items():
