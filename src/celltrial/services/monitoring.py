@@ -315,7 +315,7 @@ def _read_changed(study: StudyHandle, frames: StudyFrames, changed: set[str]) ->
         if not moved.equals(first):
             # a subject's day 0 moved: the study days of every frame (those just read too)
             # move with it, derived again here as the readers derive them
-            return _with_day_0(replace(frames, **fresh), moved, zone)
+            return _with_day_0(replace(frames, **fresh), moved, zone, before=first)
     return replace(frames, **fresh)
 
 
@@ -349,19 +349,52 @@ _STUDY_DAYS = {
 }
 
 
-def _with_day_0(frames: StudyFrames, first: pd.Series, zone: Any) -> StudyFrames:
+def _with_day_0(
+    frames: StudyFrames, first: pd.Series, zone: Any, *, before: pd.Series | None = None
+) -> StudyFrames:
     """``frames`` with day 0 of each subject from ``first`` (subject code -> first infusion's
-    start): the subjects' first infusion and the study days of every frame."""
+    start): the subjects' first infusion and the study days of every frame.
+
+    ``before``: the day 0 the frames' study days were derived from; only the rows of subjects
+    whose day 0 differs get new days (the others' are those deriving them again would give), and
+    a frame without such rows is kept as it is."""
     subjects = frames.subjects.assign(
         first_infusion=pd.to_datetime(
             first.reindex(frames.subjects["subject_id"]).to_numpy(), utc=True
         )
     )
-    moved = {
-        name: derive_study_day(getattr(frames, name), first, zone, time_column=time, day_column=day)
+    moved = None
+    if before is not None:
+        codes = before.index.union(first.index)
+        old, new = before.reindex(codes), first.reindex(codes)
+        moved = set(codes[~((old == new) | (old.isna() & new.isna())).to_numpy()])
+    days = {
+        name: _study_days(getattr(frames, name), first, zone, time, day, moved)
         for name, (time, day) in _STUDY_DAYS.items()
     }
-    return replace(frames, subjects=subjects, **moved)
+    return replace(frames, subjects=subjects, **days)
+
+
+def _study_days(
+    frame: pd.DataFrame,
+    first: pd.Series,
+    zone: Any,
+    time: str,
+    day: str,
+    moved: set[str] | None,
+) -> pd.DataFrame:
+    """``frame`` with study days (``day``, of ``time``) from day 0 ``first``: derived again for
+    the rows of subjects ``moved`` alone (every row when None)."""
+    if moved is None or day not in frame.columns or frame[day].dtype != "Int64":
+        return derive_study_day(frame, first, zone, time_column=time, day_column=day)
+    rows = frame["subject_id"].isin(moved).to_numpy()
+    if not rows.any():
+        return frame
+    own = frame.loc[rows, ["subject_id", time]]
+    derived = derive_study_day(own, first, zone, time_column=time, day_column=day)[day]
+    values = frame[day].array.copy()
+    values[np.flatnonzero(rows)] = derived.array
+    return frame.assign(**{day: pd.Series(values, index=frame.index, name=day)})
 
 
 def _plain(value: Any) -> Any:
