@@ -545,20 +545,30 @@ class _Run:
 
     def _units(self) -> pd.Series:
         unit = pd.Series(None, index=self.raw.index, dtype=object)
-        raw_unit = strip_text(self.raw["raw_unit"])
-        live = self.live() & self.test.notna()
-        groups = pd.DataFrame({"test": self.test, "unit": raw_unit.fillna(_NO_UNIT), "live": live})
-        live_groups = groups[live]
-        # each test and unit as written, sorted as a groupby sorts them (found by integer codes:
-        # a groupby hashes every row's pair, once for the labels and once for the positions);
-        # each group's rows by position too: assigning by label hashes the whole index per group
-        where = np.flatnonzero(live.to_numpy())
-        found = sorted(same_values(live_groups, ("test", "unit")), key=lambda group: group[0])
-        for (code, unit_text), rows in found:
+        where = np.flatnonzero((self.live() & self.test.notna()).to_numpy())
+        # each live row's test and unit as written (stripped, each distinct cell once) as integer
+        # codes: a groupby hashes every row's pair, once for the labels and once for the rows
+        if self._test_codes is None:
+            self._test_codes = pd.factorize(self.test.to_numpy(dtype=object, na_value=None))
+        test_codes, tests = self._test_codes
+        cells, distinct = pd.factorize(self.raw["raw_unit"].to_numpy(dtype=object))
+        stripped = strip_text(pd.Series(distinct, dtype=object)).fillna(_NO_UNIT).tolist()
+        # a missing cell (code -1) takes the last: no unit given
+        unit_codes, units = pd.factorize(np.array([*stripped, _NO_UNIT], dtype=object))
+        if not len(where):
+            return unit
+        group, _ = pd.factorize(test_codes[where] * len(units) + unit_codes[cells[where]])
+        order = np.argsort(group, kind="stable")  # each group's rows in file order
+        found = [
+            ((tests[test_codes[where[rows[0]]]], units[unit_codes[cells[where[rows[0]]]]]), rows)
+            for rows in np.split(order, np.cumsum(np.bincount(group))[:-1])
+        ]
+        # sorted by test and unit as a groupby sorts them
+        for (code, unit_text), rows in sorted(found, key=lambda group: group[0]):
             self._convert_group(
                 code,
                 None if unit_text == _NO_UNIT else unit_text,
-                live_groups.index[rows],
+                self.raw.index[where[rows]],
                 unit,
                 where[rows],
             )
