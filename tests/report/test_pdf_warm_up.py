@@ -18,7 +18,8 @@ import sys
 from celltrial.report.pdf import prepare_pdf, write_pdf
 if sys.argv[3] == "warm":
     prepare_pdf()
-    assert "weasyprint" in sys.modules  # (the warm-up did load it)
+    import pyphen
+    assert "weasyprint" in sys.modules and pyphen.hdcache  # (loaded by the warm-up)
 else:
     assert "weasyprint" not in sys.modules
 write_pdf(open(sys.argv[1], encoding="utf-8").read(), sys.argv[2])
