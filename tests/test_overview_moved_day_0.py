@@ -7,7 +7,7 @@ without observations, deaths and withdrawals, on a day within the schedule and a
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import pandas as pd
 import pytest
@@ -309,3 +309,39 @@ def test_the_follow_up_end_equals_the_old_code(study, column, day):
         assert_frame_equal(got.visits, expected.visits)
         assert_frame_equal(got.visit_assessments, expected.visit_assessments)
         assert_frame_equal(got.infusions, expected.infusions)
+
+
+def with_odd_codes(frames: StudyFrames) -> StudyFrames:
+    """``frames`` with subject codes that sort otherwise than they read (case, accents, digits,
+    spaces), the subjects frame no longer in code order."""
+    odd = ["é", "B", "a10", "a9", " x", "Z", "ä", "S_1", "S-1", "s1", "10", "9"]
+    codes = frames.subjects["subject_id"].tolist()
+    mapping = {
+        code: odd[i % len(odd)] + f"-{i // len(odd)}" * (i >= len(odd))
+        for i, code in enumerate(codes)
+    }
+
+    def renamed(frame: pd.DataFrame) -> pd.DataFrame:
+        ids = pd.Series([mapping[c] for c in frame["subject_id"]], index=frame.index, dtype="str")
+        return frame.assign(subject_id=ids)
+
+    named = {
+        f.name: renamed(getattr(frames, f.name))
+        for f in fields(frames)
+        if "subject_id" in getattr(frames, f.name).columns
+    }
+    frames = replace(frames, **named)
+    assert frames.subjects["subject_id"].dtype == "str"
+    assert not frames.subjects["subject_id"].is_monotonic_increasing
+    return frames
+
+
+def test_subject_codes_of_any_kind_and_subjects_not_in_code_order(study):
+    """Each part is put in the order deriving all gives, whatever the codes."""
+    protocol, frames = study
+    frames = with_odd_codes(frames)
+    for index in (0, 1, -1):
+        code = code_at(frames, index)
+        check(protocol, untreated(frames, code), frames, {code}, f"{code!r}'s first infusion")
+        moved = first_moved(frames, code, pd.Timedelta(days=1))
+        check(protocol, frames, moved, {code}, f"{code!r}'s day 0 moved")

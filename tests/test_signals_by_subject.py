@@ -13,7 +13,13 @@ from pandas.testing import assert_frame_equal
 
 from celltrial.safety import analysis
 from celltrial.safety.analysis import derive_safety_inputs
-from tests.test_overview_moved_day_0 import code_at, first_moved, newly_enrolled, untreated
+from tests.test_overview_moved_day_0 import (
+    code_at,
+    first_moved,
+    newly_enrolled,
+    untreated,
+    with_odd_codes,
+)
 from tests.test_overview_moved_day_0 import study as study  # (the fixture)
 
 
@@ -86,6 +92,15 @@ def test_an_infusion_start_edited(study, by, monkeypatch):
     check(
         protocol, frames, replace(frames, infusions=infusions), {code}, "second moved", monkeypatch
     )
+
+
+def test_subject_codes_of_any_kind(study, monkeypatch):
+    protocol, frames = study
+    frames = with_odd_codes(frames)
+    for index in (0, 1, -1):
+        code = code_at(frames, index)
+        before = replace(untreated(frames, code), observations=frames.observations)
+        check(protocol, before, frames, {code}, f"{code!r}'s first infusion", monkeypatch)
 
 
 def test_two_subjects_at_once(study, monkeypatch):
