@@ -178,10 +178,11 @@ def test_subject_renamed_meanwhile_refuses_the_file(
 
 def test_rows_grouped_by_their_constant_columns_as_a_groupby_does() -> None:
     """The insert writes each group's shared values once: the groups and their rows are those
-    of a pandas groupby on the same columns; groups come in order of first appearance."""
+    of a pandas groupby on the same columns, numbered in order of first appearance, and each
+    group's values (None where missing) can be read from any of its rows."""
     import numpy as np
 
-    from celltrial.ingest.frame import same_values
+    from celltrial.ingest.frame import group_codes
 
     rng = np.random.default_rng(7)
     columns = ("test", "unit", "qualifier", "flags")
@@ -191,12 +192,18 @@ def test_rows_grouped_by_their_constant_columns_as_a_groupby_does() -> None:
     frame["flags"] = frame["flags"].where(frame["flags"].notna(), np.nan)
     keys = frame.astype(object).where(frame.notna())
     expected = keys.groupby(list(columns), sort=False, dropna=False).indices
-    got = list(same_values(frame, columns))
-    assert len(got) == len(expected) > 50
+    group, cells = group_codes(frame, columns)
+    assert group.max() + 1 == len(expected) > 50
+    got: dict[tuple, list[int]] = {}
+    for row in rng.permutation(len(frame)).tolist():  # values read from any row of a group
+        values = tuple(None if codes[row] < 0 else column[row] for column, codes in cells)
+        assert got.setdefault(values, [int(group[row])])[0] == group[row]
     expected_rows = {
         tuple(None if pd.isna(v) else v for v in key): rows.tolist()
         for key, rows in expected.items()
     }
-    assert {values: positions.tolist() for values, positions in got} == expected_rows
-    firsts = [int(positions[0]) for _values, positions in got]
+    assert set(got) == set(expected_rows)
+    for values, (code,) in got.items():
+        assert np.flatnonzero(group == code).tolist() == expected_rows[values]
+    firsts = [int(np.flatnonzero(group == code)[0]) for code in range(len(expected))]
     assert firsts == sorted(firsts)

@@ -9,8 +9,7 @@ given) and ``source_row`` (row number as a person sees it in the file).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, overload
+from typing import overload
 
 import numpy as np
 import pandas as pd
@@ -111,26 +110,19 @@ def strip_text(series: pd.Series) -> pd.Series:
     return map_unique(series, strip)
 
 
-def same_values(
+def group_codes(
     frame: pd.DataFrame, columns: tuple[str, ...]
-) -> Iterator[tuple[tuple[Any, ...], np.ndarray]]:
-    """(values of ``columns``, None where missing; the positions of the rows holding them) per
-    distinct combination, in order of first appearance, positions ascending (missing values
-    are one value: pandas' ``groupby(columns, sort=False, dropna=False)``). A groupby on
-    these text columns hashes each row's tuple; integer codes per column are cheaper."""
-    n = len(frame)
-    if not n:
-        return
-    combined = np.zeros(n, dtype="int64")
-    values = []
+) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """Each row's group of distinct values of ``columns`` as an integer code, numbered in order
+    of first appearance (missing values of every kind are one value: pandas'
+    ``groupby(columns, sort=False, dropna=False)``), and each column's cells with their codes
+    (-1 where missing), to read a group's values from any of its rows. A groupby on these text
+    columns hashes each row's tuple; integer codes per column are cheaper."""
+    combined = np.zeros(len(frame), dtype="int64")
+    cells = []
     for column in columns:
-        cells = frame[column].to_numpy(dtype=object)
-        codes, uniques = pd.factorize(cells)  # missing cells (None, NaN, pd.NA): code -1
+        values = frame[column].to_numpy(dtype=object)
+        codes, uniques = pd.factorize(values)  # missing cells (None, NaN, pd.NA): code -1
         combined, _ = pd.factorize(combined * (len(uniques) + 1) + (codes + 1))
-        values.append((cells, codes))
-    order = np.argsort(combined, kind="stable")
-    bounds = np.cumsum(np.bincount(combined))[:-1]
-    for positions in np.split(order, bounds):
-        first = positions[0]
-        key = tuple(None if codes[first] < 0 else cells[first] for cells, codes in values)
-        yield key, positions
+        cells.append((values, codes))
+    return combined, cells

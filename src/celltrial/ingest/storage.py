@@ -19,7 +19,7 @@ import pandas as pd
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from celltrial.ingest.frame import map_distinct
+from celltrial.ingest.frame import group_codes, map_distinct
 from celltrial.ingest.report import ValidationReport
 from celltrial.store.audit import add_batch_rows
 from celltrial.store.models import RESULT_COLUMNS, ImportBatch, Observation, Subject
@@ -614,7 +614,7 @@ def _insert_sqlite(cursor: Any, frame: pd.DataFrame, batch_id: int, source: str)
     stamps = _utc_micros(frame["time"])
     subject_ids = frame["subject_id"].to_numpy(dtype="int64")
     by_time = np.lexsort((stamps, subject_ids))
-    group, cells = _group_codes(frame, _GROUP_COLUMNS)
+    group, cells = group_codes(frame, _GROUP_COLUMNS)
     # groups numbered in order of their first row among the sorted rows; sorted by that number
     # (stable: each group's rows stay in subject and time order)
     ranked, _ = pd.factorize(group[by_time])
@@ -659,22 +659,6 @@ def _insert_sqlite(cursor: Any, frame: pd.DataFrame, batch_id: int, source: str)
             cursor, f"INSERT INTO observation ({', '.join(columns)}) VALUES ", row_sql, arrays
         )
     return len(frame)
-
-
-def _group_codes(
-    frame: pd.DataFrame, columns: tuple[str, ...]
-) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
-    """Each row's group of distinct values of ``columns`` (an integer code; missing cells of
-    every kind are one value, as in :func:`~celltrial.ingest.frame.same_values`), and each
-    column's cells with their codes (-1 where missing)."""
-    combined = np.zeros(len(frame), dtype="int64")
-    cells = []
-    for column in columns:
-        values = frame[column].to_numpy(dtype=object)
-        codes, uniques = pd.factorize(values)  # missing cells (None, NaN, pd.NA): code -1
-        combined, _ = pd.factorize(combined * (len(uniques) + 1) + (codes + 1))
-        cells.append((values, codes))
-    return combined, cells
 
 
 #: Rows per multi-row INSERT: one statement step for many rows is about twice as fast as a step

@@ -27,7 +27,7 @@ from celltrial.catalogue import TestDefinition, load_catalogue
 from celltrial.errors import UnitError
 from celltrial.ingest import values as V
 from celltrial.ingest.alignment import MAX_SUBJECT_CODE
-from celltrial.ingest.frame import map_distinct, map_unique, same_values, strip_text
+from celltrial.ingest.frame import map_distinct, map_unique, strip_text
 from celltrial.ingest.limits import compute_reporting_limits
 from celltrial.ingest.report import ValidationReport
 from celltrial.ingest.times import (
@@ -236,6 +236,7 @@ class _Run:
         self.qualifier = parsed["qualifier"].copy()
         self.test = self.raw["test"].astype(object).copy()
         self._test_codes: tuple[np.ndarray, np.ndarray] | None = None
+        self._units_as_written: tuple[np.ndarray, np.ndarray] | None = None
 
         self._unknown_columns()
         status = parsed["status"]
@@ -436,7 +437,8 @@ class _Run:
                 text = self.text
                 lengths = text.astype("string").str.len()
             else:
-                lengths = _stripped_lengths(self.raw[column])
+                found = self._unit_cells() if column == "raw_unit" else None
+                lengths = _stripped_lengths(self.raw[column], found)
             over = (lengths > limit).fillna(False).astype(bool) & self.live()
             if not over.any():
                 continue
@@ -490,6 +492,13 @@ class _Run:
             values = cells.astype(object).copy()
             values[bad] = None
             self.raw = self.raw.assign(**{column: values})
+
+    def _unit_cells(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's unit cell as written as an integer code (-1 where missing) and the distinct
+        cells; found once (the rows and their units do not change after the first step)."""
+        if self._units_as_written is None:
+            self._units_as_written = pd.factorize(self.raw["raw_unit"].to_numpy(dtype=object))
+        return self._units_as_written
 
     def _per_test(self, value_of) -> pd.Series:
         """``value_of(definition)`` of each row's test (object dtype; None for rows without a
@@ -551,7 +560,7 @@ class _Run:
         if self._test_codes is None:
             self._test_codes = pd.factorize(self.test.to_numpy(dtype=object, na_value=None))
         test_codes, tests = self._test_codes
-        cells, distinct = pd.factorize(self.raw["raw_unit"].to_numpy(dtype=object))
+        cells, distinct = self._unit_cells()
         stripped = strip_text(pd.Series(distinct, dtype=object)).fillna(_NO_UNIT).tolist()
         # a missing cell (code -1) takes the last: no unit given
         unit_codes, units = pd.factorize(np.array([*stripped, _NO_UNIT], dtype=object))
@@ -724,14 +733,17 @@ class _Run:
             if self.numbers is not None
             else pd.to_numeric(self.raw["raw_value"], errors="coerce")
         )
-        keys = pd.DataFrame(
-            {"column": self.raw["column"], "unit": self.raw["raw_unit"]}, index=self.raw.index
-        )[plain]
-        plain_numbers = raw_numbers.to_numpy(dtype=float, na_value=np.nan)[plain.to_numpy()]
-        # per column and unit as written, in order of first appearance (integer codes: a
-        # groupby on the text hashes every row's pair)
-        for _key, positions in same_values(keys, ("column", "unit")):
-            index = keys.index[positions]
+        mask = plain.to_numpy()
+        plain_numbers = raw_numbers.to_numpy(dtype=float, na_value=np.nan)[mask]
+        plain_index = self.raw.index[mask]
+        # per column and unit as written, in order of first appearance, each group's rows in
+        # file order (integer codes: a groupby on the text hashes every row's pair)
+        columns, _ = pd.factorize(self.raw["column"].to_numpy(dtype=object))
+        units, distinct = self._unit_cells()
+        group, _ = pd.factorize(columns[mask] * (len(distinct) + 1) + (units[mask] + 1))
+        order = np.argsort(group, kind="stable")
+        for positions in np.split(order, np.cumsum(np.bincount(group))[:-1]) if len(order) else ():
+            index = plain_index[positions]
             numbers = plain_numbers[positions]
             floor, ceiling = compute_reporting_limits(numbers)
             for limit, qualifier, word in ((floor, "<=", "floor"), (ceiling, ">=", "ceiling")):
@@ -918,10 +930,15 @@ def _anchor_days(anchor: pd.Series, zone: object) -> pd.Series:
     return map_unique(anchor, day)
 
 
-def _stripped_lengths(cells: pd.Series) -> pd.Series:
+def _stripped_lengths(
+    cells: pd.Series, found: tuple[np.ndarray, np.ndarray] | None = None
+) -> pd.Series:
     """The length of each cell's text once stripped (NaN where blank or empty), worked out
-    once per distinct cell (a file repeats its few units and specimens on every row)."""
-    codes, uniques = pd.factorize(cells.to_numpy(dtype=object, na_value=None))
+    once per distinct cell (a file repeats its few units and specimens on every row).
+    ``found``: the cells' codes and distinct values (:func:`pandas.factorize`), if known."""
+    codes, uniques = (
+        found if found is not None else pd.factorize(cells.to_numpy(dtype=object, na_value=None))
+    )
     text = pd.Series(uniques, dtype=object).astype("string").str.strip()
     lengths = text.where(text != "").str.len().to_numpy(dtype=float, na_value=np.nan)
     # code -1 (a missing cell) takes the NaN appended last
