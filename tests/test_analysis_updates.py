@@ -310,3 +310,39 @@ def test_the_safety_summary_is_kept_when_nothing_it_reads_changed(study) -> None
             assert got == expected, part.name
     assert not same_safety_frames(frames, change_infusions(frames))
     assert not same_safety_frames(frames, change_adverse_events(frames))
+
+
+def test_the_infusion_status_is_kept_when_no_column_it_reads_changed(study) -> None:
+    """A volume or a dose edited leaves the infusion status as it was: it is kept, and the
+    infusion deviations are derived again (a dose no longer recorded shows); a lot
+    changed or a start moved derives the status again."""
+    protocol, frames, today = study
+    before = summarize_study(protocol, frames, today=today)
+    first = frames.infusions.index[0]
+    dose = frames.infusions.copy()
+    dose.loc[first, "cells_given"] = None
+    dose["volume_ml"] = dose["volume_ml"] * 10
+    lot = frames.infusions.copy()
+    other = [code for code in frames.lots["lot_id"] if code != lot.loc[first, "lot_id"]]
+    lot.loc[first, "lot_id"] = other[0]
+    for edited, kept in ((dose, True), (lot, False), (change_infusions(frames).infusions, False)):
+        changed = replace(frames, infusions=edited)
+        afresh = summarize_study(protocol, changed, today=today)
+        updated = summarize_study(
+            protocol,
+            changed,
+            previous=before,
+            changed={"infusions"},
+            infusions_before=frames.infusions,
+        )
+        assert (updated.infusions is before.infusions) == kept
+        _assert_same_overview(updated, afresh)
+        if kept:  # (the deviations derived again, not kept)
+            assert _differs(afresh.deviations, before.deviations)
+        else:
+            assert _differs(afresh.infusions, before.infusions)
+    # without the infusions it was made from, the status is derived again
+    changed = replace(frames, infusions=dose)
+    updated = summarize_study(protocol, changed, previous=before, changed={"infusions"})
+    assert updated.infusions is not before.infusions
+    _assert_same_overview(updated, summarize_study(protocol, changed, today=today))

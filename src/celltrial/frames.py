@@ -113,3 +113,12 @@ def lookup(keys: pd.Series, table: pd.Series) -> pd.Series:
     if len(table):
         return keys.map(table)
     return pd.Series(table.reindex(keys.to_numpy()).array, index=keys.index, name=keys.name)
+
+
+def same_columns(one: pd.DataFrame, other: pd.DataFrame, columns: Iterable[str]) -> bool:
+    """Whether ``columns`` of the two frames hold the same values in the same rows and types
+    (an update then counts a frame whose other columns changed as unchanged for them)."""
+    columns = list(columns)
+    if not all(c in one.columns and c in other.columns for c in columns):
+        return False
+    return one[columns].reset_index(drop=True).equals(other[columns].reset_index(drop=True))

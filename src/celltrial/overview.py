@@ -61,6 +61,7 @@ def summarize_study(
     previous: StudyOverview | None = None,
     changed: Collection[str] = (),
     moved: Collection[str] = (),
+    infusions_before: pd.DataFrame | None = None,
 ) -> StudyOverview:
     """Schedule status and deviations of every study subject as of ``today`` (default: now).
 
@@ -68,7 +69,9 @@ def summarize_study(
     in ``changed`` (and give every subject the same day 0). It is brought up to date as of its own
     ``today``, or of ``today`` when that is on the same calendar day in the study's time zone
     (statuses and deviations count whole study days): the parts derived from unchanged frames
-    only are taken from it as they are.
+    only are taken from it as they are (``infusions_before``: the infusions it was made from; a
+    volume or a dose edited keeps the infusion status, see
+    :func:`~celltrial.protocol.schedule.derive_schedule`).
     ``moved``: the subjects whose day 0 moved (a first infusion given or its time edited), with
     ``previous`` of frames that differ from these only in those subjects' rows (``changed``
     empty): each part's rows of those subjects are derived again from their own rows and put
@@ -105,6 +108,7 @@ def summarize_study(
         today=today,
         previous=previous.schedule if reuse else None,
         changed=changed,
+        infusions_before=infusions_before,
     )
     kept = previous is not None and reuse
     if not (kept and schedule.visit_assessments is previous.visit_assessments):

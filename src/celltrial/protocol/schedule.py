@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from pandas.api.typing import DataFrameGroupBy
 
+from celltrial.frames import same_columns
 from celltrial.protocol.model import Protocol
 from celltrial.timeline import compute_study_days
 
@@ -59,6 +60,9 @@ SCHEDULE_INPUTS = {
     "infusions": frozenset({"subjects", "infusions"}),
     "visits": frozenset({"subjects", "observations", "clinical_status", "imaging"}),
 }
+#: The columns of the infusions the infusion status is derived from (a volume or a dose edited
+#: leaves it as it was).
+INFUSION_STATUS_COLUMNS = ("subject_id", "number", "start_time", "study_day", "lot_id")
 
 
 def derive_schedule(
@@ -72,13 +76,23 @@ def derive_schedule(
     today: pd.Timestamp,
     previous: Schedule | None = None,
     changed: Collection[str] = (),
+    infusions_before: pd.DataFrame | None = None,
 ) -> Schedule:
     """Infusion status, visit assessment status and the visit summary, each derived once.
 
     ``previous``: the schedule, as of the same ``today``, of frames that differ from these only
     in those named in ``changed``; a part derived from none of them is taken from it as it is.
+    ``infusions_before``: the infusions ``previous`` was derived from; when only other columns
+    than :data:`INFUSION_STATUS_COLUMNS` changed, the infusions count as unchanged for it.
     """
-    if previous is not None and not SCHEDULE_INPUTS["visits"] & set(changed):
+    changed = set(changed)
+    if (
+        "infusions" in changed
+        and infusions_before is not None
+        and same_columns(infusions_before, infusions, INFUSION_STATUS_COLUMNS)
+    ):
+        changed.discard("infusions")
+    if previous is not None and not SCHEDULE_INPUTS["visits"] & changed:
         visit_status, visits = previous.visit_assessments, previous.visits
     else:
         visit_status = derive_visit_status(
@@ -89,7 +103,7 @@ def derive_schedule(
             if len(visit_status)
             else pd.DataFrame(columns=list(VISIT_SUMMARY_COLUMNS))
         )
-    if previous is not None and not SCHEDULE_INPUTS["infusions"] & set(changed):
+    if previous is not None and not SCHEDULE_INPUTS["infusions"] & changed:
         infusion_status = previous.infusions
     else:
         infusion_status = derive_infusion_status(protocol, subjects, infusions, today=today)

@@ -7,6 +7,7 @@ from collections.abc import Collection
 import pandas as pd
 
 from celltrial.efficacy.baseline import select_baseline_rows
+from celltrial.frames import same_columns
 from celltrial.protocol import Protocol
 from celltrial.safety.events import derive_ae_timing
 from celltrial.safety.grading import derive_lab_grades
@@ -79,7 +80,7 @@ def derive_safety_inputs(
     if (
         "infusions" in changed
         and infusions_before is not None
-        and _same_columns(infusions_before, frames.infusions, SIGNAL_INFUSION_COLUMNS)
+        and same_columns(infusions_before, frames.infusions, SIGNAL_INFUSION_COLUMNS)
     ):
         changed.discard("infusions")
     if previous is not None and not SAFETY_INPUTS["lab_grades"] & changed:
@@ -157,17 +158,6 @@ def _with_signals_derived_again(
     return both.sort_values("subject_id", kind="stable").reset_index(drop=True)
 
 
-def _same_columns(one: pd.DataFrame, other: pd.DataFrame, columns: tuple[str, ...]) -> bool:
-    """Whether ``columns`` of the two frames hold the same values in the same rows and types."""
-    if not all(c in one.columns and c in other.columns for c in columns):
-        return False
-    return (
-        one[list(columns)]
-        .reset_index(drop=True)
-        .equals(other[list(columns)].reset_index(drop=True))
-    )
-
-
 def same_lab_inputs(before: StudyFrames, after: StudyFrames) -> bool:
     """Whether :func:`grade_study_labs` reads the same of both frames: the same observations
     (their study days included) and the same day 0 of every subject with an observation, some
@@ -194,7 +184,7 @@ def same_safety_frames(before: StudyFrames, after: StudyFrames) -> bool:
     return (
         before.subjects is after.subjects
         and before.adverse_events is after.adverse_events
-        and _same_columns(before.infusions, after.infusions, SIGNAL_INFUSION_COLUMNS)
+        and same_columns(before.infusions, after.infusions, SIGNAL_INFUSION_COLUMNS)
     )
 
 

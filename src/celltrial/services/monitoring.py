@@ -216,6 +216,7 @@ def read_study_state(study: StudyHandle, *, wait: bool = False) -> StudyState:
             previous=None if previous is None else previous.overview,
             changed=changed_frames if previous is not None else (),
             moved=moved if previous is not None and moved else (),
+            infusions_before=None if previous is None else previous.frames.infusions,
         )
         try:
             kept = None if unclocked is None else unclocked.safety_inputs
