@@ -4,7 +4,7 @@ module references): the duplicate check across a file's chunks, the validation's
 read the results' numbers twice), the reporting-limit check and the unit conversion; and, from
 the second round, the length, timing, specimen and reference-limit checks, the subject ids of the rows to store and the SQLite insert, the reading of times, the reporting-limit
 detection (counts by hashing) and the subject-code check; from the third round, the stored rows'
-specimens."""
+specimens and the long reader's raw frame."""
 
 # ruff: noqa
 
@@ -583,3 +583,65 @@ def _specimen(self, keep: pd.Series) -> pd.Series:
     given = self.raw.loc[keep, "specimen"].astype("string")
     default = self._definition_series("specimen")[keep].astype("string")
     return given.fillna(default).astype(object)
+
+
+from celltrial.ingest.columns import resolve_tests
+from celltrial.ingest.frame import complete_raw
+from celltrial.ingest.long import _RANGE, _days, row_anchors
+from celltrial.ingest.times import OFFSET_COLUMNS
+
+
+def to_raw(
+    table: pd.DataFrame,
+    roles: dict[str, str],
+    mapping: Mapping,
+    *,
+    first_row: int,
+    subjects: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """A long table's rows as a raw frame (times given as days: see :func:`read_long`)."""
+    names = strip_text(table[roles["test"]])
+    resolved = resolve_tests(names.dropna().unique().tolist(), mapping)
+    lookup = pd.DataFrame.from_dict(
+        resolved, orient="index", columns=["test", "name_unit", "map_specimen"]
+    )
+    info = lookup.reindex(names.to_numpy())
+    info.index = table.index
+    unit = table[roles["unit"]] if "unit" in roles else pd.Series(None, index=table.index)
+    unit = strip_text(unit).fillna(info["name_unit"])
+    days = _days(mapping, roles["time"])
+    frame = pd.DataFrame(
+        {
+            "subject": table[roles["subject"]],
+            "time": None if days else table[roles["time"]],
+            "column": roles["value"],
+            "name": names,
+            "test": info["test"],
+            "raw_value": table[roles["value"]],
+            "raw_unit": unit,
+            "specimen": table[roles["specimen"]] if "specimen" in roles else info["map_specimen"],
+            "source_row": pd.RangeIndex(first_row, first_row + len(table)).to_numpy(),
+        },
+        index=table.index,
+    )
+    if "ref_low" in roles or "ref_high" in roles:
+        frame["ref_low"] = table[roles["ref_low"]] if "ref_low" in roles else None
+        frame["ref_high"] = table[roles["ref_high"]] if "ref_high" in roles else None
+    elif "reference" in roles:
+        bounds = table[roles["reference"]].astype("string").str.extract(_RANGE)
+        frame["ref_low"] = bounds["lo"].str.replace(",", ".")
+        frame["ref_high"] = bounds["hi"].str.replace(",", ".")
+    frame["specimen"] = strip_text(frame["specimen"])
+    out = complete_raw(frame)
+    if days:
+        assert mapping.offsets is not None
+        subject = strip_text(table[roles["subject"]])
+        extra = {
+            "offset_days": table[roles["time"]].astype(object),
+            "anchor": row_anchors(subject, mapping.offsets, subjects),
+            "time_column": roles["time"],
+        }
+        for column in OFFSET_COLUMNS:
+            out[column] = extra[column]
+    out.attrs["same_day_repeats"] = mapping.same_day_repeats
+    return out

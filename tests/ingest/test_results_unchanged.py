@@ -107,6 +107,7 @@ def _before(monkeypatch: pytest.MonkeyPatch, run: Callable[[], object]) -> objec
         patch.setattr(storage.ObservationWriter, "_within_file", reference_before._within_file)
         patch.setattr(storage.ObservationWriter, "write", reference_before.write)
         patch.setattr(storage, "_insert_sqlite", reference_before._insert_sqlite)
+        patch.setattr(long_reader, "to_raw", reference_before.to_raw)
         for step in ("_lengths", "_timing", "_specimens", "_references", "_ref", "_specimen"):
             patch.setattr(validate._Run, step, getattr(reference_before, step))
         patch.setattr(
@@ -503,3 +504,42 @@ def test_sqlite_insert_as_before() -> None:
     # the text with a NUL is bound, not written as a literal
     assert any(value == "bad\x00text" for row in grouped for value in row)
     assert len({row[1:2] + row[4:5] for row in grouped}) > 20
+
+
+def test_long_raw_frame_as_before() -> None:
+    """The long reader's raw frame, whose test names are now stripped, resolved and looked up
+    once per distinct name, equals the old one: names with spaces, blank and missing, unknown,
+    with a unit in the name, workbook numbers; with and without a unit column; a mapping."""
+    from celltrial.ingest.long import to_raw
+    from celltrial.ingest.mapping import Mapping, TestColumn
+
+    rng = np.random.default_rng(6)
+    names = [" CRP ", "CRP", "", "  ", None, np.nan, "FOO", "IL-6 (pg/mL)", 5, "lymphocyte count"]
+    n = 300
+    table = pd.DataFrame(
+        {
+            "ID": rng.choice(["P1", "P2"], n),
+            "Time": "2020-02-01 08:00",
+            "Test": rng.choice(np.array(names, dtype=object), n),
+            "Value": rng.choice(["1.5", "<0.5", ""], n),
+            "Unit": rng.choice(np.array(["mg/L", " pg/mL", "", None], dtype=object), n),
+        },
+        index=range(5, 5 + n),
+    )
+    roles = {"subject": "ID", "time": "Time", "test": "Test", "value": "Value", "unit": "Unit"}
+    without_unit = {k: v for k, v in roles.items() if k != "unit"}
+    mapped = Mapping(
+        tests={"FOO": TestColumn(test="CRP", unit="mg/dL", specimen="serum"), "CRP": None}
+    )
+    for frame, used, mapping in (
+        (table, roles, Mapping()),
+        (table, without_unit, Mapping()),
+        (table, roles, mapped),
+        (table.iloc[:0], roles, Mapping()),
+        (table.assign(Test=None), roles, Mapping()),
+    ):
+        new = to_raw(frame, used, mapping, first_row=2)
+        pd.testing.assert_frame_equal(
+            new, reference_before.to_raw(frame, used, mapping, first_row=2)
+        )
+    assert new["name"].isna().all()

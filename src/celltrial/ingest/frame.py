@@ -110,6 +110,16 @@ def strip_text(series: pd.Series) -> pd.Series:
     return map_unique(series, strip)
 
 
+def stripped_codes(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Each cell's text once stripped as an integer code (-1 where missing or blank) and the
+    distinct texts in order of first appearance: :func:`strip_text` is the texts spread by
+    the codes (None at -1). Each distinct cell is stripped once."""
+    codes, uniques = pd.factorize(series.to_numpy(dtype=object))
+    stripped = strip_text(pd.Series(uniques, dtype=object)).to_numpy()
+    text_codes, texts = pd.factorize(stripped)  # cells that strip alike: one code; blank: -1
+    return np.append(text_codes, -1)[codes], np.asarray(texts, dtype=object)
+
+
 def group_codes(
     frame: pd.DataFrame, columns: tuple[str, ...]
 ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:

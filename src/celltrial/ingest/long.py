@@ -18,7 +18,7 @@ import pandas as pd
 
 from celltrial.errors import DataError
 from celltrial.ingest.columns import FACT_ROLES, find_roles, resolve_tests, subject_id_column
-from celltrial.ingest.frame import SUBJECT_FIELDS, complete_raw, strip_text
+from celltrial.ingest.frame import SUBJECT_FIELDS, complete_raw, strip_text, stripped_codes
 from celltrial.ingest.mapping import Mapping, Offsets
 from celltrial.ingest.report import ValidationReport
 from celltrial.ingest.tables import (
@@ -270,13 +270,17 @@ def to_raw(
     subjects: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """A long table's rows as a raw frame (times given as days: see :func:`read_long`)."""
-    names = strip_text(table[roles["test"]])
-    resolved = resolve_tests(names.dropna().unique().tolist(), mapping)
+    # each distinct test name stripped, resolved and looked up once, then spread to its rows
+    codes, texts = stripped_codes(table[roles["test"]])
+    names = pd.Series(np.append(texts, None)[codes], index=table.index, dtype=object)
+    resolved = resolve_tests(texts.tolist(), mapping)
     lookup = pd.DataFrame.from_dict(
         resolved, orient="index", columns=["test", "name_unit", "map_specimen"]
+    ).reindex(pd.Index(texts, dtype=object))
+    info = pd.DataFrame(
+        {c: lookup[c].array.take(codes, allow_fill=True) for c in lookup.columns},
+        index=table.index,
     )
-    info = lookup.reindex(names.to_numpy())
-    info.index = table.index
     unit = table[roles["unit"]] if "unit" in roles else pd.Series(None, index=table.index)
     unit = strip_text(unit).fillna(info["name_unit"])
     days = _days(mapping, roles["time"])
