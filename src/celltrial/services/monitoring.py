@@ -356,9 +356,9 @@ def _with_day_0(
     """``frames`` with day 0 of each subject from ``first`` (subject code -> first infusion's
     start): the subjects' first infusion and the study days of every frame.
 
-    ``before``: the day 0 the frames' study days were derived from; only the rows of subjects
-    whose day 0 differs get new days (the others' are those deriving them again would give), and
-    a frame without such rows is kept as it is."""
+    ``before``: the day 0 the frames' study days were derived from; a frame without rows of the
+    subjects whose day 0 differs is kept as it is (its days are those deriving them again
+    would give)."""
     subjects = frames.subjects.assign(
         first_infusion=pd.to_datetime(
             first.reindex(frames.subjects["subject_id"]).to_numpy(), utc=True
@@ -384,18 +384,12 @@ def _study_days(
     day: str,
     moved: set[str] | None,
 ) -> pd.DataFrame:
-    """``frame`` with study days (``day``, of ``time``) from day 0 ``first``: derived again for
-    the rows of subjects ``moved`` alone (every row when None)."""
-    if moved is None or day not in frame.columns or frame[day].dtype != "Int64":
-        return derive_study_day(frame, first, zone, time_column=time, day_column=day)
-    rows = frame["subject_id"].isin(moved).to_numpy()
-    if not rows.any():
+    """``frame`` with study days (``day``, of ``time``) from day 0 ``first``; kept as it is when
+    it has no row of the subjects ``moved`` (None: any subject may have moved). (Deriving only
+    those subjects' rows costs about as much as deriving all of them.)"""
+    if moved is not None and not frame["subject_id"].isin(moved).any():
         return frame
-    own = frame.loc[rows, ["subject_id", time]]
-    derived = derive_study_day(own, first, zone, time_column=time, day_column=day)[day]
-    values = frame[day].array.copy()
-    values[np.flatnonzero(rows)] = derived.array
-    return frame.assign(**{day: pd.Series(values, index=frame.index, name=day)})
+    return derive_study_day(frame, first, zone, time_column=time, day_column=day)
 
 
 def _plain(value: Any) -> Any:
