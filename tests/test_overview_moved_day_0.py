@@ -345,3 +345,43 @@ def test_subject_codes_of_any_kind_and_subjects_not_in_code_order(study):
         check(protocol, untreated(frames, code), frames, {code}, f"{code!r}'s first infusion")
         moved = first_moved(frames, code, pd.Timedelta(days=1))
         check(protocol, frames, moved, {code}, f"{code!r}'s day 0 moved")
+
+
+def summary_as_it_was(overview) -> pd.DataFrame:
+    """The per-subject summary as :func:`summarize_study` made it before it counted rows by
+    subject in Python (verbatim)."""
+    infusion_status, visits = overview.infusions, overview.visits
+    deviations = overview.deviations
+    summary = overview.subjects[["subject_id", "sex", "age", "baseline_who_scale"]].copy()
+    given = infusion_status[infusion_status["actual_day"].notna()].groupby("subject_id").size()
+    summary["infusions"] = summary["subject_id"].map(given).fillna(0).astype(int)
+    done = visits[visits["status"] == "done"].groupby("subject_id").size()
+    summary["visits_complete"] = summary["subject_id"].map(done).fillna(0).astype(int)
+    summary["deviations"] = (
+        summary["subject_id"].map(deviations.groupby("subject_id").size()).fillna(0).astype(int)
+    )
+    summary["outcome"] = [
+        "died" if pd.notna(d) else "discharged" if pd.notna(c) else "in hospital"
+        for d, c in zip(overview.subjects["died"], overview.subjects["discharged"], strict=True)
+    ]
+    return summary
+
+
+def test_the_summary_equals_the_old_code(study):
+    """Every subject treated, some new and untreated, none treated, odd codes; on a day within
+    the schedule and after it."""
+    protocol, frames = study
+    everyone = frames.subjects["subject_id"].tolist()
+    cases = {
+        "all treated": frames,
+        "some new": newly_enrolled(frames, everyone[0], everyone[-1]),
+        "none treated": untreated(frames, *everyone),
+        "odd codes": with_odd_codes(frames),
+    }
+    for what, case in cases.items():
+        for today in todays(frames):
+            got = summarize_study(protocol, case, today=today)
+            assert_frame_equal(got.summary, summary_as_it_was(got), obj=f"summary ({what})")
+            counts = got.summary[["infusions", "visits_complete", "deviations"]]
+            if what != "none treated":
+                assert (counts > 0).any().all(), f"some counts to compare ({what})"

@@ -8,6 +8,7 @@ closed while the subject was still in the study count as before.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
@@ -138,13 +139,12 @@ def _overview(
     infusion_status, visits = schedule.infusions, schedule.visits
     deviations = order_deviations(rows)
     summary = frames.subjects[["subject_id", "sex", "age", "baseline_who_scale"]].copy()
-    given = infusion_status[infusion_status["actual_day"].notna()].groupby("subject_id").size()
-    summary["infusions"] = summary["subject_id"].map(given).fillna(0).astype(int)
-    done = visits[visits["status"] == "done"].groupby("subject_id").size()
-    summary["visits_complete"] = summary["subject_id"].map(done).fillna(0).astype(int)
-    summary["deviations"] = (
-        summary["subject_id"].map(deviations.groupby("subject_id").size()).fillna(0).astype(int)
-    )
+    codes = summary["subject_id"].tolist()
+    given = infusion_status["actual_day"].notna().to_numpy()
+    summary["infusions"] = _counts(codes, infusion_status["subject_id"].to_numpy()[given])
+    done = (visits["status"] == "done").to_numpy()
+    summary["visits_complete"] = _counts(codes, visits["subject_id"].to_numpy()[done])
+    summary["deviations"] = _counts(codes, deviations["subject_id"].to_numpy())
     summary["outcome"] = [
         "died" if pd.notna(d) else "discharged" if pd.notna(c) else "in hospital"
         for d, c in zip(frames.subjects["died"], frames.subjects["discharged"], strict=True)
@@ -161,6 +161,12 @@ def _overview(
         deviation_rows=rows,
         n_treated=int(frames.subjects["first_infusion"].notna().sum()),
     )
+
+
+def _counts(codes: list[str], rows: np.ndarray) -> np.ndarray:
+    """How many of ``rows`` (subject codes) each subject of ``codes`` has, as integers."""
+    counts = Counter(rows.tolist())
+    return np.array([counts.get(code, 0) for code in codes], dtype=int)
 
 
 #: The frames with one subject's rows each (``subject_id``) a schedule is derived from.
