@@ -4,7 +4,7 @@ module references): the duplicate check across a file's chunks, the validation's
 read the results' numbers twice), the reporting-limit check and the unit conversion; and, from
 the second round, the length, timing, specimen and reference-limit checks, the subject ids of the rows to store and the SQLite insert, the reading of times, the reporting-limit
 detection (counts by hashing) and the subject-code check; from the third round, the stored rows'
-specimens and the long reader's raw frame."""
+specimens, their flags and the long reader's raw frame."""
 
 # ruff: noqa
 
@@ -645,3 +645,35 @@ def to_raw(
             out[column] = extra[column]
     out.attrs["same_day_repeats"] = mapping.same_day_repeats
     return out
+
+
+from celltrial.ingest.validate import FLAGGED, OUTCOMES, REPORTED
+
+
+def _result(self, unit: pd.Series) -> pd.DataFrame:
+    counts = np.bincount(self.outcome.to_numpy(), minlength=len(OUTCOMES))
+    for code, outcome in enumerate(OUTCOMES):
+        self.report.counts[outcome] += int(counts[code])
+    keep = self.outcome != REPORTED
+    out = pd.DataFrame(
+        {
+            "subject": self.subject[keep],
+            "time": self.time[keep],
+            "test": self.test[keep],
+            "raw_value": self.text[keep],
+            "raw_unit": self.raw.loc[keep, "raw_unit"],
+            "value": self.value[keep],
+            "unit": unit[keep],
+            "qualifier": self.qualifier[keep],
+            "ref_low": self._ref(self.raw.loc[keep, "ref_low"], keep),
+            "ref_high": self._ref(self.raw.loc[keep, "ref_high"], keep),
+            "specimen": self._specimen(keep),
+            "source_row": self.raw.loc[keep, "source_row"],
+            "flagged": self.outcome[keep] == FLAGGED,
+            "flags": self.flags[keep].map({"": None}).fillna(self.flags[keep].str[1:])
+            if (self.flags[keep] != "").any()
+            else None,
+            "column": self.raw.loc[keep, "column"],
+        }
+    )
+    return out.reset_index(drop=True)

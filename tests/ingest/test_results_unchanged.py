@@ -108,7 +108,15 @@ def _before(monkeypatch: pytest.MonkeyPatch, run: Callable[[], object]) -> objec
         patch.setattr(storage.ObservationWriter, "write", reference_before.write)
         patch.setattr(storage, "_insert_sqlite", reference_before._insert_sqlite)
         patch.setattr(long_reader, "to_raw", reference_before.to_raw)
-        for step in ("_lengths", "_timing", "_specimens", "_references", "_ref", "_specimen"):
+        for step in (
+            "_lengths",
+            "_timing",
+            "_specimens",
+            "_references",
+            "_ref",
+            "_specimen",
+            "_result",
+        ):
             patch.setattr(validate._Run, step, getattr(reference_before, step))
         patch.setattr(
             importer,
@@ -543,3 +551,19 @@ def test_long_raw_frame_as_before() -> None:
             new, reference_before.to_raw(frame, used, mapping, first_row=2)
         )
     assert new["name"].isna().all()
+
+
+def test_clean_file_stored_as_before(
+    studies, small_chunks, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file with nothing to flag and no specimen column (as the ingest benchmark's): stored
+    as before, without flags, each result's specimen its test's."""
+    path = tmp_path / "clean.csv"
+    lines = [
+        f"P{i % 4},2020-02-{1 + i // 8:02d} {8 + i // 60:02d}:{i % 60:02d},{('CRP', 'LYM')[i % 2]},"
+        f"{1 + i / 10:.1f},{('mg/L', '10^9/L')[i % 2]},,"
+        for i in range(70)
+    ]
+    path.write_text(HEADER + "\n".join(lines) + "\n", encoding="utf-8")
+    kinds = _compare(monkeypatch, studies, path, refused=False)
+    assert not kinds & {"censored", "implausible", "before_enrolment", "after_discharge"}

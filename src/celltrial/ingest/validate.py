@@ -524,6 +524,8 @@ class _Run:
         )
 
     def _specimens(self) -> None:
+        if self.raw["specimen"].isna().all():  # none given: no specimen other than blood
+            return
         given = map_unique(
             self.raw["specimen"], lambda v: v.astype("string").str.strip().str.casefold()
         )
@@ -861,6 +863,7 @@ class _Run:
         for code, outcome in enumerate(OUTCOMES):
             self.report.counts[outcome] += int(counts[code])
         keep = self.outcome != REPORTED
+        flagged = self.outcome[keep] == FLAGGED
         out = pd.DataFrame(
             {
                 "subject": self.subject[keep],
@@ -875,9 +878,10 @@ class _Run:
                 "ref_high": self._ref(self.raw.loc[keep, "ref_high"], keep),
                 "specimen": self._specimen(keep),
                 "source_row": self.raw.loc[keep, "source_row"],
-                "flagged": self.outcome[keep] == FLAGGED,
+                "flagged": flagged,
+                # only a flagged row has flags (see flag())
                 "flags": self.flags[keep].map({"": None}).fillna(self.flags[keep].str[1:])
-                if (self.flags[keep] != "").any()
+                if flagged.any()
                 else None,
                 "column": self.raw.loc[keep, "column"],
             }
