@@ -567,3 +567,23 @@ def test_clean_file_stored_as_before(
     path.write_text(HEADER + "\n".join(lines) + "\n", encoding="utf-8")
     kinds = _compare(monkeypatch, studies, path, refused=False)
     assert not kinds & {"censored", "implausible", "before_enrolment", "after_discharge"}
+
+
+def test_values_parsed_as_before() -> None:
+    """Result cells, whose texts that are not plain numbers are now parsed once per distinct
+    text, give the values, qualifiers and statuses the old per-row parse gave (pandas' text
+    dtype and a workbook's mixed cells)."""
+    from celltrial.ingest.values import parse_values
+
+    texts = ["<0.5", " <0.5", "NA", None, "1,234", "pending", "inf", ">", "1e400", "0,8"]
+    texts += ["≥1000", "5", "", "-", "<=3", "7.25"]
+    rng = np.random.default_rng(8)
+    cells = rng.choice(np.array(texts, dtype=object), 600)
+    for series in (
+        pd.Series(cells, dtype="str", index=range(3, 603)),
+        pd.Series(cells, dtype="string"),
+        pd.Series([*cells[:50], True, 1, 1.0, 2.5], dtype=object),
+    ):
+        new = parse_values(series)
+        pd.testing.assert_frame_equal(new, reference_before.parse_values(series))
+        assert set(new["status"]) >= {"ok", "empty", "text", "ambiguous"}

@@ -74,7 +74,7 @@ def parse_values(raw: pd.Series, numbers: pd.Series | None = None) -> pd.DataFra
                 index=raw.index,
             )
         if plain.any():
-            rest = _parse_text(raw[~plain])
+            rest = _parse_distinct(raw[~plain])
             out = pd.DataFrame(
                 {"value": quick.astype("float64"), "qualifier": "", "status": OK},
                 index=raw.index,
@@ -91,6 +91,18 @@ def _text(value: object) -> str:
         return str(value)
     except ValueError:
         return "1e99999"
+
+
+def _parse_distinct(raw: pd.Series) -> pd.DataFrame:
+    """:func:`_parse_text` of each distinct cell once, spread to its rows, when the cells are
+    text (pandas' text dtype: equal cells are the same text; "<0.5" repeats on many rows);
+    of every row otherwise (a workbook's mixed cells: 1 and True are equal but read apart)."""
+    if raw.dtype == object or not pd.api.types.is_string_dtype(raw.dtype):
+        return _parse_text(raw)
+    codes, uniques = pd.factorize(raw.to_numpy(dtype=object))
+    # code -1 (a missing cell) takes the missing cell appended last
+    parsed = _parse_text(pd.Series([*uniques, None], dtype=object))
+    return parsed.iloc[codes].set_axis(raw.index)
 
 
 def _parse_text(raw: pd.Series) -> pd.DataFrame:
