@@ -4,7 +4,8 @@ module references): the duplicate check across a file's chunks, the validation's
 read the results' numbers twice), the reporting-limit check and the unit conversion; and, from
 the second round, the length, timing, specimen and reference-limit checks, the subject ids of the rows to store and the SQLite insert, the reading of times, the reporting-limit
 detection (counts by hashing) and the subject-code check; from the third round, the stored rows'
-specimens, their flags and the long reader's raw frame."""
+specimens, their flags, the reading of times (with the old time reader) and the long reader's
+raw frame."""
 
 # ruff: noqa
 
@@ -677,3 +678,49 @@ def _result(self, unit: pd.Series) -> pd.DataFrame:
         }
     )
     return out.reset_index(drop=True)
+
+
+from celltrial.ingest.times import (
+    AMBIGUOUS_DATE_HINT,
+    ambiguous_dates,
+    date_only,
+    describe_two_ways,
+)
+
+
+def _times(self) -> None:
+    self._offsets()
+    times, unreadable = parse_times(self.raw["time"], self.zone)
+    unreadable = unreadable.fillna(False).astype(bool)
+    self.time = times
+    two_ways = unreadable.copy()  # of the unreadable, those written with the year last
+    if unreadable.any():  # (a million readable times need no regular expression each)
+        two_ways[unreadable] = ambiguous_dates(self.raw["time"][unreadable]).to_numpy()
+    if two_ways.any():
+        cells = self.cells("time", two_ways)
+        order = current_date_order()
+        said = f" ({order.describe()})" if order is not None else ""
+        expected = cells.map(
+            lambda v: (
+                AMBIGUOUS_DATE_HINT.format(
+                    value=v, one=describe_two_ways(v)[0], other=describe_two_ways(v)[1]
+                )
+                + said
+            )
+        )
+        self.drop(
+            two_ways, "ambiguous_date", expected.reindex(self.raw.index), "error", role="time"
+        )
+        unreadable &= ~two_ways
+    if unreadable.any():
+        example = pd.Timestamp("2020-02-10 08:30", tz=str(self.zone)).isoformat("T", "minutes")
+        self.drop(
+            unreadable,
+            "bad_time",
+            f"a date and time that exists, e.g. 2020-02-10 08:30 (local to {self.zone}) or "
+            f"{example}",
+            "error",
+            role="time",
+        )
+    self.drop(times.isna(), "no_time", "the time the sample was taken", role="time")
+    self.day_only = date_only(self.raw["time"])

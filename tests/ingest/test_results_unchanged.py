@@ -116,6 +116,7 @@ def _before(monkeypatch: pytest.MonkeyPatch, run: Callable[[], object]) -> objec
             "_ref",
             "_specimen",
             "_result",
+            "_times",
         ):
             patch.setattr(validate._Run, step, getattr(reference_before, step))
         patch.setattr(
@@ -587,3 +588,29 @@ def test_values_parsed_as_before() -> None:
         new = parse_values(series)
         pd.testing.assert_frame_equal(new, reference_before.parse_values(series))
         assert set(new["status"]) >= {"ok", "empty", "text", "ambiguous"}
+
+
+def test_times_and_days_read_as_before() -> None:
+    """Times and whether each names a day alone, now told apart once per distinct cell for
+    both, are what the two separate readers give: repeated text with blanks and every kind of
+    missing cell, a workbook's mixed cells, all cells distinct, one cell, datetimes."""
+    from celltrial.ingest.times import date_only, parse_times, parse_times_and_days
+
+    rng = np.random.default_rng(9)
+    texts = ["2020-02-03 08:00", " 2020/02/04 ", "2020-02-05", "", None, pd.NA, "x", "31.12.2019"]
+    workbook = [pd.Timestamp("2020-02-03 00:00"), pd.Timestamp("2020-02-03 08:30"), "2020-02-06"]
+    columns = [
+        pd.Series(rng.choice(np.array(texts, dtype=object), 400), index=range(9, 409)),
+        pd.Series(rng.choice(np.array(texts[:4], dtype=object), 50), dtype="string"),
+        pd.Series(rng.choice(np.array([*workbook, None], dtype=object), 60)),
+        pd.Series(["2020-02-03 08:00", "2020-02-04"]),
+        pd.Series(["2020-02-03"]),
+        pd.Series(pd.to_datetime(["2020-02-03 00:00", None, "2020-02-04 08:00"])),
+    ]
+    for cells in columns:
+        for zone in ("UTC", "Europe/Berlin"):
+            times, bad, days = parse_times_and_days(cells, zone)
+            old_times, old_bad = parse_times(cells, zone)
+            pd.testing.assert_series_equal(times, old_times)
+            pd.testing.assert_series_equal(bad, old_bad)
+            pd.testing.assert_series_equal(days, date_only(cells))

@@ -439,6 +439,27 @@ def dates_from_offsets(anchor: pd.Series, days: pd.Series, zone: ZoneInfo | str)
 _CLOCK = re.compile(r"\d:\d{2}|T\d{2}")
 
 
+def parse_times_and_days(
+    raw: pd.Series, zone: ZoneInfo | str
+) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """:func:`parse_times` and :func:`date_only` of the same cells; text cells that repeat are
+    told apart once for both (each reads every distinct cell once anyway)."""
+    if len(raw) > 1 and not pd.api.types.is_datetime64_any_dtype(raw.dtype):
+        codes, uniques = pd.factorize(raw.to_numpy(dtype=object))  # missing: code -1
+        if len(uniques) < len(raw):
+            distinct = pd.Series(uniques, dtype=object)
+            times, bad = parse_times(distinct, zone)
+            days = date_only(distinct)
+            # code -1 (empty) → NaT, readable, not a day alone
+            return (
+                pd.Series(times.array.take(codes, allow_fill=True), index=raw.index),
+                pd.Series(np.append(bad.to_numpy(dtype=bool), False)[codes], index=raw.index),
+                pd.Series(np.append(days.to_numpy(dtype=bool), False)[codes], index=raw.index),
+            )
+    times, bad = parse_times(raw, zone)
+    return times, bad, date_only(raw)
+
+
 def date_only(raw: pd.Series) -> pd.Series:
     """Mask of time cells that name a calendar day without a clock time (day-resolution data):
     text without ``hh:mm``; a workbook's date cell at midnight."""

@@ -34,11 +34,10 @@ from celltrial.ingest.times import (
     AMBIGUOUS_DATE_HINT,
     ambiguous_dates,
     current_date_order,
-    date_only,
     dates_from_offsets,
     describe_two_ways,
     parse_day_offsets,
-    parse_times,
+    parse_times_and_days,
 )
 from celltrial.store.models import RESULT_COLUMNS
 from celltrial.units import convert, explain_unconvertible, normalize_unit
@@ -360,7 +359,7 @@ class _Run:
 
     def _times(self) -> None:
         self._offsets()
-        times, unreadable = parse_times(self.raw["time"], self.zone)
+        times, unreadable, self.day_only = parse_times_and_days(self.raw["time"], self.zone)
         unreadable = unreadable.fillna(False).astype(bool)
         self.time = times
         two_ways = unreadable.copy()  # of the unreadable, those written with the year last
@@ -393,7 +392,6 @@ class _Run:
                 role="time",
             )
         self.drop(times.isna(), "no_time", "the time the sample was taken", role="time")
-        self.day_only = date_only(self.raw["time"])
 
     def _subjects(self) -> None:
         code = strip_text(self.raw["subject"].astype("string")).astype("string")
