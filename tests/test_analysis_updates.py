@@ -194,12 +194,15 @@ def test_an_update_keeps_what_its_changes_do_not_touch(study) -> None:
     )
     assert events.visit_assessments is before.visit_assessments
     assert events.infusions is before.infusions
+    # (made from the same frames and rows: the deviations and the summary kept too)
+    assert events.deviations is before.deviations and events.summary is before.summary
     infusions = summarize_study(
         protocol, change_infusions(frames), previous=before, changed={"infusions"}
     )
     assert infusions.visit_assessments is before.visit_assessments
     assert infusions.deviation_rows.daily is before.deviation_rows.daily
     assert infusions.infusions is not before.infusions
+    assert infusions.summary is not before.summary
     with pytest.raises(ValueError, match="as of that overview's today"):
         summarize_study(protocol, frames, today=today + pd.Timedelta(days=1), previous=before)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -129,15 +129,35 @@ def summarize_study(
         previous=previous.deviation_rows if reuse else None,
         changed=changed,
     )
-    return _overview(frames, today, schedule, rows)
+    return _overview(frames, today, schedule, rows, previous if reuse else None)
 
 
 def _overview(
-    frames: StudyFrames, today: pd.Timestamp, schedule: Schedule, rows: DeviationRows
+    frames: StudyFrames,
+    today: pd.Timestamp,
+    schedule: Schedule,
+    rows: DeviationRows,
+    previous: StudyOverview | None = None,
 ) -> StudyOverview:
-    """The overview of a study's ``schedule`` and deviation ``rows``: the per-subject summary."""
+    """The overview of a study's ``schedule`` and deviation ``rows``: the per-subject summary.
+    ``previous``: an overview whose parts made from the very same frames and rows are kept."""
     infusion_status, visits = schedule.infusions, schedule.visits
-    deviations = order_deviations(rows)
+    kept = None if previous is None else previous.deviation_rows
+    if kept is not None and all(
+        getattr(rows, source) is getattr(kept, source) for source in ("infusion", "visit", "daily")
+    ):
+        deviations = previous.deviations  # (made from the same rows)
+    else:
+        deviations = order_deviations(rows)
+    if (
+        previous is not None
+        and frames.subjects is previous.subjects
+        and infusion_status is previous.infusions
+        and visits is previous.visits
+        and schedule.visit_assessments is previous.visit_assessments
+        and deviations is previous.deviations
+    ):
+        return replace(previous, today=today, deviation_rows=rows)
     summary = frames.subjects[["subject_id", "sex", "age", "baseline_who_scale"]].copy()
     codes = summary["subject_id"].tolist()
     given = infusion_status["actual_day"].notna().to_numpy()
