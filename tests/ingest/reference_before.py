@@ -4,7 +4,7 @@ module references): the duplicate check across a file's chunks, the validation's
 read the results' numbers twice), the reporting-limit check and the unit conversion; and, from
 the second round, the length, timing, specimen and reference-limit checks, the subject ids of the rows to store and the SQLite insert, the reading of times, the reporting-limit
 detection (counts by hashing) and the subject-code check; from the third round, the stored rows'
-specimens, their flags, the reading of times (with the old time reader) and the long reader's
+specimens, their flags, the subject check, the reading of times (with the old time reader) and the long reader's
 raw frame."""
 
 # ruff: noqa
@@ -724,3 +724,31 @@ def _times(self) -> None:
         )
     self.drop(times.isna(), "no_time", "the time the sample was taken", role="time")
     self.day_only = date_only(self.raw["time"])
+
+
+from celltrial.ingest.validate import _results
+
+
+def _subjects(self) -> None:
+    code = strip_text(self.raw["subject"].astype("string")).astype("string")
+    self.subject = code
+    missing = code.isna()
+    self.drop(missing, "unknown_subject", "a subject ID on every result", "error", role="subject")
+    unknown = ~code.isin(self.subjects.index) & ~missing & self.live()
+    if unknown.any():
+        rows = self.raw.loc[unknown]
+        first = rows.groupby(code[unknown], sort=True)["source_row"].agg(["min", "size"])
+        where = self.column_of("subject", rows).iloc[0]
+        self.report.add(
+            "error",
+            "unknown_subject",
+            row=first["min"].tolist(),
+            column=where,
+            value=first.index.tolist(),
+            expected=[
+                "a subject of the study (or import with --register-subjects); "
+                f"{_results(n)} of this subject in the file"
+                for n in first["size"]
+            ],
+        )
+        self.outcome[unknown] = REPORTED

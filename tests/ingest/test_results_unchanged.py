@@ -117,6 +117,7 @@ def _before(monkeypatch: pytest.MonkeyPatch, run: Callable[[], object]) -> objec
             "_specimen",
             "_result",
             "_times",
+            "_subjects",
         ):
             patch.setattr(validate._Run, step, getattr(reference_before, step))
         patch.setattr(

@@ -27,7 +27,7 @@ from celltrial.catalogue import TestDefinition, load_catalogue
 from celltrial.errors import UnitError
 from celltrial.ingest import values as V
 from celltrial.ingest.alignment import MAX_SUBJECT_CODE
-from celltrial.ingest.frame import map_distinct, map_unique, strip_text
+from celltrial.ingest.frame import map_unique, strip_text, stripped_codes
 from celltrial.ingest.limits import compute_reporting_limits
 from celltrial.ingest.report import ValidationReport
 from celltrial.ingest.times import (
@@ -394,13 +394,19 @@ class _Run:
         self.drop(times.isna(), "no_time", "the time the sample was taken", role="time")
 
     def _subjects(self) -> None:
-        code = strip_text(self.raw["subject"].astype("string")).astype("string")
+        # each row's subject code (stripped) as an integer code, each distinct code looked at
+        # once here and in the length and timing checks (-1: missing or blank)
+        codes, texts = stripped_codes(self.raw["subject"].astype("string"))
+        self._subject_codes = (codes, texts)
+        code = pd.Series(np.append(texts, None)[codes], index=self.raw.index, dtype=object)
+        code = code.astype("string")
         self.subject = code
-        missing = code.isna()
+        missing = pd.Series(codes < 0, index=self.raw.index)
         self.drop(
             missing, "unknown_subject", "a subject ID on every result", "error", role="subject"
         )
-        unknown = ~code.isin(self.subjects.index) & ~missing & self.live()
+        known = np.append(pd.Index(texts, dtype=object).isin(self.subjects.index), True)[codes]
+        unknown = pd.Series(~known, index=self.raw.index) & self.live()
         if unknown.any():
             rows = self.raw.loc[unknown]
             first = rows.groupby(code[unknown], sort=True)["source_row"].agg(["min", "size"])
@@ -421,7 +427,9 @@ class _Run:
 
     def _lengths(self) -> None:
         """Text longer than the database keeps: an error by row, on both backends alike."""
-        long_code = (self.subject.str.len() > MAX_SUBJECT_CODE).fillna(False).astype(bool)
+        codes, texts = self._subject_codes
+        too_long = np.array([len(text) > MAX_SUBJECT_CODE for text in texts] + [False])
+        long_code = pd.Series(too_long[codes], index=self.raw.index)
         self.drop(
             long_code & self.live(),
             "too_long",
@@ -763,7 +771,12 @@ class _Run:
         if not len(self.subjects):
             return
         # both looked up once per distinct subject
-        start, end = map_distinct(self.subject, self.subjects[["start", "end"]])
+        codes, texts = self._subject_codes
+        found = self.subjects[["start", "end"]].reindex(pd.Index(texts, dtype=object))
+        start, end = (
+            pd.Series(found[column].array.take(codes, allow_fill=True), index=self.raw.index)
+            for column in ("start", "end")
+        )
         start = pd.to_datetime(start, utc=True)
         end = pd.to_datetime(end, utc=True)
         before = (self.time < start).fillna(False)
