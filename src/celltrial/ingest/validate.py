@@ -224,11 +224,16 @@ class _Run:
         # plain numbers as written: read once for the values and the reporting limits
         self.numbers = V.numbers_as_written(raw["raw_value"]) if text_cells else None
         parsed = V.parse_values(raw["raw_value"], self.numbers)
-        empty = parsed["status"] == V.EMPTY
+        # each cell's status as an integer code (compared four times below; -2: no such status)
+        statuses, names = pd.factorize(parsed["status"].to_numpy(dtype=object))
+        status_code = {name: code for code, name in enumerate(names)}
+        empty = pd.Series(statuses == status_code.get(V.EMPTY, -2), index=parsed.index)
         self._no_result_markers(empty)
         keep = ~empty
-        self.raw, parsed, self.text = raw[keep], parsed[keep], self.text[keep]
-        self.outcome = self.outcome[keep]
+        if not keep.all():  # (a million rows copied to keep them all otherwise)
+            self.raw, parsed, self.text = raw[keep], parsed[keep], self.text[keep]
+            self.outcome = self.outcome[keep]
+            statuses = statuses[keep.to_numpy()]
         self.flags = pd.Series("", index=self.raw.index, dtype=object)
         self.report.counts["results"] += int(keep.sum())
         self.value = parsed["value"].copy()
@@ -238,10 +243,13 @@ class _Run:
         self._units_as_written: tuple[np.ndarray, np.ndarray] | None = None
 
         self._unknown_columns()
-        status = parsed["status"]
-        self.drop(status == V.TEXT, "text_result", "a number, optionally with <, <=, >, >=")
-        self.drop(status == V.AMBIGUOUS, "ambiguous_number", "a decimal point, e.g. 1234 or 1.234")
-        self.drop(status == V.LIMIT_ONLY, "limit_only", "a limit with its number, e.g. >1000")
+        for status, kind, expected in (
+            (V.TEXT, "text_result", "a number, optionally with <, <=, >, >="),
+            (V.AMBIGUOUS, "ambiguous_number", "a decimal point, e.g. 1234 or 1.234"),
+            (V.LIMIT_ONLY, "limit_only", "a limit with its number, e.g. >1000"),
+        ):
+            rows = statuses == status_code.get(status, -2)
+            self.drop(pd.Series(rows, index=self.raw.index), kind, expected)
         self._times()
         self._subjects()
         self._specimens()
