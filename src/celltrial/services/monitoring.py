@@ -394,6 +394,11 @@ def _study_days(
 
 def _plain(value: Any) -> Any:
     """A JSON-friendly scalar (Timestamps to aware datetimes, NaN/NA to None, numpy to Python)."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool:  # (most values: plain already)
+        return value
+    if kind is float:
+        return None if math.isnan(value) else value
     if value is None or value is pd.NaT:
         return None
     if isinstance(value, pd.Timestamp):
