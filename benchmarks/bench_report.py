@@ -11,6 +11,8 @@ in a fresh process:
   (every section and figure in one process), wall and CPU seconds (the process and its workers),
   peak memory (the larger of the process and its largest worker), PDF pages of the body;
 - anchor, WeasyPrint alone: the same report HTML to PDF (``HTML(string=...).write_pdf``);
+- WeasyPrint after its warm-up: ``write_pdf`` of the same HTML after ``prepare_pdf`` (which
+  the report runs while its sections are built), i.e. what is left on the report's last step;
 - anchor, matplotlib alone: the same subject-profile figures (six panels, the same points) drawn
   with plain ``pyplot`` defaults and saved as PNG at the same resolution.
 The machine may be shared: CPU seconds are the steadier figure; compare each with its anchor.
@@ -57,6 +59,19 @@ from pathlib import Path
 wall, cpu = time.perf_counter(), time.process_time()
 from weasyprint import HTML
 HTML(string=Path(sys.argv[1]).read_text(encoding="utf-8")).write_pdf(sys.argv[2])
+print(json.dumps({"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu,
+                  "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+#: What is left of the PDF step after the warm-up: argv = html file, pdf file.
+WEASYPRINT_WARM = """
+import json, resource, sys, time
+from pathlib import Path
+from celltrial.report.pdf import prepare_pdf, write_pdf
+html = Path(sys.argv[1]).read_text(encoding="utf-8")
+prepare_pdf()
+wall, cpu = time.perf_counter(), time.process_time()
+write_pdf(html, sys.argv[2])
 print(json.dumps({"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu,
                   "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
@@ -170,6 +185,13 @@ def main() -> None:
             html = out / "report.html"
             rows.append(
                 ("anchor: WeasyPrint alone", child(WEASYPRINT, str(html), str(out / "w.pdf")), None)
+            )
+            rows.append(
+                (
+                    "WeasyPrint after warm-up",
+                    child(WEASYPRINT_WARM, str(html), str(out / "w2.pdf")),
+                    None,
+                )
             )
             n_profiles = min(size, MAX_PROFILES)
             where = "body" if size <= PROFILES_IN_BODY else "listings"
