@@ -1,6 +1,7 @@
 """The plain values the dashboard and the subject views are made of: Python's own strings,
 integers, booleans and floats are taken as they are (the commonest values, without the general
-checks), and every value converts as the general conversion did."""
+checks), columns are read as lists, and every value converts as the general conversion of each
+value the column gave did."""
 
 from __future__ import annotations
 
@@ -85,6 +86,8 @@ def test_frame_columns_convert_as_before():
             "count": [1, 2, 3],
             "value": [0.5, float("nan"), 2.0],
             "flag": [True, False, True],
+            "known": pd.Series([True, None, False], dtype="boolean"),
+            "note": pd.Series(["a", None, "c"], dtype="string"),
             "when": pd.to_datetime(["2026-12-01", None, "2026-12-03"], utc=True),
             "any": [("a",), None, 4.0],
         }

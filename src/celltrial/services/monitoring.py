@@ -421,7 +421,7 @@ def _rows(frame: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
     present = [c for c in columns if c in frame.columns]
     if not present:
         return [{} for _ in range(len(frame))]
-    values = [[_plain(v) for v in frame[c]] for c in present]
+    values = [[_plain(v) for v in frame[c].tolist()] for c in present]
     return [dict(zip(present, row, strict=True)) for row in zip(*values, strict=True)]
 
 
