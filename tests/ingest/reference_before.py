@@ -4,8 +4,8 @@ module references): the duplicate check across a file's chunks, the validation's
 read the results' numbers twice), the reporting-limit check and the unit conversion; and, from
 the second round, the length, timing, specimen and reference-limit checks, the subject ids of the rows to store and the SQLite insert, the reading of times, the reporting-limit
 detection (counts by hashing) and the subject-code check; from the third round, the stored rows'
-specimens, their flags, the subject check, the reading of times (with the old time reader) and the long reader's
-raw frame."""
+specimens, their flags, the subject check, the reading of times (with the old time reader), the long reader's
+raw frame and the NUL check of a CSV file."""
 
 # ruff: noqa
 
@@ -752,3 +752,23 @@ def _subjects(self) -> None:
             ],
         )
         self.outcome[unknown] = REPORTED
+
+
+from celltrial.errors import DataError
+
+
+def _check_text(path: Path, what: str) -> None:
+    """A NUL character (byte 0) marks a damaged or binary file, and no database keeps it."""
+    offset = 0
+    lines = 1
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            at = block.find(b"\x00")
+            if at >= 0:
+                line = lines + block.count(b"\n", 0, at)
+                raise DataError(
+                    f"{path}: line {line} holds a NUL character (byte {offset + at + 1} is 0); "
+                    f"expected text: the {what} is damaged or not a CSV file"
+                )
+            lines += block.count(b"\n")
+            offset += len(block)

@@ -615,3 +615,35 @@ def test_times_and_days_read_as_before() -> None:
             pd.testing.assert_series_equal(times, old_times)
             pd.testing.assert_series_equal(bad, old_bad)
             pd.testing.assert_series_equal(days, date_only(cells))
+
+
+def test_nul_found_as_before(tmp_path: Path) -> None:
+    """A CSV file's NUL character, whose line is now counted only once one is found, is
+    refused with the old message: in the first block of the file, far beyond it, on a last line
+    without its line end; a file without one passes."""
+    from celltrial.errors import DataError
+    from celltrial.ingest.tables import _check_text
+
+    row = b"P01,2020-02-01 08:00,CRP,5,mg/L\n"
+    many = row * (5_000_000 // len(row))  # more than one block of 4 MiB
+    cases = {
+        "first": row * 3 + b"P0\x001,x\n" + row,
+        "far": many + row * 7 + b"P02,\x00\n" + row,
+        "last": many + b"P03,5\x00",
+        "crlf": row.replace(b"\n", b"\r\n") * 9 + b"\x00",
+        "none": many,
+    }
+    for name, content in cases.items():
+        path = tmp_path / f"{name}.csv"
+        path.write_bytes(content)
+        said = []
+        for check in (_check_text, reference_before._check_text):
+            try:
+                check(path, "lab file")
+                said.append(None)
+            except DataError as error:
+                said.append(str(error))
+        assert said[0] == said[1]
+        assert (said[0] is None) == (name == "none")
+    with pytest.raises(DataError, match="line 4 holds a NUL"):
+        _check_text(tmp_path / "first.csv", "x")

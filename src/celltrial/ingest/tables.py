@@ -278,20 +278,33 @@ _EXACT_WHOLE = 2**53
 
 
 def _check_text(path: Path, what: str) -> None:
-    """A NUL character (byte 0) marks a damaged or binary file, and no database keeps it."""
+    """A NUL character (byte 0) marks a damaged or binary file, and no database keeps it.
+    Lines are counted only to say where one is (a whole file's lines cost more than the
+    search)."""
     offset = 0
-    lines = 1
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 22), b""):
             at = block.find(b"\x00")
             if at >= 0:
-                line = lines + block.count(b"\n", 0, at)
+                line = 1 + _newlines(path, offset) + block.count(b"\n", 0, at)
                 raise DataError(
                     f"{path}: line {line} holds a NUL character (byte {offset + at + 1} is 0); "
                     f"expected text: the {what} is damaged or not a CSV file"
                 )
-            lines += block.count(b"\n")
             offset += len(block)
+
+
+def _newlines(path: Path, size: int) -> int:
+    """The line ends among the first ``size`` bytes of ``path``."""
+    count = 0
+    with path.open("rb") as handle:
+        while size > 0:
+            block = handle.read(min(size, 1 << 22))
+            if not block:
+                break
+            count += block.count(b"\n")
+            size -= len(block)
+    return count
 
 
 def _check_header(path: Path, header: list[str], what: str) -> None:
