@@ -2,11 +2,11 @@
 interpreter for before it is acknowledged), per kind of write, beside an earlier checkout.
 
 Run: python benchmarks/bench_refresh.py [--subjects 20] [--new-subjects 8] [--repeat 15]
-     [--rounds 2] [--before DIR] [--db URL]
+     [--rounds 2] [--before DIR]
 
 Set-up (not timed): the study of ``bench_web.py`` (a simulated cohort, subjects newly enrolled
-without infusions, a released lot), in SQLite in a temporary folder unless ``--db`` names a
-PostgreSQL server. Each checkout (this one, and ``--before DIR``, another checkout's ``src``) runs
+without infusions, a released lot), in SQLite in a temporary folder (the refresh is the same
+Python work on either database; ``bench_web.py`` runs on PostgreSQL). Each checkout (this one, and ``--before DIR``, another checkout's ``src``) runs
 in its own process on its own copy of the study, the checkouts in turn, ``--rounds`` times.
 
 In each process the analyses are made once, then for each kind of change — an adverse event added,
