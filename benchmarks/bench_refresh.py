@@ -6,8 +6,9 @@ Run: python benchmarks/bench_refresh.py [--subjects 20] [--new-subjects 8] [--re
 
 Set-up (not timed): the study of ``bench_web.py`` (a simulated cohort, subjects newly enrolled
 without infusions, a released lot), in SQLite in a temporary folder (the refresh is the same
-Python work on either database; ``bench_web.py`` runs on PostgreSQL). Each checkout (this one, and ``--before DIR``, another checkout's ``src``) runs
-in its own process on its own copy of the study, the checkouts in turn, ``--rounds`` times.
+Python work on either database; ``bench_web.py`` runs on PostgreSQL). Each checkout (this one,
+and ``--before DIR``, another checkout's ``src``) runs in its own process on its own copy of the
+study, the checkouts in turn, ``--rounds`` times.
 
 In each process the analyses are made once, then for each kind of change — an adverse event added,
 an infusion's volume edited, the first infusion of a new subject (its day 0 moves), that subject's
