@@ -203,20 +203,20 @@ def test_a_splice_out_of_order_or_keeping_old_rows_fails_the_check(study, monkey
     """The check is not blind: put in place wrongly, the overview differs from one afresh."""
     protocol, frames = study
     code = code_at(frames, 0)
-    put_in_place = overview._put_in_place
+    put_in_place = overview.put_subjects_in_place
 
     def appended(kept, derived, codes, position=None):
         others = kept[~kept["subject_id"].isin(codes)]
         return pd.concat([others, derived], ignore_index=True)
 
-    monkeypatch.setattr(overview, "_put_in_place", appended)
+    monkeypatch.setattr(overview, "put_subjects_in_place", appended)
     with pytest.raises(AssertionError, match="different"):
         check(protocol, untreated(frames, code), frames, {code}, "appended at the end")
 
     def old_rows_kept(kept, derived, codes, position=None):
         return put_in_place(kept, derived, set(), position)
 
-    monkeypatch.setattr(overview, "_put_in_place", old_rows_kept)
+    monkeypatch.setattr(overview, "put_subjects_in_place", old_rows_kept)
     moved = first_moved(frames, code, pd.Timedelta(days=1))
     with pytest.raises(AssertionError, match="different"):
         check(protocol, frames, moved, {code}, "old rows kept")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 import pandas as pd
 
 from celltrial.errors import DataError
@@ -122,3 +123,31 @@ def same_columns(one: pd.DataFrame, other: pd.DataFrame, columns: Iterable[str])
     if not all(c in one.columns and c in other.columns for c in columns):
         return False
     return one[columns].reset_index(drop=True).equals(other[columns].reset_index(drop=True))
+
+
+def put_subjects_in_place(
+    kept: pd.DataFrame,
+    derived: pd.DataFrame,
+    codes: set[str],
+    position: pd.Index | None = None,
+) -> pd.DataFrame | None:
+    """``kept`` with its rows of subjects ``codes`` replaced by ``derived`` (those subjects'
+    rows, in the order deriving gives them): subjects in the order of ``position`` (their
+    subject codes in frame order), else sorted by code; each subject's rows in their order.
+
+    None when either side has no rows or their columns or types differ (deriving all at once
+    would then type a column otherwise).
+    """
+    others = kept[~kept["subject_id"].isin(codes)]
+    if (
+        others.empty
+        or derived.empty
+        or list(others.columns) != list(derived.columns)
+        or not others.dtypes.equals(derived.dtypes)
+    ):
+        return None
+    both = pd.concat([others, derived], ignore_index=True)
+    if position is None:
+        return both.sort_values("subject_id", kind="stable").reset_index(drop=True)
+    order = np.argsort(position.get_indexer(both["subject_id"]), kind="stable")
+    return both.take(order).reset_index(drop=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from celltrial.frames import put_subjects_in_place
 from celltrial.protocol import Protocol
 from celltrial.protocol.deviations import DeviationRows, derive_deviation_rows, order_deviations
 from celltrial.protocol.schedule import Schedule, derive_schedule, subject_days, summarize_visits
@@ -225,9 +226,9 @@ def _with_subjects_derived_again(
     part = derive_follow_up_end(part, own["subjects"], today=today, zone=protocol.study.timezone)
     kept = previous.schedule
     position = pd.Index(subjects["subject_id"])
-    infusions = _put_in_place(kept.infusions, part.infusions, codes, position)
-    assessments = _put_in_place(kept.visit_assessments, part.visit_assessments, codes)
-    visits = _put_in_place(kept.visits, part.visits, codes)
+    infusions = put_subjects_in_place(kept.infusions, part.infusions, codes, position)
+    assessments = put_subjects_in_place(kept.visit_assessments, part.visit_assessments, codes)
+    visits = put_subjects_in_place(kept.visits, part.visits, codes)
     if infusions is None or assessments is None or visits is None:
         return None
     rows = derive_deviation_rows(
@@ -254,34 +255,6 @@ def _with_subjects_derived_again(
 def _rows_of(frame: pd.DataFrame, codes: set[str]) -> pd.DataFrame:
     """The rows of subjects ``codes``, in frame order, numbered from 0."""
     return frame[frame["subject_id"].isin(codes)].reset_index(drop=True)
-
-
-def _put_in_place(
-    kept: pd.DataFrame,
-    derived: pd.DataFrame,
-    codes: set[str],
-    position: pd.Index | None = None,
-) -> pd.DataFrame | None:
-    """``kept`` with its rows of subjects ``codes`` replaced by ``derived`` (those subjects'
-    rows, in the order deriving gives them): subjects in the order of ``position`` (their
-    subject codes in frame order), else sorted by code; each subject's rows in their order.
-
-    None when either side has no rows or their columns or types differ (deriving all at once
-    would then type a column otherwise).
-    """
-    others = kept[~kept["subject_id"].isin(codes)]
-    if (
-        others.empty
-        or derived.empty
-        or list(others.columns) != list(derived.columns)
-        or not others.dtypes.equals(derived.dtypes)
-    ):
-        return None
-    both = pd.concat([others, derived], ignore_index=True)
-    if position is None:
-        return both.sort_values("subject_id", kind="stable").reset_index(drop=True)
-    order = np.argsort(position.get_indexer(both["subject_id"]), kind="stable")
-    return both.take(order).reset_index(drop=True)
 
 
 def same_study_date(one: pd.Timestamp, other: pd.Timestamp, zone: str) -> bool:

@@ -7,7 +7,7 @@ from collections.abc import Collection
 import pandas as pd
 
 from celltrial.efficacy.baseline import select_baseline_rows
-from celltrial.frames import same_columns
+from celltrial.frames import put_subjects_in_place, same_columns
 from celltrial.protocol import Protocol
 from celltrial.safety.events import derive_ae_timing
 from celltrial.safety.grading import derive_lab_grades
@@ -146,16 +146,7 @@ def _with_signals_derived_again(
         for name, frame in (("observations", frames.observations), ("infusions", frames.infusions))
     }
     derived = _signals(protocol, own["observations"], own["infusions"])
-    others = kept[~kept["subject_id"].isin(codes)]
-    if (
-        others.empty
-        or derived.empty
-        or list(others.columns) != list(derived.columns)
-        or not others.dtypes.equals(derived.dtypes)
-    ):
-        return None
-    both = pd.concat([others, derived], ignore_index=True)
-    return both.sort_values("subject_id", kind="stable").reset_index(drop=True)
+    return put_subjects_in_place(kept, derived, codes)
 
 
 def same_lab_inputs(before: StudyFrames, after: StudyFrames) -> bool:
