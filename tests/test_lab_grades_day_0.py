@@ -18,6 +18,8 @@ from celltrial.store.loading import load_simulated_cohort
 from celltrial.study import StudyFrames, init_study, read_study_frames
 from celltrial.timeline import derive_study_day
 
+#: The simulated studies' time zone.
+ZONE = "Asia/Shanghai"
 #: frame -> (time column, study-day column), as the readers derive them
 STUDY_DAYS = {
     "observations": ("time", "study_day"),
@@ -36,22 +38,30 @@ def study(request, tmp_path_factory):
     return handle.protocol, read_study_frames(handle)
 
 
-def untreated(frames: StudyFrames, code: str) -> StudyFrames:
-    """``frames`` as they were before ``code``'s infusions: no day 0 for that subject, every
-    study day derived from the others' first infusions (as the readers derive them)."""
-    infusions = frames.infusions[frames.infusions["subject_id"] != code].reset_index(drop=True)
+def with_infusions(frames: StudyFrames, infusions: pd.DataFrame) -> StudyFrames:
+    """``frames`` with these infusions: each subject's day 0 and every study day derived from
+    them, as the readers derive them."""
     first = first_infusions(infusions)
-    zone = "Asia/Shanghai"
     subjects = frames.subjects.assign(
         first_infusion=pd.to_datetime(
             first.reindex(frames.subjects["subject_id"]).to_numpy(), utc=True
         )
     )
     days = {
-        name: derive_study_day(getattr(frames, name), first, zone, time_column=t, day_column=d)
+        name: derive_study_day(getattr(frames, name), first, ZONE, time_column=t, day_column=d)
         for name, (t, d) in STUDY_DAYS.items()
     }
+    infusions = derive_study_day(
+        infusions.reset_index(drop=True), first, ZONE, time_column="start_time"
+    )
     return replace(frames, subjects=subjects, infusions=infusions, **days)
+
+
+def untreated(frames: StudyFrames, code: str) -> StudyFrames:
+    """``frames`` as they were before ``code``'s infusions: no day 0 for that subject, every
+    study day derived from the others' first infusions (as the readers derive them)."""
+    infusions = frames.infusions
+    return with_infusions(frames, infusions[infusions["subject_id"] != code])
 
 
 def without_observations(frames: StudyFrames, code: str) -> StudyFrames:

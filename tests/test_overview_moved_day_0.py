@@ -24,14 +24,11 @@ from celltrial.protocol.schedule import (
     summarize_visits,
 )
 from celltrial.store.database import study_session
-from celltrial.store.frames import first_infusions
 from celltrial.store.loading import load_simulated_cohort
 from celltrial.study import StudyFrames, init_study, read_study_frames
-from celltrial.timeline import derive_study_day
-from tests.test_lab_grades_day_0 import STUDY_DAYS
+from tests.test_lab_grades_day_0 import ZONE, with_infusions
 
 PARTS = ("summary", "infusions", "visits", "visit_assessments", "deviations")
-ZONE = "Asia/Shanghai"
 
 
 @pytest.fixture(scope="module", params=[5, 30], ids=lambda n: f"{n} subjects")
@@ -42,25 +39,6 @@ def study(request, tmp_path_factory):
         load_simulated_cohort(session, handle.study_id, cohort)
     assert handle.protocol.study.timezone == ZONE
     return handle.protocol, read_study_frames(handle)
-
-
-def with_infusions(frames: StudyFrames, infusions: pd.DataFrame) -> StudyFrames:
-    """``frames`` with these infusions: each subject's day 0 and every study day derived from
-    them, as the readers derive them."""
-    first = first_infusions(infusions)
-    subjects = frames.subjects.assign(
-        first_infusion=pd.to_datetime(
-            first.reindex(frames.subjects["subject_id"]).to_numpy(), utc=True
-        )
-    )
-    days = {
-        name: derive_study_day(getattr(frames, name), first, ZONE, time_column=t, day_column=d)
-        for name, (t, d) in STUDY_DAYS.items()
-    }
-    infusions = derive_study_day(
-        infusions.reset_index(drop=True), first, ZONE, time_column="start_time"
-    )
-    return replace(frames, subjects=subjects, infusions=infusions, **days)
 
 
 def untreated(frames: StudyFrames, *codes: str) -> StudyFrames:
